@@ -1,0 +1,28 @@
+# ibdiv: information-bottleneck diagnostics of generative diversity.
+# Thin entry point: config + schema validation, rule files, and the default target.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+# `--configfile config.quick.yaml` replaces config.yaml instead of merging into it, so
+# a smaller config never inherits the default datasets.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/tokenizer.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        expand("results/{dataset}/figures/examples.png", dataset=DATASETS),
+        expand("results/{dataset}/tokens.npz", dataset=DATASETS),
+        expand("results/{dataset}/tokenizer/evaluation.json", dataset=DATASETS),
+        expand("results/{dataset}/figures/reconstructions.png", dataset=DATASETS),

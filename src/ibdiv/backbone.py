@@ -1,0 +1,339 @@
+"""One small transformer shared by every learned family (DESIGN §3: the fair-comparison control).
+
+The sequence the network reads is ``[condition, z_0, ..., z_{N-1}]``: a class-embedding prefix
+(LlamaGen c2i style) followed by code embeddings in raster order.
+
+* causal (AR): the input is ``[condition, z_0, ..., z_{N-2}]``; output ``i`` predicts ``z_i``.
+* bidirectional (MIM, diffusion): the input is ``[condition, z_0, ..., z_{N-1}]`` where unknown
+  positions hold the MASK row; output ``i`` (read at sequence position ``i + 1``) predicts ``z_i``.
+
+Both variants allocate exactly the same tables (AR never reads the MASK row nor the last
+position row), so AR and MIM/diffusion have identical parameter counts.
+
+This module also holds what every generative process needs to turn logits into tokens
+(guidance and perturbed inputs, temperature / top-k / top-p, Gumbel-max draws) and the
+resumable ``DecodeState`` (kept here so the family modules need not import sampling.py, which
+imports them).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class BackboneConfig:
+    vocab_size: int  # K codes; the token table has one more row, MASK = K
+    seq_len: int  # N tokens per image
+    n_classes: int  # C classes; the class table has one more row, NULL = C (for CFG)
+    d_model: int = 96
+    n_layers: int = 3
+    n_heads: int = 4
+    dropout: float = 0.0
+    causal: bool = False
+
+
+@dataclass
+class KVCache:
+    """Keys and values of every layer for the sequence positions already processed."""
+
+    keys: list = field(default_factory=list)
+    values: list = field(default_factory=list)
+
+    @property
+    def length(self) -> int:
+        return 0 if not self.keys else self.keys[0].shape[2]
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: BackboneConfig):
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.causal = cfg.causal
+        self.dropout = cfg.dropout
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None, layer: int) -> torch.Tensor:
+        n, m, d = x.shape
+        q, k, v = self.qkv(x).split(d, dim=2)
+        q, k, v = (t.view(n, m, self.n_heads, d // self.n_heads).transpose(1, 2) for t in (q, k, v))
+        past = 0
+        if cache is not None:
+            past = cache.keys[layer].shape[2] if layer < len(cache.keys) else 0
+            if past:
+                k = torch.cat([cache.keys[layer], k], dim=2)
+                v = torch.cat([cache.values[layer], v], dim=2)
+                cache.keys[layer], cache.values[layer] = k, v
+            else:
+                cache.keys.append(k)
+                cache.values.append(v)
+        # a single new query may see every cached key; a chunk needs the causal mask
+        mask = causal_mask(m, past, x.device) if self.causal and m > 1 else None
+        drop = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+        return self.proj(y.transpose(1, 2).reshape(n, m, d))
+
+
+def causal_mask(m: int, past: int, device) -> torch.Tensor:
+    """Boolean (m, past + m) mask: new query j (absolute position past + j) sees keys <= it."""
+    query_pos = past + torch.arange(m, device=device)[:, None]
+    key_pos = torch.arange(past + m, device=device)[None, :]
+    return key_pos <= query_pos
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: BackboneConfig):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.attn = SelfAttention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.d_model, 4 * cfg.d_model),
+            nn.GELU(),
+            nn.Linear(4 * cfg.d_model, cfg.d_model),
+            nn.Dropout(cfg.dropout),
+        )
+
+    def forward(self, x, cache: KVCache | None = None, layer: int = 0):
+        x = x + self.attn(self.ln1(x), cache, layer)
+        return x + self.mlp(self.ln2(x))
+
+
+class Backbone(nn.Module):
+    """Class-conditional transformer over code tokens; subclasses name the family."""
+
+    family = "backbone"
+    causal = False  # attention pattern the family needs; the config must agree
+
+    def __init__(self, config: BackboneConfig):
+        super().__init__()
+        if config.causal != self.causal:
+            raise ValueError(f"{type(self).__name__} needs causal={self.causal}")
+        self.config = config
+        K, N, C, d = config.vocab_size, config.seq_len, config.n_classes, config.d_model
+        self.tok_emb = nn.Embedding(K + 1, d)  # row K = MASK
+        self.cls_emb = nn.Embedding(C + 1, d)  # row C = NULL (label dropout, CFG)
+        self.pos_emb = nn.Parameter(torch.zeros(1, N + 1, d))  # class prefix + N tokens
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.ln_f = nn.LayerNorm(d)
+        self.head = nn.Linear(d, K)
+        self.apply(_init_weights)
+        nn.init.normal_(self.pos_emb, std=0.02)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.config.vocab_size
+
+    @property
+    def mask_id(self) -> int:
+        return self.config.vocab_size
+
+    @property
+    def null_class(self) -> int:
+        return self.config.n_classes
+
+    @classmethod
+    def build(cls, vocab_size: int, seq_len: int, n_classes: int, cfg: dict):
+        """From a training config (see train_prior.DEFAULT_CFG for the keys read here)."""
+        arch = {key: cfg[key] for key in ("d_model", "n_layers", "n_heads", "dropout")}
+        return cls(BackboneConfig(vocab_size, seq_len, n_classes, causal=cls.causal, **arch))
+
+    def spec(self) -> dict:
+        """Constructor arguments, JSON-able (see train_prior.save_model)."""
+        return {"config": asdict(self.config)}
+
+    @classmethod
+    def from_spec(cls, spec: dict):
+        return cls(BackboneConfig(**spec["config"]))
+
+    # --- inputs -----------------------------------------------------------------------------
+    def condition(self, classes: torch.Tensor, cond_override: torch.Tensor | None) -> torch.Tensor:
+        return self.cls_emb(classes) if cond_override is None else cond_override
+
+    def embed_tokens(self, tokens: torch.Tensor, code_table: torch.Tensor | None) -> torch.Tensor:
+        """Code rows from ``code_table`` (n, K, d) when given; MASK always from the real table."""
+        if code_table is None:
+            return self.tok_emb(tokens)
+        K = self.config.vocab_size
+        rows = torch.arange(tokens.shape[0], device=tokens.device)[:, None]
+        codes = code_table[rows, tokens.clamp(max=K - 1)]
+        special = self.tok_emb(tokens.clamp(min=K))
+        return torch.where((tokens < K)[..., None], codes, special)
+
+    def _run(self, x: torch.Tensor, start: int, cache: KVCache | None = None) -> torch.Tensor:
+        x = self.drop(x + self.pos_emb[:, start : start + x.shape[1]])
+        for layer, block in enumerate(self.blocks):
+            x = block(x, cache, layer)
+        return self.head(self.ln_f(x))
+
+    # --- full-sequence pass (training, likelihood, MIM/diffusion decoding) ----------------
+    def forward(self, tokens, classes, *, cond_override=None, code_table=None) -> torch.Tensor:
+        """Logits (n, L, K) for every token position of ``tokens`` (n, L).
+
+        Causal: position i conditions on tokens[:, :i] only (teacher forcing; the last input
+        token is never read). Bidirectional: position i sees the whole (partially masked) grid.
+        """
+        cond = self.condition(classes, cond_override)[:, None]
+        if self.config.causal:
+            x = torch.cat([cond, self.embed_tokens(tokens[:, :-1], code_table)], dim=1)
+            return self._run(x, start=0)
+        x = torch.cat([cond, self.embed_tokens(tokens, code_table)], dim=1)
+        return self._run(x, start=0)[:, 1:]
+
+    # --- incremental causal pass (AR sampling) ------------------------------------------
+    def forward_step(self, new_tokens, classes, cache: KVCache, *, cond_override=None,
+                     code_table=None) -> torch.Tensor:
+        """Feed ``new_tokens`` (n, m) after what ``cache`` holds; logits (n, K) of the next token.
+
+        On an empty cache the class prefix is fed first, so ``new_tokens`` may have m = 0.
+        """
+        assert self.config.causal, "the KV cache only makes sense for the causal backbone"
+        start = cache.length
+        x = self.embed_tokens(new_tokens, code_table)
+        if start == 0:
+            x = torch.cat([self.condition(classes, cond_override)[:, None], x], dim=1)
+        return self._run(x, start, cache)[:, -1]
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+
+
+# ----------------------------------------------------------------------------------------
+# From logits to tokens (shared by every family)
+# ----------------------------------------------------------------------------------------
+
+class Guidance:
+    """The network inputs of one batch: conditional, plus unconditional when cfg_scale != 1.
+
+    ``perturbation`` (duck-typed: ``cond_noise`` (n, d) and ``code_noise`` (n, K, d), each may be
+    None) is added to the class embedding and to the code rows the network reads. The
+    unconditional branch keeps the clean NULL embedding (prompt noise perturbs the prompt, and
+    "no prompt" has none) but reads the same perturbed code table. With cfg_scale == 1 the
+    unconditional pass is not even run, so guidance 1 is bit-identical to no guidance.
+    """
+
+    def __init__(self, model: Backbone, classes: torch.Tensor, cfg_scale: float, perturbation):
+        self.scale = cfg_scale
+        self.guided = cfg_scale != 1.0
+        cond_override = code_table = None
+        if perturbation is not None and perturbation.cond_noise is not None:
+            cond_override = model.cls_emb(classes) + perturbation.cond_noise
+        if perturbation is not None and perturbation.code_noise is not None:
+            code_table = model.tok_emb.weight[: model.config.vocab_size] + perturbation.code_noise
+        if self.guided:
+            null = torch.full_like(classes, model.null_class)
+            if cond_override is not None:
+                cond_override = torch.cat([cond_override, model.cls_emb(null)])
+            if code_table is not None:
+                code_table = torch.cat([code_table, code_table])
+            classes = torch.cat([classes, null])
+        self.classes = classes
+        self.kwargs = {"cond_override": cond_override, "code_table": code_table}
+
+    def batch(self, tokens: torch.Tensor) -> torch.Tensor:
+        return torch.cat([tokens, tokens]) if self.guided else tokens
+
+    def logits(self, raw: torch.Tensor) -> torch.Tensor:
+        """CFG on logits as in LlamaGen: uncond + s (cond - uncond)."""
+        if not self.guided:
+            return raw
+        cond, uncond = raw.chunk(2)
+        return uncond + self.scale * (cond - uncond)
+
+
+def sampling_log_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0,
+                       top_p: float = 1.0) -> torch.Tensor:
+    """Log-probabilities of the distribution actually sampled from (-inf outside the support).
+
+    Order as in LlamaGen: temperature, then top-k, then nucleus (top-p) on the tempered softmax.
+    top_k = 0 and top_p = 1 mean no truncation.
+    """
+    logits = logits / temperature
+    if top_k:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        mass_before = sorted_logits.softmax(-1).cumsum(-1) - sorted_logits.softmax(-1)
+        drop_sorted = mass_before >= top_p  # keep the smallest prefix whose mass reaches top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits.log_softmax(-1)
+
+
+def gumbel(shape, generator: torch.Generator) -> torch.Tensor:
+    u = torch.rand(shape, generator=generator).clamp_(min=torch.finfo(torch.float32).tiny)
+    return -torch.log(-torch.log(u))
+
+
+def draw(log_probs: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gumbel-max draw from categorical log-probs (..., K); returns (tokens, their log-probs).
+
+    Gumbel-max needs exactly K uniforms per draw, so randomness is consumed in a fixed order
+    whatever the distribution: the property stop/resume reproducibility relies on.
+    """
+    tokens = (log_probs + gumbel(log_probs.shape, generator)).argmax(-1)
+    return tokens, log_probs.gather(-1, tokens[..., None]).squeeze(-1)
+
+
+# ----------------------------------------------------------------------------------------
+# Resumable decoding state (shared by every family)
+# ----------------------------------------------------------------------------------------
+
+@dataclass
+class DecodeState:
+    """Where a generative process stands: enough to continue it with any generator.
+
+    ``tokens`` holds MASK (= K) at uncommitted positions; ``logprobs`` is NaN there.
+    ``schedule`` holds the knobs that fix the process's step grid; resuming must not change them.
+    """
+
+    classes: torch.Tensor
+    tokens: torch.Tensor
+    committed: torch.Tensor
+    logprobs: torch.Tensor
+    step: int
+    total_steps: int
+    schedule: dict
+    trace: dict
+
+    @classmethod
+    def fresh(cls, classes: torch.Tensor, seq_len: int, mask_id: int, total_steps: int,
+              schedule: dict, trace_keys: tuple[str, ...] = ("committed",)) -> "DecodeState":
+        n = classes.shape[0]
+        return cls(
+            classes=classes,
+            tokens=torch.full((n, seq_len), mask_id, dtype=torch.long),
+            committed=torch.zeros(n, seq_len, dtype=torch.bool),
+            logprobs=torch.full((n, seq_len), math.nan),
+            step=0,
+            total_steps=total_steps,
+            schedule=dict(schedule),
+            trace={key: [] for key in trace_keys},
+        )
+
+    @property
+    def finished(self) -> bool:
+        return self.step >= self.total_steps
+
+    def reached(self, stop_at: float | None) -> bool:
+        """True when a fraction >= stop_at of the tokens is committed in every sample."""
+        if stop_at is None:
+            return False
+        per_sample = self.committed.sum(1).min().item()
+        return per_sample >= stop_at * self.tokens.shape[1] - 1e-9
+
+    def check_schedule(self, schedule: dict) -> None:
+        if schedule != self.schedule:
+            raise ValueError(f"resume must keep the step grid {self.schedule}, got {schedule}")

@@ -1,0 +1,41 @@
+"""Config loading and schema validation outside Snakemake (library users, tests).
+
+Snakemake validates the same schema in the Snakefile; this module gives the same
+error (naming the offending key) to code that does not go through Snakemake.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def validate_config(config: dict, schema_path=SCHEMA_PATH) -> dict:
+    """Raise ConfigError naming the key path and the problem; return the config."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [f"{'.'.join(map(str, e.absolute_path)) or '<top level>'}: {e.message}" for e in errors]
+        raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
+    return config
+
+
+def load_config(path) -> dict:
+    return validate_config(yaml.safe_load(Path(path).read_text()))
+
+
+def derive_seed(base: int, *names) -> int:
+    """A stable per-job seed from the base seed and names (e.g. dataset, stage), so that
+    jobs never share a random stream and adding a job never shifts another's."""
+    import hashlib
+
+    digest = hashlib.sha256(":".join(map(str, (base, *names))).encode()).digest()
+    return int.from_bytes(digest[:4], "little")

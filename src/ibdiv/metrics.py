@@ -1,0 +1,402 @@
+"""Offline quality and diversity metrics (DESIGN §6; reference/models.md §4).
+
+Two input kinds:
+- feature arrays, float (n, d): penultimate-layer features of the in-pipeline classifier
+  (no downloaded Inception weights), used for FD, KID, PRDC and Vendi;
+- token arrays, int (n, N) (or (n, h, w), flattened): token grids, used for Hamming Vendi,
+  mean pairwise Hamming distance and memorisation.
+
+Everything is pure numpy/scipy and written from the papers' definitions:
+Fréchet distance (Heusel et al. 2017), KID (Bińkowski et al. 2018), PRDC (Naeem et al. 2020),
+Vendi score (Friedman & Dieng 2023). Entropies that are reported as entropies are in bits;
+the Vendi score is exp(Shannon entropy), which is base-independent as long as log and exp match.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, NamedTuple
+
+import numpy as np
+from scipy.spatial.distance import cdist
+
+__all__ = [
+    "KIDResult",
+    "PRDC",
+    "Memorisation",
+    "conditioning_accuracy",
+    "frechet_distance",
+    "kid",
+    "prdc",
+    "vendi_from_kernel",
+    "vendi_score",
+    "within_class_vendi",
+    "hamming_vendi",
+    "mean_pairwise_hamming",
+    "memorisation",
+    "classifier_entropy",
+]
+
+
+class KIDResult(NamedTuple):
+    mean: float  # unbiased MMD² averaged over subsets (can be slightly negative)
+    se: float  # std over subsets / sqrt(n_subsets); subsets overlap, so this is approximate
+
+
+class PRDC(NamedTuple):
+    precision: float
+    recall: float
+    density: float
+    coverage: float
+
+
+class Memorisation(NamedTuple):
+    copy_rate: float  # fraction of generated grids that occur exactly in the training set
+    gen_nn_hamming: float  # mean over generated of min normalised Hamming distance to train
+    ref_nn_hamming: float  # the same for held-out real grids (the baseline)
+    nn_ratio: float  # gen / ref; < 1 means samples sit closer to train than real data does
+    ref_copy_rate: float  # held-out copy rate: small grids repeat even without memorisation
+
+
+# ---------------------------------------------------------------------------------------------
+# input checks
+# ---------------------------------------------------------------------------------------------
+
+
+def _as_features(x, name: str) -> np.ndarray:
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n, d), got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains non-finite values")
+    return arr
+
+
+def _as_tokens(x, name: str) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.ndim < 2:
+        raise ValueError(f"{name} must be (n, N) or (n, h, w) tokens, got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name} must have an integer dtype, got {arr.dtype}")
+    # Grids are compared position by position, so a (n, h, w) grid is just N = h*w positions.
+    return arr.reshape(arr.shape[0], -1).astype(np.int64, copy=False)
+
+
+def _same_width(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"{name_a} has width {a.shape[1]} but {name_b} has width {b.shape[1]}")
+
+
+# ---------------------------------------------------------------------------------------------
+# quality
+# ---------------------------------------------------------------------------------------------
+
+
+def conditioning_accuracy(pred_labels, target_labels) -> float:
+    """Fraction of samples the classifier assigns to the class they were generated for."""
+    pred = np.asarray(pred_labels).ravel()
+    target = np.asarray(target_labels).ravel()
+    if pred.shape != target.shape or pred.size == 0:
+        raise ValueError(f"need equal, non-empty label arrays, got {pred.shape} and {target.shape}")
+    return float(np.mean(pred == target))
+
+
+def _psd_sqrt(cov: np.ndarray) -> np.ndarray:
+    """Symmetric PSD square root by eigendecomposition; negative round-off eigenvalues -> 0."""
+    eigvals, eigvecs = np.linalg.eigh(cov)
+    return (eigvecs * np.sqrt(np.clip(eigvals, 0.0, None))) @ eigvecs.T
+
+
+def _trace_sqrt_product(cov_a: np.ndarray, cov_b: np.ndarray) -> float:
+    """tr sqrt(A B) for PSD A, B, computed as tr sqrt(A^½ B A^½).
+
+    The two are equal (similar matrices), but the symmetric form only needs `eigh`, so it never
+    produces the complex parts or NaNs that a general sqrtm of the non-symmetric A B can give
+    for singular covariances (N < d); no eps offset is needed.
+    """
+    root_a = _psd_sqrt(cov_a)
+    middle = root_a @ cov_b @ root_a
+    middle = (middle + middle.T) / 2.0  # remove round-off asymmetry before eigvalsh
+    return float(np.sum(np.sqrt(np.clip(np.linalg.eigvalsh(middle), 0.0, None))))
+
+
+def frechet_distance(feats_a, feats_b) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets of EQUAL size.
+
+    FD is biased upward roughly ∝ 1/N, so values are only comparable at equal N; unequal N is
+    refused rather than silently mis-compared.
+    """
+    a = _as_features(feats_a, "feats_a")
+    b = _as_features(feats_b, "feats_b")
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(
+            f"frechet_distance needs equal sample sizes (FD is biased ∝ 1/N): "
+            f"got N_a={a.shape[0]} and N_b={b.shape[0]}"
+        )
+    _same_width(a, b, "feats_a", "feats_b")
+    if a.shape[0] < 2:
+        raise ValueError("frechet_distance needs at least 2 samples per set")
+    mean_term = float(np.sum((a.mean(axis=0) - b.mean(axis=0)) ** 2))
+    cov_a = np.atleast_2d(np.cov(a, rowvar=False))
+    cov_b = np.atleast_2d(np.cov(b, rowvar=False))
+    fd = mean_term + np.trace(cov_a) + np.trace(cov_b) - 2.0 * _trace_sqrt_product(cov_a, cov_b)
+    # FD >= 0 mathematically; only round-off (~1e-12 relative) can push it below.
+    return float(max(fd, 0.0))
+
+
+def _polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The standard KID kernel (x·y/d + 1)^3."""
+    return (x @ y.T / x.shape[1] + 1.0) ** 3
+
+
+def _unbiased_mmd2(x: np.ndarray, y: np.ndarray) -> float:
+    """Unbiased MMD² (U-statistic): within-set sums exclude the i == j diagonal."""
+    m = x.shape[0]
+    k_xx = _polynomial_kernel(x, x)
+    k_yy = _polynomial_kernel(y, y)
+    k_xy = _polynomial_kernel(x, y)
+    within_x = (k_xx.sum() - np.trace(k_xx)) / (m * (m - 1))
+    within_y = (k_yy.sum() - np.trace(k_yy)) / (m * (m - 1))
+    return float(within_x + within_y - 2.0 * k_xy.mean())
+
+
+def kid(feats_a, feats_b, subset_size: int = 1000, n_subsets: int = 100, rng=None) -> KIDResult:
+    """Kernel Inception Distance (in whatever feature space is given): mean and SE over subsets.
+
+    subset_size is clipped to min(N_a, N_b) so small caches still work; rng is a seed or a
+    numpy Generator.
+    """
+    a = _as_features(feats_a, "feats_a")
+    b = _as_features(feats_b, "feats_b")
+    _same_width(a, b, "feats_a", "feats_b")
+    m = min(int(subset_size), a.shape[0], b.shape[0])
+    if m < 2:
+        raise ValueError(f"kid needs subsets of at least 2 samples, got {m}")
+    if n_subsets < 1:
+        raise ValueError(f"n_subsets must be >= 1, got {n_subsets}")
+    gen = np.random.default_rng(rng)
+    values = np.array(
+        [
+            _unbiased_mmd2(
+                a[gen.choice(a.shape[0], m, replace=False)],
+                b[gen.choice(b.shape[0], m, replace=False)],
+            )
+            for _ in range(n_subsets)
+        ]
+    )
+    se = float(values.std(ddof=1) / np.sqrt(n_subsets)) if n_subsets > 1 else float("nan")
+    return KIDResult(float(values.mean()), se)
+
+
+# ---------------------------------------------------------------------------------------------
+# precision / recall / density / coverage
+# ---------------------------------------------------------------------------------------------
+
+
+def _knn_radii(x: np.ndarray, k: int) -> np.ndarray:
+    """Distance from each point to its k-th nearest neighbour in the same set, excluding itself.
+
+    Self is excluded by index (not by distance 0) so exact duplicates still count as neighbours.
+    """
+    dist = cdist(x, x)
+    np.fill_diagonal(dist, np.inf)
+    return np.partition(dist, k - 1, axis=1)[:, k - 1]
+
+
+def prdc(real, fake, k: int = 5) -> PRDC:
+    """Precision, recall, density, coverage of `fake` against `real` (Naeem et al. 2020).
+
+    Each point owns a ball whose radius is its k-NN distance within its own set.
+    precision: fraction of fakes inside some real ball; recall: fraction of reals inside some
+    fake ball; density: mean number of real balls containing a fake, / k (≈1 when matched, can
+    exceed 1); coverage: fraction of real balls that contain at least one fake.
+    """
+    x = _as_features(real, "real")
+    y = _as_features(fake, "fake")
+    _same_width(x, y, "real", "fake")
+    if not 1 <= k < min(x.shape[0], y.shape[0]):
+        raise ValueError(f"need 1 <= k < min(N_real, N_fake); got k={k}, {x.shape[0]}, {y.shape[0]}")
+    real_radii = _knn_radii(x, k)
+    fake_radii = _knn_radii(y, k)
+    real_to_fake = cdist(x, y)  # (N_real, N_fake)
+    fake_in_real_ball = real_to_fake <= real_radii[:, None]
+    real_in_fake_ball = real_to_fake <= fake_radii[None, :]
+    return PRDC(
+        precision=float(fake_in_real_ball.any(axis=0).mean()),
+        recall=float(real_in_fake_ball.any(axis=1).mean()),
+        density=float(fake_in_real_ball.sum() / (k * y.shape[0])),
+        coverage=float(fake_in_real_ball.any(axis=1).mean()),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Vendi score
+# ---------------------------------------------------------------------------------------------
+
+
+def _vendi_from_eigenvalues(eigvals: np.ndarray) -> float:
+    """exp(Shannon entropy) of the spectrum of K/n (sums to 1 because K has unit diagonal).
+
+    Eigenvalues <= 0 are round-off of a PSD kernel and contribute 0 log 0 = 0.
+    """
+    p = eigvals[eigvals > 0]
+    return float(np.exp(-np.sum(p * np.log(p))))
+
+
+def vendi_from_kernel(kernel) -> float:
+    """Vendi score exp(H(eigenvalues of K/n)) for a PSD similarity matrix with unit diagonal."""
+    k_mat = np.asarray(kernel, dtype=np.float64)
+    if k_mat.ndim != 2 or k_mat.shape[0] != k_mat.shape[1] or k_mat.shape[0] == 0:
+        raise ValueError(f"kernel must be a non-empty square matrix, got shape {k_mat.shape}")
+    # The spectrum of K/n is a probability vector only if K_ii = 1 (trace n); refuse otherwise
+    # instead of returning an entropy of something that is not a distribution.
+    if not np.allclose(np.diag(k_mat), 1.0, atol=1e-6):
+        raise ValueError("vendi_from_kernel needs a unit-diagonal similarity matrix")
+    k_mat = (k_mat + k_mat.T) / 2.0
+    return _vendi_from_eigenvalues(np.linalg.eigvalsh(k_mat / k_mat.shape[0]))
+
+
+def _vendi_from_factor(factor: np.ndarray, scale: float) -> float:
+    """Vendi of K = scale * F Fᵀ without forming n×n when F has fewer columns than rows.
+
+    F Fᵀ and Fᵀ F share their non-zero eigenvalues, and zeros add nothing to the entropy, so the
+    smaller Gram matrix gives the same score (d×d instead of n×n for features with d < n).
+    """
+    n, width = factor.shape
+    gram = factor.T @ factor if width < n else factor @ factor.T
+    return _vendi_from_eigenvalues(np.linalg.eigvalsh(gram.astype(np.float64) * (scale / n)))
+
+
+def vendi_score(features) -> float:
+    """Vendi score with the cosine-similarity kernel: effective number of distinct samples."""
+    x = _as_features(features, "features")
+    norms = np.linalg.norm(x, axis=1)
+    if np.any(norms == 0):
+        raise ValueError("cosine similarity is undefined for all-zero feature rows")
+    return _vendi_from_factor(x / norms[:, None], scale=1.0)
+
+
+def within_class_vendi(features, labels) -> float:
+    """Mean over classes of the cosine Vendi score within each class.
+
+    Within-class, so that diversity that merely comes from covering many classes is not counted.
+    """
+    x = _as_features(features, "features")
+    y = np.asarray(labels).ravel()
+    if y.shape[0] != x.shape[0]:
+        raise ValueError(f"{x.shape[0]} feature rows but {y.shape[0]} labels")
+    return float(np.mean([vendi_score(x[y == c]) for c in np.unique(y)]))
+
+
+# ---------------------------------------------------------------------------------------------
+# token space: one-hot encoding so that position-wise agreement counts become matmuls
+# ---------------------------------------------------------------------------------------------
+
+
+def _one_hot_columns(*token_sets: np.ndarray) -> tuple[list[np.ndarray], int]:
+    """Map (position, token value) pairs to compact one-hot column indices shared by all sets.
+
+    Only values that occur at a position get a column, so the width is at most N * min(n, K)
+    however large the codebook is. Returns per-set (n, N) column-index arrays and the width.
+    """
+    stacked = np.concatenate(token_sets, axis=0)
+    columns = np.empty_like(stacked)
+    width = 0
+    for pos in range(stacked.shape[1]):  # loop over N positions only (tiny), never over pairs
+        _, codes = np.unique(stacked[:, pos], return_inverse=True)
+        columns[:, pos] = codes.ravel() + width
+        width += int(codes.max()) + 1
+    splits = np.cumsum([t.shape[0] for t in token_sets])[:-1]
+    return np.split(columns, splits, axis=0), width
+
+
+def _one_hot(columns: np.ndarray, width: int) -> np.ndarray:
+    """Dense float32 one-hot rows; counts of equal positions are exact integers in float32."""
+    out = np.zeros((columns.shape[0], width), dtype=np.float32)
+    out[np.arange(columns.shape[0])[:, None], columns] = 1.0
+    return out
+
+
+def _row_chunks(n: int, chunk: int) -> Iterator[slice]:
+    for start in range(0, n, chunk):
+        yield slice(start, min(start + chunk, n))
+
+
+def hamming_vendi(tokens) -> float:
+    """Vendi score with the Hamming-similarity kernel K_ij = fraction of equal positions.
+
+    K = X Xᵀ / N with X the one-hot encoding (each row has N ones, so K_ii = 1 and K is PSD).
+    """
+    z = _as_tokens(tokens, "tokens")
+    (columns,), width = _one_hot_columns(z)
+    return _vendi_from_factor(_one_hot(columns, width), scale=1.0 / z.shape[1])
+
+
+def mean_pairwise_hamming(tokens) -> float:
+    """Mean normalised Hamming distance over distinct pairs i != j, in [0, 1].
+
+    Computed from value counts per position in O(n N): the number of ordered equal pairs at a
+    position is Σ_v c_v² − n, so no n×n matrix is needed.
+    """
+    z = _as_tokens(tokens, "tokens")
+    n, n_pos = z.shape
+    if n < 2:
+        raise ValueError("mean_pairwise_hamming needs at least 2 samples")
+    (columns,), width = _one_hot_columns(z)
+    counts = np.bincount(columns.ravel(), minlength=width).astype(np.float64)
+    equal_pairs = (np.sum(counts**2) - n * n_pos) / (n * (n - 1))  # summed over positions
+    return float(1.0 - equal_pairs / n_pos)
+
+
+def _nn_hamming(queries: np.ndarray, pool: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Per query row: min normalised Hamming distance to any pool row (one-hot matmul, chunked)."""
+    (q_cols, p_cols), width = _one_hot_columns(queries, pool)
+    q_hot = _one_hot(q_cols, width)
+    best_equal = np.zeros(queries.shape[0], dtype=np.float32)
+    for rows in _row_chunks(pool.shape[0], chunk):  # chunks bound memory to n_query × chunk
+        equal = q_hot @ _one_hot(p_cols[rows], width).T
+        best_equal = np.maximum(best_equal, equal.max(axis=1))
+    return 1.0 - best_equal.astype(np.float64) / queries.shape[1]
+
+
+def _copy_rate(queries: np.ndarray, pool: np.ndarray) -> float:
+    """Fraction of query rows that occur exactly in pool, by hashing each row's bytes."""
+    pool_rows = {row.tobytes() for row in np.ascontiguousarray(pool)}
+    return float(np.mean([row.tobytes() in pool_rows for row in np.ascontiguousarray(queries)]))
+
+
+def memorisation(gen_tokens, train_tokens, ref_tokens) -> Memorisation:
+    """Exact copies of training grids and nearest-neighbour Hamming distance to the training set.
+
+    The held-out reference set's own distance to train is the baseline: on small token grids
+    real images are close to (even equal to) training grids without any memorisation, so only
+    the ratio gen/ref says whether samples sit unusually close to the training data.
+    """
+    gen = _as_tokens(gen_tokens, "gen_tokens")
+    train = _as_tokens(train_tokens, "train_tokens")
+    ref = _as_tokens(ref_tokens, "ref_tokens")
+    _same_width(gen, train, "gen_tokens", "train_tokens")
+    _same_width(ref, train, "ref_tokens", "train_tokens")
+    gen_nn = float(_nn_hamming(gen, train).mean())
+    ref_nn = float(_nn_hamming(ref, train).mean())
+    return Memorisation(
+        copy_rate=_copy_rate(gen, train),
+        gen_nn_hamming=gen_nn,
+        ref_nn_hamming=ref_nn,
+        nn_ratio=gen_nn / ref_nn if ref_nn > 0 else float("nan"),
+        ref_copy_rate=_copy_rate(ref, train),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# classifier-based diversity check
+# ---------------------------------------------------------------------------------------------
+
+
+def classifier_entropy(probs) -> float:
+    """Mean entropy (bits) of the classifier's predicted class distributions, rows (n, C)."""
+    p = _as_features(probs, "probs")
+    if np.any(p < 0) or not np.allclose(p.sum(axis=1), 1.0, atol=1e-6):
+        raise ValueError("probs rows must be non-negative and sum to 1")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, -p * np.log2(p), 0.0)  # 0 log 0 = 0
+    return float(terms.sum(axis=1).mean())

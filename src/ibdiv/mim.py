@@ -1,0 +1,98 @@
+"""Masked image modelling family (MaskGIT).
+
+Training: a masking ratio gamma(u) = cos(pi u / 2), u ~ U(0, 1), of the N tokens is masked
+(at least one) at uniformly random positions; cross-entropy on the masked positions.
+
+Decoding (google-research/maskgit parallel_decode): at step t = 0..T-1 every masked position
+draws a token (after guidance and temperature); ratio r = (t + 1) / T; the N - mask_len most
+confident positions stay committed, where mask_len = floor(N gamma(r)) clamped to
+[1, unknown - 1] and confidence = log p(draw) + choice_temperature (1 - r) Gumbel. Committed
+tokens have confidence +inf, so they are never re-masked. The last step commits everything
+(MaskGIT returns the last step's pre-remask draws).
+
+Held-out likelihood: MIM has no likelihood of its own; it is scored with the same absorbing
+diffusion ELBO estimator as the diffusion family (diffusion.heldout_bits_per_token), which only
+needs p(x_i | visible tokens) from a bidirectional network: one scale for both.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ibdiv.backbone import Backbone, DecodeState, Guidance, draw, gumbel, sampling_log_probs
+from ibdiv.diffusion import heldout_bits_per_token  # noqa: F401  (the family's likelihood)
+
+KNOBS = {"steps": 12, "schedule": "cosine", "temperature": 1.0, "choice_temperature": 4.5,
+         "cfg_scale": 1.0}
+SCHEDULE_KNOBS = ("steps", "schedule")
+MASK_SCHEDULES = {
+    "cosine": lambda r: math.cos(math.pi / 2 * r),  # MaskGIT default
+    "linear": lambda r: 1.0 - r,
+}
+
+
+class MIMPrior(Backbone):
+    family = "mim"
+    causal = False
+
+
+PRIOR = MIMPrior
+
+
+def training_loss(model: MIMPrior, tokens, labels, generator: torch.Generator) -> torch.Tensor:
+    """Mean cross-entropy on masked positions under the cosine masking schedule."""
+    n, N = tokens.shape
+    ratio = torch.cos(math.pi / 2 * torch.rand(n, generator=generator))
+    n_masked = torch.ceil(ratio * N).clamp(1, N)
+    rank = torch.rand(n, N, generator=generator).argsort(1).argsort(1)
+    masked = rank < n_masked[:, None]
+    logits = model(tokens.masked_fill(masked, model.mask_id), labels)
+    return F.cross_entropy(logits[masked], tokens[masked])
+
+
+def committed_after_step(N: int, steps: int, schedule: str) -> list[int]:
+    """Tokens committed after each step (the same for every sample of a batch)."""
+    gamma = MASK_SCHEDULES[schedule]
+    counts, committed = [], 0
+    for t in range(steps - 1):
+        unknown = N - committed
+        mask_len = max(1, min(unknown - 1, math.floor(N * gamma((t + 1) / steps))))
+        committed = N - mask_len
+        counts.append(committed)
+    return counts + [N]
+
+
+def start(model: MIMPrior, classes: torch.Tensor, knobs: dict) -> DecodeState:
+    schedule = {key: knobs[key] for key in SCHEDULE_KNOBS}
+    return DecodeState.fresh(classes, model.config.seq_len, model.mask_id, knobs["steps"], schedule)
+
+
+@torch.no_grad()
+def advance(model: MIMPrior, state: DecodeState, knobs: dict, generator: torch.Generator,
+            perturbation=None, stop_at: float | None = None) -> DecodeState:
+    """Run decoding steps until done or ``stop_at`` is reached.
+
+    Randomness per step, in this order: token draws (n, N, K), then choice noise (n, N).
+    """
+    guide = Guidance(model, state.classes, knobs["cfg_scale"], perturbation)
+    T, N = state.total_steps, state.tokens.shape[1]
+    targets = committed_after_step(N, T, knobs["schedule"])
+    while not state.finished and not state.reached(stop_at):
+        t = state.step
+        logits = guide.logits(model(guide.batch(state.tokens), guide.classes, **guide.kwargs))
+        sampled, lp = draw(sampling_log_probs(logits, knobs["temperature"]), generator)
+        choice_noise = gumbel(state.tokens.shape, generator)
+        annealing = knobs["choice_temperature"] * (1 - (t + 1) / T)
+        confidence = (lp + annealing * choice_noise).masked_fill(state.committed, math.inf)
+        keep = confidence.topk(targets[t], dim=1).indices
+        committed = torch.zeros_like(state.committed).scatter(1, keep, True)
+        newly = committed & ~state.committed
+        state.tokens = torch.where(newly, sampled, state.tokens)
+        state.logprobs = torch.where(newly, lp, state.logprobs)
+        state.committed = committed
+        state.step += 1
+        state.trace["committed"].append(targets[t])
+    return state

@@ -1,0 +1,184 @@
+"""One sampler interface for every family (DESIGN §3, §4).
+
+    result = sample(model, classes, knobs, generator, perturbation=..., stop_at=f)
+    more = resume(model, result.state, knobs, generator, perturbation=...)
+
+Each family module (ar, mim, diffusion, independent) provides ``KNOBS`` (names and defaults),
+``SCHEDULE_KNOBS`` (knobs that fix the step grid, which a resume may not change), ``PRIOR`` (the
+model class), ``start`` and ``advance`` (the generative process over a ``DecodeState``) and
+``heldout_bits_per_token``; the learned ones also ``training_loss``.
+
+Reproducibility contract: a process draws all its randomness from the generator it is given,
+in a fixed order per step, so ``sample(stop_at=f)`` followed by ``resume`` with the same
+generator equals the uninterrupted run; ``resume`` with another generator continues the same
+path with fresh randomness. ``resume`` never modifies the state it is given, so one path can be
+continued many times.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+
+from ibdiv import ar, diffusion, independent, mim
+from ibdiv.backbone import DecodeState
+
+FAMILIES = {"ar": ar, "mim": mim, "diffusion": diffusion, "independent": independent}
+
+# Range checks per knob name; every knob of every family must appear here.
+KNOB_CHECKS = {
+    "temperature": lambda v: isinstance(v, (int, float)) and v > 0,
+    "top_k": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+    "top_p": lambda v: isinstance(v, (int, float)) and 0 < v <= 1,
+    "cfg_scale": lambda v: isinstance(v, (int, float)) and v >= 0,
+    "kv_cache": lambda v: isinstance(v, bool),
+    "steps": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+    "schedule": lambda v: v in mim.MASK_SCHEDULES,
+    "choice_temperature": lambda v: isinstance(v, (int, float)) and v >= 0,
+    "mask_and_replace": lambda v: isinstance(v, bool),
+}
+
+
+@dataclass
+class Perturbation:
+    """Noise added to what the prior reads: one draw per sample (or per path, in nested designs).
+
+    cond_noise: (n, d) added to the class embedding of the conditional branch.
+    code_noise: (n, K, d) added to the code rows of the token-embedding table (MASK excluded).
+    """
+
+    cond_noise: torch.Tensor | None = None
+    code_noise: torch.Tensor | None = None
+
+
+@dataclass
+class SampleResult:
+    tokens: torch.Tensor  # (n, N) long; -1 where not committed (complete only when finished)
+    logprobs: torch.Tensor  # (n, N) log-prob of each committed token under its draw; NaN elsewhere
+    committed: torch.Tensor  # (n, N) bool
+    trace: dict  # per-step lists, e.g. "committed" (tokens per sample after each step)
+    state: DecodeState | None  # resumable state at a cut; None when finished
+    fraction_committed: float  # achieved committed fraction at the cut
+    process_fraction: float  # tau: fraction of the process's steps done at the cut
+
+
+def resolve_knobs(family: str, knobs: dict, vocab_size: int) -> dict:
+    """Defaults overlaid with ``knobs``; unknown or out-of-range knobs raise ValueError."""
+    defaults = FAMILIES[family].KNOBS
+    unknown = sorted(set(knobs) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown knob(s) {unknown} for family {family!r}; known: {sorted(defaults)}")
+    resolved = {**defaults, **knobs}
+    for name, value in resolved.items():
+        if not KNOB_CHECKS[name](value):
+            raise ValueError(f"knob {name}={value!r} is out of range for family {family!r}")
+    if resolved.get("top_k", 0) > vocab_size:
+        raise ValueError(f"knob top_k={resolved['top_k']} exceeds the vocabulary size {vocab_size}")
+    return resolved
+
+
+def sample(model, classes: torch.Tensor, knobs: dict, generator: torch.Generator, *,
+           perturbation: Perturbation | None = None, stop_at: float | None = None) -> SampleResult:
+    """Generate ``len(classes)`` token grids; with ``stop_at`` stop at the cut and return a state."""
+    family = FAMILIES[model.family]
+    knobs = resolve_knobs(model.family, knobs, model.vocab_size)
+    _check_perturbation(model, perturbation, len(classes))
+    state = family.start(model, classes, knobs)
+    return _run(model, family, state, knobs, generator, perturbation, stop_at)
+
+
+def resume(model, state: DecodeState, knobs: dict, generator: torch.Generator, *,
+           perturbation: Perturbation | None = None) -> SampleResult:
+    """Continue a cut process to the end; ``state`` itself is left untouched."""
+    family = FAMILIES[model.family]
+    knobs = resolve_knobs(model.family, knobs, model.vocab_size)
+    state.check_schedule({key: knobs[key] for key in family.SCHEDULE_KNOBS})
+    _check_perturbation(model, perturbation, len(state.classes))
+    return _run(model, family, copy.deepcopy(state), knobs, generator, perturbation, None)
+
+
+def _run(model, family, state, knobs, generator, perturbation, stop_at) -> SampleResult:
+    was_training = model.training
+    model.eval()  # dropout would add randomness that bypasses the generator
+    try:
+        state = family.advance(model, state, knobs, generator, perturbation, stop_at)
+    finally:
+        model.train(was_training)
+    return SampleResult(
+        tokens=state.tokens.masked_fill(~state.committed, -1),
+        logprobs=state.logprobs.clone(),
+        committed=state.committed.clone(),
+        trace=copy.deepcopy(state.trace),
+        state=None if state.finished else state,
+        fraction_committed=state.committed.float().mean().item(),
+        process_fraction=state.step / state.total_steps,
+    )
+
+
+def _check_perturbation(model, perturbation: Perturbation | None, n: int) -> None:
+    if perturbation is None:
+        return
+    if not hasattr(model, "tok_emb"):
+        raise ValueError(f"family {model.family!r} has no embeddings to perturb")
+    d, K = model.config.d_model, model.config.vocab_size
+    if perturbation.cond_noise is not None and perturbation.cond_noise.shape != (n, d):
+        raise ValueError(f"cond_noise must have shape {(n, d)}, got {tuple(perturbation.cond_noise.shape)}")
+    if perturbation.code_noise is not None and perturbation.code_noise.shape != (n, K, d):
+        raise ValueError(f"code_noise must have shape {(n, K, d)}, got {tuple(perturbation.code_noise.shape)}")
+
+
+# --- perturbation helpers (DESIGN §4, I2 and I3) ------------------------------------------
+
+def _rms(table: torch.Tensor) -> float:
+    """Per-element RMS: N(0, I) times this matches the table's scale per coordinate (not the
+    row norm, which would be sqrt(d) times too strong: DESIGN §11)."""
+    return table.detach().pow(2).mean().sqrt().item()
+
+
+def condition_noise(model, n: int, sigma: float, generator: torch.Generator) -> torch.Tensor:
+    """(n, d) noise: sigma x per-element RMS of the class rows (NULL excluded) x N(0, I)."""
+    scale = sigma * _rms(model.cls_emb.weight[: model.config.n_classes])
+    return scale * torch.randn(n, model.config.d_model, generator=generator)
+
+
+def codebook_noise(model, n: int, sigma: float, generator: torch.Generator) -> torch.Tensor:
+    """(n, K, d) noise: sigma x per-element RMS of the code rows (MASK excluded) x N(0, I)."""
+    K, d = model.config.vocab_size, model.config.d_model
+    scale = sigma * _rms(model.tok_emb.weight[:K])
+    return scale * torch.randn(n, K, d, generator=generator)
+
+
+# --- operating points (DESIGN §3) ---------------------------------------------------------
+
+def operating_point(family: str, name: str, vocab_size: int | None = None) -> dict:
+    """Knobs of the "neutral" or "standard" operating point of a family.
+
+    neutral: temperature 1, no truncation, no guidance: the trained model's own distribution
+    as far as the sampler allows. For MIM that keeps choice_temperature 4.5 and T = 12: the
+    confidence-ranked, Gumbel-annealed unmasking order *is* MaskGIT's decoding algorithm (it
+    picks positions, it does not truncate or reshape the token distribution); removing it would
+    turn MIM into a different sampler. MaskGIT's reference has no guidance nor truncation, so
+    MIM's standard point equals its neutral point, which the report should say.
+
+    standard: the reference implementations' usual settings: AR = LlamaGen (CFG 1.75, top-k
+    about K/4, so ``vocab_size`` is required); MIM = MaskGIT (choice temperature 4.5, T = 12;
+    T = 8 cannot commit exactly N/4 of 16 tokens); diffusion = truncation top-p 0.9 and CFG 1.5
+    (VQ-Diffusion), T = 16. The independent family has no guidance: both points coincide.
+    """
+    if name == "neutral":
+        points = {"ar": {}, "mim": {"choice_temperature": 4.5, "steps": 12},
+                  "diffusion": {"steps": 16}, "independent": {}}
+    elif name == "standard":
+        if family == "ar" and vocab_size is None:
+            raise ValueError("the standard AR point sets top_k from the vocabulary: pass vocab_size")
+        points = {"ar": {"cfg_scale": 1.75, "top_k": max(1, (vocab_size or 0) // 4)},
+                  "mim": {"choice_temperature": 4.5, "steps": 12},
+                  "diffusion": {"top_p": 0.9, "cfg_scale": 1.5, "steps": 16},
+                  "independent": {}}
+    else:
+        raise ValueError(f"unknown operating point {name!r}; known: 'neutral', 'standard'")
+    if family not in points:
+        raise ValueError(f"unknown family {family!r}; known: {sorted(points)}")
+    return {**FAMILIES[family].KNOBS, **points[family]}

@@ -1,0 +1,151 @@
+"""Train one prior family on token grids; held-out bits/token on one scale; save / load.
+
+Every learned family gets the same backbone, optimiser (AdamW, betas (0.9, 0.95), weight decay
+0.01 on matrices and embeddings, nanoGPT-style), learning-rate schedule (linear warmup, cosine
+decay to 10 %), label dropout to the NULL class (enables CFG), step budget and evaluation
+cadence, and keeps its best held-out checkpoint (DESIGN §3: the fair-comparison control).
+The independent family is counted, not trained.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import tempfile
+
+import torch
+from tqdm.auto import tqdm
+
+from ibdiv.sampling import FAMILIES
+
+DEFAULT_CFG = {
+    "steps": 1500,
+    "batch_size": 128,
+    "lr": 1e-3,
+    "min_lr_ratio": 0.1,
+    "warmup": 100,
+    "weight_decay": 0.01,
+    "grad_clip": 1.0,
+    "eval_every": 250,
+    "label_dropout": 0.1,
+    # backbone (learned families)
+    "d_model": 96,
+    "n_layers": 3,
+    "n_heads": 4,
+    "dropout": 0.1,
+    # family-specific; one config serves every family, so each reads only its own keys
+    "replace_fraction": 0.0,  # diffusion: mask-and-replace share of corruptions
+    "alpha": 0.5,  # independent: add-alpha smoothing of the count tables
+}
+
+
+def resolve_cfg(cfg: dict) -> dict:
+    unknown = sorted(set(cfg) - set(DEFAULT_CFG))
+    if unknown:
+        raise ValueError(f"unknown training config key(s) {unknown}; known: {sorted(DEFAULT_CFG)}")
+    return {**DEFAULT_CFG, **cfg}
+
+
+def heldout_bits_per_token(model, tokens, labels, generator: torch.Generator) -> float:
+    """AR and independent: exact NLL; MIM and diffusion: the absorbing-diffusion ELBO bound."""
+    was_training = model.training
+    model.eval()
+    try:
+        return FAMILIES[model.family].heldout_bits_per_token(model, tokens, labels, generator)
+    finally:
+        model.train(was_training)
+
+
+def train_prior(family: str, train_tokens, train_labels, val_tokens, val_labels, *, K: int,
+                C: int, cfg: dict, seed: int, progress: bool = True):
+    """Returns (model at its best held-out evaluation, curve of dicts step/train_loss/heldout_bits)."""
+    cfg = resolve_cfg(cfg)
+    module = FAMILIES[family]
+    N = train_tokens.shape[1]
+    with torch.random.fork_rng():  # weights and dropout from `seed`; the caller's RNG untouched
+        torch.manual_seed(seed)
+        model = module.PRIOR.build(K, N, C, cfg)
+        if family == "independent":
+            model.fit(train_tokens, train_labels)
+            bits = heldout_bits_per_token(model, val_tokens, val_labels, None)
+            return model, [{"step": 0, "train_loss": None, "heldout_bits": bits}]
+        return _optimise(model, module.training_loss, train_tokens, train_labels, val_tokens,
+                         val_labels, cfg, seed, progress)
+
+
+def _optimise(model, training_loss, train_tokens, train_labels, val_tokens, val_labels, cfg,
+              seed, progress):
+    optimiser = _adamw(model, cfg)
+    batches = torch.Generator().manual_seed(seed)
+    best_bits, best_state, curve, running = math.inf, None, [], []
+    bar = tqdm(range(1, cfg["steps"] + 1), desc=f"train {model.family}", disable=not progress)
+    model.train()
+    for step in bar:
+        for group in optimiser.param_groups:
+            group["lr"] = learning_rate(step, cfg)
+        idx = torch.randint(0, len(train_tokens), (cfg["batch_size"],), generator=batches)
+        labels = _drop_labels(train_labels[idx], cfg["label_dropout"], model.null_class, batches)
+        loss = training_loss(model, train_tokens[idx], labels, batches)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+        optimiser.step()
+        running.append(loss.item())
+        if step % cfg["eval_every"] == 0 or step == cfg["steps"]:
+            # the same masks at every evaluation, so checkpoints are compared like for like
+            bits = heldout_bits_per_token(model, val_tokens, val_labels,
+                                          torch.Generator().manual_seed(seed + 1))
+            curve.append({"step": step, "train_loss": sum(running) / len(running), "heldout_bits": bits})
+            running = []
+            bar.set_postfix(heldout_bits=f"{bits:.3f}")
+            if bits < best_bits:
+                best_bits, best_state = bits, copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    model.eval()
+    return model, curve
+
+
+def learning_rate(step: int, cfg: dict) -> float:
+    """Linear warmup to lr, then cosine decay to min_lr_ratio * lr at the last step."""
+    if step <= cfg["warmup"]:
+        return cfg["lr"] * step / cfg["warmup"]
+    progress = (step - cfg["warmup"]) / max(1, cfg["steps"] - cfg["warmup"])
+    floor = cfg["min_lr_ratio"]
+    return cfg["lr"] * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _adamw(model, cfg) -> torch.optim.AdamW:
+    """Decay matrices and embeddings, not biases nor LayerNorm gains (nanoGPT)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg["weight_decay"]},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg["lr"], betas=(0.9, 0.95))
+
+
+def _drop_labels(labels, p: float, null_class: int, generator) -> torch.Tensor:
+    drop = torch.rand(labels.shape, generator=generator) < p
+    return labels.masked_fill(drop, null_class)
+
+
+def save_model(path, model) -> None:
+    """Family, constructor spec and state dict; written atomically (temp file + os.replace)."""
+    payload = {"family": model.family, "spec": model.spec(), "state_dict": model.state_dict()}
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def load_model(path):
+    payload = torch.load(path, weights_only=True)
+    model = FAMILIES[payload["family"]].PRIOR.from_spec(payload["spec"])
+    model.load_state_dict(payload["state_dict"])
+    return model.eval()

@@ -1,0 +1,465 @@
+"""Every family and every sampling knob, proven on tiny models (d=32, 1 layer).
+
+Each knob test compares against the same call without the knob (same generator seed), so an
+ignored knob makes it fail.
+"""
+
+import math
+
+import pytest
+import torch
+
+from ibdiv import ar, diffusion, mim
+from ibdiv.backbone import KVCache, sampling_log_probs
+from ibdiv.sampling import (
+    FAMILIES,
+    Perturbation,
+    codebook_noise,
+    condition_noise,
+    operating_point,
+    resume,
+    sample,
+)
+from ibdiv.train_prior import (
+    DEFAULT_CFG,
+    heldout_bits_per_token,
+    load_model,
+    save_model,
+    train_prior,
+)
+
+torch.set_num_threads(1)
+
+K, N, C = 16, 16, 4
+TINY = {"d_model": 32, "n_layers": 1, "n_heads": 2, "dropout": 0.0, "batch_size": 64,
+        "warmup": 10, "lr": 3e-3}
+LEARNED = ("ar", "mim", "diffusion")
+ALL = LEARNED + ("independent",)
+
+
+def synthetic_tokens(n: int, seed: int):
+    """Class-dependent first half, second half a copy of the first: structure AR can learn."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, C, (n,), generator=g)
+    base = (labels[:, None] * 4 + torch.arange(N // 2)) % K
+    noisy = torch.where(torch.rand(n, N // 2, generator=g) < 0.5, base,
+                        torch.randint(0, K, (n, N // 2), generator=g))
+    return torch.cat([noisy, noisy], dim=1), labels
+
+
+TRAIN = synthetic_tokens(1024, 0)
+VAL = synthetic_tokens(256, 1)
+
+
+def train(family, steps=60, seed=0, **extra):
+    cfg = {**TINY, "steps": steps, "eval_every": steps, **extra}
+    return train_prior(family, *TRAIN, *VAL, K=K, C=C, cfg=cfg, seed=seed, progress=False)
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {family: train(family)[0] for family in ALL}
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def one_class(n=200, c=1):
+    return torch.full((n,), c, dtype=torch.long)
+
+
+def position_entropy(tokens: torch.Tensor) -> float:
+    """Mean over positions of the plug-in entropy (bits) across samples."""
+    total = 0.0
+    for column in tokens.T:
+        p = torch.bincount(column, minlength=K).float() / len(column)
+        p = p[p > 0]
+        total += -(p * p.log2()).sum().item()
+    return total / tokens.shape[1]
+
+
+def support_size(tokens: torch.Tensor) -> float:
+    return sum(len(column.unique()) for column in tokens.T) / tokens.shape[1]
+
+
+# --- backbone ------------------------------------------------------------------------------
+
+def test_parameter_counts_match_across_families_and_default_is_about_350k():
+    counts = {f: sum(p.numel() for p in FAMILIES[f].PRIOR.build(64, 16, 8, DEFAULT_CFG).parameters())
+              for f in LEARNED}
+    assert max(counts.values()) <= 1.05 * min(counts.values())
+    assert 300_000 < counts["ar"] < 400_000
+
+
+def test_kv_cache_logits_equal_full_recomputation(models):
+    model, x, y = models["ar"], VAL[0][:5], VAL[1][:5]
+    full = model(x, y)
+    cache = KVCache()
+    stepwise = [model.forward_step(x[:, :0], y, cache)]
+    stepwise += [model.forward_step(x[:, i : i + 1], y, cache) for i in range(N - 1)]
+    torch.testing.assert_close(torch.stack(stepwise, 1), full, atol=1e-5, rtol=1e-5)
+    prefilled = model.forward_step(x[:, :9], y, KVCache())
+    torch.testing.assert_close(prefilled, full[:, 9], atol=1e-5, rtol=1e-5)
+
+
+def test_causal_backbone_does_not_see_the_future(models):
+    x, y = VAL[0][:4].clone(), VAL[1][:4]
+    before = models["ar"](x, y)
+    x[:, 10:] = (x[:, 10:] + 1) % K
+    after = models["ar"](x, y)
+    torch.testing.assert_close(before[:, :11], after[:, :11])
+    assert not torch.allclose(before[:, 11:], after[:, 11:])
+
+
+# --- knob validation and operating points ----------------------------------------------------
+
+@pytest.mark.parametrize("family", ALL)
+def test_unknown_knob_raises_naming_it(models, family):
+    with pytest.raises(ValueError, match="bogus_knob"):
+        sample(models[family], one_class(2), {"bogus_knob": 1}, gen())
+
+
+def test_knob_valid_for_another_family_is_rejected(models):
+    with pytest.raises(ValueError, match="choice_temperature"):
+        sample(models["ar"], one_class(2), {"choice_temperature": 1.0}, gen())
+    with pytest.raises(ValueError, match="top_k"):
+        sample(models["diffusion"], one_class(2), {"top_k": 3}, gen())
+
+
+@pytest.mark.parametrize("knobs", [{"temperature": 0}, {"top_p": 0}, {"top_k": K + 1},
+                                   {"top_k": 2.5}, {"kv_cache": 1}])
+def test_out_of_range_knob_raises(models, knobs):
+    with pytest.raises(ValueError, match=next(iter(knobs))):
+        sample(models["ar"], one_class(2), knobs, gen())
+
+
+@pytest.mark.parametrize("family", ALL)
+@pytest.mark.parametrize("name", ["neutral", "standard"])
+def test_operating_points_are_valid_knobs(models, family, name):
+    knobs = operating_point(family, name, vocab_size=K)
+    result = sample(models[family], one_class(4), knobs, gen())
+    assert result.state is None and (result.tokens >= 0).all()
+
+
+def test_operating_point_values():
+    assert operating_point("ar", "standard", vocab_size=64)["top_k"] == 16
+    assert operating_point("ar", "standard", vocab_size=64)["cfg_scale"] == 1.75
+    assert operating_point("diffusion", "standard")["top_p"] == 0.9
+    assert operating_point("mim", "standard")["steps"] == 12
+    assert operating_point("ar", "neutral") == ar.KNOBS
+    with pytest.raises(ValueError, match="vocab_size"):
+        operating_point("ar", "standard")
+
+
+# --- determinism, stop and resume -----------------------------------------------------------
+
+@pytest.mark.parametrize("family", ALL)
+def test_same_seed_same_tokens_other_seed_other_tokens(models, family):
+    classes = torch.arange(64) % C
+    first = sample(models[family], classes, {}, gen(3))
+    again = sample(models[family], classes, {}, gen(3))
+    other = sample(models[family], classes, {}, gen(4))
+    assert torch.equal(first.tokens, again.tokens)
+    assert torch.equal(first.logprobs, again.logprobs)
+    assert not torch.equal(first.tokens, other.tokens)
+
+
+@pytest.mark.parametrize("family", ALL)
+@pytest.mark.parametrize("fraction", [1 / 8, 1 / 4, 1 / 2])
+def test_stop_and_resume_with_same_generator_equals_uninterrupted(models, family, fraction):
+    classes = torch.arange(32) % C
+    knobs = {"cfg_scale": 2.0} if family != "independent" else {}
+    whole = sample(models[family], classes, knobs, gen(7))
+    g = gen(7)
+    cut = sample(models[family], classes, knobs, g, stop_at=fraction)
+    assert cut.state is not None
+    assert cut.fraction_committed >= fraction
+    assert 0 < cut.process_fraction < 1
+    assert (cut.tokens[cut.committed] >= 0).all() and (cut.tokens[~cut.committed] == -1).all()
+    rest = resume(models[family], cut.state, knobs, g)
+    assert torch.equal(rest.tokens, whole.tokens)
+    torch.testing.assert_close(rest.logprobs, whole.logprobs)
+    assert rest.state is None and rest.fraction_committed == 1.0
+
+
+@pytest.mark.parametrize("family", ALL)
+def test_resume_with_fresh_randomness_keeps_the_path(models, family):
+    cut = sample(models[family], one_class(64), {}, gen(0), stop_at=0.25)
+    first = resume(models[family], cut.state, {}, gen(1))
+    second = resume(models[family], cut.state, {}, gen(2))
+    same = resume(models[family], cut.state, {}, gen(1))
+    prefix = cut.committed
+    assert torch.equal(first.tokens[prefix], cut.tokens[prefix])
+    assert torch.equal(second.tokens[prefix], cut.tokens[prefix])
+    assert not torch.equal(first.tokens, second.tokens)
+    assert torch.equal(first.tokens, same.tokens)  # resume left the state untouched
+
+
+def test_cut_fractions_follow_each_family_schedule(models):
+    ar_cut = sample(models["ar"], one_class(4), {}, gen(), stop_at=0.3)
+    assert ar_cut.fraction_committed == 5 / 16  # ceil(0.3 * 16) tokens
+    mim_cut = sample(models["mim"], one_class(4), {"steps": 12}, gen(), stop_at=0.25)
+    assert mim_cut.fraction_committed == 0.25 and mim_cut.process_fraction == 4 / 12
+    mim8 = sample(models["mim"], one_class(4), {"steps": 8}, gen(), stop_at=0.25)
+    assert mim8.fraction_committed > 0.25  # T = 8 cannot hit 4 of 16 exactly
+    diff_cut = sample(models["diffusion"], one_class(4), {"steps": 32}, gen(), stop_at=0.25)
+    assert diff_cut.fraction_committed == 0.25 and diff_cut.process_fraction == 7 / 32  # round half up
+
+
+def test_resume_must_keep_the_step_grid(models):
+    cut = sample(models["mim"], one_class(4), {"steps": 12}, gen(), stop_at=0.5)
+    with pytest.raises(ValueError, match="steps"):
+        resume(models["mim"], cut.state, {"steps": 16}, gen())
+
+
+# --- AR knobs -------------------------------------------------------------------------------
+
+def test_ar_top_k_1_is_deterministic_with_zero_logprobs(models):
+    result = sample(models["ar"], one_class(100), {"top_k": 1}, gen())
+    assert position_entropy(result.tokens) == 0.0
+    assert torch.all(result.logprobs == 0)
+    assert position_entropy(sample(models["ar"], one_class(100), {}, gen()).tokens) > 0.5
+
+
+@pytest.mark.parametrize("family", ["ar", "independent"])
+def test_near_zero_temperature_is_deterministic(models, family):
+    result = sample(models[family], one_class(100), {"temperature": 1e-4}, gen())
+    assert position_entropy(result.tokens) == 0.0
+
+
+@pytest.mark.parametrize("family", ALL)
+def test_higher_temperature_raises_entropy(models, family):
+    cold = sample(models[family], one_class(300), {"temperature": 0.5}, gen())
+    hot = sample(models[family], one_class(300), {"temperature": 2.0}, gen())
+    assert position_entropy(hot.tokens) > position_entropy(cold.tokens) + 0.2
+
+
+@pytest.mark.parametrize("family", ["ar", "diffusion", "independent"])
+def test_small_top_p_shrinks_support(models, family):
+    full = sample(models[family], one_class(300), {}, gen())
+    nucleus = sample(models[family], one_class(300), {"top_p": 0.3}, gen())
+    assert support_size(nucleus.tokens) < support_size(full.tokens) - 2
+
+
+def test_independent_top_k_limits_support(models):
+    result = sample(models["independent"], one_class(300), {"top_k": 3}, gen())
+    assert max(len(column.unique()) for column in result.tokens.T) <= 3
+
+
+def test_ar_top_k_draws_only_among_the_k_most_likely(models):
+    model, classes = models["ar"], one_class(300)
+    result = sample(model, classes, {"top_k": 3}, gen())
+    with torch.no_grad():
+        top3 = model(result.tokens, classes).topk(3, dim=-1).indices
+    assert (top3 == result.tokens[..., None]).any(-1).all()
+    unrestricted = sample(model, classes, {}, gen()).tokens
+    with torch.no_grad():
+        top3 = model(unrestricted, classes).topk(3, dim=-1).indices
+    assert not (top3 == unrestricted[..., None]).any(-1).all()
+
+
+@pytest.mark.parametrize("family", LEARNED)
+def test_cfg_1_is_bit_identical_and_other_scales_change_tokens(models, family):
+    classes = torch.arange(64) % C
+    plain = sample(models[family], classes, {}, gen())
+    unit = sample(models[family], classes, {"cfg_scale": 1.0}, gen())
+    guided = sample(models[family], classes, {"cfg_scale": 3.0}, gen())
+    assert torch.equal(plain.tokens, unit.tokens) and torch.equal(plain.logprobs, unit.logprobs)
+    assert not torch.equal(plain.tokens, guided.tokens)
+
+
+def test_ar_kv_cache_gives_the_same_tokens(models):
+    classes = torch.arange(64) % C
+    knobs = {"cfg_scale": 1.5, "top_p": 0.9}
+    cached = sample(models["ar"], classes, {**knobs, "kv_cache": True}, gen())
+    recomputed = sample(models["ar"], classes, {**knobs, "kv_cache": False}, gen())
+    assert torch.equal(cached.tokens, recomputed.tokens)
+    torch.testing.assert_close(cached.logprobs, recomputed.logprobs)
+
+
+def test_ar_logprobs_are_the_post_filter_sampling_distribution(models):
+    model, classes = models["ar"], torch.arange(32) % C
+    knobs = {"temperature": 0.7, "top_k": 6, "top_p": 0.8, "cfg_scale": 2.0}
+    result = sample(model, classes, knobs, gen())
+    with torch.no_grad():
+        cond = model(result.tokens, classes)
+        uncond = model(result.tokens, torch.full_like(classes, C))
+    log_probs = sampling_log_probs(uncond + 2.0 * (cond - uncond), 0.7, 6, 0.8)
+    expected = log_probs.gather(-1, result.tokens[..., None]).squeeze(-1)
+    torch.testing.assert_close(result.logprobs, expected, atol=1e-4, rtol=1e-4)
+    assert torch.isfinite(result.logprobs).all()
+
+
+# --- MIM knobs ------------------------------------------------------------------------------
+
+def test_mim_choice_temperature_changes_results(models):
+    classes = torch.arange(64) % C
+    default = sample(models["mim"], classes, {}, gen())
+    greedy_order = sample(models["mim"], classes, {"choice_temperature": 0.0}, gen())
+    assert not torch.equal(default.tokens, greedy_order.tokens)
+
+
+def test_mim_zero_choice_temperature_and_cold_tokens_is_deterministic(models):
+    result = sample(models["mim"], one_class(100), {"choice_temperature": 0.0, "temperature": 1e-4}, gen())
+    assert position_entropy(result.tokens) == 0.0
+
+
+def test_mim_steps_and_schedule_set_the_committed_schedule(models):
+    trace = lambda knobs: sample(models["mim"], one_class(4), knobs, gen()).trace["committed"]
+    assert trace({"steps": 12}) == [1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16]
+    assert trace({"steps": 8}) == mim.committed_after_step(N, 8, "cosine")
+    assert len(trace({"steps": 8})) == 8
+    assert trace({"steps": 8, "schedule": "linear"}) != trace({"steps": 8})
+
+
+def test_mim_never_remasks_committed_tokens(models):
+    # the same seed replays the same process, so cuts at growing fractions are snapshots of it
+    cuts = [sample(models["mim"], one_class(32), {}, gen(5), stop_at=f) for f in (1 / 8, 1 / 4, 1 / 2)]
+    final = sample(models["mim"], one_class(32), {}, gen(5))
+    for earlier, later in zip(cuts, cuts[1:]):
+        assert (later.committed | ~earlier.committed).all()
+    for cut in cuts:
+        assert torch.equal(final.tokens[cut.committed], cut.tokens[cut.committed])
+
+
+# --- diffusion knobs ------------------------------------------------------------------------
+
+def test_diffusion_unmasking_order_is_random(models):
+    result = sample(models["diffusion"], one_class(200), {"steps": 16}, gen(), stop_at=1 / 16)
+    first_positions = result.committed.float().argmax(1)
+    assert len(first_positions.unique()) >= 12  # uniform over 16 positions
+
+
+def test_diffusion_steps_set_the_committed_schedule(models):
+    trace = lambda steps: sample(models["diffusion"], one_class(4), {"steps": steps}, gen()).trace["committed"]
+    assert trace(4) == [4, 8, 12, 16]
+    assert trace(16) == list(range(1, 17))
+
+
+def test_diffusion_mask_and_replace_variant_revises_tokens():
+    model = train("diffusion", steps=40, replace_fraction=0.3)[0]
+    classes = torch.arange(64) % C
+    plain = sample(model, classes, {}, gen())
+    replacing = sample(model, classes, {"mask_and_replace": True}, gen())
+    assert sum(replacing.trace["revised"]) > 0 and sum(plain.trace["revised"]) == 0
+    assert not torch.equal(plain.tokens, replacing.tokens)
+
+
+def test_mask_and_replace_needs_a_model_trained_for_it(models):
+    with pytest.raises(ValueError, match="replace_fraction"):
+        sample(models["diffusion"], one_class(2), {"mask_and_replace": True}, gen())
+
+
+# --- perturbations --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("family", LEARNED)
+def test_zero_sigma_perturbation_is_bit_identical(models, family):
+    model, classes = models[family], torch.arange(64) % C
+    zero = Perturbation(condition_noise(model, 64, 0.0, gen(9)), codebook_noise(model, 64, 0.0, gen(9)))
+    for knobs in ({}, {"cfg_scale": 2.0}):
+        plain = sample(model, classes, knobs, gen())
+        perturbed = sample(model, classes, knobs, gen(), perturbation=zero)
+        assert torch.equal(plain.tokens, perturbed.tokens)
+        assert torch.equal(plain.logprobs, perturbed.logprobs)
+
+
+@pytest.mark.parametrize("family", LEARNED)
+@pytest.mark.parametrize("kind", ["cond", "code"])
+def test_positive_sigma_perturbation_changes_tokens(models, family, kind):
+    model, classes = models[family], torch.arange(64) % C
+    if kind == "cond":
+        perturbation = Perturbation(cond_noise=condition_noise(model, 64, 1.0, gen(9)))
+    else:
+        perturbation = Perturbation(code_noise=codebook_noise(model, 64, 1.0, gen(9)))
+    plain = sample(model, classes, {}, gen())
+    perturbed = sample(model, classes, {}, gen(), perturbation=perturbation)
+    assert not torch.equal(plain.tokens, perturbed.tokens)
+
+
+@pytest.mark.parametrize("family", LEARNED)
+def test_perturbation_before_or_after_the_cut(models, family):
+    model, classes = models[family], torch.arange(64) % C
+    noise = Perturbation(code_noise=codebook_noise(model, 64, 1.0, gen(9)))
+    g_plain, g_before, g_after = gen(1), gen(1), gen(1)
+    plain_cut = sample(model, classes, {}, g_plain, stop_at=0.5)
+    plain = resume(model, plain_cut.state, {}, g_plain)
+    before_cut = sample(model, classes, {}, g_before, stop_at=0.5, perturbation=noise)
+    assert not torch.equal(before_cut.tokens, plain_cut.tokens)
+    after_cut = sample(model, classes, {}, g_after, stop_at=0.5)
+    after = resume(model, after_cut.state, {}, g_after, perturbation=noise)
+    assert torch.equal(after_cut.tokens, plain_cut.tokens)  # the path is untouched
+    assert not torch.equal(after.tokens, plain.tokens)
+
+
+def test_noise_helpers_use_per_element_rms(models):
+    model = models["ar"]
+    cond = condition_noise(model, 4000, 0.5, gen())
+    code = codebook_noise(model, 200, 2.0, gen())
+    class_rms = model.cls_emb.weight[:C].pow(2).mean().sqrt().item()
+    code_rms = model.tok_emb.weight[:K].pow(2).mean().sqrt().item()
+    assert cond.pow(2).mean().sqrt().item() == pytest.approx(0.5 * class_rms, rel=0.02)
+    assert code.pow(2).mean().sqrt().item() == pytest.approx(2.0 * code_rms, rel=0.02)
+
+
+def test_perturbation_shape_and_family_are_checked(models):
+    with pytest.raises(ValueError, match="cond_noise"):
+        sample(models["ar"], one_class(3), {}, gen(), perturbation=Perturbation(torch.zeros(2, 32)))
+    with pytest.raises(ValueError, match="independent"):
+        sample(models["independent"], one_class(3), {}, gen(), perturbation=Perturbation())
+
+
+# --- training, likelihood, persistence ------------------------------------------------------
+
+def test_training_lowers_heldout_bits_below_uniform(models):
+    for family in ALL:
+        bits = heldout_bits_per_token(models[family], *VAL, gen())
+        assert bits < math.log2(K) - 0.3, family
+
+
+def test_ar_learns_cross_token_structure_the_independent_table_cannot():
+    ar_model, curve = train("ar", steps=250)
+    independent_bits = heldout_bits_per_token(train("independent")[0], *VAL, gen())
+    assert curve[-1]["heldout_bits"] < independent_bits - 0.3
+
+
+def test_independent_bits_are_exact(models):
+    model, (x, y) = models["independent"], VAL
+    counts = torch.zeros(C, N, K)
+    for tokens, label in zip(*TRAIN):
+        counts[label, torch.arange(N), tokens] += 1
+    p = (counts + DEFAULT_CFG["alpha"]) / (counts + DEFAULT_CFG["alpha"]).sum(-1, keepdim=True)
+    expected = -p[y[:, None], torch.arange(N), x].log2().mean().item()
+    assert heldout_bits_per_token(model, x, y, None) == pytest.approx(expected, rel=1e-5)
+
+
+def test_same_seed_gives_identical_weights_and_keeps_the_best_checkpoint():
+    first, curve = train("mim", steps=30, seed=5, eval_every=10)
+    second, _ = train("mim", steps=30, seed=5, eval_every=10)
+    for a, b in zip(first.state_dict().values(), second.state_dict().values()):
+        assert torch.equal(a, b)
+    best = min(point["heldout_bits"] for point in curve)
+    assert heldout_bits_per_token(first, *VAL, gen(6)) == pytest.approx(best, abs=1e-6)
+    assert len(curve) == 3
+
+
+def test_unknown_training_key_raises():
+    with pytest.raises(ValueError, match="learning_rate"):
+        train("ar", steps=2, learning_rate=1e-3)
+
+
+@pytest.mark.parametrize("family", ALL)
+def test_save_and_load_roundtrip(models, family, tmp_path):
+    path = tmp_path / f"{family}.pt"
+    save_model(path, models[family])
+    loaded = load_model(path)
+    assert list(tmp_path.iterdir()) == [path]  # no temp file left behind
+    classes = torch.arange(16) % C
+    assert torch.equal(sample(loaded, classes, {}, gen()).tokens,
+                       sample(models[family], classes, {}, gen()).tokens)
+
+
+def test_diffusion_roundtrip_keeps_replace_fraction(tmp_path):
+    model = diffusion.DiffusionPrior.build(K, N, C, {**DEFAULT_CFG, "replace_fraction": 0.25})
+    save_model(tmp_path / "m.pt", model)
+    assert load_model(tmp_path / "m.pt").replace_fraction == 0.25

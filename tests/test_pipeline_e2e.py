@@ -1,0 +1,96 @@
+"""End to end: the whole Snakemake DAG on the smoke config, in a temporary copy of the
+repository; checks the outputs' content, then that a second run has nothing to do."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from ibdiv import classifier, data, tokens
+
+ROOT = Path(__file__).resolve().parents[1]
+COPIED = ["Snakefile", "workflow", "src", "profiles", "envs", "config.yaml", "config.smoke.yaml", "config.quick.yaml"]
+pytestmark = pytest.mark.e2e
+
+
+def snakemake(workdir, *args, check=True):
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config.smoke.yaml", *args]
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("smoke")
+    for name in COPIED:
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / name)
+    snakemake(work)
+    return work
+
+
+def test_token_cache_matches_prepared_data(smoke_run):
+    cfg = yaml.safe_load((smoke_run / "config.smoke.yaml").read_text())["datasets"]["shapes"]
+    raw = np.load(smoke_run / "data/prepared/shapes.npz")
+    cache = np.load(smoke_run / "results/shapes/tokens.npz")
+    K, grid = cfg["tokenizer"]["codebook_size"], cfg["tokenizer"]["grid"]
+    assert cache["tokens"].shape == (cfg["n_images"], grid * grid) and cache["tokens"].dtype == np.uint8
+    assert cache["tokens"].max() < K and int(cache["codebook_size"]) == K
+    assert (cache["labels"] == raw["labels"]).all() and (cache["layouts"] == raw["layouts"]).all()
+    assert (cache["heldout"] == raw["heldout"]).all()
+    per_class = np.bincount(raw["labels"][raw["heldout"]]) / np.bincount(raw["labels"])
+    assert np.allclose(per_class, cfg["heldout_fraction"], atol=0.02)
+    train = tokens.load_token_cache(smoke_run / "results/shapes/tokens.npz", "train")
+    assert len(train.labels) == (~raw["heldout"]).sum() and train.layouts is not None
+
+
+def test_classifier_metrics_are_its_own_predictions(smoke_run):
+    metrics = json.loads((smoke_run / "results/shapes/classifier/metrics.json").read_text())
+    model = classifier.load_classifier(smoke_run / "results/shapes/classifier/model.pt")
+    held = data.load_prepared(smoke_run / "data/prepared/shapes.npz", "heldout")
+    pred = classifier.predict(model, held.images)
+    assert metrics["heldout_accuracy"] == pytest.approx(np.mean(pred["pred"] == held.labels))
+    assert metrics["heldout_layout_accuracy"] == pytest.approx(np.mean(pred["layout_pred"] == held.layouts))
+
+
+def test_tokenizer_evaluation_is_consistent(smoke_run):
+    ev = json.loads((smoke_run / "results/shapes/tokenizer/evaluation.json").read_text())
+    cache = tokens.load_token_cache(smoke_run / "results/shapes/tokens.npz", "heldout")
+    counts = np.bincount(cache.tokens.ravel(), minlength=cache.codebook_size)
+    assert ev["codes_used"] == pytest.approx((counts > 0).mean())
+    p = counts[counts > 0] / counts.sum()
+    assert ev["perplexity"] == pytest.approx(2 ** -(p * np.log2(p)).sum())
+    assert 0 < ev["heldout_mse"] < 1
+    curve = (smoke_run / "results/shapes/tokenizer/curve.csv").read_text().splitlines()
+    assert curve[0].startswith("step,") and len(curve) >= 3
+
+
+def test_figures_logs_and_benchmarks_written(smoke_run):
+    from PIL import Image
+
+    for fig in ("examples", "reconstructions"):
+        with Image.open(smoke_run / f"results/shapes/figures/{fig}.png") as im:
+            assert im.format == "PNG" and im.size[0] > 300 and im.size[1] > 300
+    for rule in ("prepare_data", "train_classifier", "train_tokenizer", "encode_tokens", "evaluate_tokenizer"):
+        assert "done in" in (smoke_run / f"results/logs/{rule}/shapes.log").read_text()
+        header, row = (smoke_run / f"results/benchmarks/{rule}/shapes.tsv").read_text().splitlines()[:2]
+        assert header.split("\t")[0] == "s" and float(row.split("\t")[0]) > 0
+
+
+def test_second_run_has_nothing_to_do(smoke_run):
+    assert "Nothing to be done" in snakemake(smoke_run, "-n").stdout
+
+
+def test_misspelt_config_key_fails_naming_it(smoke_run, tmp_path):
+    bad = yaml.safe_load((smoke_run / "config.smoke.yaml").read_text())
+    bad["datasets"]["shapes"]["tokenizer"]["codebok_size"] = 8
+    (smoke_run / "config.bad.yaml").write_text(yaml.safe_dump(bad))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", "config.bad.yaml"],
+                          cwd=smoke_run, capture_output=True, text=True)
+    assert proc.returncode != 0 and "'codebok_size' was unexpected" in proc.stdout + proc.stderr

@@ -1,0 +1,61 @@
+# Data: build each dataset once (validated, fixed split) and draw example images.
+
+
+rule prepare_data:
+    input:
+        code=code("data", "shapes"),
+        script="workflow/scripts/prepare_data.py",
+    output:
+        "data/prepared/{dataset}.npz",
+    params:
+        spec=dataset_source,
+        seed=config["seed"],
+    log:
+        logfile("prepare_data"),
+    benchmark:
+        benchfile("prepare_data")
+    threads: 1
+    conda:
+        "../../envs/ibdiv.yaml"
+    script:
+        "../scripts/prepare_data.py"
+
+
+rule figure_examples:
+    input:
+        data="data/prepared/{dataset}.npz",
+        code=code("figures", "data", "shapes"),
+        script="workflow/scripts/figure_examples.py",
+    output:
+        png="results/{dataset}/figures/examples.png",
+    log:
+        logfile("figure_examples"),
+    benchmark:
+        benchfile("figure_examples")
+    threads: 1
+    conda:
+        "../../envs/ibdiv.yaml"
+    script:
+        "../scripts/figure_examples.py"
+
+
+rule train_classifier:
+    input:
+        data="data/prepared/{dataset}.npz",
+        code=code("classifier", "data", "shapes"),
+        script="workflow/scripts/train_classifier.py",
+    output:
+        model="results/{dataset}/classifier/model.pt",
+        metrics="results/{dataset}/classifier/metrics.json",
+    params:
+        cfg=dataset_section("classifier"),
+        seed=config["seed"],
+    log:
+        logfile("train_classifier"),
+    benchmark:
+        benchfile("train_classifier")
+    threads: 1
+    conda:
+        "../../envs/ibdiv.yaml"
+    script:
+        "../scripts/train_classifier.py"

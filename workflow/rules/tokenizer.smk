@@ -1,0 +1,63 @@
+# VQ tokenizer: train, encode token caches, evaluate reconstructions.
+
+
+rule train_tokenizer:
+    input:
+        data="data/prepared/{dataset}.npz",
+        code=code("tokenizer", "data", "shapes"),
+        script="workflow/scripts/train_tokenizer.py",
+    output:
+        model="results/{dataset}/tokenizer/model.pt",
+        curve="results/{dataset}/tokenizer/curve.csv",
+    params:
+        cfg=dataset_section("tokenizer"),
+        seed=config["seed"],
+    log:
+        logfile("train_tokenizer"),
+    benchmark:
+        benchfile("train_tokenizer")
+    threads: 1
+    conda:
+        "../../envs/ibdiv.yaml"
+    script:
+        "../scripts/train_tokenizer.py"
+
+
+rule encode_tokens:
+    input:
+        data="data/prepared/{dataset}.npz",
+        tokenizer="results/{dataset}/tokenizer/model.pt",
+        code=code("tokens", "tokenizer", "data", "shapes"),
+        script="workflow/scripts/encode_tokens.py",
+    output:
+        "results/{dataset}/tokens.npz",
+    log:
+        logfile("encode_tokens"),
+    benchmark:
+        benchfile("encode_tokens")
+    threads: 1
+    conda:
+        "../../envs/ibdiv.yaml"
+    script:
+        "../scripts/encode_tokens.py"
+
+
+rule evaluate_tokenizer:
+    input:
+        data="data/prepared/{dataset}.npz",
+        tokenizer="results/{dataset}/tokenizer/model.pt",
+        classifier="results/{dataset}/classifier/model.pt",
+        code=code("tokens", "tokenizer", "classifier", "figures", "data", "shapes"),
+        script="workflow/scripts/evaluate_tokenizer.py",
+    output:
+        metrics="results/{dataset}/tokenizer/evaluation.json",
+        figure="results/{dataset}/figures/reconstructions.png",
+    log:
+        logfile("evaluate_tokenizer"),
+    benchmark:
+        benchfile("evaluate_tokenizer")
+    threads: 1
+    conda:
+        "../../envs/ibdiv.yaml"
+    script:
+        "../scripts/evaluate_tokenizer.py"

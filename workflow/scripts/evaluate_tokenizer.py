@@ -1,0 +1,14 @@
+"""Snakemake adapter: held-out reconstruction quality, code usage, classifier accuracy on
+reconstructions next to originals, and the reconstruction figure."""
+from ibdiv import classifier, data, figures, tokenizer, tokens
+from ibdiv.io import save_json
+from ibdiv.runlog import job
+
+with job(snakemake.log[0], snakemake.threads) as log:
+    heldout = data.load_prepared(snakemake.input.data, "heldout")
+    vq = tokenizer.load_tokenizer(snakemake.input.tokenizer)
+    cnn = classifier.load_classifier(snakemake.input.classifier)
+    metrics, recon = tokens.evaluate_reconstructions(vq, cnn, heldout)
+    log.info("%s", metrics)
+    save_json(snakemake.output.metrics, metrics)
+    figures.reconstructions(heldout, recon, snakemake.output.figure, title=f"{snakemake.wildcards.dataset}: originals (odd rows) vs VQ decodings (even rows)")

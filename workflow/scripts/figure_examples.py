@@ -1,0 +1,7 @@
+"""Snakemake adapter: a grid of example images per class."""
+from ibdiv import data, figures
+from ibdiv.runlog import job
+
+with job(snakemake.log[0], snakemake.threads):
+    dataset = data.load_prepared(snakemake.input.data)
+    figures.class_examples(dataset, snakemake.output.png, title=f"{snakemake.wildcards.dataset}: examples per class")
