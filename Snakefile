@@ -17,6 +17,8 @@ validate(config, "workflow/schemas/config.schema.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/tokenizer.smk"
+include: "workflow/rules/generators.smk"
+include: "workflow/rules/probes.smk"
 
 
 rule all:
@@ -26,3 +28,6 @@ rule all:
         expand("results/{dataset}/tokens.npz", dataset=DATASETS),
         expand("results/{dataset}/tokenizer/evaluation.json", dataset=DATASETS),
         expand("results/{dataset}/figures/reconstructions.png", dataset=DATASETS),
+        expand("results/{dataset}/tables/generators.csv", dataset=DATASETS),
+        expand("results/{dataset}/tables/classification_stability.csv", dataset=DATASETS),
+        [sample_paths("results/{dataset}/figures/samples/{family}_seed{seed}_{point}.png", d) for d in DATASETS],

@@ -54,3 +54,12 @@ def reconstructions(dataset, recon: np.ndarray, path, *, per_class: int = 10, ti
     fig = image_grid(np.concatenate(pairs), 2 * dataset.n_classes, per_class, row_labels=labels, title=title, scale=0.6)
     save_figure(fig, path, dpi=120)
     plt.close(fig)
+
+
+def sample_grid(images: np.ndarray, labels: np.ndarray, path, *, per_class: int = 12, title=None) -> None:
+    """Decoded samples, one row per class."""
+    classes = np.unique(labels)
+    rows = [images[np.flatnonzero(labels == c)[:per_class]] for c in classes]
+    fig = image_grid(np.concatenate(rows), len(classes), per_class, row_labels=[str(c) for c in classes], title=title)
+    save_figure(fig, path, dpi=120)
+    plt.close(fig)

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ibdiv import ar, diffusion, independent, mim
+from ibdiv import ar, diffusion, independent, mim, oracle
 from ibdiv.backbone import DecodeState
 
-FAMILIES = {"ar": ar, "mim": mim, "diffusion": diffusion, "independent": independent}
+FAMILIES = {"ar": ar, "mim": mim, "diffusion": diffusion, "independent": independent,
+            "oracle": oracle}
 
 # Range checks per knob name; every knob of every family must appear here.
 KNOB_CHECKS = {
@@ -120,7 +121,7 @@ def _run(model, family, state, knobs, generator, perturbation, stop_at) -> Sampl
 def _check_perturbation(model, perturbation: Perturbation | None, n: int) -> None:
     if perturbation is None:
         return
-    if not hasattr(model, "tok_emb"):
+    if not hasattr(model, "tok_emb"):  # independent, oracle
         raise ValueError(f"family {model.family!r} has no embeddings to perturb")
     d, K = model.config.d_model, model.config.vocab_size
     if perturbation.cond_noise is not None and perturbation.cond_noise.shape != (n, d):
@@ -165,20 +166,22 @@ def operating_point(family: str, name: str, vocab_size: int | None = None) -> di
     standard: the reference implementations' usual settings: AR = LlamaGen (CFG 1.75, top-k
     about K/4, so ``vocab_size`` is required); MIM = MaskGIT (choice temperature 4.5, T = 12;
     T = 8 cannot commit exactly N/4 of 16 tokens); diffusion = truncation top-p 0.9 and CFG 1.5
-    (VQ-Diffusion), T = 16. The independent family has no guidance: both points coincide.
+    (VQ-Diffusion), T = 16. The independent and oracle families have no guidance: both points
+    coincide.
     """
     if name == "neutral":
         points = {"ar": {}, "mim": {"choice_temperature": 4.5, "steps": 12},
-                  "diffusion": {"steps": 16}, "independent": {}}
+                  "diffusion": {"steps": 16}, "independent": {}, "oracle": {}}
     elif name == "standard":
         if family == "ar" and vocab_size is None:
             raise ValueError("the standard AR point sets top_k from the vocabulary: pass vocab_size")
         points = {"ar": {"cfg_scale": 1.75, "top_k": max(1, (vocab_size or 0) // 4)},
                   "mim": {"choice_temperature": 4.5, "steps": 12},
                   "diffusion": {"top_p": 0.9, "cfg_scale": 1.5, "steps": 16},
-                  "independent": {}}
+                  "independent": {}, "oracle": {}}
     else:
         raise ValueError(f"unknown operating point {name!r}; known: 'neutral', 'standard'")
     if family not in points:
         raise ValueError(f"unknown family {family!r}; known: {sorted(points)}")
     return {**FAMILIES[family].KNOBS, **points[family]}
+

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import copy
 import math
-import os
-import tempfile
 
 import torch
 from tqdm.auto import tqdm
 
+from ibdiv.io import save_torch
 from ibdiv.sampling import FAMILIES
 
 DEFAULT_CFG = {
@@ -131,17 +130,8 @@ def _drop_labels(labels, p: float, null_class: int, generator) -> torch.Tensor:
 
 
 def save_model(path, model) -> None:
-    """Family, constructor spec and state dict; written atomically (temp file + os.replace)."""
-    payload = {"family": model.family, "spec": model.spec(), "state_dict": model.state_dict()}
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Family, constructor spec and state dict; written atomically."""
+    save_torch(path, {"family": model.family, "spec": model.spec(), "state_dict": model.state_dict()})
 
 
 def load_model(path):

@@ -1,0 +1,95 @@
+"""Measurements of one sample set (DESIGN §2, §4): the estimands, with bootstrap SEs and nulls.
+
+Everything here takes token arrays (and decoded-image predictions) and returns plain dicts
+ready for JSON; the real held-out data goes through the same functions at the same N.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ibdiv import entropy
+
+
+def flat_estimands(tokens, labels, K: int, cfg: dict, rng, logprobs=None) -> dict:
+    """H(Z), H_pos, D (at `cfg['per_class']` rows per class), I(Z;C) and its null, and the
+    AR sequence entropy per token where every log-probability is defined."""
+    method, n_boot = cfg["method"], cfg["n_boot"]
+    idx = entropy.subsample_per_class(labels, cfg["per_class"], rng)
+    tokens, labels = np.asarray(tokens)[idx], np.asarray(labels)[idx]
+    hz = entropy.codebook_entropy(tokens, K, method, n_boot, rng, labels=labels)
+    mi = entropy.code_usage_mi(tokens, labels, K, method, n_boot, rng)
+    mi_null = entropy.code_usage_mi_null(tokens, labels, K, method, cfg["n_null"], rng)
+    out = {
+        "n_per_class": cfg["per_class"],
+        "h_z": hz.entropy.as_dict(), "perplexity": hz.perplexity, "codes_used": hz.fraction_used,
+        "h_pos": entropy.positional_entropy(tokens, K, method, n_boot, rng, labels=labels).as_dict(),
+        "d": entropy.conditional_diversity(tokens, labels, K, method, n_boot, rng).as_dict(),
+        "mi_zc": mi.as_dict(), "mi_zc_null": mi_null.as_dict(),
+        "mi_zc_clears": entropy.clears_null(mi, mi_null, cfg["margin_se"]),
+    }
+    if logprobs is not None and np.isfinite(logprobs[idx]).all():
+        out["sequence_entropy"] = entropy.sequence_entropy_per_token(logprobs[idx], n_boot, rng, labels=labels).as_dict()
+    return out
+
+
+def nested_estimands(cell: dict, K: int, cfg: dict, rng, layouts=None, n_layouts: int = 0) -> dict:
+    """Path split (D_exec, D_frozen, D_influence with its shuffle null) of one path-clamp cell,
+    and, when continuations' layouts are given (shapes), the layout commitment."""
+    split = entropy.path_split(cell["tokens"], cell["frozen"], K, cfg["method"], cfg["n_boot_paths"],
+                               cfg["n_null_paths"], cfg["n_sets"], margin_se=cfg["margin_se"], rng=rng)
+    out = {**split.as_dict(), "fraction_committed": float(cell["fraction_committed"]),
+           "process_fraction": float(cell["process_fraction"])}
+    out["rho_infl"] = out["d_influence"]["value"] / out["d_tot"]["value"] if out["d_tot"]["value"] > 0 else float("nan")
+    if layouts is not None:
+        lc = entropy.layout_commitment(layouts, n_layouts, cfg["method"], cfg["n_boot_paths"],
+                                       margin_se=cfg["margin_se"], rng=rng)
+        out["layout_commitment"] = lc.as_dict()
+    return out
+
+
+def predict_decoded(tokens, vq, cnn) -> dict:
+    """Classifier predictions on decoded token grids of any leading shape (..., N)."""
+    from ibdiv.classifier import predict
+
+    tokens = np.asarray(tokens)
+    images = vq.decode(tokens.reshape(-1, tokens.shape[-1]).astype(np.int64))
+    pred = predict(cnn, images)
+    lead = tokens.shape[:-1]
+    out = {"pred": pred["pred"].reshape(lead)}
+    if "layout_pred" in pred:
+        out["layout_pred"] = pred["layout_pred"].reshape(lead)
+    return out
+
+
+def measure_flat(cache: dict, K: int, cfg: dict, rng, vq, cnn) -> list[dict]:
+    """One dict per cell of a flat cache (tokens (cells, n, N)): estimands + accuracy."""
+    from ibdiv.metrics import conditioning_accuracy
+
+    rows = []
+    for cell in range(cache["tokens"].shape[0]):
+        tokens = cache["tokens"][cell].astype(np.int64)
+        pred = predict_decoded(tokens, vq, cnn)["pred"]
+        rows.append({**flat_estimands(tokens, cache["labels"], K, cfg, rng, cache["logprobs"][cell]),
+                     "conditioning_accuracy": conditioning_accuracy(pred, cache["labels"])})
+    return rows
+
+
+def measure_nested(cache: dict, K: int, cfg: dict, rng, vq, cnn, n_layouts: int = 0) -> list[dict]:
+    """One dict per cell of a nested cache (tokens (cells, C, P, R, N)): path split, layout
+    commitment (when the classifier reads layouts) and accuracy of the continuations."""
+    from ibdiv.metrics import conditioning_accuracy
+
+    rows = []
+    for cell in range(cache["tokens"].shape[0]):
+        tokens = cache["tokens"][cell].astype(np.int64)
+        pred = predict_decoded(tokens, vq, cnn)
+        classes = np.broadcast_to(np.arange(tokens.shape[0])[:, None, None], tokens.shape[:3])
+        layouts = pred.get("layout_pred") if n_layouts else None
+        one = {key: cache[key][cell] for key in ("tokens", "frozen", "fraction_committed", "process_fraction")}
+        row = nested_estimands(one, K, cfg, rng, layouts, n_layouts)
+        row["conditioning_accuracy"] = conditioning_accuracy(pred["pred"], classes)
+        if "path_layouts" in cache and layouts is not None:  # oracle: the decoder's accuracy
+            truth = np.broadcast_to(cache["path_layouts"][cell][:, :, None], layouts.shape)
+            row["layout_decoder_accuracy"] = float(np.mean(layouts == truth))
+        rows.append(row)
+    return rows

@@ -1,0 +1,163 @@
+"""Probe designs: which samples to draw for each probe (DESIGN §4).
+
+Two designs cover every probe:
+
+- *flat*: `per_class` samples of every class per cell (a knob value, a noise level).
+  All cells share the sampling seed (common random numbers), and perturbation noise comes
+  from its own generator, so a cell whose perturbation is zero (σ = 0, temperature 1) is
+  bit-identical to the baseline cache, and differences between cells are not blurred by
+  independent sampling noise.
+- *nested* (path clamp, I1): per class P path prefixes cut where a fraction f of tokens is
+  committed, then R continuations of each path with fresh randomness. A perturbation is drawn
+  once per path and shared by that path's continuations, applied before the cut (to the
+  prefix), after it (to the continuations), or both.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import numpy as np
+import torch
+
+from ibdiv import sampling
+
+NOISE_TARGETS = {"condition": "cond_noise", "codebook": "code_noise"}
+
+
+def draw_noise(model, target: str | None, sigma: float, n: int, generator: torch.Generator):
+    """A Perturbation for n samples (None when there is nothing to perturb)."""
+    if target is None:
+        return None
+    make = {"condition": sampling.condition_noise, "codebook": sampling.codebook_noise}[target]
+    return sampling.Perturbation(**{NOISE_TARGETS[target]: make(model, n, sigma, generator)})
+
+
+def repeat_perturbation(perturbation, repeats: int):
+    """Share one path's noise among its `repeats` continuations."""
+    if perturbation is None:
+        return None
+    fields = {f.name: getattr(perturbation, f.name) for f in dataclasses.fields(perturbation)}
+    return sampling.Perturbation(**{k: None if v is None else v.repeat_interleave(repeats, 0) for k, v in fields.items()})
+
+
+def sample_flat(model, n_classes: int, per_class: int, knobs: dict, seed: int, *, noise_target=None,
+                sigma: float = 0.0, noise_seed: int = 0, batch_size: int = 1024) -> dict:
+    """`per_class` complete samples of every class (class-major order).
+
+    Returns numpy arrays tokens (n, N), labels (n,), logprobs (n, N) float32.
+    """
+    labels = torch.arange(n_classes).repeat_interleave(per_class)
+    gen, noise_gen = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(noise_seed)
+    tokens, logprobs = [], []
+    for start in range(0, len(labels), batch_size):
+        batch = labels[start:start + batch_size]
+        perturbation = draw_noise(model, noise_target, sigma, len(batch), noise_gen)
+        with torch.no_grad():
+            result = sampling.sample(model, batch, knobs, gen, perturbation=perturbation)
+        tokens.append(result.tokens)
+        logprobs.append(result.logprobs)
+    return {"tokens": torch.cat(tokens).numpy(), "labels": labels.numpy(),
+            "logprobs": torch.cat(logprobs).numpy().astype(np.float32)}
+
+
+def expand_state(state, repeats: int):
+    """Each sample of a cut state repeated `repeats` times (consecutively)."""
+    state = copy.deepcopy(state)
+    n = len(state.classes)
+    for f in dataclasses.fields(state):
+        value = getattr(state, f.name)
+        if torch.is_tensor(value) and value.ndim and value.shape[0] == n:
+            setattr(state, f.name, value.repeat_interleave(repeats, 0))
+    for key, value in state.trace.items():
+        if isinstance(value, list) and len(value) == n and key == "layouts":
+            state.trace[key] = [v for v in value for _ in range(repeats)]
+    return state
+
+
+def sample_nested(model, n_classes: int, paths: int, continuations: int, fraction: float, knobs: dict,
+                  seed: int, *, before=(None, 0.0), after=(None, 0.0), noise_seed: int = 0) -> dict:
+    """Path-clamp design. `before` / `after` = (noise target or None, sigma), applied only to
+    the prefix or only to the continuations; one noise draw per path.
+
+    Returns tokens (C, P, R, N), frozen (C, P, N) (committed at the cut), the achieved
+    committed fraction, the process fraction tau at the cut, and for the oracle the true
+    layout of every path (C, P).
+    """
+    C, P, R = n_classes, paths, continuations
+    classes = torch.arange(C).repeat_interleave(P)
+    gen, noise_gen = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(noise_seed)
+    pre = draw_noise(model, before[0], before[1], C * P, noise_gen)
+    post = repeat_perturbation(draw_noise(model, after[0], after[1], C * P, noise_gen), R)
+    with torch.no_grad():
+        cut = sampling.sample(model, classes, knobs, gen, perturbation=pre, stop_at=fraction)
+        if cut.state is None:
+            raise ValueError(f"the process finished before committing a fraction {fraction}")
+        done = sampling.resume(model, expand_state(cut.state, R), knobs, gen, perturbation=post)
+    N = done.tokens.shape[1]
+    out = {
+        "tokens": done.tokens.numpy().reshape(C, P, R, N),
+        "frozen": cut.committed.numpy().reshape(C, P, N),
+        "fraction_committed": np.float64(cut.fraction_committed),
+        "process_fraction": np.float64(cut.process_fraction),
+    }
+    if "layouts" in cut.trace and cut.trace["layouts"] is not None:
+        out["path_layouts"] = np.asarray(cut.trace["layouts"], dtype=np.int64).reshape(C, P)
+    return out
+
+
+PERTURBING_KINDS = ("noise", "decoupling")
+
+
+def probe_cells(probe: dict) -> list:
+    """The cell labels of a probe, in cache order."""
+    kind = probe["kind"]
+    if kind == "sweep":
+        return [float(v) for v in probe["values"]]
+    if kind == "noise":
+        return [float(s) for s in probe["sigmas"]]
+    if kind == "path_clamp":
+        return [float(f) for f in probe["fractions"]]
+    if kind == "decoupling":
+        return ["none", "condition_before_cut", "codebook_after_cut"]
+    raise ValueError(f"unknown probe kind {kind!r}")
+
+
+def run_probe(model, probe: dict, n_classes: int, knobs: dict, *, per_class: int, seed: int,
+              noise_seed: int, batch_size: int = 1024) -> dict:
+    """Every cell of one probe; arrays stacked along a leading cell axis."""
+    kind = probe["kind"]
+    if kind in ("sweep", "noise"):
+        cells = []
+        for value in probe_cells(probe):
+            cell_knobs = {**knobs, probe["knob"]: _knob_type(probe["knob"], value)} if kind == "sweep" else knobs
+            noise = (probe["target"], value) if kind == "noise" else (None, 0.0)
+            cells.append(sample_flat(model, n_classes, per_class, cell_knobs, seed, noise_target=noise[0],
+                                     sigma=noise[1], noise_seed=noise_seed, batch_size=batch_size))
+        return {"tokens": np.stack([c["tokens"] for c in cells]), "labels": cells[0]["labels"],
+                "logprobs": np.stack([c["logprobs"] for c in cells])}
+    if kind == "path_clamp":
+        cells = [sample_nested(model, n_classes, probe["paths"], probe["continuations"], f, knobs, seed,
+                               noise_seed=noise_seed) for f in probe_cells(probe)]
+    else:  # decoupling: unperturbed, I2 only before the cut, I3 only after it (DESIGN §5)
+        sigma = probe["sigma"]
+        placements = [{}, {"before": ("condition", sigma)}, {"after": ("codebook", sigma)}]
+        cells = [sample_nested(model, n_classes, probe["paths"], probe["continuations"], probe["fraction"], knobs,
+                               seed, noise_seed=noise_seed, **where) for where in placements]
+    return {key: np.stack([c[key] for c in cells]) for key in cells[0]}
+
+
+def _knob_type(knob: str, value: float):
+    return int(value) if knob in ("top_k", "steps") else float(value)
+
+
+def load_sampler(family: str, path):
+    """The model a sampler reads: a trained prior, or for the oracle the tokenizer it wraps."""
+    if family == "oracle":
+        from ibdiv.oracle import OraclePrior
+        from ibdiv.tokenizer import load_tokenizer
+
+        return OraclePrior(load_tokenizer(path))
+    from ibdiv.train_prior import load_model
+
+    return load_model(path)

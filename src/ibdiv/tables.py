@@ -1,0 +1,131 @@
+"""Aggregate per-run JSON measurements into tables (one row per run)."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from ibdiv.io import load_json
+
+_RUN = re.compile(r"/(?P<family>[a-z]+)/seed(?P<seed>\d+)/(?P<point>[a-z]+)/")
+
+
+def run_keys(path: str) -> dict:
+    """family / seed / point encoded in a sample-cache path."""
+    m = _RUN.search(str(path))
+    if not m:
+        raise ValueError(f"{path}: not a run path (…/<family>/seed<k>/<point>/…)")
+    return {"family": m["family"], "seed": int(m["seed"]), "point": m["point"]}
+
+
+def generators_table(prior_paths, quality_paths, classifier_path) -> pd.DataFrame:
+    """Likelihood, learned joint structure and conditioning accuracy per family, seed and point.
+
+    learned_structure_bits = independent family's held-out bits/token minus the family's
+    (same seed): how much cross-token structure the family learned (DESIGN §2). For MIM and
+    diffusion the family's number is an ELBO bound, so their structure is a lower bound.
+    """
+    priors = pd.DataFrame([load_json(p) for p in prior_paths])
+    quality = pd.DataFrame([{**run_keys(p), "conditioning_accuracy": load_json(p)["conditioning_accuracy"]}
+                            for p in quality_paths])
+    table = quality.merge(priors, on=["family", "seed"], how="left")
+    independent = priors[priors.family == "independent"].set_index("seed")["heldout_bits_per_token"]
+    table["independent_bits_per_token"] = table["seed"].map(independent)
+    table["learned_structure_bits"] = table["independent_bits_per_token"] - table["heldout_bits_per_token"]
+    real_accuracy = load_json(classifier_path)["heldout_accuracy"]
+    table["classifier_heldout_accuracy"] = real_accuracy
+    table["accuracy_ratio"] = table["conditioning_accuracy"] / real_accuracy
+    return table.sort_values(["family", "seed", "point"]).reset_index(drop=True)
+
+
+def flatten(measurement: dict, prefix: str = "") -> dict:
+    """Nested measurement dict -> flat columns: {"d": {"value", "se"}} -> d, d_se; other
+    sub-dicts -> name_key. Lists and strings are dropped (they are not table cells)."""
+    out = {}
+    for key, value in measurement.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and "value" in value and "se" in value:
+            out[name], out[f"{name}_se"] = value["value"], value["se"]
+        elif isinstance(value, dict):
+            out.update(flatten(value, f"{name}_"))
+        elif isinstance(value, (int, float, bool)) or value is None:
+            out[name] = value
+    return out
+
+
+def measurements_table(reference_path, baseline_paths, probe_paths) -> pd.DataFrame:
+    """One row per family x seed x point x probe x cell, plus the real data's reference row."""
+    rows = [{"family": "data", "seed": -1, "point": "", "probe": "reference", "kind": "flat", "cell": "",
+             **flatten(load_json(reference_path))}]
+    for path in baseline_paths:
+        rows.append({**run_keys(path), "probe": "baseline", "kind": "flat", "cell": "", **flatten(load_json(path))})
+    for path in probe_paths:
+        m = load_json(path)
+        for cell, values in zip(m["cells"], m["measurements"]):
+            rows.append({**run_keys(path), "probe": m["probe"], "kind": m["kind"], "cell": cell, **flatten(values)})
+    return pd.DataFrame(rows)
+
+
+def _difference(a: pd.Series, b: pd.Series, column: str) -> tuple[float, float]:
+    """a − b of one estimand with SE sqrt(se_a² + se_b²) (conservative: cells share seeds)."""
+    return a[column] - b[column], float(np.hypot(a[f"{column}_se"], b[f"{column}_se"]))
+
+
+def iso_quality_diversity(points: pd.DataFrame, target_accuracy: float) -> tuple[float, float]:
+    """D (and SE) interpolated linearly at `target_accuracy` along a sweep (columns
+    conditioning_accuracy, d, d_se); NaN when the sweep does not bracket the target."""
+    pts = points.sort_values("conditioning_accuracy")
+    acc, d, se = (pts[c].to_numpy(float) for c in ("conditioning_accuracy", "d", "d_se"))
+    if len(acc) < 2 or not acc[0] <= target_accuracy <= acc[-1]:
+        return float("nan"), float("nan")
+    return float(np.interp(target_accuracy, acc, d)), float(np.interp(target_accuracy, acc, se))
+
+
+def summary_table(measurements: pd.DataFrame, generators: pd.DataFrame, probes: dict, iso_accuracy: float) -> pd.DataFrame:
+    """Per family x seed x point: the inputs of the strategy classification (DESIGN §5)."""
+    ref = measurements[measurements.probe == "reference"].iloc[0]
+    target = iso_accuracy * ref["conditioning_accuracy"]
+    sweep = next((n for n, p in probes.items() if p["kind"] == "sweep" and p["knob"] == "temperature"), None)
+    decoupling = next((n for n, p in probes.items() if p["kind"] == "decoupling"), None)
+    clamp = next((n for n, p in probes.items() if p["kind"] == "path_clamp"), None)
+    reference_cut = probes[decoupling]["fraction"] if decoupling else None
+    structure = generators.set_index(["family", "seed", "point"])["learned_structure_bits"]
+    rows = []
+    runs = measurements[measurements.probe == "baseline"]
+    for _, base in runs.iterrows():
+        key = (base["family"], base["seed"], base["point"])
+        mine = measurements[(measurements.family == key[0]) & (measurements.seed == key[1]) & (measurements.point == key[2])]
+        row = {"family": key[0], "seed": key[1], "point": key[2], "target_accuracy": target,
+               "conditioning_accuracy": base["conditioning_accuracy"],
+               "learned_structure_bits": structure.get(key, float("nan"))}
+        for col in ("h_z", "h_pos", "d"):
+            row[col], row[f"{col}_se"] = base[col], base[f"{col}_se"]
+            row[f"{col}_data"], row[f"{col}_data_se"] = ref[col], ref[f"{col}_se"]
+        sweep_rows = pd.concat([mine[mine.probe == sweep], base.to_frame().T]) if sweep else base.to_frame().T
+        row["d_iso"], row["d_iso_se"] = iso_quality_diversity(sweep_rows, target)
+        row["rho_infl"] = _rho_at(mine[mine.probe == clamp], reference_cut) if clamp else float("nan")
+        row.update(_decoupling_responses(mine[mine.probe == decoupling]))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _rho_at(clamp_rows: pd.DataFrame, fraction) -> float:
+    """D_influence / D_tot at the path-clamp cut nearest the reference fraction."""
+    if clamp_rows.empty or fraction is None:
+        return float("nan")
+    nearest = (clamp_rows["cell"].astype(float) - fraction).abs().idxmin()
+    return float(clamp_rows.loc[nearest, "rho_infl"])
+
+
+def _decoupling_responses(cells: pd.DataFrame) -> dict:
+    """Changes of D_influence and D_exec when I2 acts only before the cut and I3 only after."""
+    names = ("r_i2_infl", "r_i2_exec", "r_i3_infl", "r_i3_exec")
+    if cells.empty:
+        return {k: v for n in names for k, v in ((n, float("nan")), (f"{n}_se", float("nan")))}
+    by = cells.set_index("cell")
+    none, i2, i3 = by.loc["none"], by.loc["condition_before_cut"], by.loc["codebook_after_cut"]
+    out = {}
+    for name, (cell, column) in zip(names, [(i2, "d_influence"), (i2, "d_exec"), (i3, "d_influence"), (i3, "d_exec")]):
+        out[name], out[f"{name}_se"] = _difference(cell, none, column)
+    return out

@@ -1,0 +1,104 @@
+"""Probe designs: zero perturbations are identities, nested designs freeze what was committed,
+noise is shared within a path, and the measurements are reproducible."""
+import numpy as np
+import pytest
+import torch
+
+from ibdiv import diagnostics, probes, train_prior
+
+torch.set_num_threads(1)
+K, N, C = 16, 16, 3
+MEASURE = {"method": "chao_shen", "per_class": 8, "n_boot": 4, "n_null": 4, "n_boot_paths": 4,
+           "n_null_paths": 4, "n_sets": 20, "margin_se": 1.0}
+
+
+@pytest.fixture(scope="module")
+def models():
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, K, (240, N), generator=g)
+    labels = torch.arange(240) % C
+    tokens[:, 8:] = tokens[:, :8]  # some cross-token structure to learn
+    cfg = {"steps": 200, "d_model": 32, "n_layers": 1, "n_heads": 2, "eval_every": 100}
+    return {f: train_prior.train_prior(f, tokens, labels, tokens[:48], labels[:48], K=K, C=C, cfg=cfg, seed=0,
+                                       progress=False)[0] for f in ("ar", "mim", "diffusion", "independent")}
+
+
+KNOBS = {"ar": {}, "mim": {"steps": 6}, "diffusion": {"steps": 6}, "independent": {}}
+
+
+@pytest.mark.parametrize("family", ["ar", "mim", "diffusion"])
+@pytest.mark.parametrize("target", ["condition", "codebook"])
+def test_zero_noise_cell_is_bit_identical_to_baseline(models, family, target):
+    m, knobs = models[family], KNOBS[family]
+    base = probes.sample_flat(m, C, 8, knobs, seed=11)
+    zero = probes.sample_flat(m, C, 8, knobs, seed=11, noise_target=target, sigma=0.0, noise_seed=3)
+    noisy = probes.sample_flat(m, C, 8, knobs, seed=11, noise_target=target, sigma=10.0, noise_seed=3)
+    assert (zero["tokens"] == base["tokens"]).all()
+    assert (noisy["tokens"] != base["tokens"]).any()
+
+
+def test_zero_noise_reproduces_baseline_numbers_exactly(models):
+    m = models["ar"]
+    base = probes.sample_flat(m, C, 8, {}, seed=5)
+    zero = probes.sample_flat(m, C, 8, {}, seed=5, noise_target="codebook", sigma=0.0, noise_seed=9)
+    measure = lambda cache: diagnostics.flat_estimands(cache["tokens"], cache["labels"], K, MEASURE,  # noqa: E731
+                                                      np.random.default_rng(0), cache["logprobs"])
+    assert measure(base) == measure(zero)
+
+
+def test_temperature_one_cell_of_a_sweep_is_the_baseline(models):
+    m = models["mim"]
+    probe = {"kind": "sweep", "knob": "temperature", "values": [0.5, 1.0]}
+    out = probes.run_probe(m, probe, C, KNOBS["mim"], per_class=6, seed=2, noise_seed=1)
+    base = probes.sample_flat(m, C, 6, KNOBS["mim"], seed=2)
+    assert (out["tokens"][1] == base["tokens"]).all() and (out["tokens"][0] != base["tokens"]).any()
+
+
+@pytest.mark.parametrize("family", ["ar", "mim", "diffusion", "independent"])
+def test_nested_design_freezes_committed_positions(models, family):
+    out = probes.sample_nested(models[family], C, 5, 4, 0.25, KNOBS[family], seed=1)
+    tokens, frozen = out["tokens"], out["frozen"]
+    assert tokens.shape == (C, 5, 4, N) and frozen.shape == (C, 5, N) and (tokens >= 0).all()
+    assert out["fraction_committed"] >= 0.25 and frozen.sum(-1).min() >= 4
+    for c in range(C):
+        for p in range(5):
+            assert (tokens[c, p][:, frozen[c, p]] == tokens[c, p, 0][frozen[c, p]]).all()
+    # continuations differ somewhere after the cut (fresh randomness per continuation)
+    assert any(len(np.unique(tokens[c, p][:, ~frozen[c, p]], axis=0)) > 1 for c in range(C) for p in range(5))
+
+
+def test_noise_is_drawn_once_per_path_and_shared_by_continuations(models):
+    m = models["diffusion"]
+    noise = probes.draw_noise(m, "codebook", 1.0, 4, torch.Generator().manual_seed(0))
+    shared = probes.repeat_perturbation(noise, 3)
+    assert shared.code_noise.shape[0] == 12
+    assert torch.equal(shared.code_noise[0], shared.code_noise[2]) and not torch.equal(shared.code_noise[2], shared.code_noise[3])
+
+
+def test_decoupling_cells_apply_noise_only_in_their_phase(models):
+    m = models["ar"]
+    probe = {"kind": "decoupling", "fraction": 0.5, "sigma": 4.0, "paths": 4, "continuations": 3}
+    out = probes.run_probe(m, probe, C, {}, per_class=4, seed=7, noise_seed=2)
+    none, before, after = out["tokens"]
+    frozen = out["frozen"][0]
+    assert out["tokens"].shape == (3, C, 4, 3, N)
+    # noise after the cut leaves the prefix untouched; noise before the cut changes it
+    assert (after[..., :8] == none[..., :8]).all()
+    assert (before[..., :8] != none[..., :8]).any()
+    assert frozen[:, :, :8].all() and not frozen[:, :, 8:].any()
+
+
+def test_probe_cells_and_unknown_kind():
+    assert probes.probe_cells({"kind": "noise", "sigmas": [0, 0.5]}) == [0.0, 0.5]
+    assert probes.probe_cells({"kind": "decoupling"})[1] == "condition_before_cut"
+    with pytest.raises(ValueError, match="unknown probe kind"):
+        probes.probe_cells({"kind": "nope"})
+
+
+def test_independent_family_influence_does_not_clear_its_null(models):
+    """No cross-token structure => the path cannot influence the rest (the null can fail)."""
+    out = probes.sample_nested(models["independent"], C, 40, 10, 0.25, {}, seed=4)
+    split = diagnostics.nested_estimands(out, K, {**MEASURE, "n_boot_paths": 20, "n_null_paths": 50, "n_sets": 200},
+                                         np.random.default_rng(0))
+    assert not split["influence_clears"]
+    assert abs(split["d_influence"]["value"]) < 0.1

@@ -1,0 +1,78 @@
+# Generator families: train (dataset x family x seed), baseline sample caches
+# (x operating point) and a table of likelihoods and conditioning accuracy; the caches are
+# measured (and drawn as sample grids) by `measure_baseline` in probes.smk.
+
+
+rule train_prior:
+    input:
+        tokens="results/{dataset}/tokens.npz",
+        code=code("train_prior", "sampling", "backbone", "ar", "mim", "diffusion", "independent", "tokens"),
+        script="workflow/scripts/train_prior.py",
+    output:
+        model="results/{dataset}/priors/{family}/seed{seed}/model.pt",
+        curve="results/{dataset}/priors/{family}/seed{seed}/curve.csv",
+        metrics="results/{dataset}/priors/{family}/seed{seed}/metrics.json",
+    params:
+        cfg=config["prior"],
+    wildcard_constraints:
+        family="ar|mim|diffusion|independent",
+    log:
+        "results/logs/train_prior/{dataset}_{family}_seed{seed}.log",
+    benchmark:
+        "results/benchmarks/train_prior/{dataset}_{family}_seed{seed}.tsv"
+    threads: 1
+    conda:
+        "../../envs/ibdiv.yaml"
+    script:
+        "../scripts/train_prior.py"
+
+
+rule sample_baseline:
+    input:
+        model=sampler_model,
+        tokens="results/{dataset}/tokens.npz",
+        code=code("probes", "sampling", "backbone", "ar", "mim", "diffusion", "independent", "oracle", "train_prior", "tokenizer", "shapes"),
+        script="workflow/scripts/sample_baseline.py",
+    output:
+        "results/{dataset}/samples/{family}/seed{seed}/{point}/baseline.npz",
+    params:
+        knobs=point_knobs,
+        sampling=config["sampling"],
+        seed=config["seed"],
+    log:
+        run_logfile("sample_baseline"),
+    benchmark:
+        run_benchfile("sample_baseline")
+    threads: 1
+    conda:
+        "../../envs/ibdiv.yaml"
+    script:
+        "../scripts/sample_baseline.py"
+
+
+def generator_table_inputs(wildcards):
+    d = wildcards.dataset
+    return {
+        "priors": [f"results/{d}/priors/{f}/seed{s}/metrics.json" for f in config["families"] for s in SEEDS],
+        "quality": sample_paths("results/{dataset}/samples/{family}/seed{seed}/{point}/measure.json", d),
+        "classifier": f"results/{d}/classifier/metrics.json",
+        "tokenizer": f"results/{d}/tokenizer/evaluation.json",
+    }
+
+
+rule generators_table:
+    input:
+        unpack(generator_table_inputs),
+        code=code("tables"),
+        script="workflow/scripts/generators_table.py",
+    output:
+        "results/{dataset}/tables/generators.csv",
+    log:
+        logfile("generators_table"),
+    benchmark:
+        benchfile("generators_table")
+    threads: 1
+    conda:
+        "../../envs/ibdiv.yaml"
+    script:
+        "../scripts/generators_table.py"

@@ -1,0 +1,158 @@
+# Probes (DESIGN §4): each `probes.<name>` entry of the config becomes, per dataset x family
+# x seed x operating point, a sampling job (a compact token cache) and a measuring job.
+
+
+def probe_runs(dataset, probe):
+    """(family, seed, point) the probe applies to: perturbing probes need embeddings (not the
+    independent counts nor the oracle); a knob sweep needs knobs (not the oracle)."""
+    spec = config["probes"][probe]
+    families = [f for f in families_of(dataset) if f in spec.get("families", families_of(dataset))]
+    if spec["kind"] in ("noise", "decoupling"):
+        families = [f for f in families if f in ("ar", "mim", "diffusion")]
+    if spec["kind"] == "sweep":
+        families = [f for f in families if f != "oracle"]
+    return [(f, s, p) for f in families for s in SEEDS for p in points_of(f) if p in spec.get("points", POINTS)]
+
+
+def probe_paths(pattern, dataset):
+    return [
+        pattern.format(dataset=dataset, probe=probe, family=f, seed=s, point=p)
+        for probe in config["probes"]
+        for f, s, p in probe_runs(dataset, probe)
+    ]
+
+
+wildcard_constraints:
+    probe="|".join(config["probes"]) or "NONE",
+
+
+rule sample_probe:
+    input:
+        model=sampler_model,
+        tokens="results/{dataset}/tokens.npz",
+        code=code("probes", "sampling", "backbone", "ar", "mim", "diffusion", "independent", "oracle", "train_prior", "tokenizer", "shapes"),
+        script="workflow/scripts/sample_probe.py",
+    output:
+        "results/{dataset}/probes/{probe}/{family}/seed{seed}/{point}/samples.npz",
+    params:
+        probe=probe_spec,
+        knobs=point_knobs,
+        per_class=config["measure"]["per_class"],
+        batch_size=config["sampling"]["batch_size"],
+        seed=config["seed"],
+    log:
+        "results/logs/sample_probe/{dataset}_{probe}_{family}_seed{seed}_{point}.log",
+    benchmark:
+        "results/benchmarks/sample_probe/{dataset}_{probe}_{family}_seed{seed}_{point}.tsv"
+    threads: 1
+    conda:
+        "../../envs/ibdiv.yaml"
+    script:
+        "../scripts/sample_probe.py"
+
+
+rule measure_probe:
+    input:
+        samples="results/{dataset}/probes/{probe}/{family}/seed{seed}/{point}/samples.npz",
+        tokenizer="results/{dataset}/tokenizer/model.pt",
+        classifier="results/{dataset}/classifier/model.pt",
+        code=code("diagnostics", "entropy", "probes", "classifier", "tokenizer", "metrics"),
+        script="workflow/scripts/measure_probe.py",
+    output:
+        "results/{dataset}/probes/{probe}/{family}/seed{seed}/{point}/measure.json",
+    params:
+        probe=probe_spec,
+        measure=config["measure"],
+        seed=config["seed"],
+    log:
+        "results/logs/measure_probe/{dataset}_{probe}_{family}_seed{seed}_{point}.log",
+    benchmark:
+        "results/benchmarks/measure_probe/{dataset}_{probe}_{family}_seed{seed}_{point}.tsv"
+    threads: 1
+    conda:
+        "../../envs/ibdiv.yaml"
+    script:
+        "../scripts/measure_probe.py"
+
+
+rule measure_baseline:
+    input:
+        samples="results/{dataset}/samples/{family}/seed{seed}/{point}/baseline.npz",
+        tokenizer="results/{dataset}/tokenizer/model.pt",
+        classifier="results/{dataset}/classifier/model.pt",
+        code=code("diagnostics", "entropy", "classifier", "tokenizer", "metrics", "figures"),
+        script="workflow/scripts/measure_baseline.py",
+    output:
+        measure="results/{dataset}/samples/{family}/seed{seed}/{point}/measure.json",
+        figure="results/{dataset}/figures/samples/{family}_seed{seed}_{point}.png",
+    params:
+        measure=config["measure"],
+        seed=config["seed"],
+    log:
+        run_logfile("measure_baseline"),
+    benchmark:
+        run_benchfile("measure_baseline")
+    threads: 1
+    conda:
+        "../../envs/ibdiv.yaml"
+    script:
+        "../scripts/measure_baseline.py"
+
+
+rule measure_reference:
+    input:
+        tokens="results/{dataset}/tokens.npz",
+        data="data/prepared/{dataset}.npz",
+        classifier="results/{dataset}/classifier/model.pt",
+        tokenizer="results/{dataset}/tokenizer/model.pt",
+        code=code("diagnostics", "entropy", "classifier", "tokenizer", "metrics", "tokens"),
+        script="workflow/scripts/measure_reference.py",
+    output:
+        "results/{dataset}/reference/measure.json",
+    params:
+        measure=config["measure"],
+        seed=config["seed"],
+    log:
+        logfile("measure_reference"),
+    benchmark:
+        benchfile("measure_reference")
+    threads: 1
+    conda:
+        "../../envs/ibdiv.yaml"
+    script:
+        "../scripts/measure_reference.py"
+
+
+def diagnostics_inputs(wildcards):
+    d = wildcards.dataset
+    return {
+        "reference": f"results/{d}/reference/measure.json",
+        "baseline": sample_paths("results/{dataset}/samples/{family}/seed{seed}/{point}/measure.json", d),
+        "probes": probe_paths("results/{dataset}/probes/{probe}/{family}/seed{seed}/{point}/measure.json", d),
+        "generators": f"results/{d}/tables/generators.csv",
+        "classifier": f"results/{d}/classifier/metrics.json",
+    }
+
+
+rule diagnostics_tables:
+    input:
+        unpack(diagnostics_inputs),
+        code=code("tables", "classification"),
+        script="workflow/scripts/diagnostics_tables.py",
+    output:
+        measurements="results/{dataset}/tables/measurements.csv",
+        summary="results/{dataset}/tables/summary.csv",
+        classification="results/{dataset}/tables/classification.csv",
+        stability="results/{dataset}/tables/classification_stability.csv",
+    params:
+        classification=config["classification"],
+        probes=config["probes"],
+    log:
+        logfile("diagnostics_tables"),
+    benchmark:
+        benchfile("diagnostics_tables")
+    threads: 1
+    conda:
+        "../../envs/ibdiv.yaml"
+    script:
+        "../scripts/diagnostics_tables.py"

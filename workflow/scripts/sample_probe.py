@@ -1,0 +1,21 @@
+"""Snakemake adapter: draw every cell of one probe for one family / seed / operating point."""
+import numpy as np
+
+from ibdiv import probes, tokens
+from ibdiv.config import derive_seed
+from ibdiv.io import save_npz
+from ibdiv.runlog import job
+
+w, p = snakemake.wildcards, snakemake.params
+with job(snakemake.log[0], snakemake.threads) as log:
+    ref = tokens.load_token_cache(snakemake.input.tokens, "heldout")
+    model = probes.load_sampler(w.family, snakemake.input.model)
+    # The sampling seed is the baseline's: cells with no perturbation reproduce the baseline.
+    seed = derive_seed(p.seed, w.dataset, w.family, w.seed, w.point, "baseline")
+    noise_seed = derive_seed(p.seed, w.dataset, w.family, w.seed, w.point, w.probe, "noise")
+    out = probes.run_probe(model, p.probe, int(ref.labels.max()) + 1, p.knobs, per_class=p.per_class,
+                           seed=seed, noise_seed=noise_seed, batch_size=p.batch_size)
+    out["tokens"] = out["tokens"].astype(tokens.compact_dtype(ref.codebook_size))
+    out["cells"] = np.array([str(c) for c in probes.probe_cells(p.probe)])
+    log.info("%s: %s cells, tokens %s", w.probe, len(out["cells"]), out["tokens"].shape)
+    save_npz(snakemake.output[0], **out)
