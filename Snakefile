@@ -30,4 +30,5 @@ rule all:
         expand("results/{dataset}/figures/reconstructions.png", dataset=DATASETS),
         expand("results/{dataset}/tables/generators.csv", dataset=DATASETS),
         expand("results/{dataset}/tables/classification_stability.csv", dataset=DATASETS),
+        [f"results/{d}/tables/oracle_validation.csv" for d in DATASETS if "oracle" in families_of(d)],
         [sample_paths("results/{dataset}/figures/samples/{family}_seed{seed}_{point}.png", d) for d in DATASETS],

@@ -83,6 +83,69 @@ def test_figures_logs_and_benchmarks_written(smoke_run):
         assert header.split("\t")[0] == "s" and float(row.split("\t")[0]) > 0
 
 
+def test_generators_table_matches_per_run_files(smoke_run):
+    import pandas as pd
+
+    table = pd.read_csv(smoke_run / "results/shapes/tables/generators.csv")
+    cfg = yaml.safe_load((smoke_run / "config.smoke.yaml").read_text())
+    expected = {(f, p) for f in cfg["families"] for p in ("neutral", "standard")} | {("oracle", "neutral")}
+    assert set(zip(table.family, table.point)) == expected
+    for _, row in table.iterrows():
+        measure = json.loads((smoke_run / f"results/shapes/samples/{row.family}/seed{row.seed}/{row.point}/measure.json").read_text())
+        assert row.conditioning_accuracy == pytest.approx(measure["conditioning_accuracy"])
+        if row.family not in ("oracle",):
+            prior = json.loads((smoke_run / f"results/shapes/priors/{row.family}/seed{row.seed}/metrics.json").read_text())
+            assert row.heldout_bits_per_token == pytest.approx(prior["heldout_bits_per_token"])
+    indep = table[table.family == "independent"].learned_structure_bits
+    assert (indep.abs() < 1e-9).all()  # the reference family has zero learned structure by definition
+
+
+def test_baseline_cache_is_compact_and_complete(smoke_run):
+    cfg = yaml.safe_load((smoke_run / "config.smoke.yaml").read_text())
+    cache = np.load(smoke_run / "results/shapes/samples/ar/seed0/standard/baseline.npz")
+    n = cfg["sampling"]["baseline_per_class"] * 8
+    assert cache["tokens"].shape == (n, 16) and cache["tokens"].dtype == np.uint8
+    assert np.isfinite(cache["logprobs"]).all() and (cache["logprobs"] <= 0).all()  # AR: exact log-probs
+
+
+def test_zero_sigma_cells_reproduce_the_baseline(smoke_run):
+    """The noise probes' sigma = 0 cell shares the baseline's seed: same tokens, same numbers."""
+    base = np.load(smoke_run / "results/shapes/samples/mim/seed0/neutral/baseline.npz")
+    probe = np.load(smoke_run / "results/shapes/probes/codebook_noise/mim/seed0/neutral/samples.npz")
+    assert list(probe["cells"]) == ["0.0", "1.0"]
+    assert (probe["tokens"][0] == base["tokens"]).all() and (probe["tokens"][1] != base["tokens"]).any()
+
+
+def test_measurement_and_classification_tables(smoke_run):
+    import pandas as pd
+
+    m = pd.read_csv(smoke_run / "results/shapes/tables/measurements.csv")
+    ref = m[m.probe == "reference"].iloc[0]
+    measure = json.loads((smoke_run / "results/shapes/reference/measure.json").read_text())
+    assert ref.d == pytest.approx(measure["d"]["value"]) and ref.h_z == pytest.approx(measure["h_z"]["value"])
+    clamp = m[m.probe == "path_clamp"]
+    assert {"d_exec", "d_frozen", "d_influence", "influence_null_q95", "fraction_committed"} <= set(clamp.columns)
+    assert np.allclose(clamp.d_frozen + clamp.d_influence, clamp.d_path)
+    assert (m.h_z.dropna() >= 0).all() and (m.h_z.dropna() <= np.log2(16) + 1e-9).all()
+    summary = pd.read_csv(smoke_run / "results/shapes/tables/summary.csv")
+    labels = pd.read_csv(smoke_run / "results/shapes/tables/classification.csv")
+    assert len(labels) == len(summary) == len(m[m.probe == "baseline"])
+    merged = labels.merge(summary, on=["family", "seed", "point"])
+    assert np.allclose(merged.kappa, merged.h_z / merged.h_z_data)
+    assert np.allclose(merged.delta, merged.d / merged.d_data)
+    assert labels.label.isin(["Decoupled", "Diversity-Prioritized", "Compression-Prioritized", "Balanced", "Unclassified"]).all()
+    assert labels.rule.str.contains("→").all()
+
+
+def test_oracle_validation_table(smoke_run):
+    import pandas as pd
+
+    table = pd.read_csv(smoke_run / "results/shapes/tables/oracle_validation.csv")
+    split = table.set_index("quantity")
+    assert split.loc["d_path", "truth"] == pytest.approx(split.loc["d_tot", "truth"] - split.loc["d_exec", "truth"])
+    assert (split.loc[["d_exec", "d_tot", "d_path"], "fraction"] == 0).all()  # oracle cut: no token committed
+
+
 def test_second_run_has_nothing_to_do(smoke_run):
     assert "Nothing to be done" in snakemake(smoke_run, "-n").stdout
 

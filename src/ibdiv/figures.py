@@ -63,3 +63,21 @@ def sample_grid(images: np.ndarray, labels: np.ndarray, path, *, per_class: int 
     fig = image_grid(np.concatenate(rows), len(classes), per_class, row_labels=[str(c) for c in classes], title=title)
     save_figure(fig, path, dpi=120)
     plt.close(fig)
+
+
+def truth_vs_estimate(table, path, *, title=None) -> None:
+    """Bars of ground truth next to estimates (± 1.96 SE), one group per quantity."""
+    quantities = list(dict.fromkeys(table["quantity"]))
+    fig, ax = plt.subplots(figsize=(1.6 * len(quantities) + 2, 3.2))
+    x = np.arange(len(quantities))
+    first = table.drop_duplicates("quantity").set_index("quantity").loc[quantities]
+    ax.bar(x - 0.2, first["truth"], 0.4, label="ground truth (large sample)", color="0.7")
+    ax.bar(x + 0.2, first["estimate"], 0.4, yerr=1.96 * first["se"], capsize=3, label="nested estimate", color="tab:blue")
+    ax.set_xticks(x, quantities)
+    ax.set_ylabel("bits")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=120)
+    plt.close(fig)

@@ -156,3 +156,33 @@ rule diagnostics_tables:
         "../../envs/ibdiv.yaml"
     script:
         "../scripts/diagnostics_tables.py"
+
+
+def oracle_clamp_measure(wildcards):
+    """The oracle's path-clamp measurement (first seed): the estimates to validate."""
+    probe = next(n for n, p in config["probes"].items() if p["kind"] == "path_clamp")
+    return f"results/{wildcards.dataset}/probes/{probe}/oracle/seed{SEEDS[0]}/neutral/measure.json"
+
+
+rule oracle_validation:
+    input:
+        tokenizer="results/{dataset}/tokenizer/model.pt",
+        clamp=oracle_clamp_measure,
+        code=code("diagnostics", "entropy", "shapes", "tokenizer", "figures"),
+        script="workflow/scripts/oracle_validation.py",
+    output:
+        table="results/{dataset}/tables/oracle_validation.csv",
+        figure="results/{dataset}/figures/oracle_validation.png",
+    params:
+        executions=300,
+        method=config["measure"]["method"],
+        seed=config["seed"],
+    log:
+        logfile("oracle_validation"),
+    benchmark:
+        benchfile("oracle_validation")
+    threads: 1
+    conda:
+        "../../envs/ibdiv.yaml"
+    script:
+        "../scripts/oracle_validation.py"
