@@ -14,11 +14,15 @@ if not workflow.overwrite_configfiles:
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/tokenizer.smk"
 include: "workflow/rules/generators.smk"
 include: "workflow/rules/probes.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
@@ -31,4 +35,6 @@ rule all:
         expand("results/{dataset}/tables/generators.csv", dataset=DATASETS),
         expand("results/{dataset}/tables/classification_stability.csv", dataset=DATASETS),
         [f"results/{d}/tables/oracle_validation.csv" for d in DATASETS if "oracle" in families_of(d)],
+        expand("results/{dataset}/figures/{name}.png", dataset=DATASETS, name=DIAGNOSTIC_FIGURES),
+        "results/summary.json",
         [sample_paths("results/{dataset}/figures/samples/{family}_seed{seed}_{point}.png", d) for d in DATASETS],

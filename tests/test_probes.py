@@ -31,8 +31,8 @@ KNOBS = {"ar": {}, "mim": {"steps": 6}, "diffusion": {"steps": 6}, "independent"
 def test_zero_noise_cell_is_bit_identical_to_baseline(models, family, target):
     m, knobs = models[family], KNOBS[family]
     base = probes.sample_flat(m, C, 8, knobs, seed=11)
-    zero = probes.sample_flat(m, C, 8, knobs, seed=11, noise_target=target, sigma=0.0, noise_seed=3)
-    noisy = probes.sample_flat(m, C, 8, knobs, seed=11, noise_target=target, sigma=10.0, noise_seed=3)
+    zero = probes.sample_flat(m, C, 8, knobs, seed=11, noise=(target, 0.0), noise_seed=3)
+    noisy = probes.sample_flat(m, C, 8, knobs, seed=11, noise=(target, 10.0), noise_seed=3)
     assert (zero["tokens"] == base["tokens"]).all()
     assert (noisy["tokens"] != base["tokens"]).any()
 
@@ -40,7 +40,7 @@ def test_zero_noise_cell_is_bit_identical_to_baseline(models, family, target):
 def test_zero_noise_reproduces_baseline_numbers_exactly(models):
     m = models["ar"]
     base = probes.sample_flat(m, C, 8, {}, seed=5)
-    zero = probes.sample_flat(m, C, 8, {}, seed=5, noise_target="codebook", sigma=0.0, noise_seed=9)
+    zero = probes.sample_flat(m, C, 8, {}, seed=5, noise=("codebook", 0.0), noise_seed=9)
     measure = lambda cache: diagnostics.flat_estimands(cache["tokens"], cache["labels"], K, MEASURE,  # noqa: E731
                                                       np.random.default_rng(0), cache["logprobs"])
     assert measure(base) == measure(zero)
@@ -86,6 +86,24 @@ def test_decoupling_cells_apply_noise_only_in_their_phase(models):
     assert (after[..., :8] == none[..., :8]).all()
     assert (before[..., :8] != none[..., :8]).any()
     assert frozen[:, :, :8].all() and not frozen[:, :, 8:].any()
+
+
+@pytest.mark.parametrize("family", ["ar", "mim", "diffusion"])
+def test_enhancement_zero_cell_is_the_baseline_and_phases_are_separate(models, family):
+    m, knobs = models[family], KNOBS[family]
+    probe = {"kind": "enhancement", "fraction": 0.5, "condition_sigmas": [0.0, 10.0], "codebook_sigmas": [0.0, 10.0]}
+    out = probes.run_probe(m, probe, C, knobs, per_class=6, seed=3, noise_seed=4)
+    base = probes.sample_flat(m, C, 6, knobs, seed=3)
+    assert probes.probe_cells(probe) == ["0.0/0.0", "0.0/10.0", "10.0/0.0", "10.0/10.0"]
+    assert (out["tokens"][0] == base["tokens"]).all()  # cut + resume without noise = uninterrupted
+    assert (out["tokens"][1] != base["tokens"]).any() and (out["tokens"][2] != base["tokens"]).any()
+
+
+def test_noise_after_the_cut_leaves_the_prefix_alone(models):
+    m = models["ar"]
+    base = probes.sample_flat(m, C, 6, {}, seed=3)
+    after = probes.sample_flat(m, C, 6, {}, seed=3, cut=0.5, noise_after=("codebook", 10.0), noise_seed=1)
+    assert (after["tokens"][:, :8] == base["tokens"][:, :8]).all() and (after["tokens"][:, 8:] != base["tokens"][:, 8:]).any()
 
 
 def test_probe_cells_and_unknown_kind():

@@ -41,10 +41,15 @@ def repeat_perturbation(perturbation, repeats: int):
     return sampling.Perturbation(**{k: None if v is None else v.repeat_interleave(repeats, 0) for k, v in fields.items()})
 
 
-def sample_flat(model, n_classes: int, per_class: int, knobs: dict, seed: int, *, noise_target=None,
-                sigma: float = 0.0, noise_seed: int = 0, batch_size: int = 1024) -> dict:
+def sample_flat(model, n_classes: int, per_class: int, knobs: dict, seed: int, *, noise=(None, 0.0),
+                cut: float | None = None, noise_after=(None, 0.0), noise_seed: int = 0,
+                batch_size: int = 1024) -> dict:
     """`per_class` complete samples of every class (class-major order).
 
+    `noise` = (target or None, sigma) perturbs the whole generation, or only the part before
+    `cut` (a committed fraction) when a cut is given; `noise_after` perturbs only the part
+    after the cut (phase-targeted perturbation, DESIGN §7). A cut without noise changes
+    nothing: stopping and resuming with the same generator is the uninterrupted run.
     Returns numpy arrays tokens (n, N), labels (n,), logprobs (n, N) float32.
     """
     labels = torch.arange(n_classes).repeat_interleave(per_class)
@@ -52,9 +57,12 @@ def sample_flat(model, n_classes: int, per_class: int, knobs: dict, seed: int, *
     tokens, logprobs = [], []
     for start in range(0, len(labels), batch_size):
         batch = labels[start:start + batch_size]
-        perturbation = draw_noise(model, noise_target, sigma, len(batch), noise_gen)
+        before = draw_noise(model, noise[0], noise[1], len(batch), noise_gen)
         with torch.no_grad():
-            result = sampling.sample(model, batch, knobs, gen, perturbation=perturbation)
+            result = sampling.sample(model, batch, knobs, gen, perturbation=before, stop_at=cut)
+            if cut is not None and result.state is not None:
+                after = draw_noise(model, noise_after[0], noise_after[1], len(batch), noise_gen)
+                result = sampling.resume(model, result.state, knobs, gen, perturbation=after)
         tokens.append(result.tokens)
         logprobs.append(result.logprobs)
     return {"tokens": torch.cat(tokens).numpy(), "labels": labels.numpy(),
@@ -106,7 +114,8 @@ def sample_nested(model, n_classes: int, paths: int, continuations: int, fractio
     return out
 
 
-PERTURBING_KINDS = ("noise", "decoupling")
+PERTURBING_KINDS = ("noise", "decoupling", "enhancement")
+FLAT_KINDS = ("sweep", "noise", "enhancement")
 
 
 def probe_cells(probe: dict) -> list:
@@ -120,6 +129,8 @@ def probe_cells(probe: dict) -> list:
         return [float(f) for f in probe["fractions"]]
     if kind == "decoupling":
         return ["none", "condition_before_cut", "codebook_after_cut"]
+    if kind == "enhancement":
+        return [f"{c}/{z}" for c in probe["condition_sigmas"] for z in probe["codebook_sigmas"]]
     raise ValueError(f"unknown probe kind {kind!r}")
 
 
@@ -127,15 +138,12 @@ def run_probe(model, probe: dict, n_classes: int, knobs: dict, *, per_class: int
               noise_seed: int, batch_size: int = 1024) -> dict:
     """Every cell of one probe; arrays stacked along a leading cell axis."""
     kind = probe["kind"]
-    if kind in ("sweep", "noise"):
-        cells = []
-        for value in probe_cells(probe):
-            cell_knobs = {**knobs, probe["knob"]: _knob_type(probe["knob"], value)} if kind == "sweep" else knobs
-            noise = (probe["target"], value) if kind == "noise" else (None, 0.0)
-            cells.append(sample_flat(model, n_classes, per_class, cell_knobs, seed, noise_target=noise[0],
-                                     sigma=noise[1], noise_seed=noise_seed, batch_size=batch_size))
-        return {"tokens": np.stack([c["tokens"] for c in cells]), "labels": cells[0]["labels"],
-                "logprobs": np.stack([c["logprobs"] for c in cells])}
+    if kind in FLAT_KINDS:
+        flat = [sample_flat(model, n_classes, per_class, cell_knobs, seed, noise_seed=noise_seed,
+                            batch_size=batch_size, **placement)
+                for cell_knobs, placement in _flat_cells(probe, knobs)]
+        return {"tokens": np.stack([c["tokens"] for c in flat]), "labels": flat[0]["labels"],
+                "logprobs": np.stack([c["logprobs"] for c in flat])}
     if kind == "path_clamp":
         cells = [sample_nested(model, n_classes, probe["paths"], probe["continuations"], f, knobs, seed,
                                noise_seed=noise_seed) for f in probe_cells(probe)]
@@ -145,6 +153,18 @@ def run_probe(model, probe: dict, n_classes: int, knobs: dict, *, per_class: int
         cells = [sample_nested(model, n_classes, probe["paths"], probe["continuations"], probe["fraction"], knobs,
                                seed, noise_seed=noise_seed, **where) for where in placements]
     return {key: np.stack([c[key] for c in cells]) for key in cells[0]}
+
+
+def _flat_cells(probe: dict, knobs: dict):
+    """(knobs, noise placement) of every cell of a flat probe."""
+    kind = probe["kind"]
+    if kind == "sweep":
+        return [({**knobs, probe["knob"]: _knob_type(probe["knob"], v)}, {}) for v in probe["values"]]
+    if kind == "noise":  # the same noise at every phase of the generation
+        return [(knobs, {"noise": (probe["target"], s)}) for s in probe["sigmas"]]
+    # enhancement: condition noise only before the cut (path), codebook noise only after (execution)
+    return [(knobs, {"cut": probe["fraction"], "noise": ("condition", c), "noise_after": ("codebook", z)})
+            for c in probe["condition_sigmas"] for z in probe["codebook_sigmas"]]
 
 
 def _knob_type(knob: str, value: float):

@@ -129,3 +129,96 @@ def _decoupling_responses(cells: pd.DataFrame) -> dict:
     for name, (cell, column) in zip(names, [(i2, "d_influence"), (i2, "d_exec"), (i3, "d_influence"), (i3, "d_exec")]):
         out[name], out[f"{name}_se"] = _difference(cell, none, column)
     return out
+
+
+def enhancement_table(measurements: pd.DataFrame, probes: dict, point: str = "neutral") -> pd.DataFrame:
+    """Diversity at matched quality (DESIGN §7), per family x seed x flat probe.
+
+    For each flat probe (its cells plus the baseline) the best D among settings whose
+    conditioning accuracy is at least the baseline's: how much diversity the knob buys
+    without losing quality. `gain` = the enhancement probe's best D minus this probe's
+    (SE from both cells' SEs); the headline compares with the best usual knob.
+    """
+    enhancement = next((n for n, p in probes.items() if p["kind"] == "enhancement"), None)
+    flat = [n for n, p in probes.items() if p["kind"] in ("sweep", "noise", "enhancement")]
+    rows = []
+    base_rows = measurements[(measurements.probe == "baseline") & (measurements.point == point)]
+    for _, base in base_rows.iterrows():
+        mine = measurements[(measurements.family == base.family) & (measurements.seed == base.seed)
+                            & (measurements.point == point)]
+        for probe in flat:
+            cells = mine[mine.probe == probe]
+            if cells.empty:
+                continue
+            pts = pd.concat([cells, base.to_frame().T])
+            ok = pts[pts.conditioning_accuracy.astype(float) >= float(base.conditioning_accuracy) - 1e-12]
+            best = ok.loc[ok.d.astype(float).idxmax()]
+            rows.append({"family": base.family, "seed": base.seed, "point": point, "probe": probe,
+                         "best_cell": best.cell if best.probe != "baseline" else "baseline",
+                         "d_best": float(best.d), "d_best_se": float(best.d_se),
+                         "accuracy_at_best": float(best.conditioning_accuracy),
+                         "baseline_d": float(base.d), "baseline_accuracy": float(base.conditioning_accuracy)})
+    table = pd.DataFrame(rows)
+    if table.empty or enhancement is None:
+        return table
+    enh = table[table.probe == enhancement].set_index(["family", "seed"])
+    key = list(zip(table.family, table.seed))
+    table["gain"] = [enh.d_best.get(k, np.nan) - d for k, d in zip(key, table.d_best)]
+    table["gain_se"] = [float(np.hypot(enh.d_best_se.get(k, np.nan), se)) for k, se in zip(key, table.d_best_se)]
+    return table
+
+
+def enhancement_headline(table: pd.DataFrame, enhancement: str) -> pd.DataFrame:
+    """Per family x seed: the enhancement's best D at matched quality minus the best usual knob's."""
+    rows = []
+    for (family, seed), group in table.groupby(["family", "seed"]):
+        others = group[group.probe != enhancement]
+        if enhancement not in set(group.probe) or others.empty:
+            continue
+        best_other = others.loc[others.d_best.idxmax()]
+        enh = group[group.probe == enhancement].iloc[0]
+        rows.append({"family": family, "seed": seed, "best_usual_knob": best_other.probe,
+                     "best_usual_cell": best_other.best_cell, "d_enhancement": enh.d_best, "d_usual": best_other.d_best,
+                     "gain": enh.d_best - best_other.d_best, "gain_se": float(np.hypot(enh.d_best_se, best_other.d_best_se)),
+                     "gain_vs_baseline": enh.d_best - enh.baseline_d})
+    return pd.DataFrame(rows)
+
+
+def headline_summary(datasets, stability_paths, classification_paths, headline_paths, generator_paths) -> dict:
+    """results/summary.json: per dataset the labels (and whether all seeds agree), the numbers
+    behind them with SEs across seeds, learned structure, and the enhancement gains."""
+    out = {}
+    for name, stab, cls, head, gen in zip(datasets, stability_paths, classification_paths, headline_paths, generator_paths):
+        stability, classified, generators = pd.read_csv(stab), pd.read_csv(cls), pd.read_csv(gen)
+        try:
+            headline = pd.read_csv(head)
+        except pd.errors.EmptyDataError:
+            headline = pd.DataFrame()
+        families = {}
+        for _, row in stability.iterrows():
+            per_seed = classified[(classified.family == row.family) & (classified.point == row.point)]
+            entry = {"label": row.consensus, "stable": bool(row.stable), "labels_per_seed": per_seed.label.tolist(),
+                     "rules_per_seed": per_seed.rule.tolist()}
+            for q in ("kappa", "delta", "delta_iso", "eta", "decoupling_index", "rho_infl"):
+                entry[q] = {"mean": _nan_none(row.get(f"{q}_mean")), "se_across_seeds": _nan_none(row.get(f"{q}_seed_se"))}
+            gen = generators[(generators.family == row.family) & (generators.point == row.point)]
+            entry["learned_structure_bits"] = _nan_none(gen.learned_structure_bits.mean()) if len(gen) else None
+            entry["conditioning_accuracy"] = _nan_none(gen.conditioning_accuracy.mean()) if len(gen) else None
+            families.setdefault(row.family, {})[row.point] = entry
+        gains = {}
+        for family, group in (headline.groupby("family") if len(headline) else []):
+            gains[family] = {"gain_bits_mean": _nan_none(group.gain.mean()),
+                             "gain_se_per_seed": [_nan_none(v) for v in group.gain_se],
+                             "best_usual_knob_per_seed": group.best_usual_knob.tolist(),
+                             "gain_vs_baseline_mean": _nan_none(group.gain_vs_baseline.mean())}
+        out[name] = {"families": families, "enhancement": gains}
+    return out
+
+
+def _nan_none(value):
+    """JSON has no NaN: missing numbers become null."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if np.isnan(value) else value

@@ -7,7 +7,7 @@ def probe_runs(dataset, probe):
     independent counts nor the oracle); a knob sweep needs knobs (not the oracle)."""
     spec = config["probes"][probe]
     families = [f for f in families_of(dataset) if f in spec.get("families", families_of(dataset))]
-    if spec["kind"] in ("noise", "decoupling"):
+    if spec["kind"] in ("noise", "decoupling", "enhancement"):
         families = [f for f in families if f in ("ar", "mim", "diffusion")]
     if spec["kind"] == "sweep":
         families = [f for f in families if f != "oracle"]
@@ -84,7 +84,7 @@ rule measure_baseline:
         script="workflow/scripts/measure_baseline.py",
     output:
         measure="results/{dataset}/samples/{family}/seed{seed}/{point}/measure.json",
-        figure="results/{dataset}/figures/samples/{family}_seed{seed}_{point}.png",
+        figure=report("results/{dataset}/figures/samples/{family}_seed{seed}_{point}.png", caption="../report/samples.rst", category="{dataset}", subcategory="samples"),
     params:
         measure=config["measure"],
         seed=config["seed"],
@@ -144,6 +144,8 @@ rule diagnostics_tables:
         summary="results/{dataset}/tables/summary.csv",
         classification="results/{dataset}/tables/classification.csv",
         stability="results/{dataset}/tables/classification_stability.csv",
+        enhancement="results/{dataset}/tables/enhancement.csv",
+        headline="results/{dataset}/tables/enhancement_headline.csv",
     params:
         classification=config["classification"],
         probes=config["probes"],
@@ -172,7 +174,7 @@ rule oracle_validation:
         script="workflow/scripts/oracle_validation.py",
     output:
         table="results/{dataset}/tables/oracle_validation.csv",
-        figure="results/{dataset}/figures/oracle_validation.png",
+        figure=report("results/{dataset}/figures/oracle_validation.png", caption="../report/oracle_validation.rst", category="{dataset}", subcategory="diagnostics"),
     params:
         executions=300,
         method=config["measure"]["method"],

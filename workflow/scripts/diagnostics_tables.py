@@ -13,6 +13,11 @@ with job(snakemake.log[0], snakemake.threads) as log:
     summary.insert(0, "dataset", snakemake.wildcards.dataset)
     classified = classification.classify_rows(summary, p.classification)
     stability = classification.stability(classified)
+    enhancement = tables.enhancement_table(measurements, p.probes)
+    enhancement_name = next((n for n, q in p.probes.items() if q["kind"] == "enhancement"), None)
+    headline = tables.enhancement_headline(enhancement, enhancement_name) if not enhancement.empty else pd.DataFrame()
     log.info("\n%s", classified[["family", "seed", "point", "kappa", "delta", "eta", "decoupling_index", "label"]].to_string())
-    for name, table in [("measurements", measurements), ("summary", summary), ("classification", classified), ("stability", stability)]:
+    outputs = {"measurements": measurements, "summary": summary, "classification": classified,
+               "stability": stability, "enhancement": enhancement, "headline": headline}
+    for name, table in outputs.items():
         save_text(snakemake.output[name], table.to_csv(index=False, float_format="%.6g"))

@@ -13,7 +13,7 @@ with job(snakemake.log[0], snakemake.threads) as log:
     cnn = classifier.load_classifier(snakemake.input.classifier)
     rng = np.random.default_rng(derive_seed(p.seed, w.dataset, w.family, w.seed, w.point, w.probe, "measure"))
     K = vq.cfg.codebook_size
-    if p.probe["kind"] in ("sweep", "noise"):
+    if p.probe["kind"] in probes.FLAT_KINDS:
         rows = diagnostics.measure_flat(cache, K, p.measure, rng, vq, cnn)
     else:
         rows = diagnostics.measure_nested(cache, K, p.measure, rng, vq, cnn, cnn.cfg.n_layouts)

@@ -1,0 +1,292 @@
+"""Tests for the result figures in ibdiv.figures: each writes PNG + PDF + CSV, the CSV holds exactly
+the numbers drawn (checked against the source table), and families that could not be measured
+(all-NaN rows) are skipped without error. Tables are synthetic, shaped like the pipeline's
+measurements.csv / summary.csv / classification.csv and round-tripped through CSV so the dtypes
+match what the pipeline reads back."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ibdiv import figures as F
+
+Z = 1.96
+SEEDS = (0, 1)
+MEASURED = ("ar", "mim", "oracle")
+BROKEN = "broken"  # a family that cannot be measured or perturbed: every estimand NaN
+
+
+def _flat(rng, nan=False):
+    keys = ["h_z", "h_pos", "d", "conditioning_accuracy"]
+    vals = {k: rng.uniform(0.5, 4.0) if k != "conditioning_accuracy" else rng.uniform(0.3, 0.95) for k in keys}
+    vals.update({f"{k}_se": rng.uniform(0.01, 0.1) for k in ("h_z", "h_pos", "d")})
+    return {k: (np.nan if nan else v) for k, v in vals.items()}
+
+
+def _nested(rng, fam, cell, nan=False):
+    vals = {"fraction_committed": 0.0 if fam == "oracle" else cell + rng.uniform(0, 0.05),
+            "influence_clears": bool(rng.integers(2)), "layout_commitment_clears": bool(rng.integers(2))}
+    for k in ("d_exec", "d_frozen", "d_influence", "d_tot", "layout_commitment_mi_minus_null_mean"):
+        vals[k], vals[f"{k}_se"] = rng.uniform(-0.1, 2.0), rng.uniform(0.01, 0.1)
+    if nan:
+        vals = {k: np.nan for k in vals}
+    vals["committed_fraction"] = vals["fraction_committed"]
+    return vals
+
+
+def _roundtrip(rows, tmp_path, name):
+    path = tmp_path / f"{name}.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return pd.read_csv(path)
+
+
+@pytest.fixture
+def measurements(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = [dict(family="data", seed=-1, point=np.nan, probe="reference", kind="flat", cell=np.nan,
+                 h_z=2.0, h_z_se=0.05, h_pos=1.8, h_pos_se=0.04, d=1.0, d_se=0.03, conditioning_accuracy=0.9)]
+    for fam in (*MEASURED, BROKEN):
+        nan = fam == BROKEN
+        for seed in SEEDS:
+            for point in ("neutral", "standard"):
+                rows.append(dict(family=fam, seed=seed, point=point, probe="baseline", kind="flat", cell=np.nan,
+                                 **_flat(rng, nan)))
+            if fam == "oracle":
+                rows.append(dict(family=fam, seed=seed, point="neutral", probe="path_clamp", kind="path_clamp",
+                                 cell=0.25, **_nested(rng, fam, 0.25)))
+                continue
+            # temperature sweep without the 1.0 cell: the baseline must be added there
+            for t in (0.5, 2.0):
+                rows.append(dict(family=fam, seed=seed, point="neutral", probe="temperature", kind="sweep", cell=t,
+                                 **_flat(rng, nan)))
+            # condition_noise lacks sigma = 0 (baseline added); codebook_noise has its own sigma = 0 row
+            for probe, sigmas in (("condition_noise", (0.5, 1.0)), ("codebook_noise", (0.0, 1.0))):
+                for s in sigmas:
+                    rows.append(dict(family=fam, seed=seed, point="neutral", probe=probe, kind="noise", cell=s,
+                                     **_flat(rng, nan)))
+            for f in (0.125, 0.25, 0.5):
+                rows.append(dict(family=fam, seed=seed, point="neutral", probe="path_clamp", kind="path_clamp",
+                                 cell=f, **_nested(rng, fam, f, nan)))
+            for cell in ("none", "condition_before_cut", "codebook_after_cut"):
+                rows.append(dict(family=fam, seed=seed, point="neutral", probe="decoupling", kind="decoupling",
+                                 cell=cell, conditioning_accuracy=0.5, d=9.9, **_nested(rng, fam, 0.25, nan)))
+    return _roundtrip(rows, tmp_path, "measurements")
+
+
+@pytest.fixture
+def summary(tmp_path):
+    rng = np.random.default_rng(1)
+    rows = []
+    for fam in (*MEASURED, BROKEN):
+        for seed in SEEDS:
+            for point in ("neutral", "standard"):
+                row = dict(dataset="ds", family=fam, seed=seed, point=point, d=1.0)
+                for r in ("i2", "i3"):
+                    for c in ("infl", "exec"):
+                        measured = point == "neutral" and fam != BROKEN
+                        row[f"r_{r}_{c}"] = rng.uniform(-0.5, 0.5) if measured else np.nan
+                        row[f"r_{r}_{c}_se"] = rng.uniform(0.01, 0.05) if measured else np.nan
+                rows.append(row)
+    return _roundtrip(rows, tmp_path, "summary")
+
+
+@pytest.fixture
+def classification(tmp_path):
+    rows = []
+    for fam in (*MEASURED, BROKEN):
+        for seed in SEEDS:
+            for point in ("neutral", "standard"):
+                label = "Balanced"
+                if fam == "ar" and point == "neutral":
+                    label = ("Diversity-Prioritized", "Balanced")[seed]
+                rows.append(dict(family=fam, seed=seed, point=point, label=label, eta=1.0))
+    return _roundtrip(rows, tmp_path, "classification")
+
+
+def written(path, table):
+    """PNG, PDF and CSV exist and are what they claim; the CSV equals the returned table."""
+    assert path.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
+    csv = pd.read_csv(path.with_suffix(".csv"))
+    assert list(csv.columns) == list(table.columns)
+    assert len(csv) == len(table)
+    return csv
+
+
+def numeric_cells(measurements):
+    """The source table with its cell column as numbers (the CSV reads it as text: 'none', '0.5')."""
+    return measurements.assign(cell=pd.to_numeric(measurements["cell"], errors="coerce"))
+
+
+def seed_mean(rows, col):
+    """Mean over seeds and the SE of that mean, as the figures define it."""
+    v, se = rows[col].astype(float), rows[f"{col}_se"].astype(float)
+    return v.mean(), np.sqrt((se ** 2).sum()) / len(v)
+
+
+def test_ib_plane_plots_baseline_rows_and_reference(measurements, classification, tmp_path):
+    path = tmp_path / "fig" / "ib_plane.png"
+    table = F.ib_plane(measurements, classification, path)
+    csv = written(path, table)
+    assert BROKEN not in set(csv["family"])
+    base = measurements[measurements["probe"] == "baseline"]
+    for panel, xcol in (("H(Z)", "h_z"), ("H_pos", "h_pos")):
+        got = csv[(csv["panel"] == panel) & (csv["family"] != "data")]
+        merged = got.merge(base, on=["family", "seed", "point"], validate="one_to_one")
+        assert len(merged) == len(MEASURED) * len(SEEDS) * 2
+        np.testing.assert_allclose(merged["x"], merged[xcol])
+        np.testing.assert_allclose(merged["y"], merged["d"])
+        np.testing.assert_allclose(merged["y_err"], Z * merged["d_se"])
+        np.testing.assert_allclose(merged["x_err"], Z * merged[f"{xcol}_se"])
+        ref = csv[(csv["panel"] == panel) & (csv["family"] == "data")]
+        assert len(ref) == 1 and ref["y"].iloc[0] == 1.0
+    labels = dict(zip(zip(csv["family"], csv["point"]), csv["label"]))
+    assert labels[("ar", "neutral")] == "unstable: Diversity-Prioritized/Balanced"
+    assert labels[("mim", "standard")] == "Balanced"
+
+
+def test_iso_quality_means_over_seeds_and_adds_baseline(measurements, tmp_path):
+    path = tmp_path / "iso.png"
+    csv = written(path, F.iso_quality(measurements, path))
+    measurements = numeric_cells(measurements)
+    assert BROKEN not in set(csv["family"])
+    assert "oracle" not in set(csv["family"])  # no sweep measured for it
+    ar = csv[(csv["family"] == "ar") & (csv["point"] == "neutral")].set_index("cell")
+    assert list(ar.index) == [0.5, 1.0, 2.0]
+    sweep = measurements[(measurements["family"] == "ar") & (measurements["probe"] == "temperature")]
+    base = measurements[(measurements["family"] == "ar") & (measurements["probe"] == "baseline")
+                        & (measurements["point"] == "neutral")]
+    for cell, rows in ((0.5, sweep[sweep["cell"] == 0.5]), (1.0, base)):
+        d, se = seed_mean(rows, "d")
+        assert ar.at[cell, "y"] == pytest.approx(d)
+        assert ar.at[cell, "y_err"] == pytest.approx(Z * se)
+        assert ar.at[cell, "x"] == pytest.approx(rows["conditioning_accuracy"].mean())
+    assert csv[csv["family"] == "data"]["x"].tolist() == [0.9]
+
+
+def test_allocation_matches_source_and_marks_null(measurements, tmp_path):
+    path = tmp_path / "alloc.png"
+    csv = written(path, F.allocation(measurements, path))
+    measurements = numeric_cells(measurements)
+    assert BROKEN not in set(csv["family"])
+    src = measurements[measurements["probe"] == "path_clamp"]
+    names = {"D_exec": "d_exec", "D_frozen": "d_frozen", "D_influence": "d_influence"}
+    assert set(csv["component"]) == set(names)
+    merged = csv.merge(src, on=["family", "seed", "point", "cell"], validate="many_to_one")
+    assert len(merged) == 3 * len(src[src["family"] != BROKEN])
+    for comp, col in names.items():
+        m = merged[merged["component"] == comp]
+        np.testing.assert_allclose(m["y"], m[col])
+        np.testing.assert_allclose(m["y_err"], Z * m[f"{col}_se"])
+        np.testing.assert_allclose(m["x"], m["fraction_committed"])
+    infl = merged[merged["component"] == "D_influence"]
+    assert (infl["hollow"] == ~infl["influence_clears"].astype(bool)).all()
+    assert not merged[merged["component"] != "D_influence"]["hollow"].any()
+    assert (merged[merged["family"] == "oracle"]["x"] == 0).all()
+
+
+def test_layout_commitment_draws_oracle_as_line(measurements, tmp_path):
+    path = tmp_path / "layout.png"
+    csv = written(path, F.layout_commitment(measurements, path))
+    measurements = numeric_cells(measurements)
+    assert BROKEN not in set(csv["family"])
+    col = "layout_commitment_mi_minus_null_mean"
+    merged = csv.merge(measurements[measurements["probe"] == "path_clamp"],
+                       on=["family", "seed", "point", "cell"], validate="one_to_one")
+    np.testing.assert_allclose(merged["y"], merged[col])
+    np.testing.assert_allclose(merged["y_err"], Z * merged[f"{col}_se"])
+    assert (merged["hollow"] == ~merged["layout_commitment_clears"].astype(bool)).all()
+    assert set(csv.loc[csv["family"] == "oracle", "drawn_as"]) == {"line"}
+    assert set(csv.loc[csv["family"] != "oracle", "drawn_as"]) == {"points"}
+
+
+def test_responses_sigma_zero_is_baseline(measurements, tmp_path):
+    path = tmp_path / "resp.png"
+    csv = written(path, F.responses(measurements, path))  # probes found by kind "noise"
+    measurements = numeric_cells(measurements)
+    assert set(csv["probe"]) == {"condition_noise", "codebook_noise"}
+    assert BROKEN not in set(csv["family"])
+    base = measurements[(measurements["family"] == "mim") & (measurements["probe"] == "baseline")
+                        & (measurements["point"] == "neutral")]
+    for quantity in ("h_z", "d", "conditioning_accuracy"):
+        rows = csv[(csv["family"] == "mim") & (csv["quantity"] == quantity)]
+        cond = rows[rows["probe"] == "condition_noise"].set_index("x")
+        assert list(cond.index) == [0.0, 0.5, 1.0]
+        assert cond.at[0.0, "y"] == pytest.approx(base[quantity].mean())
+        code = rows[rows["probe"] == "codebook_noise"].set_index("x")
+        assert list(code.index) == [0.0, 1.0]  # its own sigma = 0 row, no duplicate baseline
+        own = measurements[(measurements["family"] == "mim") & (measurements["probe"] == "codebook_noise")
+                           & (measurements["cell"] == 0.0)]
+        assert code.at[0.0, "y"] == pytest.approx(own[quantity].mean())
+    d = csv[(csv["family"] == "ar") & (csv["quantity"] == "d") & (csv["probe"] == "condition_noise")].set_index("x")
+    src = measurements[(measurements["family"] == "ar") & (measurements["probe"] == "condition_noise")
+                       & (measurements["cell"] == 1.0)]
+    mean, se = seed_mean(src, "d")
+    assert d.at[1.0, "y"] == pytest.approx(mean) and d.at[1.0, "y_err"] == pytest.approx(Z * se)
+
+
+def test_decoupling_matrices_values_and_delta(summary, tmp_path):
+    path = tmp_path / "dec.png"
+    csv = written(path, F.decoupling_matrices(summary, path))
+    assert set(zip(csv["family"], csv["point"])) == {(f, "neutral") for f in MEASURED}
+    for fam in MEASURED:
+        src = summary[(summary["family"] == fam) & (summary["point"] == "neutral")]
+        got = csv[csv["family"] == fam].set_index(["row", "col"])
+        grid = {}
+        for r in ("i2", "i3"):
+            for c, name in (("infl", "D_influence"), ("exec", "D_exec")):
+                mean, se = seed_mean(src, f"r_{r}_{c}")
+                grid[r, c] = mean
+                assert got.at[(r, name), "value"] == pytest.approx(mean)
+                assert got.at[(r, name), "se"] == pytest.approx(se)
+        delta = (abs(grid["i2", "infl"]) + abs(grid["i3", "exec"])) / sum(abs(v) for v in grid.values())
+        assert got["decoupling_index"].to_numpy() == pytest.approx(delta)
+        assert (got["n_seeds"] == len(SEEDS)).all()
+
+
+def test_pareto_front_flags():
+    x = np.array([0.1, 0.2, 0.3, 0.2, 0.3])
+    y = np.array([3.0, 2.0, 1.0, 1.0, 1.0])
+    assert F._pareto_front(x, y).tolist() == [True, True, True, False, True]
+
+
+def test_pareto_flat_probes_only(measurements, tmp_path):
+    path = tmp_path / "pareto.png"
+    csv = written(path, F.pareto(measurements, path))
+    measurements = numeric_cells(measurements)
+    assert set(csv["kind"]) == {"flat", "sweep", "noise"}  # nested designs excluded by kind
+    assert set(csv["family"]) == set(MEASURED)
+    assert set(csv["point"]) == {"neutral"}
+    for (fam, probe), g in csv.groupby(["family", "probe"]):
+        assert g["on_front"].tolist() == F._pareto_front(g["x"], g["y"]).tolist()
+        src = measurements[(measurements["family"] == fam) & (measurements["probe"] == probe)
+                           & (measurements["point"] == "neutral")]
+        for _, row in g.iterrows():
+            rows = src[src["cell"].isna()] if np.isnan(row["cell"]) else src[src["cell"] == row["cell"]]
+            mean, se = seed_mean(rows, "d")
+            assert row["y"] == pytest.approx(mean) and row["y_err"] == pytest.approx(Z * se)
+    only = F.pareto(measurements, tmp_path / "p2.png", families=["mim", BROKEN])
+    assert set(only["family"]) == {"mim"}
+
+
+def test_unmeasured_tables_give_empty_figures(measurements, summary, classification, tmp_path):
+    """A run where nothing but the data reference and an unperturbable family was measured."""
+    only = measurements[measurements["family"].isin(["data", BROKEN])]
+    calls = {
+        "ib_plane": lambda p: F.ib_plane(only, classification, p),
+        "iso_quality": lambda p: F.iso_quality(only, p),
+        "allocation": lambda p: F.allocation(only, p),
+        "layout_commitment": lambda p: F.layout_commitment(only, p),
+        "responses": lambda p: F.responses(only, p),
+        "decoupling_matrices": lambda p: F.decoupling_matrices(summary[summary["family"] == BROKEN], p),
+        "pareto": lambda p: F.pareto(only, p),
+    }
+    for name, call in calls.items():
+        path = tmp_path / f"{name}.png"
+        table = call(path)
+        csv = written(path, table)
+        assert BROKEN not in set(csv.get("family", pd.Series(dtype=object))), name
+    # missing columns altogether are also tolerated
+    bare = only.drop(columns=[c for c in only.columns if c.startswith(("layout_", "d_", "influence"))])
+    assert F.layout_commitment(bare, tmp_path / "bare_layout.png").empty
+    assert F.allocation(bare, tmp_path / "bare_alloc.png").empty

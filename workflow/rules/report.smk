@@ -1,0 +1,62 @@
+# Figures from the tables, the headline summary, and captions for `snakemake --report`.
+
+DIAGNOSTIC_FIGURES = ["ib_plane", "iso_quality", "allocation", "layout_commitment", "responses", "decoupling", "pareto"]
+
+
+rule diagnostic_figures:
+    input:
+        measurements="results/{dataset}/tables/measurements.csv",
+        summary="results/{dataset}/tables/summary.csv",
+        classification="results/{dataset}/tables/classification.csv",
+        code=code("figures"),
+        script="workflow/scripts/diagnostic_figures.py",
+    output:
+        **{
+            name: report(
+                f"results/{{dataset}}/figures/{name}.png",
+                caption=f"../report/{name}.rst",
+                category="{dataset}",
+                subcategory="diagnostics",
+            )
+            for name in DIAGNOSTIC_FIGURES
+        },
+        pdf=[f"results/{{dataset}}/figures/{name}.pdf" for name in DIAGNOSTIC_FIGURES],
+        csv=[f"results/{{dataset}}/figures/{name}.csv" for name in DIAGNOSTIC_FIGURES],
+    log:
+        logfile("diagnostic_figures"),
+    benchmark:
+        benchfile("diagnostic_figures")
+    threads: 1
+    conda:
+        "../../envs/ibdiv.yaml"
+    script:
+        "../scripts/diagnostic_figures.py"
+
+
+def summary_inputs(wildcards):
+    return {
+        "stability": expand("results/{dataset}/tables/classification_stability.csv", dataset=DATASETS),
+        "classification": expand("results/{dataset}/tables/classification.csv", dataset=DATASETS),
+        "headline": expand("results/{dataset}/tables/enhancement_headline.csv", dataset=DATASETS),
+        "generators": expand("results/{dataset}/tables/generators.csv", dataset=DATASETS),
+    }
+
+
+rule summary:
+    input:
+        unpack(summary_inputs),
+        code=code("tables"),
+        script="workflow/scripts/summary.py",
+    output:
+        "results/summary.json",
+    params:
+        datasets=DATASETS,
+    log:
+        "results/logs/summary/summary.log",
+    benchmark:
+        "results/benchmarks/summary/summary.tsv"
+    threads: 1
+    conda:
+        "../../envs/ibdiv.yaml"
+    script:
+        "../scripts/summary.py"
