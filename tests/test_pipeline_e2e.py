@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -144,6 +145,17 @@ def test_oracle_validation_table(smoke_run):
     split = table.set_index("quantity")
     assert split.loc["d_path", "truth"] == pytest.approx(split.loc["d_tot", "truth"] - split.loc["d_exec", "truth"])
     assert (split.loc[["d_exec", "d_tot", "d_path"], "fraction"] == 0).all()  # oracle cut: no token committed
+
+
+def test_report_contains_every_figure(smoke_run):
+    snakemake(smoke_run, "--report", "results/report.html")
+    html = (smoke_run / "results/report.html").read_text(errors="ignore")
+    figures = sorted(p.name for p in (smoke_run / "results/shapes/figures").rglob("*.png"))
+    assert figures and all(name in html for name in figures)
+    summary = json.loads((smoke_run / "results/summary.json").read_text())
+    labels = pd.read_csv(smoke_run / "results/shapes/tables/classification.csv")
+    for _, row in labels.iterrows():
+        assert row.label in summary["shapes"]["families"][row.family][row.point]["labels_per_seed"]
 
 
 def test_second_run_has_nothing_to_do(smoke_run):

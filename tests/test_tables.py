@@ -1,0 +1,74 @@
+"""Aggregation: flattening measurements, iso-quality interpolation, enhancement gains, summary."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ibdiv import tables
+
+
+def test_flatten_turns_estimates_into_value_and_se_columns():
+    flat = tables.flatten({"d": {"value": 1.5, "se": 0.1}, "null": {"mean": 0.2, "q95": 0.3}, "n": 4,
+                           "cells": ["a"], "ok": True})
+    assert flat == {"d": 1.5, "d_se": 0.1, "null_mean": 0.2, "null_q95": 0.3, "n": 4, "ok": True}
+
+
+def test_run_keys_parse_paths_and_reject_others():
+    assert tables.run_keys("results/x/probes/t/mim/seed3/neutral/measure.json") == {"family": "mim", "seed": 3, "point": "neutral"}
+    with pytest.raises(ValueError, match="not a run path"):
+        tables.run_keys("results/x/tables/a.csv")
+
+
+def test_iso_quality_interpolates_inside_the_sweep_only():
+    pts = pd.DataFrame({"conditioning_accuracy": [0.2, 0.6, 0.4], "d": [4.0, 2.0, 3.0], "d_se": [0.1, 0.3, 0.2]})
+    d, se = tables.iso_quality_diversity(pts, 0.5)
+    assert d == pytest.approx(2.5) and se == pytest.approx(0.25)
+    assert np.isnan(tables.iso_quality_diversity(pts, 0.9)[0])
+
+
+def _measurements():
+    rows = [{"family": "ar", "seed": 0, "point": "neutral", "probe": "baseline", "kind": "flat", "cell": "",
+             "d": 3.0, "d_se": 0.1, "conditioning_accuracy": 0.8}]
+    for cell, d, acc in [("0.7", 2.5, 0.9), ("1.3", 3.6, 0.6)]:  # more diversity costs accuracy
+        rows.append({"family": "ar", "seed": 0, "point": "neutral", "probe": "temperature", "kind": "sweep",
+                     "cell": cell, "d": d, "d_se": 0.1, "conditioning_accuracy": acc})
+    for cell, d, acc in [("0.5/0.0", 3.3, 0.82), ("1.0/1.0", 3.9, 0.5)]:
+        rows.append({"family": "ar", "seed": 0, "point": "neutral", "probe": "enh", "kind": "enhancement",
+                     "cell": cell, "d": d, "d_se": 0.2, "conditioning_accuracy": acc})
+    return pd.DataFrame(rows)
+
+
+PROBES = {"temperature": {"kind": "sweep", "knob": "temperature"}, "enh": {"kind": "enhancement"}}
+
+
+def test_enhancement_compares_best_diversity_at_matched_quality():
+    table = tables.enhancement_table(_measurements(), PROBES)
+    by = table.set_index("probe")
+    # temperature buys no diversity without losing accuracy: its best admissible point is the baseline
+    assert by.loc["temperature", "best_cell"] == "baseline" and by.loc["temperature", "d_best"] == 3.0
+    # the enhancement's 0.5/0.0 cell keeps accuracy (0.82 >= 0.8) and raises D; 1.0/1.0 does not qualify
+    assert by.loc["enh", "best_cell"] == "0.5/0.0" and by.loc["enh", "d_best"] == pytest.approx(3.3)
+    assert by.loc["temperature", "gain"] == pytest.approx(0.3)
+    assert by.loc["temperature", "gain_se"] == pytest.approx(np.hypot(0.2, 0.1))
+    head = tables.enhancement_headline(table, "enh").iloc[0]
+    assert head.best_usual_knob == "temperature" and head.gain == pytest.approx(0.3)
+    assert head.gain_vs_baseline == pytest.approx(0.3)
+
+
+def test_headline_summary_reads_labels_per_seed(tmp_path):
+    stab = pd.DataFrame([{"family": "ar", "point": "neutral", "consensus": "Balanced", "stable": True,
+                          "labels": "['Balanced', 'Balanced']", "eta_mean": 1.0, "eta_seed_se": 0.01}])
+    cls = pd.DataFrame([{"family": "ar", "point": "neutral", "seed": s, "label": "Balanced", "rule": "r"} for s in (0, 1)])
+    gen = pd.DataFrame([{"family": "ar", "point": "neutral", "seed": 0, "learned_structure_bits": 0.5,
+                         "conditioning_accuracy": 0.7}])
+    paths = {}
+    for name, df in [("stab", stab), ("cls", cls), ("gen", gen)]:
+        paths[name] = tmp_path / f"{name}.csv"
+        df.to_csv(paths[name], index=False)
+    (tmp_path / "head.csv").write_text("\n")  # no enhancement probe ran
+    out = tables.headline_summary(["shapes"], [paths["stab"]], [paths["cls"]], [tmp_path / "head.csv"], [paths["gen"]])
+    entry = out["shapes"]["families"]["ar"]["neutral"]
+    assert entry["labels_per_seed"] == ["Balanced", "Balanced"] and entry["stable"] is True
+    assert entry["eta"]["mean"] == 1.0 and entry["kappa"]["mean"] is None  # missing -> null, not NaN
+    json.dumps(out, allow_nan=False)
