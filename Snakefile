@@ -18,6 +18,16 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    family="ar|mim|diffusion|independent|oracle",
+    seed=r"\d+",
+    point="|".join(POINTS),
+    probe="|".join(config["probes"]) or "NONE",
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/tokenizer.smk"
 include: "workflow/rules/generators.smk"

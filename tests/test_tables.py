@@ -72,3 +72,17 @@ def test_headline_summary_reads_labels_per_seed(tmp_path):
     assert entry["labels_per_seed"] == ["Balanced", "Balanced"] and entry["stable"] is True
     assert entry["eta"]["mean"] == 1.0 and entry["kappa"]["mean"] is None  # missing -> null, not NaN
     json.dumps(out, allow_nan=False)
+
+
+def test_iso_target_is_the_middle_of_the_common_accuracy_range():
+    m = pd.DataFrame([
+        {"family": "data", "point": "", "probe": "reference", "conditioning_accuracy": 0.9},
+        {"family": "a", "point": "neutral", "probe": "baseline", "conditioning_accuracy": 0.5},
+        {"family": "a", "point": "neutral", "probe": "temp", "conditioning_accuracy": 0.8},
+        {"family": "b", "point": "neutral", "probe": "baseline", "conditioning_accuracy": 0.3},
+        {"family": "b", "point": "neutral", "probe": "temp", "conditioning_accuracy": 0.6},
+    ])
+    assert tables.iso_target(m, "temp", "neutral", "auto") == pytest.approx(0.55)
+    assert tables.iso_target(m, "temp", "neutral", 0.5) == pytest.approx(0.45)
+    m.loc[4, "conditioning_accuracy"] = 0.4  # b never reaches a's range
+    assert np.isnan(tables.iso_target(m, "temp", "neutral", "auto"))

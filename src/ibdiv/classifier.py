@@ -6,13 +6,15 @@ conditioning accuracy. For `shapes` a second head reads the layout (the path var
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
+
+from ibdiv.io import load_checkpoint, save_checkpoint
 
 
 @dataclass
@@ -88,13 +90,8 @@ def train_classifier(images, labels, layouts, cfg: ClassifierConfig, *, steps: i
 
 
 def save_classifier(path, model: CNN) -> None:
-    from ibdiv.io import save_torch
-
-    save_torch(path, {"config": asdict(model.cfg), "state": model.state_dict()})
+    save_checkpoint(path, model)
 
 
 def load_classifier(path) -> CNN:
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    model = CNN(ClassifierConfig(**blob["config"]))
-    model.load_state_dict(blob["state"])
-    return model.eval()
+    return load_checkpoint(path, CNN, ClassifierConfig)

@@ -70,6 +70,23 @@ def save_torch(path, obj) -> None:
         torch.save(obj, tmp)
 
 
+def save_checkpoint(path, model) -> None:
+    """A module whose constructor takes one config dataclass (`model.cfg`): config + weights."""
+    from dataclasses import asdict
+
+    save_torch(path, {"config": asdict(model.cfg), "state": model.state_dict()})
+
+
+def load_checkpoint(path, model_cls, config_cls):
+    """Inverse of `save_checkpoint`; the model comes back in eval mode."""
+    import torch
+
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    model = model_cls(config_cls(**blob["config"]))
+    model.load_state_dict(blob["state"])
+    return model.eval()
+
+
 def save_figure(fig, path, **kwargs) -> None:
     """Save a matplotlib figure atomically; the format comes from `path`'s suffix."""
     path = Path(path)

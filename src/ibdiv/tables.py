@@ -82,28 +82,50 @@ def iso_quality_diversity(points: pd.DataFrame, target_accuracy: float) -> tuple
     return float(np.interp(target_accuracy, acc, d)), float(np.interp(target_accuracy, acc, se))
 
 
-def summary_table(measurements: pd.DataFrame, generators: pd.DataFrame, probes: dict, iso_accuracy: float) -> pd.DataFrame:
+def iso_target(measurements: pd.DataFrame, sweep: str | None, point: str, iso_accuracy, families=None) -> float:
+    """The common accuracy at which families are compared (DESIGN §2, matched quality).
+
+    A number is a fraction of the real data's accuracy. "auto" takes the middle of the
+    accuracy range that every family's sweep (with its baseline) covers at this operating
+    point, so each family's D can be interpolated there; NaN when the ranges do not overlap.
+    `families` restricts the overlap (default: every family with sweep rows).
+    """
+    ref = measurements[measurements.probe == "reference"].iloc[0]
+    if iso_accuracy != "auto":
+        return float(iso_accuracy) * float(ref["conditioning_accuracy"])
+    rows = measurements[(measurements.point == point) & measurements.probe.isin(["baseline", sweep])]
+    swept = set(rows[rows.probe == sweep].family)
+    rows = rows[rows.family.isin(swept if families is None else swept & set(families))]
+    ranges = rows.groupby("family").conditioning_accuracy.agg(["min", "max"])
+    low, high = ranges["min"].max(), ranges["max"].min()
+    return float((low + high) / 2) if sweep and low <= high else float("nan")
+
+
+def summary_table(measurements: pd.DataFrame, generators: pd.DataFrame, probes: dict, iso_accuracy) -> pd.DataFrame:
     """Per family x seed x point: the inputs of the strategy classification (DESIGN §5)."""
     ref = measurements[measurements.probe == "reference"].iloc[0]
-    target = iso_accuracy * ref["conditioning_accuracy"]
     sweep = next((n for n, p in probes.items() if p["kind"] == "sweep" and p["knob"] == "temperature"), None)
     decoupling = next((n for n, p in probes.items() if p["kind"] == "decoupling"), None)
     clamp = next((n for n, p in probes.items() if p["kind"] == "path_clamp"), None)
     reference_cut = probes[decoupling]["fraction"] if decoupling else None
     structure = generators.set_index(["family", "seed", "point"])["learned_structure_bits"]
+    # Compare at a quality every family that learned cross-token structure can reach.
+    learned = set(generators[generators.learned_structure_bits > 0].family)
+    targets = {point: iso_target(measurements, sweep, point, iso_accuracy, learned)
+               for point in set(measurements.point) - {""}}
     rows = []
     runs = measurements[measurements.probe == "baseline"]
     for _, base in runs.iterrows():
         key = (base["family"], base["seed"], base["point"])
         mine = measurements[(measurements.family == key[0]) & (measurements.seed == key[1]) & (measurements.point == key[2])]
-        row = {"family": key[0], "seed": key[1], "point": key[2], "target_accuracy": target,
+        row = {"family": key[0], "seed": key[1], "point": key[2], "target_accuracy": targets[key[2]],
                "conditioning_accuracy": base["conditioning_accuracy"],
                "learned_structure_bits": structure.get(key, float("nan"))}
         for col in ("h_z", "h_pos", "d"):
             row[col], row[f"{col}_se"] = base[col], base[f"{col}_se"]
             row[f"{col}_data"], row[f"{col}_data_se"] = ref[col], ref[f"{col}_se"]
         sweep_rows = pd.concat([mine[mine.probe == sweep], base.to_frame().T]) if sweep else base.to_frame().T
-        row["d_iso"], row["d_iso_se"] = iso_quality_diversity(sweep_rows, target)
+        row["d_iso"], row["d_iso_se"] = iso_quality_diversity(sweep_rows, targets[key[2]])
         row["rho_infl"] = _rho_at(mine[mine.probe == clamp], reference_cut) if clamp else float("nan")
         row.update(_decoupling_responses(mine[mine.probe == decoupling]))
         rows.append(row)

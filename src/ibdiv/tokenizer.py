@@ -10,13 +10,15 @@ Choices that matter on a CPU budget (reference/models.md §1.8, feasibility note
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
+
+from ibdiv.io import load_checkpoint, save_checkpoint
 
 
 @dataclass
@@ -206,13 +208,8 @@ def evaluate(model: VQVAE, images: np.ndarray) -> dict:
 
 
 def save_tokenizer(path, model: VQVAE) -> None:
-    from ibdiv.io import save_torch
-
-    save_torch(path, {"config": asdict(model.cfg), "state": model.state_dict()})
+    save_checkpoint(path, model)
 
 
 def load_tokenizer(path) -> VQVAE:
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    model = VQVAE(TokenizerConfig(**blob["config"]))
-    model.load_state_dict(blob["state"])
-    return model.eval()
+    return load_checkpoint(path, VQVAE, TokenizerConfig)

@@ -3,9 +3,6 @@
 DATASETS = list(config["datasets"])
 
 
-wildcard_constraints:
-    dataset="|".join(DATASETS),
-
 
 def dataset_section(section):
     """Params function: one section of `datasets.<dataset>` (narrow params => narrow reruns)."""
@@ -73,11 +70,6 @@ def point_knobs(wildcards):
     return config["families"][wildcards.family][wildcards.point]
 
 
-wildcard_constraints:
-    family="ar|mim|diffusion|independent|oracle",
-    seed=r"\d+",
-    point="neutral|standard",
-
 
 def run_logfile(rule):
     return f"results/logs/{rule}/{{dataset}}_{{family}}_seed{{seed}}_{{point}}.log"
@@ -89,3 +81,63 @@ def run_benchfile(rule):
 
 def probe_spec(wildcards):
     return config["probes"][wildcards.probe]
+
+
+def generator_table_inputs(wildcards):
+    d = wildcards.dataset
+    return {
+        "priors": [f"results/{d}/priors/{f}/seed{s}/metrics.json" for f in config["families"] for s in SEEDS],
+        "quality": sample_paths("results/{dataset}/samples/{family}/seed{seed}/{point}/measure.json", d),
+        "classifier": f"results/{d}/classifier/metrics.json",
+        "tokenizer": f"results/{d}/tokenizer/evaluation.json",
+    }
+
+
+def probe_runs(dataset, probe):
+    """(family, seed, point) the probe applies to: perturbing probes need embeddings (not the
+    independent counts nor the oracle); a knob sweep needs knobs (not the oracle)."""
+    spec = config["probes"][probe]
+    families = [f for f in families_of(dataset) if f in spec.get("families", families_of(dataset))]
+    if spec["kind"] in ("noise", "decoupling", "enhancement"):
+        families = [f for f in families if f in ("ar", "mim", "diffusion")]
+    if spec["kind"] == "sweep":
+        families = [f for f in families if f != "oracle"]
+    return [(f, s, p) for f in families for s in SEEDS for p in points_of(f) if p in spec.get("points", POINTS)]
+
+
+def probe_paths(pattern, dataset):
+    return [
+        pattern.format(dataset=dataset, probe=probe, family=f, seed=s, point=p)
+        for probe in config["probes"]
+        for f, s, p in probe_runs(dataset, probe)
+    ]
+
+
+
+def diagnostics_inputs(wildcards):
+    d = wildcards.dataset
+    return {
+        "reference": f"results/{d}/reference/measure.json",
+        "baseline": sample_paths("results/{dataset}/samples/{family}/seed{seed}/{point}/measure.json", d),
+        "probes": probe_paths("results/{dataset}/probes/{probe}/{family}/seed{seed}/{point}/measure.json", d),
+        "generators": f"results/{d}/tables/generators.csv",
+        "classifier": f"results/{d}/classifier/metrics.json",
+    }
+
+
+def oracle_clamp_measure(wildcards):
+    """The oracle's path-clamp measurement (first seed): the estimates to validate."""
+    probe = next(n for n, p in config["probes"].items() if p["kind"] == "path_clamp")
+    return f"results/{wildcards.dataset}/probes/{probe}/oracle/seed{SEEDS[0]}/neutral/measure.json"
+
+
+DIAGNOSTIC_FIGURES = ["ib_plane", "iso_quality", "allocation", "layout_commitment", "responses", "decoupling", "pareto"]
+
+
+def summary_inputs(wildcards):
+    return {
+        "stability": expand("results/{dataset}/tables/classification_stability.csv", dataset=DATASETS),
+        "classification": expand("results/{dataset}/tables/classification.csv", dataset=DATASETS),
+        "headline": expand("results/{dataset}/tables/enhancement_headline.csv", dataset=DATASETS),
+        "generators": expand("results/{dataset}/tables/generators.csv", dataset=DATASETS),
+    }

@@ -50,16 +50,6 @@ rule sample_baseline:
         "../scripts/sample_baseline.py"
 
 
-def generator_table_inputs(wildcards):
-    d = wildcards.dataset
-    return {
-        "priors": [f"results/{d}/priors/{f}/seed{s}/metrics.json" for f in config["families"] for s in SEEDS],
-        "quality": sample_paths("results/{dataset}/samples/{family}/seed{seed}/{point}/measure.json", d),
-        "classifier": f"results/{d}/classifier/metrics.json",
-        "tokenizer": f"results/{d}/tokenizer/evaluation.json",
-    }
-
-
 rule generators_table:
     input:
         unpack(generator_table_inputs),

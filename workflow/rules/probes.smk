@@ -2,30 +2,6 @@
 # x seed x operating point, a sampling job (a compact token cache) and a measuring job.
 
 
-def probe_runs(dataset, probe):
-    """(family, seed, point) the probe applies to: perturbing probes need embeddings (not the
-    independent counts nor the oracle); a knob sweep needs knobs (not the oracle)."""
-    spec = config["probes"][probe]
-    families = [f for f in families_of(dataset) if f in spec.get("families", families_of(dataset))]
-    if spec["kind"] in ("noise", "decoupling", "enhancement"):
-        families = [f for f in families if f in ("ar", "mim", "diffusion")]
-    if spec["kind"] == "sweep":
-        families = [f for f in families if f != "oracle"]
-    return [(f, s, p) for f in families for s in SEEDS for p in points_of(f) if p in spec.get("points", POINTS)]
-
-
-def probe_paths(pattern, dataset):
-    return [
-        pattern.format(dataset=dataset, probe=probe, family=f, seed=s, point=p)
-        for probe in config["probes"]
-        for f, s, p in probe_runs(dataset, probe)
-    ]
-
-
-wildcard_constraints:
-    probe="|".join(config["probes"]) or "NONE",
-
-
 rule sample_probe:
     input:
         model=sampler_model,
@@ -123,17 +99,6 @@ rule measure_reference:
         "../scripts/measure_reference.py"
 
 
-def diagnostics_inputs(wildcards):
-    d = wildcards.dataset
-    return {
-        "reference": f"results/{d}/reference/measure.json",
-        "baseline": sample_paths("results/{dataset}/samples/{family}/seed{seed}/{point}/measure.json", d),
-        "probes": probe_paths("results/{dataset}/probes/{probe}/{family}/seed{seed}/{point}/measure.json", d),
-        "generators": f"results/{d}/tables/generators.csv",
-        "classifier": f"results/{d}/classifier/metrics.json",
-    }
-
-
 rule diagnostics_tables:
     input:
         unpack(diagnostics_inputs),
@@ -158,12 +123,6 @@ rule diagnostics_tables:
         "../../envs/ibdiv.yaml"
     script:
         "../scripts/diagnostics_tables.py"
-
-
-def oracle_clamp_measure(wildcards):
-    """The oracle's path-clamp measurement (first seed): the estimates to validate."""
-    probe = next(n for n, p in config["probes"].items() if p["kind"] == "path_clamp")
-    return f"results/{wildcards.dataset}/probes/{probe}/oracle/seed{SEEDS[0]}/neutral/measure.json"
 
 
 rule oracle_validation:

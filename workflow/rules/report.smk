@@ -1,8 +1,5 @@
 # Figures from the tables, the headline summary, and captions for `snakemake --report`.
 
-DIAGNOSTIC_FIGURES = ["ib_plane", "iso_quality", "allocation", "layout_commitment", "responses", "decoupling", "pareto"]
-
-
 rule diagnostic_figures:
     input:
         measurements="results/{dataset}/tables/measurements.csv",
@@ -31,15 +28,6 @@ rule diagnostic_figures:
         "../../envs/ibdiv.yaml"
     script:
         "../scripts/diagnostic_figures.py"
-
-
-def summary_inputs(wildcards):
-    return {
-        "stability": expand("results/{dataset}/tables/classification_stability.csv", dataset=DATASETS),
-        "classification": expand("results/{dataset}/tables/classification.csv", dataset=DATASETS),
-        "headline": expand("results/{dataset}/tables/enhancement_headline.csv", dataset=DATASETS),
-        "generators": expand("results/{dataset}/tables/generators.csv", dataset=DATASETS),
-    }
 
 
 rule summary:
