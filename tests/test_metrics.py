@@ -240,16 +240,13 @@ def test_mean_pairwise_hamming_extremes():
     assert M.mean_pairwise_hamming(np.tile(np.arange(10)[:, None], (1, 8))) == 1.0
 
 
-def test_token_metrics_scale_to_thousands_quickly():
-    import time
-
+def test_token_metrics_at_pipeline_scale():
+    """Thousands of grids (speed belongs in benchmarks, not tests): values stay sane."""
     z = np.random.default_rng(1).integers(0, 64, size=(3000, 16))
-    start = time.perf_counter()
-    v = M.hamming_vendi(z)
-    M.mean_pairwise_hamming(z)
-    M.memorisation(z[:1000], z, z[1000:2000])
-    assert time.perf_counter() - start < 10.0
-    assert 1.0 < v <= 3000
+    assert 1.0 < M.hamming_vendi(z) <= 3000
+    assert 0.9 < M.mean_pairwise_hamming(z) <= 1.0  # random codes over K=64 rarely agree
+    mem = M.memorisation(z[:1000], z, z[1000:2000])
+    assert mem.copy_rate == 1.0 and mem.gen_nn_hamming == 0.0  # z[:1000] lies inside the training set
 
 
 # --- memorisation ----------------------------------------------------------------------------------
