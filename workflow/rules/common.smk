@@ -1,7 +1,8 @@
 # Helpers shared by the rule files: axes from config, code inputs, log/benchmark paths.
 
 DATASETS = list(config["datasets"])
-
+SEEDS = [str(s) for s in config["seeds"]]
+POINTS = ["neutral", "standard"]
 
 
 def dataset_section(section):
@@ -32,10 +33,6 @@ def logfile(rule):
 
 def benchfile(rule):
     return f"results/benchmarks/{rule}/{{dataset}}.tsv"
-
-
-SEEDS = [str(s) for s in config["seeds"]]
-POINTS = ["neutral", "standard"]
 
 
 def families_of(dataset):
@@ -70,7 +67,6 @@ def point_knobs(wildcards):
     return config["families"][wildcards.family][wildcards.point]
 
 
-
 def run_logfile(rule):
     return f"results/logs/{rule}/{{dataset}}_{{family}}_seed{{seed}}_{{point}}.log"
 
@@ -89,7 +85,6 @@ def generator_table_inputs(wildcards):
         "priors": [f"results/{d}/priors/{f}/seed{s}/metrics.json" for f in config["families"] for s in SEEDS],
         "quality": sample_paths("results/{dataset}/samples/{family}/seed{seed}/{point}/measure.json", d),
         "classifier": f"results/{d}/classifier/metrics.json",
-        "tokenizer": f"results/{d}/tokenizer/evaluation.json",
     }
 
 
@@ -111,7 +106,6 @@ def probe_paths(pattern, dataset):
         for probe in config["probes"]
         for f, s, p in probe_runs(dataset, probe)
     ]
-
 
 
 def diagnostics_inputs(wildcards):
