@@ -25,6 +25,14 @@ from ibdiv import sampling
 NOISE_TARGETS = {"condition": "cond_noise", "codebook": "code_noise"}
 
 
+def sampling_seed(base_seed: int, dataset: str, family: str, seed, point: str) -> int:
+    """The sampling seed of a run's baseline cache. Every probe of the run reuses it, which
+    is what makes an unperturbed probe cell bit-identical to the baseline."""
+    from ibdiv.config import derive_seed
+
+    return derive_seed(base_seed, dataset, family, seed, point, "baseline")
+
+
 def draw_noise(model, target: str | None, sigma: float, n: int, generator: torch.Generator):
     """A Perturbation for n samples (None when there is nothing to perturb)."""
     if target is None:

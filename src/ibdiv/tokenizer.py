@@ -195,8 +195,12 @@ def train_tokenizer(images: np.ndarray, heldout: np.ndarray, cfg: TokenizerConfi
 def evaluate(model: VQVAE, images: np.ndarray) -> dict:
     """Held-out reconstruction MSE, fraction of codes used and codebook perplexity."""
     codes = model.encode(images)
-    recon = model.decode(codes)
-    counts = np.bincount(codes.ravel(), minlength=model.cfg.codebook_size)
+    return reconstruction_metrics(images, codes, model.decode(codes), model.cfg.codebook_size)
+
+
+def reconstruction_metrics(images: np.ndarray, codes: np.ndarray, recon: np.ndarray, codebook_size: int) -> dict:
+    """The numbers of `evaluate` from an encode/decode round trip already done."""
+    counts = np.bincount(codes.ravel(), minlength=codebook_size)
     p = counts[counts > 0] / counts.sum()
     entropy_bits = float(-(p * np.log2(p)).sum())
     return {

@@ -63,12 +63,12 @@ def evaluate_reconstructions(vq, cnn, heldout: data.Dataset) -> tuple[dict, np.n
     """Tokenizer quality on held-out images, including what the classifier still sees
     after the round trip (the ceiling for conditioning accuracy of any generator)."""
     from ibdiv.classifier import predict
-    from ibdiv.tokenizer import evaluate
+    from ibdiv.tokenizer import reconstruction_metrics
 
     codes = vq.encode(heldout.images)
     recon = vq.decode(codes)
     on_original, on_recon = predict(cnn, heldout.images), predict(cnn, recon)
-    metrics = evaluate(vq, heldout.images)
+    metrics = reconstruction_metrics(heldout.images, codes, recon, vq.cfg.codebook_size)
     metrics.update(
         classifier_accuracy_original=float(np.mean(on_original["pred"] == heldout.labels)),
         classifier_accuracy_reconstruction=float(np.mean(on_recon["pred"] == heldout.labels)),

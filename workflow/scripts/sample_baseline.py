@@ -2,7 +2,6 @@
 import numpy as np
 
 from ibdiv import probes, tokens
-from ibdiv.config import derive_seed
 from ibdiv.io import save_npz
 from ibdiv.runlog import job
 
@@ -10,7 +9,7 @@ w, p = snakemake.wildcards, snakemake.params
 with job(snakemake.log[0], snakemake.threads) as log:
     ref = tokens.load_token_cache(snakemake.input.tokens, "heldout")
     model = probes.load_sampler(w.family, snakemake.input.model)
-    seed = derive_seed(p.seed, w.dataset, w.family, w.seed, w.point, "baseline")
+    seed = probes.sampling_seed(p.seed, w.dataset, w.family, w.seed, w.point)
     out = probes.sample_flat(model, int(ref.labels.max()) + 1, p.sampling["baseline_per_class"], p.knobs, seed,
                              batch_size=p.sampling["batch_size"])
     log.info("%d samples, knobs %s", len(out["labels"]), p.knobs)

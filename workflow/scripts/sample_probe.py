@@ -10,8 +10,7 @@ w, p = snakemake.wildcards, snakemake.params
 with job(snakemake.log[0], snakemake.threads) as log:
     ref = tokens.load_token_cache(snakemake.input.tokens, "heldout")
     model = probes.load_sampler(w.family, snakemake.input.model)
-    # The sampling seed is the baseline's: cells with no perturbation reproduce the baseline.
-    seed = derive_seed(p.seed, w.dataset, w.family, w.seed, w.point, "baseline")
+    seed = probes.sampling_seed(p.seed, w.dataset, w.family, w.seed, w.point)
     noise_seed = derive_seed(p.seed, w.dataset, w.family, w.seed, w.point, w.probe, "noise")
     out = probes.run_probe(model, p.probe, int(ref.labels.max()) + 1, p.knobs, per_class=p.per_class,
                            seed=seed, noise_seed=noise_seed, batch_size=p.batch_size)
