@@ -15,7 +15,8 @@ import time
 import torch
 
 from ibdiv import mim
-from ibdiv.sampling import FAMILIES, operating_point, sample
+from ibdiv.config import load_config
+from ibdiv.sampling import FAMILIES, sample
 from ibdiv.train_prior import DEFAULT_CFG
 
 N, K, C = 16, 64, 8
@@ -86,8 +87,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument("--config", default="config.yaml", help="operating points are read from here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    points = load_config(args.config)["families"]
     peak = matmul_gflops()
     tokens, labels = synthetic_data(4096)
     print(f"threads={args.threads}  matmul 512x512: {peak:.1f} GFLOP/s  "
@@ -103,7 +106,7 @@ def main() -> None:
             model.fit(tokens, labels)
         params = sum(p.numel() for p in model.parameters())
         step = seconds_per_training_step(family, tokens, labels) if family != "independent" else float("nan")
-        knobs = operating_point(family, "standard", vocab_size=K)
+        knobs = {**module.KNOBS, **points[family]["standard"]}
         seconds = time_sampling(model, knobs, args.samples)
         gflops = sampling_flops(family, knobs, args.samples) / seconds / 1e9
         shown = {key: value for key, value in knobs.items() if value != module.KNOBS[key]}
@@ -112,7 +115,7 @@ def main() -> None:
         print(f"{family:<12}{params:>9}{step:>9.4f}{args.samples / seconds:>11.0f}"
               f"{gflops:>9.2f}{gflops / peak:>9.1%}  {shown}")
     ar_model = FAMILIES["ar"].PRIOR.build(K, N, C, ARCH).eval()
-    knobs = operating_point("ar", "standard", vocab_size=K)
+    knobs = {**FAMILIES["ar"].KNOBS, **points["ar"]["standard"]}
     cached = time_sampling(ar_model, {**knobs, "kv_cache": True}, args.samples)
     recomputed = time_sampling(ar_model, {**knobs, "kv_cache": False}, args.samples)
     print(f"AR KV cache: {args.samples / cached:.0f} samples/s vs {args.samples / recomputed:.0f} "

@@ -5,18 +5,19 @@ ignored knob makes it fail.
 """
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from ibdiv import ar, diffusion, mim
+from ibdiv.config import load_config
 from ibdiv.backbone import KVCache, sampling_log_probs
 from ibdiv.sampling import (
     FAMILIES,
     Perturbation,
     codebook_noise,
     condition_noise,
-    operating_point,
     resume,
     sample,
 )
@@ -134,22 +135,18 @@ def test_out_of_range_knob_raises(models, knobs):
         sample(models["ar"], one_class(2), knobs, gen())
 
 
-@pytest.mark.parametrize("family", ALL)
-@pytest.mark.parametrize("name", ["neutral", "standard"])
-def test_operating_points_are_valid_knobs(models, family, name):
-    knobs = operating_point(family, name, vocab_size=K)
-    result = sample(models[family], one_class(4), knobs, gen())
-    assert result.state is None and (result.tokens >= 0).all()
+CONFIGS = sorted(Path(__file__).resolve().parents[1].glob("config*.yaml"))
 
 
-def test_operating_point_values():
-    assert operating_point("ar", "standard", vocab_size=64)["top_k"] == 16
-    assert operating_point("ar", "standard", vocab_size=64)["cfg_scale"] == 1.75
-    assert operating_point("diffusion", "standard")["top_p"] == 0.9
-    assert operating_point("mim", "standard")["steps"] == 12
-    assert operating_point("ar", "neutral") == ar.KNOBS
-    with pytest.raises(ValueError, match="vocab_size"):
-        operating_point("ar", "standard")
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_configured_operating_points_are_valid_knobs(models, path):
+    """Every operating point of every shipped config samples (unknown / bad knobs raise)."""
+    families = load_config(path)["families"]
+    for family, points in families.items():
+        for name, knobs in points.items():
+            knobs = {k: (min(v, K) if k == "top_k" else v) for k, v in knobs.items()}  # tiny K
+            result = sample(models[family], one_class(4), knobs, gen())
+            assert result.state is None and (result.tokens >= 0).all(), (path.name, family, name)
 
 
 # --- determinism, stop and resume -----------------------------------------------------------
@@ -418,7 +415,7 @@ def test_training_lowers_heldout_bits_below_uniform(models):
 
 
 def test_ar_learns_cross_token_structure_the_independent_table_cannot():
-    ar_model, curve = train("ar", steps=250)
+    ar_model, curve, _ = train("ar", steps=250)
     independent_bits = heldout_bits_per_token(train("independent")[0], *VAL, gen())
     assert curve[-1]["heldout_bits"] < independent_bits - 0.3
 
@@ -434,13 +431,20 @@ def test_independent_bits_are_exact(models):
 
 
 def test_same_seed_gives_identical_weights_and_keeps_the_best_checkpoint():
-    first, curve = train("mim", steps=30, seed=5, eval_every=10)
-    second, _ = train("mim", steps=30, seed=5, eval_every=10)
+    first, curve, bits = train("mim", steps=30, seed=5, eval_every=10)
+    second, _, _ = train("mim", steps=30, seed=5, eval_every=10)
     for a, b in zip(first.state_dict().values(), second.state_dict().values()):
         assert torch.equal(a, b)
     best = min(point["heldout_bits"] for point in curve)
-    assert heldout_bits_per_token(first, *VAL, gen(6)) == pytest.approx(best, abs=1e-6)
+    # selection set = the whole (small) held-out split here, so the reported score is the best one
+    assert heldout_bits_per_token(first, *VAL, gen(6)) == pytest.approx(best, abs=1e-6) == bits
     assert len(curve) == 3
+
+
+def test_selection_subset_scores_fewer_sequences_but_reports_the_whole_split():
+    model, curve, bits = train("ar", steps=20, eval_every=10, eval_sequences=32)
+    assert heldout_bits_per_token(model, *VAL, None) == pytest.approx(bits, abs=1e-6)
+    assert all(point["heldout_bits"] != pytest.approx(bits, abs=1e-4) for point in curve)
 
 
 def test_unknown_training_key_raises():

@@ -295,3 +295,56 @@ def test_memorisation_rejects_width_mismatch():
 def test_vendi_from_kernel_rejects_non_unit_diagonal():
     with pytest.raises(ValueError, match="unit-diagonal"):
         M.vendi_from_kernel(2.0 * np.eye(3))
+
+
+# --- wiring: quality of one generated set against the real reference (diagnostics) --------------
+
+
+def _reference(seed=0, n_per_class=60, classes=3, d=6, N=8, K=5):
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(classes), n_per_class)
+    features = rng.normal(size=(len(labels), d)) + labels[:, None]
+    heldout = rng.integers(0, K, (len(labels), N))
+    train = rng.integers(0, K, (400, N))
+    own = M.memorisation(heldout, train, heldout)
+    return {"features": features, "labels": labels, "heldout_tokens": heldout, "train_tokens": train,
+            "heldout_nn_hamming": own.ref_nn_hamming}
+
+
+def test_quality_metrics_equal_n_and_distribution_sensitivity():
+    from ibdiv.diagnostics import quality_metrics
+
+    ref = _reference()
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(3), 80)
+    same = rng.normal(size=(240, 6)) + labels[:, None]
+    shifted = same + 3.0
+    tokens = rng.integers(0, 5, (240, 8))
+    near = quality_metrics(tokens, labels, same, ref, per_class=100, rng=np.random.default_rng(2))
+    far = quality_metrics(tokens, labels, shifted, ref, per_class=100, rng=np.random.default_rng(2))
+    assert near["n_per_class"] == far["n_per_class"] == 60  # the smaller side per class: equal N
+    assert near["fd"] < far["fd"] and near["kid"]["value"] < far["kid"]["value"]
+    assert near["precision"] > far["precision"] and near["coverage"] > far["coverage"]
+
+
+def test_quality_metrics_memorisation_sees_training_copies():
+    from ibdiv.diagnostics import quality_metrics
+
+    ref = _reference()
+    labels = np.repeat(np.arange(3), 50)
+    copies = ref["train_tokens"][:150]
+    fresh = np.random.default_rng(5).integers(0, 5, (150, 8))
+    feats = np.random.default_rng(6).normal(size=(150, 6))
+    copied = quality_metrics(copies, labels, feats, ref, per_class=50, rng=np.random.default_rng(0))
+    novel = quality_metrics(fresh, labels, feats, ref, per_class=50, rng=np.random.default_rng(0))
+    assert copied["copy_rate"] == 1.0 and copied["nn_hamming"] == 0.0 and copied["nn_hamming_ratio"] == 0.0
+    assert novel["nn_hamming"] > 0 and novel["copy_rate"] < 1.0
+    assert copied["mean_hamming"] > 0 and copied["hamming_vendi"] >= 1.0
+
+
+def test_memorisation_reuses_a_given_reference_distance():
+    ref = _reference()
+    gen = ref["train_tokens"][:20]
+    given = M.memorisation(gen, ref["train_tokens"], ref["heldout_tokens"], ref_nn_hamming=0.5)
+    computed = M.memorisation(gen, ref["train_tokens"], ref["heldout_tokens"])
+    assert given.ref_nn_hamming == 0.5 and computed.ref_nn_hamming == ref["heldout_nn_hamming"]

@@ -6,7 +6,7 @@ import torch
 
 from ibdiv import oracle, shapes, tokenizer
 from ibdiv.oracle import OraclePrior, layout_of
-from ibdiv.sampling import FAMILIES, Perturbation, operating_point, resume, sample
+from ibdiv.sampling import FAMILIES, Perturbation, resume, sample
 
 torch.set_num_threads(1)
 
@@ -36,7 +36,6 @@ def test_attributes_and_registration(model):
     assert model.vocab_size == 16 and model.seq_len == 16 and model.mask_id == 16
     assert model.n_classes == len(shapes.CLASS_NAMES) and model.image_size == 16
     assert oracle.KNOBS == {} and oracle.SCHEDULE_KNOBS == ()
-    assert operating_point("oracle", "neutral") == operating_point("oracle", "standard") == {}
 
 
 def test_tokens_shapes_dtypes_and_nan_logprobs(model):

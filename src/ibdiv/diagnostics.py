@@ -47,6 +47,61 @@ def nested_estimands(cell: dict, K: int, cfg: dict, rng, layouts=None, n_layouts
     return out
 
 
+def quality_reference(images, labels, heldout_tokens, train_tokens, cnn, heldout_nn_hamming: float | None = None) -> dict:
+    """What every generated set is compared with (DESIGN §6): the real held-out images'
+    classifier features and labels, the training token grids (memorisation), and the held-out
+    grids with their own nearest-neighbour distance to training (memorisation's baseline;
+    pass `heldout_nn_hamming` when measure_reference has already computed it)."""
+    from ibdiv.classifier import predict
+    from ibdiv.metrics import memorisation
+
+    heldout_tokens, train_tokens = np.asarray(heldout_tokens), np.asarray(train_tokens)
+    if heldout_nn_hamming is None:
+        heldout_nn_hamming = memorisation(heldout_tokens, train_tokens, heldout_tokens).ref_nn_hamming
+    return {"features": predict(cnn, images)["features"], "labels": np.asarray(labels),
+            "heldout_tokens": heldout_tokens, "train_tokens": train_tokens,
+            "heldout_nn_hamming": float(heldout_nn_hamming)}
+
+
+def load_quality_reference(data_path, tokens_path, cnn, heldout_nn_hamming: float | None = None) -> dict:
+    """quality_reference from the prepared dataset and its token cache (the measuring jobs)."""
+    from ibdiv import data, tokens
+
+    heldout = data.load_prepared(data_path, "heldout")
+    return quality_reference(heldout.images, heldout.labels, tokens.load_token_cache(tokens_path, "heldout").tokens,
+                             tokens.load_token_cache(tokens_path, "train").tokens, cnn, heldout_nn_hamming)
+
+
+def quality_metrics(tokens, labels, features, reference: dict, per_class: int, rng) -> dict:
+    """Image-space quality / diversity and token-space diversity of one generated set (DESIGN §6).
+
+    Both sides are subsampled to the same rows per class (at most `per_class`, at most what the
+    smaller side has), so the Fréchet distance is only ever computed at equal N.
+    """
+    from ibdiv import metrics
+
+    labels, ref_labels = np.asarray(labels), reference["labels"]
+    classes = np.unique(labels)
+    n = min(per_class, *(int(np.sum(labels == c)) for c in classes),
+            *(int(np.sum(ref_labels == c)) for c in classes))
+    gen = entropy.subsample_per_class(labels, n, rng)
+    shared = np.flatnonzero(np.isin(ref_labels, classes))
+    ref = shared[entropy.subsample_per_class(ref_labels[shared], n, rng)]
+    fake, real = np.asarray(features)[gen], reference["features"][ref]
+    kid = metrics.kid(real, fake, n_subsets=50, rng=rng)
+    prdc = metrics.prdc(real, fake, k=5)
+    memo = metrics.memorisation(np.asarray(tokens)[gen], reference["train_tokens"], reference["heldout_tokens"],
+                                ref_nn_hamming=reference["heldout_nn_hamming"])
+    return {
+        "n_per_class": n, "fd": metrics.frechet_distance(real, fake), "kid": {"value": kid.mean, "se": kid.se},
+        **prdc._asdict(), "vendi_within_class": metrics.within_class_vendi(fake, labels[gen]),
+        "hamming_vendi": metrics.hamming_vendi(np.asarray(tokens)[gen]),
+        "mean_hamming": metrics.mean_pairwise_hamming(np.asarray(tokens)[gen]),
+        "copy_rate": memo.copy_rate, "heldout_copy_rate": memo.ref_copy_rate,
+        "nn_hamming": memo.gen_nn_hamming, "nn_hamming_ratio": memo.nn_ratio,
+    }
+
+
 def predict_decoded(tokens, vq, cnn) -> dict:
     """Classifier predictions on decoded token grids of any leading shape (..., N)."""
     from ibdiv.classifier import predict
@@ -55,28 +110,34 @@ def predict_decoded(tokens, vq, cnn) -> dict:
     images = vq.decode(tokens.reshape(-1, tokens.shape[-1]).astype(np.int64))
     pred = predict(cnn, images)
     lead = tokens.shape[:-1]
-    out = {"pred": pred["pred"].reshape(lead)}
+    out = {"pred": pred["pred"].reshape(lead), "features": pred["features"].reshape(*lead, -1)}
     if "layout_pred" in pred:
         out["layout_pred"] = pred["layout_pred"].reshape(lead)
     return out
 
 
-def measure_flat(cache: dict, K: int, cfg: dict, rng, vq, cnn) -> list[dict]:
-    """One dict per cell of a flat cache (tokens (cells, n, N)): estimands + accuracy."""
+def measure_flat(cache: dict, K: int, cfg: dict, rng, vq, cnn, reference: dict | None = None) -> list[dict]:
+    """One dict per cell of a flat cache (tokens (cells, n, N)): estimands + accuracy, and the
+    quality metrics against `reference` (see quality_reference) when given."""
     from ibdiv.metrics import conditioning_accuracy
 
     rows = []
     for cell in range(cache["tokens"].shape[0]):
         tokens = cache["tokens"][cell].astype(np.int64)
-        pred = predict_decoded(tokens, vq, cnn)["pred"]
-        rows.append({**flat_estimands(tokens, cache["labels"], K, cfg, rng, cache["logprobs"][cell]),
-                     "conditioning_accuracy": conditioning_accuracy(pred, cache["labels"])})
+        pred = predict_decoded(tokens, vq, cnn)
+        row = {**flat_estimands(tokens, cache["labels"], K, cfg, rng, cache["logprobs"][cell]),
+               "conditioning_accuracy": conditioning_accuracy(pred["pred"], cache["labels"])}
+        if reference is not None:
+            row["quality"] = quality_metrics(tokens, cache["labels"], pred["features"], reference, cfg["per_class"], rng)
+        rows.append(row)
     return rows
 
 
-def measure_nested(cache: dict, K: int, cfg: dict, rng, vq, cnn, n_layouts: int = 0) -> list[dict]:
+def measure_nested(cache: dict, K: int, cfg: dict, rng, vq, cnn, n_layouts: int = 0,
+                   reference: dict | None = None) -> list[dict]:
     """One dict per cell of a nested cache (tokens (cells, C, P, R, N)): path split, layout
-    commitment (when the classifier reads layouts) and accuracy of the continuations."""
+    commitment (when the classifier reads layouts), accuracy of the continuations and, given a
+    `reference`, their quality metrics (continuations pooled per class)."""
     from ibdiv.metrics import conditioning_accuracy
 
     rows = []
@@ -91,6 +152,10 @@ def measure_nested(cache: dict, K: int, cfg: dict, rng, vq, cnn, n_layouts: int 
         if "path_layouts" in cache and layouts is not None:  # oracle: the decoder's accuracy
             truth = np.broadcast_to(cache["path_layouts"][cell][:, :, None], layouts.shape)
             row["layout_decoder_accuracy"] = float(np.mean(layouts == truth))
+        if reference is not None:
+            row["quality"] = quality_metrics(tokens.reshape(-1, tokens.shape[-1]), classes.ravel(),
+                                             pred["features"].reshape(-1, pred["features"].shape[-1]),
+                                             reference, cfg["per_class"], rng)
         rows.append(row)
     return rows
 

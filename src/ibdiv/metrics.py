@@ -364,12 +364,13 @@ def _copy_rate(queries: np.ndarray, pool: np.ndarray) -> float:
     return float(np.mean([row.tobytes() in pool_rows for row in np.ascontiguousarray(queries)]))
 
 
-def memorisation(gen_tokens, train_tokens, ref_tokens) -> Memorisation:
+def memorisation(gen_tokens, train_tokens, ref_tokens, ref_nn_hamming: float | None = None) -> Memorisation:
     """Exact copies of training grids and nearest-neighbour Hamming distance to the training set.
 
     The held-out reference set's own distance to train is the baseline: on small token grids
     real images are close to (even equal to) training grids without any memorisation, so only
     the ratio gen/ref says whether samples sit unusually close to the training data.
+    ``ref_nn_hamming``, when given, is the reference's distance computed earlier by this function.
     """
     gen = _as_tokens(gen_tokens, "gen_tokens")
     train = _as_tokens(train_tokens, "train_tokens")
@@ -377,7 +378,9 @@ def memorisation(gen_tokens, train_tokens, ref_tokens) -> Memorisation:
     _same_width(gen, train, "gen_tokens", "train_tokens")
     _same_width(ref, train, "ref_tokens", "train_tokens")
     gen_nn = float(_nn_hamming(gen, train).mean())
-    ref_nn = float(_nn_hamming(ref, train).mean())
+    # callers measuring many sets against one reference pass its distance once (it is the
+    # costly part: every held-out grid against every training grid)
+    ref_nn = float(_nn_hamming(ref, train).mean()) if ref_nn_hamming is None else float(ref_nn_hamming)
     return Memorisation(
         copy_rate=_copy_rate(gen, train),
         gen_nn_hamming=gen_nn,

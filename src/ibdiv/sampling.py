@@ -149,39 +149,3 @@ def codebook_noise(model, n: int, sigma: float, generator: torch.Generator) -> t
     K, d = model.config.vocab_size, model.config.d_model
     scale = sigma * _rms(model.tok_emb.weight[:K])
     return scale * torch.randn(n, K, d, generator=generator)
-
-
-# --- operating points (DESIGN §3) ---------------------------------------------------------
-
-def operating_point(family: str, name: str, vocab_size: int | None = None) -> dict:
-    """Knobs of the "neutral" or "standard" operating point of a family.
-
-    neutral: temperature 1, no truncation, no guidance: the trained model's own distribution
-    as far as the sampler allows. For MIM that keeps choice_temperature 4.5 and T = 12: the
-    confidence-ranked, Gumbel-annealed unmasking order *is* MaskGIT's decoding algorithm (it
-    picks positions, it does not truncate or reshape the token distribution); removing it would
-    turn MIM into a different sampler. MaskGIT's reference has no guidance nor truncation, so
-    MIM's standard point equals its neutral point, which the report should say.
-
-    standard: the reference implementations' usual settings: AR = LlamaGen (CFG 1.75, top-k
-    about K/4, so ``vocab_size`` is required); MIM = MaskGIT (choice temperature 4.5, T = 12;
-    T = 8 cannot commit exactly N/4 of 16 tokens); diffusion = truncation top-p 0.9 and CFG 1.5
-    (VQ-Diffusion), T = 16. The independent and oracle families have no guidance: both points
-    coincide.
-    """
-    if name == "neutral":
-        points = {"ar": {}, "mim": {"choice_temperature": 4.5, "steps": 12},
-                  "diffusion": {"steps": 16}, "independent": {}, "oracle": {}}
-    elif name == "standard":
-        if family == "ar" and vocab_size is None:
-            raise ValueError("the standard AR point sets top_k from the vocabulary: pass vocab_size")
-        points = {"ar": {"cfg_scale": 1.75, "top_k": max(1, (vocab_size or 0) // 4)},
-                  "mim": {"choice_temperature": 4.5, "steps": 12},
-                  "diffusion": {"top_p": 0.9, "cfg_scale": 1.5, "steps": 16},
-                  "independent": {}, "oracle": {}}
-    else:
-        raise ValueError(f"unknown operating point {name!r}; known: 'neutral', 'standard'")
-    if family not in points:
-        raise ValueError(f"unknown family {family!r}; known: {sorted(points)}")
-    return {**FAMILIES[family].KNOBS, **points[family]}
-

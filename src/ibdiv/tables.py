@@ -126,18 +126,25 @@ def summary_table(measurements: pd.DataFrame, generators: pd.DataFrame, probes: 
             row[f"{col}_data"], row[f"{col}_data_se"] = ref[col], ref[f"{col}_se"]
         sweep_rows = pd.concat([mine[mine.probe == sweep], base.to_frame().T]) if sweep else base.to_frame().T
         row["d_iso"], row["d_iso_se"] = iso_quality_diversity(sweep_rows, targets[key[2]])
-        row["rho_infl"] = _rho_at(mine[mine.probe == clamp], reference_cut) if clamp else float("nan")
+        row["rho_infl"] = _rho_at(mine[mine.probe.isin([decoupling, clamp])], reference_cut)
         row.update(_decoupling_responses(mine[mine.probe == decoupling]))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _rho_at(clamp_rows: pd.DataFrame, fraction) -> float:
-    """D_influence / D_tot at the path-clamp cut nearest the reference fraction."""
-    if clamp_rows.empty or fraction is None:
+def _rho_at(rows: pd.DataFrame, fraction) -> float:
+    """D_influence / D_tot at the reference cut: the decoupling probe's unperturbed cell (it is
+    sampled at every operating point), else the path-clamp cut nearest the reference fraction."""
+    if fraction is None:
         return float("nan")
-    nearest = (clamp_rows["cell"].astype(float) - fraction).abs().idxmin()
-    return float(clamp_rows.loc[nearest, "rho_infl"])
+    unperturbed = rows[rows["cell"] == "none"]
+    if not unperturbed.empty:
+        return float(unperturbed["rho_infl"].iloc[0])
+    cuts = rows[pd.to_numeric(rows["cell"], errors="coerce").notna()]
+    if cuts.empty:
+        return float("nan")
+    nearest = (cuts["cell"].astype(float) - fraction).abs().idxmin()
+    return float(cuts.loc[nearest, "rho_infl"])
 
 
 def _decoupling_responses(cells: pd.DataFrame) -> dict:

@@ -14,6 +14,7 @@ rule train_prior:
         metrics="results/{dataset}/priors/{family}/seed{seed}/metrics.json",
     params:
         cfg=config["prior"],
+        seed=config["seed"],
     wildcard_constraints:
         family="ar|mim|diffusion|independent",
     log:

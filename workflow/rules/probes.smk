@@ -32,7 +32,10 @@ rule measure_probe:
         samples="results/{dataset}/probes/{probe}/{family}/seed{seed}/{point}/samples.npz",
         tokenizer="results/{dataset}/tokenizer/model.pt",
         classifier="results/{dataset}/classifier/model.pt",
-        code=code("diagnostics", "entropy", "probes", "classifier", "tokenizer", "metrics"),
+        data="data/prepared/{dataset}.npz",
+        tokens="results/{dataset}/tokens.npz",
+        reference="results/{dataset}/reference/measure.json",
+        code=code("diagnostics", "entropy", "probes", "classifier", "tokenizer", "metrics", "data", "tokens"),
         script="workflow/scripts/measure_probe.py",
     output:
         "results/{dataset}/probes/{probe}/{family}/seed{seed}/{point}/measure.json",
@@ -56,7 +59,10 @@ rule measure_baseline:
         samples="results/{dataset}/samples/{family}/seed{seed}/{point}/baseline.npz",
         tokenizer="results/{dataset}/tokenizer/model.pt",
         classifier="results/{dataset}/classifier/model.pt",
-        code=code("diagnostics", "entropy", "classifier", "tokenizer", "metrics", "figures"),
+        data="data/prepared/{dataset}.npz",
+        tokens="results/{dataset}/tokens.npz",
+        reference="results/{dataset}/reference/measure.json",
+        code=code("diagnostics", "entropy", "classifier", "tokenizer", "metrics", "figures", "data", "tokens"),
         script="workflow/scripts/measure_baseline.py",
     output:
         measure="results/{dataset}/samples/{family}/seed{seed}/{point}/measure.json",

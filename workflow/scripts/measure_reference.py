@@ -1,7 +1,7 @@
 """Snakemake adapter: the real held-out data measured like any sample set (same code, same N)."""
 import numpy as np
 
-from ibdiv import classifier, diagnostics, tokenizer, tokens
+from ibdiv import classifier, diagnostics, metrics, tokenizer, tokens
 from ibdiv.config import derive_seed
 from ibdiv.io import save_json
 from ibdiv.runlog import job
@@ -16,4 +16,7 @@ with job(snakemake.log[0], snakemake.threads) as log:
     cache = {"tokens": held.tokens[None], "labels": held.labels, "logprobs": nan[None]}
     row = diagnostics.measure_flat(cache, held.codebook_size, p.measure, rng, vq, cnn)[0]
     log.info("D=%.3f H(Z)=%.3f acc=%.3f", row["d"]["value"], row["h_z"]["value"], row["conditioning_accuracy"])
+    train = tokens.load_token_cache(snakemake.input.tokens, "train")
+    # memorisation's baseline, measured once here and read by every measuring job
+    row["heldout_nn_hamming"] = metrics.memorisation(held.tokens, train.tokens, held.tokens).ref_nn_hamming
     save_json(snakemake.output[0], row)

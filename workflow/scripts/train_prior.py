@@ -15,18 +15,18 @@ with job(snakemake.log[0], snakemake.threads) as log:
     held = tokens.load_token_cache(snakemake.input.tokens, "heldout")
     as_tensor = lambda a: torch.from_numpy(a)
     start = time.time()
-    model, curve = train_prior.train_prior(
+    model, curve, bits = train_prior.train_prior(
         w.family, as_tensor(train.tokens), as_tensor(train.labels), as_tensor(held.tokens), as_tensor(held.labels),
         K=train.codebook_size, C=int(train.labels.max()) + 1, cfg=snakemake.params.cfg,
-        seed=derive_seed(int(w.seed), w.dataset, w.family, "train"),
+        seed=derive_seed(snakemake.params.seed, w.dataset, w.family, w.seed, "train"),
     )
     seconds = time.time() - start
     best = min(curve, key=lambda row: row["heldout_bits"])
     metrics = {
-        "family": w.family, "seed": int(w.seed), "heldout_bits_per_token": best["heldout_bits"],
-        "best_step": best["step"], "train_seconds": seconds,
+        "family": w.family, "seed": int(w.seed), "heldout_bits_per_token": bits,
+        "best_step": best["step"], "selection_bits_per_token": best["heldout_bits"], "train_seconds": seconds,
         "n_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "likelihood": "exact NLL" if w.family in ("ar", "independent") else "ELBO bound",
+        "likelihood": "exact NLL" if train_prior.has_exact_likelihood(w.family) else "ELBO bound",
     }
     log.info("%s", metrics)
     train_prior.save_model(snakemake.output.model, model)
