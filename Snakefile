@@ -38,13 +38,16 @@ include: "workflow/rules/report.smk"
 rule all:
     default_target: True
     input:
-        expand("results/{dataset}/figures/examples.png", dataset=DATASETS),
+        expand("results/{dataset}/figures/tokenizer/examples.png", dataset=DATASETS),
         expand("results/{dataset}/tokens.npz", dataset=DATASETS),
         expand("results/{dataset}/tokenizer/evaluation.json", dataset=DATASETS),
-        expand("results/{dataset}/figures/reconstructions.png", dataset=DATASETS),
-        expand("results/{dataset}/tables/generators.csv", dataset=DATASETS),
-        expand("results/{dataset}/tables/classification_stability.csv", dataset=DATASETS),
-        [f"results/{d}/tables/oracle_validation.csv" for d in DATASETS if "oracle" in families_of(d)],
-        expand("results/{dataset}/figures/{name}.png", dataset=DATASETS, name=DIAGNOSTIC_FIGURES),
+        expand("results/{dataset}/figures/tokenizer/reconstructions.png", dataset=DATASETS),
+        expand("results/tables/{dataset}/generators.csv", dataset=DATASETS),
+        expand("results/tables/{dataset}/classification_stability.csv", dataset=DATASETS),
+        [f"results/tables/{d}/oracle_validation.csv" for d in DATASETS if "oracle" in families_of(d)],
+        expand("results/{dataset}/figures/diagnostics/{name}.png", dataset=DATASETS, name=DIAGNOSTIC_FIGURES),
         "results/summary.json",
-        [sample_paths("results/{dataset}/figures/samples/{family}_seed{seed}_{point}.png", d) for d in DATASETS],
+        expand("results/{dataset}/figures/samples", dataset=DATASETS),
+        expand("results/{dataset}/figures/probes", dataset=DATASETS),
+        # SHA-256 of every file of each unit (what the DVC stages ask for; compare two runs)
+        expand("results/{dataset}/{unit}/manifest.json", dataset=DATASETS, unit=["priors", "samples", "probes"]),

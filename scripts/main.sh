@@ -4,8 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/snakemake "$@"
+mkdir -p results/logs
+if ! .venv/bin/snakemake "$@" 2>&1 | tee results/logs/main.log; then
+    if grep -q "LockException\|cannot be locked" results/logs/main.log; then
+        echo "ibdiv: the results directory is locked. If no other run is active, an earlier run was" \
+             "killed: run 'bash scripts/main.sh --unlock', then rerun this command (killed jobs are redone)." >&2
+    fi
+    exit 1
+fi
 case " $* " in
-    *" -n "*|*" --dry-run "*) ;;  # a dry run builds nothing, so no report
+    *" -n "*|*" --dry-run "*|*" --unlock "*) ;;  # nothing was built, so no report
     *) .venv/bin/snakemake "$@" --report results/report.html ;;
 esac

@@ -1,7 +1,6 @@
 """End to end: the whole Snakemake DAG on the smoke config, in a temporary copy of the
 repository; checks the outputs' content, then that a second run has nothing to do."""
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,30 +10,12 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import snakemake
+
 from ibdiv import classifier, data, tokens
 
-ROOT = Path(__file__).resolve().parents[1]
 TABLE = 1e-5  # tables are written with 6 significant digits
-COPIED = ["Snakefile", "workflow", "src", "profiles", "envs", "config.yaml", "config.smoke.yaml", "config.quick.yaml"]
 pytestmark = pytest.mark.e2e
-
-
-def snakemake(workdir, *args, check=True):
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config.smoke.yaml", *args]
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
-
-
-@pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("smoke")
-    for name in COPIED:
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, work / name)
-    snakemake(work)
-    return work
 
 
 def test_token_cache_matches_prepared_data(smoke_run):
@@ -77,7 +58,7 @@ def test_figures_logs_and_benchmarks_written(smoke_run):
     from PIL import Image
 
     for fig in ("examples", "reconstructions"):
-        with Image.open(smoke_run / f"results/shapes/figures/{fig}.png") as im:
+        with Image.open(smoke_run / f"results/shapes/figures/tokenizer/{fig}.png") as im:
             assert im.format == "PNG" and im.size[0] > 300 and im.size[1] > 300
     for rule in ("prepare_data", "train_classifier", "train_tokenizer", "encode_tokens", "evaluate_tokenizer"):
         assert "done in" in (smoke_run / f"results/logs/{rule}/shapes.log").read_text()
@@ -88,7 +69,7 @@ def test_figures_logs_and_benchmarks_written(smoke_run):
 def test_generators_table_matches_per_run_files(smoke_run):
     import pandas as pd
 
-    table = pd.read_csv(smoke_run / "results/shapes/tables/generators.csv")
+    table = pd.read_csv(smoke_run / "results/tables/shapes/generators.csv")
     cfg = yaml.safe_load((smoke_run / "config.smoke.yaml").read_text())
     expected = {(f, p) for f in cfg["families"] for p in ("neutral", "standard")} | {("oracle", "neutral")}
     assert set(zip(table.family, table.point)) == expected
@@ -127,7 +108,7 @@ def test_zero_sigma_cells_reproduce_the_baseline(smoke_run):
 def test_measurement_and_classification_tables(smoke_run):
     import pandas as pd
 
-    m = pd.read_csv(smoke_run / "results/shapes/tables/measurements.csv")
+    m = pd.read_csv(smoke_run / "results/tables/shapes/measurements.csv")
     ref = m[m.probe == "reference"].iloc[0]
     measure = json.loads((smoke_run / "results/shapes/reference/measure.json").read_text())
     assert ref.d == pytest.approx(measure["d"]["value"], rel=TABLE)
@@ -136,8 +117,8 @@ def test_measurement_and_classification_tables(smoke_run):
     assert {"d_exec", "d_frozen", "d_influence", "influence_null_q95", "fraction_committed"} <= set(clamp.columns)
     assert np.allclose(clamp.d_frozen + clamp.d_influence, clamp.d_path, atol=1e-5)
     assert (m.h_z.dropna() >= 0).all() and (m.h_z.dropna() <= np.log2(16) + 1e-9).all()
-    summary = pd.read_csv(smoke_run / "results/shapes/tables/summary.csv")
-    labels = pd.read_csv(smoke_run / "results/shapes/tables/classification.csv")
+    summary = pd.read_csv(smoke_run / "results/tables/shapes/summary.csv")
+    labels = pd.read_csv(smoke_run / "results/tables/shapes/classification.csv")
     assert len(labels) == len(summary) == len(m[m.probe == "baseline"])
     merged = labels.merge(summary, on=["family", "seed", "point"])
     assert np.allclose(merged.kappa, merged.h_z / merged.h_z_data)
@@ -149,7 +130,7 @@ def test_measurement_and_classification_tables(smoke_run):
 def test_oracle_validation_table(smoke_run):
     import pandas as pd
 
-    table = pd.read_csv(smoke_run / "results/shapes/tables/oracle_validation.csv")
+    table = pd.read_csv(smoke_run / "results/tables/shapes/oracle_validation.csv")
     split = table.set_index("quantity")
     assert split.loc["d_path", "truth"] == pytest.approx(split.loc["d_tot", "truth"] - split.loc["d_exec", "truth"], abs=1e-5)
     assert (split.loc[["d_exec", "d_tot", "d_path"], "fraction"] == 0).all()  # oracle cut: no token committed
@@ -161,7 +142,7 @@ def test_report_contains_every_figure(smoke_run):
     figures = sorted(p.name for p in (smoke_run / "results/shapes/figures").rglob("*.png"))
     assert figures and all(name in html for name in figures)
     summary = json.loads((smoke_run / "results/summary.json").read_text())
-    labels = pd.read_csv(smoke_run / "results/shapes/tables/classification.csv")
+    labels = pd.read_csv(smoke_run / "results/tables/shapes/classification.csv")
     for _, row in labels.iterrows():
         assert row.label in summary["shapes"]["families"][row.family][row.point]["labels_per_seed"]
 

@@ -65,6 +65,28 @@ def sample_grid(images: np.ndarray, labels: np.ndarray, path, *, per_class: int 
     plt.close(fig)
 
 
+def probe_grid(decode, cache: dict, path, *, nested: bool, title=None, n_paths: int = 3, max_cols: int = 10) -> None:
+    """Decoded samples of one probe cache. Flat probes: one row per cell, one column per class
+    (each cell's first sample of that class; cells share the sampling seed, so a column shows
+    what the cell's setting changes). Nested probes (path clamp, decoupling), class 0: rows =
+    the first `n_paths` paths of each cell, columns = their continuations."""
+    cells = [str(c) for c in cache["cells"]]
+    tokens = np.asarray(cache["tokens"])
+    if nested:
+        R = min(tokens.shape[3], max_cols)
+        picked = tokens[:, 0, :n_paths, :R]  # (cells, paths, R, N)
+        labels = [f"{c} p{p}" for c in cells for p in range(picked.shape[1])]
+        rows, cols = len(labels), R
+    else:
+        first = [int(np.flatnonzero(cache["labels"] == c)[0]) for c in np.unique(cache["labels"])[:max_cols]]
+        picked = tokens[:, first]  # (cells, classes, N)
+        labels, rows, cols = cells, len(cells), len(first)
+    images = decode(picked.reshape(-1, tokens.shape[-1]).astype(np.int64))
+    fig = image_grid(images, rows, cols, row_labels=labels, title=title)
+    save_figure(fig, path, dpi=110)
+    plt.close(fig)
+
+
 def truth_vs_estimate(table, path, *, title=None) -> None:
     """Bars of ground truth next to estimates (± 1.96 SE), one group per quantity."""
     quantities = list(dict.fromkeys(table["quantity"]))

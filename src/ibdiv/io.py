@@ -66,8 +66,12 @@ def save_text(path, text: str) -> None:
 def save_torch(path, obj) -> None:
     import torch
 
+    # Saved through a buffer: given a file name, torch names the archive's members after it
+    # (here the random temp name), so the same weights would give different bytes.
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        tmp.write_bytes(buffer.getvalue())
 
 
 def save_checkpoint(path, model) -> None:

@@ -114,7 +114,7 @@ def diagnostics_inputs(wildcards):
         "reference": f"results/{d}/reference/measure.json",
         "baseline": sample_paths("results/{dataset}/samples/{family}/seed{seed}/{point}/measure.json", d),
         "probes": probe_paths("results/{dataset}/probes/{probe}/{family}/seed{seed}/{point}/measure.json", d),
-        "generators": f"results/{d}/tables/generators.csv",
+        "generators": f"results/tables/{d}/generators.csv",
         "classifier": f"results/{d}/classifier/metrics.json",
     }
 
@@ -130,8 +130,31 @@ DIAGNOSTIC_FIGURES = ["ib_plane", "iso_quality", "allocation", "layout_commitmen
 
 def summary_inputs(wildcards):
     return {
-        "stability": expand("results/{dataset}/tables/classification_stability.csv", dataset=DATASETS),
-        "classification": expand("results/{dataset}/tables/classification.csv", dataset=DATASETS),
-        "headline": expand("results/{dataset}/tables/enhancement_headline.csv", dataset=DATASETS),
-        "generators": expand("results/{dataset}/tables/generators.csv", dataset=DATASETS),
+        "stability": expand("results/tables/{dataset}/classification_stability.csv", dataset=DATASETS),
+        "classification": expand("results/tables/{dataset}/classification.csv", dataset=DATASETS),
+        "headline": expand("results/tables/{dataset}/enhancement_headline.csv", dataset=DATASETS),
+        "generators": expand("results/tables/{dataset}/generators.csv", dataset=DATASETS),
     }
+
+
+def probe_grid_inputs(dataset):
+    """Probe caches drawn as sample grids: the first seed, neutral point, every probe and family."""
+    return [p for p in probe_paths("results/{dataset}/probes/{probe}/{family}/seed{seed}/{point}/samples.npz", dataset)
+            if f"/seed{SEEDS[0]}/neutral/" in p]
+
+
+def unit_files(wildcards):
+    """Every file of one DVC unit (priors / samples / probes) of a dataset: what its manifest lists."""
+    d, unit = wildcards.dataset, wildcards.unit
+    if unit == "priors":
+        return [f"results/{d}/priors/{f}/seed{s}/{name}" for f in config["families"] for s in SEEDS
+                for name in ("model.pt", "curve.csv", "metrics.json")]
+    if unit == "samples":
+        return [*sample_paths("results/{dataset}/samples/{family}/seed{seed}/{point}/baseline.npz", d),
+                *sample_paths("results/{dataset}/samples/{family}/seed{seed}/{point}/measure.json", d)]
+    return [*probe_paths("results/{dataset}/probes/{probe}/{family}/seed{seed}/{point}/samples.npz", d),
+            *probe_paths("results/{dataset}/probes/{probe}/{family}/seed{seed}/{point}/measure.json", d)]
+
+
+def oracle_outputs(dataset):
+    return [f"results/tables/{dataset}/oracle_validation.csv"] if "oracle" in families_of(dataset) else []

@@ -27,7 +27,7 @@ rule figure_examples:
         code=code("figures", "data", "shapes"),
         script="workflow/scripts/figure_examples.py",
     output:
-        png=report("results/{dataset}/figures/examples.png", caption="../report/examples.rst", category="{dataset}", subcategory="data"),
+        png=report("results/{dataset}/figures/tokenizer/examples.png", caption="../report/examples.rst", category="{dataset}", subcategory="data"),
     log:
         logfile("figure_examples"),
     benchmark:

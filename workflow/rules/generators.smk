@@ -57,7 +57,7 @@ rule generators_table:
         code=code("tables"),
         script="workflow/scripts/generators_table.py",
     output:
-        "results/{dataset}/tables/generators.csv",
+        "results/tables/{dataset}/generators.csv",
     log:
         logfile("generators_table"),
     benchmark:
@@ -67,3 +67,23 @@ rule generators_table:
         "../../envs/ibdiv.yaml"
     script:
         "../scripts/generators_table.py"
+
+
+rule manifest:
+    """SHA-256 of every file of one unit: the target DVC stages ask for, and a quick way to
+    compare two runs (same config and seed => same manifest)."""
+    input:
+        files=unit_files,
+        code=code(),
+        script="workflow/scripts/manifest.py",
+    output:
+        "results/{dataset}/{unit}/manifest.json",
+    wildcard_constraints:
+        unit="priors|samples|probes",
+    log:
+        "results/logs/manifest/{dataset}_{unit}.log",
+    threads: 1
+    conda:
+        "../../envs/ibdiv.yaml"
+    script:
+        "../scripts/manifest.py"

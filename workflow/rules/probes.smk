@@ -62,11 +62,10 @@ rule measure_baseline:
         data="data/prepared/{dataset}.npz",
         tokens="results/{dataset}/tokens.npz",
         reference="results/{dataset}/reference/measure.json",
-        code=code("diagnostics", "entropy", "classifier", "tokenizer", "metrics", "figures", "data", "tokens"),
+        code=code("diagnostics", "entropy", "classifier", "tokenizer", "metrics", "data", "tokens"),
         script="workflow/scripts/measure_baseline.py",
     output:
         measure="results/{dataset}/samples/{family}/seed{seed}/{point}/measure.json",
-        figure=report("results/{dataset}/figures/samples/{family}_seed{seed}_{point}.png", caption="../report/samples.rst", category="{dataset}", subcategory="samples"),
     params:
         measure=config["measure"],
         seed=config["seed"],
@@ -111,12 +110,12 @@ rule diagnostics_tables:
         code=code("tables", "classification"),
         script="workflow/scripts/diagnostics_tables.py",
     output:
-        measurements="results/{dataset}/tables/measurements.csv",
-        summary="results/{dataset}/tables/summary.csv",
-        classification="results/{dataset}/tables/classification.csv",
-        stability="results/{dataset}/tables/classification_stability.csv",
-        enhancement="results/{dataset}/tables/enhancement.csv",
-        headline="results/{dataset}/tables/enhancement_headline.csv",
+        measurements="results/tables/{dataset}/measurements.csv",
+        summary="results/tables/{dataset}/summary.csv",
+        classification="results/tables/{dataset}/classification.csv",
+        stability="results/tables/{dataset}/classification_stability.csv",
+        enhancement="results/tables/{dataset}/enhancement.csv",
+        headline="results/tables/{dataset}/enhancement_headline.csv",
     params:
         classification=config["classification"],
         probes=config["probes"],
@@ -138,8 +137,8 @@ rule oracle_validation:
         code=code("diagnostics", "entropy", "shapes", "tokenizer", "figures"),
         script="workflow/scripts/oracle_validation.py",
     output:
-        table="results/{dataset}/tables/oracle_validation.csv",
-        figure=report("results/{dataset}/figures/oracle_validation.png", caption="../report/oracle_validation.rst", category="{dataset}", subcategory="diagnostics"),
+        table="results/tables/{dataset}/oracle_validation.csv",
+        figure=report("results/{dataset}/figures/diagnostics/oracle_validation.png", caption="../report/oracle_validation.rst", category="{dataset}", subcategory="diagnostics"),
     params:
         executions=300,
         method=config["measure"]["method"],
@@ -153,3 +152,43 @@ rule oracle_validation:
         "../../envs/ibdiv.yaml"
     script:
         "../scripts/oracle_validation.py"
+
+
+rule probe_grids:
+    input:
+        samples=lambda w: probe_grid_inputs(w.dataset),
+        tokenizer="results/{dataset}/tokenizer/model.pt",
+        code=code("figures", "tokenizer", "probes"),
+        script="workflow/scripts/probe_grids.py",
+    output:
+        report(directory("results/{dataset}/figures/probes"), patterns=["{name}.png"], caption="../report/probe_grids.rst", category="{dataset}", subcategory="intervention grids"),
+    params:
+        probes=config["probes"],
+    log:
+        logfile("probe_grids"),
+    benchmark:
+        benchfile("probe_grids")
+    threads: 1
+    conda:
+        "../../envs/ibdiv.yaml"
+    script:
+        "../scripts/probe_grids.py"
+
+
+rule sample_grids:
+    input:
+        samples=lambda w: sample_paths("results/{dataset}/samples/{family}/seed{seed}/{point}/baseline.npz", w.dataset),
+        tokenizer="results/{dataset}/tokenizer/model.pt",
+        code=code("figures", "tokenizer"),
+        script="workflow/scripts/sample_grids.py",
+    output:
+        report(directory("results/{dataset}/figures/samples"), patterns=["{name}.png"], caption="../report/samples.rst", category="{dataset}", subcategory="samples"),
+    log:
+        logfile("sample_grids"),
+    benchmark:
+        benchfile("sample_grids")
+    threads: 1
+    conda:
+        "../../envs/ibdiv.yaml"
+    script:
+        "../scripts/sample_grids.py"

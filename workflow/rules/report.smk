@@ -2,23 +2,24 @@
 
 rule diagnostic_figures:
     input:
-        measurements="results/{dataset}/tables/measurements.csv",
-        summary="results/{dataset}/tables/summary.csv",
-        classification="results/{dataset}/tables/classification.csv",
+        measurements="results/tables/{dataset}/measurements.csv",
+        summary="results/tables/{dataset}/summary.csv",
+        classification="results/tables/{dataset}/classification.csv",
+        oracle=lambda w: oracle_outputs(w.dataset),  # so one target builds every table of the dataset
         code=code("figures"),
         script="workflow/scripts/diagnostic_figures.py",
     output:
         **{
             name: report(
-                f"results/{{dataset}}/figures/{name}.png",
+                f"results/{{dataset}}/figures/diagnostics/{name}.png",
                 caption=f"../report/{name}.rst",
                 category="{dataset}",
                 subcategory="diagnostics",
             )
             for name in DIAGNOSTIC_FIGURES
         },
-        pdf=[f"results/{{dataset}}/figures/{name}.pdf" for name in DIAGNOSTIC_FIGURES],
-        csv=[f"results/{{dataset}}/figures/{name}.csv" for name in DIAGNOSTIC_FIGURES],
+        pdf=[f"results/{{dataset}}/figures/diagnostics/{name}.pdf" for name in DIAGNOSTIC_FIGURES],
+        csv=[f"results/{{dataset}}/figures/diagnostics/{name}.csv" for name in DIAGNOSTIC_FIGURES],
     log:
         logfile("diagnostic_figures"),
     benchmark:

@@ -51,7 +51,7 @@ rule evaluate_tokenizer:
         script="workflow/scripts/evaluate_tokenizer.py",
     output:
         metrics="results/{dataset}/tokenizer/evaluation.json",
-        figure=report("results/{dataset}/figures/reconstructions.png", caption="../report/reconstructions.rst", category="{dataset}", subcategory="data"),
+        figure=report("results/{dataset}/figures/tokenizer/reconstructions.png", caption="../report/reconstructions.rst", category="{dataset}", subcategory="data"),
     log:
         logfile("evaluate_tokenizer"),
     benchmark:

@@ -1,7 +1,7 @@
-"""Snakemake adapter: every flat estimand of one baseline sample cache, and its sample grid."""
+"""Snakemake adapter: every flat estimand and quality metric of one baseline sample cache."""
 import numpy as np
 
-from ibdiv import classifier, diagnostics, figures, tokenizer
+from ibdiv import classifier, diagnostics, tokenizer
 from ibdiv.config import derive_seed
 from ibdiv.io import load_json, load_npz, save_json
 from ibdiv.runlog import job
@@ -18,6 +18,3 @@ with job(snakemake.log[0], snakemake.threads) as log:
     row = diagnostics.measure_flat(stacked, vq.cfg.codebook_size, p.measure, rng, vq, cnn, reference)[0]
     log.info("D=%.3f H(Z)=%.3f acc=%.3f", row["d"]["value"], row["h_z"]["value"], row["conditioning_accuracy"])
     save_json(snakemake.output.measure, row)
-    images = vq.decode(cache["tokens"].astype(np.int64))
-    figures.sample_grid(images, cache["labels"], snakemake.output.figure,
-                        title=f"{w.dataset}: {w.family} seed {w.seed}, {w.point} (rows = classes)")

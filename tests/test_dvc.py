@@ -1,0 +1,149 @@
+"""dvc.yaml mirrors the Snakemake DAG (no drift), and the record / push / clone / pull cycle
+gives a colleague identical numbers without recomputing (README "Sharing results")."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = str(Path(sys.executable).parent)  # snakemake / dvc of this environment
+NOT_VERSIONED = ("results/logs/", "results/benchmarks/")  # run diagnostics, not results
+
+
+def run(cmd, cwd, check=True):
+    env = {**os.environ, "PATH": BIN + os.pathsep + os.environ.get("PATH", "")}
+    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, shell=isinstance(cmd, str))
+    if check and out.returncode:
+        raise AssertionError(f"{cmd} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return out
+
+
+def snakemake_jobs(cwd, *args) -> list[tuple[str, set, set]]:
+    """(rule, inputs, outputs) of every job of the current DAG, from a forced dry run
+    (recorded metadata would describe the last run, not the current rules)."""
+    out = run([sys.executable, "-m", "snakemake", "--dry-run", "--forceall", "--nocolor", *args], cwd)
+    jobs, current = [], None
+    for line in (out.stdout + out.stderr).splitlines():
+        if m := re.match(r"^(?:local)?rule (\S+):$", line):
+            current = {"rule": m[1], "input": set(), "output": set()}
+            jobs.append(current)
+        elif current and (m := re.match(r"^    (input|output): (.*)$", line)):
+            current[m[1]] = set(m[2].split(", "))
+        elif not line.startswith("    "):
+            current = None
+    return [(j["rule"], j["input"], j["output"]) for j in jobs if j["rule"] != "all"]
+
+
+def under(path, roots) -> bool:
+    return any(PurePosixPath(path) == PurePosixPath(r) or PurePosixPath(r) in PurePosixPath(path).parents for r in roots)
+
+
+def drift(cwd, *snakemake_args) -> list[str]:
+    """Everything that makes dvc.yaml disagree with the Snakemake DAG; [] when in sync."""
+    from dvc.repo import Repo
+
+    made = {f: (rule, inputs) for rule, inputs, outputs in snakemake_jobs(cwd, *snakemake_args) for f in outputs}
+    errors, covered = [], set()
+    with Repo(str(cwd)) as repo:
+        for stage in repo.index.stages:
+            deps = {str(d.def_path).rstrip("/") for d in stage.deps}
+            outs = {str(o.def_path).rstrip("/") for o in stage.outs}
+            argv = shlex.split(stage.cmd)
+            if argv[:1] != ["snakemake"] or "--allowed-rules" not in argv or "--" not in argv:
+                errors.append(f"{stage.addressing}: cmd must be `snakemake ... --allowed-rules R.. -- T..`")
+                continue
+            allowed = set(argv[argv.index("--allowed-rules") + 1:argv.index("--")])
+            for f, (rule, inputs) in made.items():
+                if not under(f, outs):
+                    continue
+                covered.add(f)
+                if rule not in allowed:
+                    errors.append(f"{stage.addressing}: {f} is made by {rule}, not in --allowed-rules")
+                missing = sorted(x for x in inputs if not under(x, outs) and not under(x, deps))
+                if missing:
+                    errors.append(f"{stage.addressing}: deps miss {missing} (inputs of {rule})")
+            for target in argv[argv.index("--") + 1:]:
+                if not under(target, outs):
+                    errors.append(f"{stage.addressing}: target {target} is not one of its outs")
+            for o in outs:
+                if not any(under(f, {o}) for f in made):
+                    errors.append(f"{stage.addressing}: out {o} is not made by any Snakemake job")
+    errors += [f"Snakemake output {f} is not tracked by any DVC stage" for f in sorted(set(made) - covered)
+               if not f.startswith(NOT_VERSIONED)]
+    return errors
+
+
+def test_dvc_yaml_mirrors_the_snakemake_dag():
+    assert drift(ROOT) == []
+
+
+def test_drift_is_detected(tmp_path):
+    """The check can fail: an output DVC does not track, and a rule a stage does not allow."""
+    for name in ("Snakefile", "workflow", "src", "profiles", "envs", "config.yaml", "dvc.yaml"):
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, tmp_path / name)
+    run(["git", "init", "-q"], tmp_path)
+    run(["dvc", "init", "-q"], tmp_path)
+    dvc_yaml = (tmp_path / "dvc.yaml").read_text()
+    broken = dvc_yaml.replace("        - results/${key}/figures/probes\n", "").replace(" probe_grids manifest", " manifest")
+    (tmp_path / "dvc.yaml").write_text(broken)
+    errors = "\n".join(drift(tmp_path))
+    assert "figures/probes is not tracked" in errors
+    assert "probes/manifest.json is made by manifest" not in errors and "made by probe_grids" not in errors  # untracked now
+    (tmp_path / "dvc.yaml").write_text(dvc_yaml.replace(" probe_grids manifest", " manifest"))
+    assert any("made by probe_grids, not in --allowed-rules" in e for e in drift(tmp_path))
+
+
+# --- sharing: record after a run, push, fresh clone, pull, resync -----------------------------------
+
+SHARED = ["Snakefile", "workflow", "src", "profiles", "envs", "scripts", "dvc.yaml", ".gitignore", "pyproject.toml"]
+
+
+@pytest.fixture(scope="module")
+def shared_repo(tmp_path_factory, smoke_run):
+    """A git + DVC repo holding the finished smoke run (its config as config.yaml, as a user's
+    experiment repo would), recorded and pushed to a local directory remote with scripts/share.sh."""
+    repo, remote = tmp_path_factory.mktemp("origin"), tmp_path_factory.mktemp("remote")
+    for name in SHARED:
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, repo / name)
+    shutil.copy(ROOT / "config.smoke.yaml", repo / "config.yaml")
+    for name in ("data", "results", ".snakemake"):
+        shutil.copytree(smoke_run / name, repo / name, symlinks=True)
+    for command in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.email", "t@ibdiv"],
+                    ["git", "config", "user.name", "test"], ["dvc", "init", "-q"]):
+        run(command, repo)
+    shutil.copy(ROOT / ".dvcignore", repo / ".dvcignore")
+    for command in (["dvc", "remote", "add", "-d", "shared", str(remote)], "git add -A && git commit -q -m code",
+                    ["bash", "scripts/share.sh", "record", "smoke results"], ["bash", "scripts/share.sh", "push"]):
+        run(command, repo)
+    return repo, remote
+
+
+def test_push_clone_pull_gives_identical_numbers_without_recomputing(shared_repo, tmp_path):
+    repo, _ = shared_repo
+    assert run(["dvc", "status", "-q"], repo, check=False).returncode == 0  # recorded = workspace
+    clone = tmp_path / "colleague"
+    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+    assert not (clone / "results/shapes/priors").exists()  # nothing but code and dvc.lock in git
+    run(["bash", "scripts/share.sh", "pull"], clone)
+    assert json.loads((clone / "results/summary.json").read_text()) == json.loads((repo / "results/summary.json").read_text())
+    for unit in ("priors", "samples", "probes"):
+        manifest = f"results/shapes/{unit}/manifest.json"
+        assert (clone / manifest).read_bytes() == (repo / manifest).read_bytes()
+    dry = run([sys.executable, "-m", "snakemake", "--dry-run"], clone)
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+def test_record_refuses_an_incomplete_workspace(shared_repo, tmp_path):
+    repo, _ = shared_repo
+    clone = tmp_path / "half"
+    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+    out = run(["bash", "scripts/share.sh", "record"], clone, check=False)
+    assert out.returncode == 1 and "has work left" in out.stderr

@@ -1,0 +1,32 @@
+"""Execution profiles: the SLURM profile is a valid Snakemake profile for this workflow."""
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def dry_run(workdir, *args):
+    return subprocess.run([sys.executable, "-m", "snakemake", "--dry-run", "--configfile", "config.smoke.yaml", *args],
+                          cwd=workdir, capture_output=True, text=True)
+
+
+def test_slurm_profile_dry_run_plans_every_rule_with_its_resources():
+    out = dry_run(ROOT, "--profile", "profiles/slurm", "--forceall")
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-2000:]
+    assert "Using profiles profiles/slurm" in text
+    train = re.search(r"rule train_prior:\n(?:    .*\n)*?    resources: (.*)\n", text)
+    assert train and "runtime=60" in train[1] and "mem_mb=4000" in train[1]
+
+
+def test_slurm_profile_executor_is_validated(tmp_path):
+    """The check above can fail: a misspelt executor is rejected by the dry run."""
+    for name in ("Snakefile", "workflow", "src", "profiles", "envs", "config.yaml", "config.smoke.yaml"):
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, tmp_path / name)
+    profile = tmp_path / "profiles/slurm/config.yaml"
+    profile.write_text(profile.read_text().replace("executor: slurm", "executor: slurmx"))
+    out = dry_run(tmp_path, "--profile", "profiles/slurm")
+    assert out.returncode != 0 and "slurmx" in out.stderr

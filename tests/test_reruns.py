@@ -1,0 +1,118 @@
+"""Partial reruns that match intuition, faults that lose nothing, determinism (issue: DVC,
+sharing and scale). Each test works on its own copy of the finished smoke run."""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import copy_repository, snakemake
+
+pytestmark = pytest.mark.e2e
+
+FIGURE_RULES = {"figure_examples", "evaluate_tokenizer", "sample_grids", "probe_grids", "diagnostic_figures",
+                "oracle_validation"}  # every rule whose job draws a figure
+
+
+@pytest.fixture
+def finished(smoke_run, tmp_path):
+    """A private copy of the completed smoke run (timestamps and Snakemake metadata kept)."""
+    work = tmp_path / "run"
+    shutil.copytree(smoke_run, work, symlinks=True)
+    return work
+
+
+def planned(work) -> list[tuple[str, dict]]:
+    """(rule, wildcards) of every job a dry run plans."""
+    out = snakemake(work, "--dry-run")
+    text = out.stdout + out.stderr
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \S+:\n)", text):
+        m = re.match(r"(?:local)?rule (\S+):\n", block)
+        if m and m[1] != "all":
+            wildcards = re.search(r"^    wildcards: (.*)$", block, re.M)
+            pairs = dict(p.split("=", 1) for p in wildcards[1].split(", ")) if wildcards else {}
+            jobs.append((m[1], pairs))
+    return jobs
+
+
+def test_editing_figure_code_plans_only_figure_jobs(finished):
+    figures = finished / "src/ibdiv/figures.py"
+    figures.write_text(figures.read_text() + "\n# a real edit: the checksum changes\n")
+    rules = Counter(rule for rule, _ in planned(finished))
+    assert rules and set(rules) <= FIGURE_RULES, rules
+    assert "diagnostic_figures" in rules and "probe_grids" in rules
+
+
+def test_changing_one_probe_sigma_plans_that_probe_and_its_dependents(finished):
+    config = yaml.safe_load((finished / "config.smoke.yaml").read_text())
+    config["probes"]["codebook_noise"]["sigmas"] = [0.0, 0.5]
+    (finished / "config.smoke.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    jobs = planned(finished)
+    sampled = [w for rule, w in jobs if rule in ("sample_probe", "measure_probe")]
+    assert sampled and all(w["probe"] == "codebook_noise" for w in sampled)
+    assert len(sampled) == 2 * 3  # sample + measure for the three embedding families
+    rules = {rule for rule, _ in jobs}
+    assert rules <= {"sample_probe", "measure_probe", "manifest", "probe_grids", "diagnostics_tables",
+                     "diagnostic_figures", "summary"}, rules
+    assert not rules & {"train_prior", "sample_baseline", "measure_baseline", "train_tokenizer"}
+
+
+def test_rewriting_unchanged_files_plans_nothing(finished):
+    """What a `git checkout` or a copy does: same bytes, new timestamps."""
+    later = time.time() + 60
+    for path in [*(finished / "src").rglob("*.py"), *(finished / "workflow").rglob("*"), finished / "Snakefile",
+                 finished / "config.smoke.yaml"]:
+        if path.is_file():
+            path.write_bytes(path.read_bytes())
+            os.utime(path, (later, later))
+    assert planned(finished) == []
+
+
+def test_killed_run_leaves_no_finished_looking_output_and_rerun_completes(finished):
+    """Kill the whole process tree (as an OOM kill or power loss would) while the probe caches
+    are being sampled; whatever exists afterwards must be complete, the stale lock must say what
+    to do, and the rerun must finish with the same bytes as an uninterrupted run."""
+    probes = finished / "results/shapes/probes"
+    original = {p.relative_to(finished): p.read_bytes() for p in probes.rglob("samples.npz")}
+    shutil.rmtree(probes)
+    shutil.rmtree(finished / "results/tables")
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config.smoke.yaml"],
+                            cwd=finished, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(probes.rglob("samples.npz"))) < 3:
+        time.sleep(0.02)  # let a few caches finish, then kill mid-stream
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    written = list(probes.rglob("samples.npz"))
+    assert 0 < len(written) < len(original), "the kill must land while caches are being written"
+    assert all(p.read_bytes() == original[p.relative_to(finished)] for p in written)  # none partial
+    others = [p.name for p in probes.rglob("*") if p.is_file() and p.name not in ("samples.npz", "measure.json")]
+    assert all(n.startswith(".") and n.endswith(".tmp") for n in others), others  # at most a stray temp file
+    locked = snakemake(finished, check=False)
+    assert locked.returncode != 0 and "--unlock" in locked.stdout + locked.stderr  # says what to do
+    snakemake(finished, "--unlock")
+    snakemake(finished)
+    assert {p.relative_to(finished): p.read_bytes() for p in probes.rglob("samples.npz")} == original
+    assert "Nothing to be done" in snakemake(finished, "--dry-run").stdout
+
+
+def test_same_config_and_seed_give_byte_identical_results(smoke_run, tmp_path_factory):
+    again = copy_repository(tmp_path_factory.mktemp("smoke_again"))
+    snakemake(again)
+    compared = []
+    for sub in ("data/prepared", "results/shapes", "results/tables"):
+        for path in sorted((smoke_run / sub).rglob("*")):
+            if path.is_file() and path.suffix in (".npz", ".json", ".csv", ".pt"):
+                relative = path.relative_to(smoke_run)
+                assert (again / relative).read_bytes() == path.read_bytes(), relative
+                compared.append(relative)
+    assert (again / "results/summary.json").read_bytes() == (smoke_run / "results/summary.json").read_bytes()
+    kinds = Counter(p.suffix for p in compared)
+    assert kinds[".npz"] > 20 and kinds[".csv"] > 5 and kinds[".json"] > 20, kinds
