@@ -26,7 +26,9 @@ case "${1:-}" in
     dvc status --quiet || { echo "share.sh pull: workspace differs from dvc.lock after pulling" >&2; exit 1; }
     # Pulled files get fresh, arbitrary timestamps; touching them in DAG order tells Snakemake
     # that everything is up to date (the content is what dvc.lock recorded).
-    snakemake --touch --forceall --cores 1 --quiet
+    mkdir -p results/logs
+    snakemake --touch --forceall --cores 1 > results/logs/share-pull-touch.log 2>&1 \
+        || { echo "share.sh pull: snakemake --touch failed, see results/logs/share-pull-touch.log" >&2; exit 1; }
     ;;
   *)
     echo "usage: bash scripts/share.sh record [message] | push | pull" >&2
