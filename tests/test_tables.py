@@ -86,3 +86,14 @@ def test_iso_target_is_the_middle_of_the_common_accuracy_range():
     assert tables.iso_target(m, "temp", "neutral", 0.5) == pytest.approx(0.45)
     m.loc[4, "conditioning_accuracy"] = 0.4  # b never reaches a's range
     assert np.isnan(tables.iso_target(m, "temp", "neutral", "auto"))
+
+
+def test_rho_infl_comes_from_the_unperturbed_decoupling_cell_else_the_nearest_clamp_cut():
+    from ibdiv.tables import _rho_at
+
+    clamp = pd.DataFrame({"probe": "path_clamp", "cell": ["0.125", "0.25", "0.5"], "rho_infl": [0.1, 0.5, 0.9]})
+    decoupling = pd.DataFrame({"probe": "decoupling", "cell": ["none", "condition_before_cut", "codebook_after_cut"],
+                               "rho_infl": [0.3, 0.7, 0.8]})
+    assert _rho_at(pd.concat([clamp, decoupling]), 0.25) == 0.3
+    assert _rho_at(clamp, 0.3) == 0.5
+    assert _rho_at(clamp.iloc[:0], 0.25) != _rho_at(clamp.iloc[:0], 0.25)  # NaN when nothing was measured

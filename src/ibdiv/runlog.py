@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -16,9 +17,12 @@ log = logging.getLogger("ibdiv")
 
 @contextlib.contextmanager
 def job(log_path, threads: int = 1):
-    import torch
-
-    torch.set_num_threads(max(1, int(threads)))
+    """Log to `log_path` and cap torch's threads at the rule's `threads` (the scripts import
+    their torch-using modules first; a job that never imports torch does not pay for it)."""
+    threads = max(1, int(threads))
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # read by a torch imported later in the job
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
         handler = logging.StreamHandler(f)
