@@ -290,14 +290,19 @@ def ib_plane(measurements: pd.DataFrame, classification: pd.DataFrame, path) -> 
                         fmt="*", color="black", ms=13, capsize=2, label="real data", zorder=5)
             rows.append(dict(panel=xname, family="data", seed=ref["seed"], point="reference", x=xr, x_err=xre,
                              y=yr, y_err=yre, label="reference"))
-            xmax = max([xr * 1.2, *(x[ok] + xe[ok].fillna(0)) * 1.05]) if ok.any() else xr * 1.2
-            ymax = max([yr * 1.2, *(y[ok] + ye[ok].fillna(0)) * 1.05]) if ok.any() else yr * 1.2
-            xs = np.linspace(0, xmax, 50)
+            # zoom on the points: every family sits within a few % of the data, which a plot from
+            # the origin squeezes into one blob (the η = 1 line still runs through the data star)
+            xs_all = np.array([xr, *(x[ok] - xe[ok].fillna(0)), *(x[ok] + xe[ok].fillna(0))])
+            ys_all = np.array([yr, *(y[ok] - ye[ok].fillna(0)), *(y[ok] + ye[ok].fillna(0))])
+            xpad, ypad = 0.15 * max(np.ptp(xs_all), 0.05), 0.15 * max(np.ptp(ys_all), 0.05)
+            xmin, xmax = xs_all.min() - xpad, xs_all.max() + xpad
+            ymin, ymax = ys_all.min() - ypad, ys_all.max() + ypad
+            xs = np.linspace(xmin, xmax, 50)
             line = yr / xr * xs
             ax.plot(xs, line, color="0.3", lw=0.8, label="η = 1 through data")
-            ax.fill_between(xs, line, ymax, color="tab:green", alpha=0.08, lw=0, label="Diversity-Prioritized side")
-            ax.fill_between(xs, 0, np.minimum(line, ymax), color="tab:red", alpha=0.08, lw=0, label="Compression-Prioritized side")
-            ax.set_xlim(0, xmax), ax.set_ylim(0, ymax)
+            ax.fill_between(xs, np.maximum(line, ymin), ymax, color="tab:green", alpha=0.08, lw=0, label="Diversity-Prioritized side")
+            ax.fill_between(xs, ymin, np.clip(line, ymin, ymax), color="tab:red", alpha=0.08, lw=0, label="Compression-Prioritized side")
+            ax.set_xlim(xmin, xmax), ax.set_ylim(ymin, ymax)
         else:
             _note(ax, "no data reference: η = 1 line not drawn" if ok.any() else "not measured")
         ax.set_xlabel(f"{xname} (bits)"), ax.set_ylabel("D (bits)")
