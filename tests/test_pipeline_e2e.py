@@ -3,7 +3,6 @@ repository; checks the outputs' content, then that a second run has nothing to d
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
