@@ -105,6 +105,20 @@ def test_kid_matches_bruteforce_unbiased_mmd():
     assert result.se == pytest.approx(0.0, abs=1e-12)
 
 
+def test_kid_subsets_match_a_kernel_per_subset():
+    """The subset sums read off one kernel equal the per-subset U-statistic, subset by subset."""
+    x, y, m, n_subsets = gaussian(40, 3, 1), gaussian(30, 3, 2, shift=0.3), 12, 6
+    gen, values = np.random.default_rng(5), []
+    for _ in range(n_subsets):  # the same draws, in the same order, as kid's
+        a, b = x[gen.choice(len(x), m, replace=False)], y[gen.choice(len(y), m, replace=False)]
+        k_aa, k_bb, k_ab = ((u @ v.T / 3 + 1) ** 3 for u, v in ((a, a), (b, b), (a, b)))
+        off = lambda k: (k.sum() - np.trace(k)) / (m * (m - 1))  # noqa: E731
+        values.append(off(k_aa) + off(k_bb) - 2 * k_ab.mean())
+    result = M.kid(x, y, subset_size=m, n_subsets=n_subsets, rng=5)
+    assert result.mean == pytest.approx(np.mean(values), rel=1e-10)
+    assert result.se == pytest.approx(np.std(values, ddof=1) / np.sqrt(n_subsets), rel=1e-8)
+
+
 def test_kid_near_zero_for_same_distribution_and_positive_for_shift():
     x, y = gaussian(600, 8, 9), gaussian(600, 8, 10)
     same = M.kid(x, y, subset_size=200, n_subsets=30, rng=0)
@@ -348,3 +362,17 @@ def test_memorisation_reuses_a_given_reference_distance():
     given = M.memorisation(gen, ref["train_tokens"], ref["heldout_tokens"], ref_nn_hamming=0.5)
     computed = M.memorisation(gen, ref["train_tokens"], ref["heldout_tokens"])
     assert given.ref_nn_hamming == 0.5 and computed.ref_nn_hamming == ref["heldout_nn_hamming"]
+
+
+def test_quality_reference_round_trips_through_its_file(tmp_path):
+    from ibdiv.diagnostics import load_quality_reference, quality_metrics, save_quality_reference
+
+    ref = _reference()
+    save_quality_reference(tmp_path / "quality.npz", ref)
+    loaded = load_quality_reference(tmp_path / "quality.npz")
+    assert sorted(loaded) == sorted(ref) and isinstance(loaded["heldout_nn_hamming"], float)
+    labels, rng = np.repeat(np.arange(3), 50), np.random.default_rng(3)
+    tokens, feats = rng.integers(0, 5, (150, 8)), rng.normal(size=(150, 6))
+    measured = [quality_metrics(tokens, labels, feats, r, per_class=50, rng=np.random.default_rng(0))
+                for r in (ref, loaded)]
+    assert measured[0] == measured[1]

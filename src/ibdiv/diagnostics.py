@@ -63,13 +63,20 @@ def quality_reference(images, labels, heldout_tokens, train_tokens, cnn, heldout
             "heldout_nn_hamming": float(heldout_nn_hamming)}
 
 
-def load_quality_reference(data_path, tokens_path, cnn, heldout_nn_hamming: float | None = None) -> dict:
-    """quality_reference from the prepared dataset and its token cache (the measuring jobs)."""
-    from ibdiv import data, tokens
+def save_quality_reference(path, reference: dict) -> None:
+    """Written once by measure_reference: every measuring job reads it instead of re-running the
+    classifier on the held-out images and reloading the token cache."""
+    from ibdiv.io import save_npz
 
-    heldout = data.load_prepared(data_path, "heldout")
-    return quality_reference(heldout.images, heldout.labels, tokens.load_token_cache(tokens_path, "heldout").tokens,
-                             tokens.load_token_cache(tokens_path, "train").tokens, cnn, heldout_nn_hamming)
+    save_npz(path, **reference)
+
+
+def load_quality_reference(path) -> dict:
+    from ibdiv.io import load_npz
+
+    reference = load_npz(path)
+    reference["heldout_nn_hamming"] = float(reference["heldout_nn_hamming"])
+    return reference
 
 
 def quality_metrics(tokens, labels, features, reference: dict, per_class: int, rng) -> dict:

@@ -3,7 +3,7 @@ import numpy as np
 
 from ibdiv import classifier, diagnostics, tokenizer
 from ibdiv.config import derive_seed
-from ibdiv.io import load_json, load_npz, save_json
+from ibdiv.io import load_npz, save_json
 from ibdiv.runlog import job
 
 w, p = snakemake.wildcards, snakemake.params
@@ -13,8 +13,7 @@ with job(snakemake.log[0], snakemake.threads) as log:
     cnn = classifier.load_classifier(snakemake.input.classifier)
     rng = np.random.default_rng(derive_seed(p.seed, w.dataset, w.family, w.seed, w.point, "baseline", "measure"))
     stacked = {"tokens": cache["tokens"][None], "labels": cache["labels"], "logprobs": cache["logprobs"][None]}
-    reference = diagnostics.load_quality_reference(snakemake.input.data, snakemake.input.tokens, cnn,
-                                                   load_json(snakemake.input.reference)["heldout_nn_hamming"])
+    reference = diagnostics.load_quality_reference(snakemake.input.reference)
     row = diagnostics.measure_flat(stacked, vq.cfg.codebook_size, p.measure, rng, vq, cnn, reference)[0]
     log.info("D=%.3f H(Z)=%.3f acc=%.3f", row["d"]["value"], row["h_z"]["value"], row["conditioning_accuracy"])
     save_json(snakemake.output.measure, row)

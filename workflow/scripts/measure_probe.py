@@ -3,7 +3,7 @@ import numpy as np
 
 from ibdiv import classifier, diagnostics, probes, tokenizer
 from ibdiv.config import derive_seed
-from ibdiv.io import load_json, load_npz, save_json
+from ibdiv.io import load_npz, save_json
 from ibdiv.runlog import job
 
 w, p = snakemake.wildcards, snakemake.params
@@ -12,8 +12,7 @@ with job(snakemake.log[0], snakemake.threads) as log:
     vq = tokenizer.load_tokenizer(snakemake.input.tokenizer)
     cnn = classifier.load_classifier(snakemake.input.classifier)
     rng = np.random.default_rng(derive_seed(p.seed, w.dataset, w.family, w.seed, w.point, w.probe, "measure"))
-    reference = diagnostics.load_quality_reference(snakemake.input.data, snakemake.input.tokens, cnn,
-                                                   load_json(snakemake.input.reference)["heldout_nn_hamming"])
+    reference = diagnostics.load_quality_reference(snakemake.input.reference)
     K = vq.cfg.codebook_size
     if p.probe["kind"] in probes.FLAT_KINDS:
         rows = diagnostics.measure_flat(cache, K, p.measure, rng, vq, cnn, reference)
