@@ -290,3 +290,31 @@ def test_unmeasured_tables_give_empty_figures(measurements, summary, classificat
     bare = only.drop(columns=[c for c in only.columns if c.startswith(("layout_", "d_", "influence"))])
     assert F.layout_commitment(bare, tmp_path / "bare_layout.png").empty
     assert F.allocation(bare, tmp_path / "bare_alloc.png").empty
+
+
+def test_image_grid_tiles_images_row_major_with_gaps():
+    from ibdiv.figures import image_grid
+
+    images = np.stack([np.full((3, 2), v / 10) for v in range(6)])
+    fig = image_grid(images, rows=2, cols=3, row_labels=["a", "b"])
+    mosaic = fig.axes[0].get_images()[0].get_array()
+    assert mosaic.shape == (2 * 4 - 1, 3 * 3 - 1)
+    for i in range(6):
+        r, c = divmod(i, 3)
+        assert (mosaic[r * 4: r * 4 + 3, c * 3: c * 3 + 2] == np.float32(i / 10)).all()
+    assert (mosaic[3, :] == 1).all() and (mosaic[:, 2] == 1).all()  # white gaps between tiles
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["a", "b"]
+
+
+def test_sample_grid_decodes_only_the_shown_samples(tmp_path):
+    from ibdiv.figures import sample_grid
+
+    decoded = []
+
+    def decode(tokens):
+        decoded.append(len(tokens))
+        return np.zeros((len(tokens), 4, 4), dtype=np.float32)
+
+    labels = np.repeat(np.arange(3), 50)
+    sample_grid(decode, np.zeros((150, 16), dtype=np.uint8), labels, tmp_path / "g.png", per_class=5)
+    assert decoded == [15] and (tmp_path / "g.png").stat().st_size > 0

@@ -72,8 +72,11 @@ def test_generators_table_matches_per_run_files(smoke_run):
     cfg = yaml.safe_load((smoke_run / "config.smoke.yaml").read_text())
     expected = {(f, p) for f in cfg["families"] for p in ("neutral", "standard")} | {("oracle", "neutral")}
     assert set(zip(table.family, table.point)) == expected
+    runs = json.loads((smoke_run / "results/shapes/samples/measure.json").read_text())["runs"]
+    measured = {(r["family"], r["seed"], r["point"]): r["measurements"][0] for r in runs}
+    assert len(measured) == len(table)
     for _, row in table.iterrows():
-        measure = json.loads((smoke_run / f"results/shapes/samples/{row.family}/seed{row.seed}/{row.point}/measure.json").read_text())
+        measure = measured[(row.family, row.seed, row.point)]
         assert row.conditioning_accuracy == pytest.approx(measure["conditioning_accuracy"], rel=TABLE)
         if row.family not in ("oracle",):
             prior = json.loads((smoke_run / f"results/shapes/priors/{row.family}/seed{row.seed}/metrics.json").read_text())

@@ -54,9 +54,10 @@ def test_changing_one_probe_sigma_plans_that_probe_and_its_dependents(finished):
     config["probes"]["codebook_noise"]["sigmas"] = [0.0, 0.5]
     (finished / "config.smoke.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     jobs = planned(finished)
-    sampled = [w for rule, w in jobs if rule in ("sample_probe", "measure_probe")]
-    assert sampled and all(w["probe"] == "codebook_noise" for w in sampled)
-    assert len(sampled) == 2 * 3  # sample + measure for the three embedding families
+    sampled = [w for rule, w in jobs if rule == "sample_probe"]
+    measured = [w for rule, w in jobs if rule == "measure_probe"]
+    assert len(sampled) == 3 and all(w["probe"] == "codebook_noise" for w in sampled)  # the embedding families
+    assert [w["probe"] for w in measured] == ["codebook_noise"]  # one job measures the probe's caches
     rules = {rule for rule, _ in jobs}
     assert rules <= {"sample_probe", "measure_probe", "manifest", "probe_grids", "diagnostics_tables",
                      "diagnostic_figures", "summary"}, rules

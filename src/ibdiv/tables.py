@@ -19,7 +19,7 @@ def run_keys(path: str) -> dict:
     return {"family": m["family"], "seed": int(m["seed"]), "point": m["point"]}
 
 
-def generators_table(prior_paths, quality_paths, classifier_path) -> pd.DataFrame:
+def generators_table(prior_paths, baseline_path, classifier_path) -> pd.DataFrame:
     """Likelihood, learned joint structure and conditioning accuracy per family, seed and point.
 
     learned_structure_bits = independent family's held-out bits/token minus the family's
@@ -27,8 +27,9 @@ def generators_table(prior_paths, quality_paths, classifier_path) -> pd.DataFram
     diffusion the family's number is an ELBO bound, so their structure is a lower bound.
     """
     priors = pd.DataFrame([load_json(p) for p in prior_paths])
-    quality = pd.DataFrame([{**run_keys(p), "conditioning_accuracy": load_json(p)["conditioning_accuracy"]}
-                            for p in quality_paths])
+    quality = pd.DataFrame([{key: run[key] for key in ("family", "seed", "point")}
+                            | {"conditioning_accuracy": run["measurements"][0]["conditioning_accuracy"]}
+                            for run in load_json(baseline_path)["runs"]])
     table = quality.merge(priors, on=["family", "seed"], how="left")
     independent = priors[priors.family == "independent"].set_index("seed")["heldout_bits_per_token"]
     table["independent_bits_per_token"] = table["seed"].map(independent)
@@ -54,16 +55,20 @@ def flatten(measurement: dict, prefix: str = "") -> dict:
     return out
 
 
-def measurements_table(reference_path, baseline_paths, probe_paths) -> pd.DataFrame:
-    """One row per family x seed x point x probe x cell, plus the real data's reference row."""
+def measurements_table(reference_path, measured_paths) -> pd.DataFrame:
+    """One row per family x seed x point x probe x cell, plus the real data's reference row.
+
+    measured_paths: the baseline's and every probe's measure.json ({probe, kind, runs: [{family,
+    seed, point, cells, measurements}]}); the baseline is the probe "baseline" with one cell "".
+    """
     rows = [{"family": "data", "seed": -1, "point": "", "probe": "reference", "kind": "flat", "cell": "",
              **flatten(load_json(reference_path))}]
-    for path in baseline_paths:
-        rows.append({**run_keys(path), "probe": "baseline", "kind": "flat", "cell": "", **flatten(load_json(path))})
-    for path in probe_paths:
+    for path in measured_paths:
         m = load_json(path)
-        for cell, values in zip(m["cells"], m["measurements"]):
-            rows.append({**run_keys(path), "probe": m["probe"], "kind": m["kind"], "cell": cell, **flatten(values)})
+        for run in m["runs"]:
+            keys = {key: run[key] for key in ("family", "seed", "point")}
+            for cell, values in zip(run["cells"], run["measurements"]):
+                rows.append({**keys, "probe": m["probe"], "kind": m["kind"], "cell": cell, **flatten(values)})
     return pd.DataFrame(rows)
 
 

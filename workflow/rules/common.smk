@@ -83,7 +83,7 @@ def generator_table_inputs(wildcards):
     d = wildcards.dataset
     return {
         "priors": [f"results/{d}/priors/{f}/seed{s}/metrics.json" for f in config["families"] for s in SEEDS],
-        "quality": sample_paths("results/{dataset}/samples/{family}/seed{seed}/{point}/measure.json", d),
+        "baseline": f"results/{d}/samples/measure.json",
         "classifier": f"results/{d}/classifier/metrics.json",
     }
 
@@ -100,29 +100,33 @@ def probe_runs(dataset, probe):
     return [(f, s, p) for f in families for s in SEEDS for p in points_of(f) if p in spec.get("points", POINTS)]
 
 
-def probe_paths(pattern, dataset):
-    return [
-        pattern.format(dataset=dataset, probe=probe, family=f, seed=s, point=p)
-        for probe in config["probes"]
-        for f, s, p in probe_runs(dataset, probe)
-    ]
+def probe_cache_paths(dataset, probe):
+    """The sample caches of one probe, in probe_runs order."""
+    return [f"results/{dataset}/probes/{probe}/{f}/seed{s}/{p}/samples.npz" for f, s, p in probe_runs(dataset, probe)]
+
+
+def probe_measure_paths(dataset):
+    return [f"results/{dataset}/probes/{probe}/measure.json" for probe in config["probes"] if probe_runs(dataset, probe)]
+
+
+def all_probe_cache_paths(dataset):
+    return [path for probe in config["probes"] for path in probe_cache_paths(dataset, probe)]
 
 
 def diagnostics_inputs(wildcards):
     d = wildcards.dataset
     return {
         "reference": f"results/{d}/reference/measure.json",
-        "baseline": sample_paths("results/{dataset}/samples/{family}/seed{seed}/{point}/measure.json", d),
-        "probes": probe_paths("results/{dataset}/probes/{probe}/{family}/seed{seed}/{point}/measure.json", d),
+        "measured": [f"results/{d}/samples/measure.json", *probe_measure_paths(d)],
         "generators": f"results/tables/{d}/generators.csv",
         "classifier": f"results/{d}/classifier/metrics.json",
     }
 
 
 def oracle_clamp_measure(wildcards):
-    """The oracle's path-clamp measurement (first seed): the estimates to validate."""
+    """The path-clamp measurements, holding the oracle's (first seed): the estimates to validate."""
     probe = next(n for n, p in config["probes"].items() if p["kind"] == "path_clamp")
-    return f"results/{wildcards.dataset}/probes/{probe}/oracle/seed{SEEDS[0]}/neutral/measure.json"
+    return f"results/{wildcards.dataset}/probes/{probe}/measure.json"
 
 
 DIAGNOSTIC_FIGURES = ["ib_plane", "iso_quality", "allocation", "layout_commitment", "responses", "decoupling", "pareto"]
@@ -139,7 +143,7 @@ def summary_inputs(wildcards):
 
 def probe_grid_inputs(dataset):
     """Probe caches drawn as sample grids: the first seed, neutral point, every probe and family."""
-    return [p for p in probe_paths("results/{dataset}/probes/{probe}/{family}/seed{seed}/{point}/samples.npz", dataset)
+    return [p for p in all_probe_cache_paths(dataset)
             if f"/seed{SEEDS[0]}/neutral/" in p]
 
 
@@ -151,9 +155,8 @@ def unit_files(wildcards):
                 for name in ("model.pt", "curve.csv", "metrics.json")]
     if unit == "samples":
         return [*sample_paths("results/{dataset}/samples/{family}/seed{seed}/{point}/baseline.npz", d),
-                *sample_paths("results/{dataset}/samples/{family}/seed{seed}/{point}/measure.json", d)]
-    return [*probe_paths("results/{dataset}/probes/{probe}/{family}/seed{seed}/{point}/samples.npz", d),
-            *probe_paths("results/{dataset}/probes/{probe}/{family}/seed{seed}/{point}/measure.json", d)]
+                f"results/{d}/samples/measure.json"]
+    return [*all_probe_cache_paths(d), *probe_measure_paths(d)]
 
 
 def oracle_outputs(dataset):

@@ -28,23 +28,26 @@ rule sample_probe:
 
 
 rule measure_probe:
+    # one job per probe and dataset, not per cache: measuring a cache takes seconds, about what
+    # starting a job that loads torch, the tokenizer and the classifier costs
     input:
-        samples="results/{dataset}/probes/{probe}/{family}/seed{seed}/{point}/samples.npz",
+        samples=lambda w: probe_cache_paths(w.dataset, w.probe),
         tokenizer="results/{dataset}/tokenizer/model.pt",
         classifier="results/{dataset}/classifier/model.pt",
         reference="results/{dataset}/reference/quality.npz",
         code=code("diagnostics", "entropy", "probes", "classifier", "tokenizer", "metrics"),
         script="workflow/scripts/measure_probe.py",
     output:
-        "results/{dataset}/probes/{probe}/{family}/seed{seed}/{point}/measure.json",
+        "results/{dataset}/probes/{probe}/measure.json",
     params:
         probe=probe_spec,
+        runs=lambda w: probe_runs(w.dataset, w.probe),
         measure=config["measure"],
         seed=config["seed"],
     log:
-        "results/logs/measure_probe/{dataset}_{probe}_{family}_seed{seed}_{point}.log",
+        "results/logs/measure_probe/{dataset}_{probe}.log",
     benchmark:
-        "results/benchmarks/measure_probe/{dataset}_{probe}_{family}_seed{seed}_{point}.tsv"
+        "results/benchmarks/measure_probe/{dataset}_{probe}.tsv"
     threads: 1
     conda:
         "../../envs/ibdiv.yaml"
@@ -53,22 +56,24 @@ rule measure_probe:
 
 
 rule measure_baseline:
+    # one job per dataset, for the reason given at measure_probe
     input:
-        samples="results/{dataset}/samples/{family}/seed{seed}/{point}/baseline.npz",
+        samples=lambda w: sample_paths("results/{dataset}/samples/{family}/seed{seed}/{point}/baseline.npz", w.dataset),
         tokenizer="results/{dataset}/tokenizer/model.pt",
         classifier="results/{dataset}/classifier/model.pt",
         reference="results/{dataset}/reference/quality.npz",
         code=code("diagnostics", "entropy", "classifier", "tokenizer", "metrics"),
         script="workflow/scripts/measure_baseline.py",
     output:
-        measure="results/{dataset}/samples/{family}/seed{seed}/{point}/measure.json",
+        "results/{dataset}/samples/measure.json",
     params:
+        runs=lambda w: sample_runs(w.dataset),
         measure=config["measure"],
         seed=config["seed"],
     log:
-        run_logfile("measure_baseline"),
+        logfile("measure_baseline"),
     benchmark:
-        run_benchfile("measure_baseline")
+        benchfile("measure_baseline")
     threads: 1
     conda:
         "../../envs/ibdiv.yaml"
@@ -139,6 +144,7 @@ rule oracle_validation:
     params:
         executions=300,
         method=config["measure"]["method"],
+        oracle_seed=SEEDS[0],
         seed=config["seed"],
     log:
         logfile("oracle_validation"),

@@ -7,7 +7,7 @@ from ibdiv.runlog import job
 
 p = snakemake.params
 with job(snakemake.log[0], snakemake.threads) as log:
-    measurements = tables.measurements_table(snakemake.input.reference, snakemake.input.baseline, snakemake.input.probes)
+    measurements = tables.measurements_table(snakemake.input.reference, snakemake.input.measured)
     generators = pd.read_csv(snakemake.input.generators)
     summary = tables.summary_table(measurements, generators, p.probes, p.classification["iso_accuracy"])
     summary.insert(0, "dataset", snakemake.wildcards.dataset)

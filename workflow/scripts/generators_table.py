@@ -4,6 +4,6 @@ from ibdiv.runlog import job
 from ibdiv.tables import generators_table
 
 with job(snakemake.log[0], snakemake.threads) as log:
-    table = generators_table(snakemake.input.priors, snakemake.input.quality, snakemake.input.classifier)
+    table = generators_table(snakemake.input.priors, snakemake.input.baseline, snakemake.input.classifier)
     log.info("\n%s", table.to_string())
     save_text(snakemake.output[0], table.to_csv(index=False, float_format="%.6g"))

@@ -1,4 +1,4 @@
-"""Snakemake adapter: every flat estimand and quality metric of one baseline sample cache."""
+"""Snakemake adapter: every flat estimand and quality metric of every baseline sample cache of a dataset."""
 import numpy as np
 
 from ibdiv import classifier, diagnostics, tokenizer
@@ -8,12 +8,17 @@ from ibdiv.runlog import job
 
 w, p = snakemake.wildcards, snakemake.params
 with job(snakemake.log[0], snakemake.threads) as log:
-    cache = load_npz(snakemake.input.samples)
     vq = tokenizer.load_tokenizer(snakemake.input.tokenizer)
     cnn = classifier.load_classifier(snakemake.input.classifier)
-    rng = np.random.default_rng(derive_seed(p.seed, w.dataset, w.family, w.seed, w.point, "baseline", "measure"))
-    stacked = {"tokens": cache["tokens"][None], "labels": cache["labels"], "logprobs": cache["logprobs"][None]}
     reference = diagnostics.load_quality_reference(snakemake.input.reference)
-    row = diagnostics.measure_flat(stacked, vq.cfg.codebook_size, p.measure, rng, vq, cnn, reference)[0]
-    log.info("D=%.3f H(Z)=%.3f acc=%.3f", row["d"]["value"], row["h_z"]["value"], row["conditioning_accuracy"])
-    save_json(snakemake.output.measure, row)
+    runs = []
+    for (family, seed, point), path in zip(p.runs, snakemake.input.samples):
+        cache = load_npz(path)
+        rng = np.random.default_rng(derive_seed(p.seed, w.dataset, family, seed, point, "baseline", "measure"))
+        stacked = {"tokens": cache["tokens"][None], "labels": cache["labels"], "logprobs": cache["logprobs"][None]}
+        row = diagnostics.measure_flat(stacked, vq.cfg.codebook_size, p.measure, rng, vq, cnn, reference)[0]
+        log.info("%s seed %s %s: D=%.3f H(Z)=%.3f acc=%.3f", family, seed, point, row["d"]["value"],
+                 row["h_z"]["value"], row["conditioning_accuracy"])
+        runs.append({"family": family, "seed": int(seed), "point": point, "cells": [""], "measurements": [row]})
+    # the layout of a probe's measure.json: the tables read baselines and probes alike
+    save_json(snakemake.output[0], {"probe": "baseline", "kind": "flat", "runs": runs})

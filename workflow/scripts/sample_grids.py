@@ -15,6 +15,6 @@ with job(snakemake.log[0], snakemake.threads) as log:
         run = run_keys(path)
         cache = load_npz(path)
         name = f"{run['family']}_seed{run['seed']}_{run['point']}"
-        figures.sample_grid(vq.decode(cache["tokens"].astype("int64")), cache["labels"], out / f"{name}.png",
+        figures.sample_grid(vq.decode, cache["tokens"], cache["labels"], out / f"{name}.png",
                             title=f"{w.dataset}: {run['family']} seed {run['seed']}, {run['point']} (rows = classes)")
     log.info("%d grids", len(snakemake.input.samples))
