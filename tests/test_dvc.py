@@ -86,7 +86,7 @@ def test_dvc_yaml_mirrors_the_snakemake_dag():
 
 
 def test_drift_is_detected(tmp_path):
-    """The check can fail: an output DVC does not track, and a rule a stage does not allow."""
+    """The check can fail: an output DVC does not track, a rule a stage does not allow, a missing dep."""
     for name in ("Snakefile", "workflow", "src", "profiles", "envs", "config.yaml", "dvc.yaml"):
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, tmp_path / name)
     run(["git", "init", "-q"], tmp_path)
@@ -95,10 +95,14 @@ def test_drift_is_detected(tmp_path):
     broken = dvc_yaml.replace("        - results/${key}/figures/probes\n", "").replace(" probe_grids manifest", " manifest")
     (tmp_path / "dvc.yaml").write_text(broken)
     errors = "\n".join(drift(tmp_path))
-    assert "figures/probes is not tracked" in errors
-    assert "probes/manifest.json is made by manifest" not in errors and "made by probe_grids" not in errors  # untracked now
+    assert "figures/probes" in errors and "is not tracked by any DVC stage" in errors
     (tmp_path / "dvc.yaml").write_text(dvc_yaml.replace(" probe_grids manifest", " manifest"))
     assert any("made by probe_grids, not in --allowed-rules" in e for e in drift(tmp_path))
+    # the probes stage without the quality reference its measuring jobs read
+    probes = dvc_yaml.index("  probes:")
+    no_reference = dvc_yaml[:probes] + dvc_yaml[probes:].replace("        - results/${key}/reference\n", "", 1)
+    (tmp_path / "dvc.yaml").write_text(no_reference)
+    assert any("probes@" in e and "deps miss" in e and "reference/quality.npz" in e for e in drift(tmp_path))
 
 
 # --- sharing: record after a run, push, fresh clone, pull, resync -----------------------------------

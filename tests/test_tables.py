@@ -20,6 +20,19 @@ def test_run_keys_parse_paths_and_reject_others():
         tables.run_keys("results/x/tables/a.csv")
 
 
+def test_measurements_table_reads_baselines_and_probes_alike(tmp_path):
+    (tmp_path / "reference.json").write_text(json.dumps({"d": {"value": 3.0, "se": 0.1}}))
+    run = lambda family, seed, cells: {"family": family, "seed": seed, "point": "neutral", "cells": cells,  # noqa: E731
+                                       "measurements": [{"d": {"value": float(i), "se": 0.0}} for i in range(len(cells))]}
+    (tmp_path / "baseline.json").write_text(json.dumps({"probe": "baseline", "kind": "flat", "runs": [run("ar", 0, [""])]}))
+    (tmp_path / "probe.json").write_text(json.dumps({"probe": "t", "kind": "sweep",
+                                                     "runs": [run("ar", 0, ["0.5", "2.0"]), run("mim", 1, ["0.5", "2.0"])]}))
+    table = tables.measurements_table(tmp_path / "reference.json", [tmp_path / "baseline.json", tmp_path / "probe.json"])
+    assert list(table.probe) == ["reference", "baseline", "t", "t", "t", "t"]
+    assert list(zip(table.family[2:], table.seed[2:], table.cell[2:], table.d[2:])) == [
+        ("ar", 0, "0.5", 0.0), ("ar", 0, "2.0", 1.0), ("mim", 1, "0.5", 0.0), ("mim", 1, "2.0", 1.0)]
+
+
 def test_iso_quality_interpolates_inside_the_sweep_only():
     pts = pd.DataFrame({"conditioning_accuracy": [0.2, 0.6, 0.4], "d": [4.0, 2.0, 3.0], "d_se": [0.1, 0.3, 0.2]})
     d, se = tables.iso_quality_diversity(pts, 0.5)

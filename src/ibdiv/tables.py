@@ -19,6 +19,11 @@ def run_keys(path: str) -> dict:
     return {"family": m["family"], "seed": int(m["seed"]), "point": m["point"]}
 
 
+def _keys(run: dict) -> dict:
+    """family / seed / point of one run of a measure.json."""
+    return {key: run[key] for key in ("family", "seed", "point")}
+
+
 def generators_table(prior_paths, baseline_path, classifier_path) -> pd.DataFrame:
     """Likelihood, learned joint structure and conditioning accuracy per family, seed and point.
 
@@ -27,8 +32,7 @@ def generators_table(prior_paths, baseline_path, classifier_path) -> pd.DataFram
     diffusion the family's number is an ELBO bound, so their structure is a lower bound.
     """
     priors = pd.DataFrame([load_json(p) for p in prior_paths])
-    quality = pd.DataFrame([{key: run[key] for key in ("family", "seed", "point")}
-                            | {"conditioning_accuracy": run["measurements"][0]["conditioning_accuracy"]}
+    quality = pd.DataFrame([{**_keys(run), "conditioning_accuracy": run["measurements"][0]["conditioning_accuracy"]}
                             for run in load_json(baseline_path)["runs"]])
     table = quality.merge(priors, on=["family", "seed"], how="left")
     independent = priors[priors.family == "independent"].set_index("seed")["heldout_bits_per_token"]
@@ -66,9 +70,8 @@ def measurements_table(reference_path, measured_paths) -> pd.DataFrame:
     for path in measured_paths:
         m = load_json(path)
         for run in m["runs"]:
-            keys = {key: run[key] for key in ("family", "seed", "point")}
             for cell, values in zip(run["cells"], run["measurements"]):
-                rows.append({**keys, "probe": m["probe"], "kind": m["kind"], "cell": cell, **flatten(values)})
+                rows.append({**_keys(run), "probe": m["probe"], "kind": m["kind"], "cell": cell, **flatten(values)})
     return pd.DataFrame(rows)
 
 

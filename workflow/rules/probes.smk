@@ -142,7 +142,7 @@ rule oracle_validation:
         table="results/tables/{dataset}/oracle_validation.csv",
         figure=report("results/{dataset}/figures/diagnostics/oracle_validation.png", caption="../report/oracle_validation.rst", category="{dataset}", subcategory="diagnostics"),
     params:
-        executions=300,
+        executions=config["measure"]["oracle_executions"],
         method=config["measure"]["method"],
         oracle_seed=SEEDS[0],
         seed=config["seed"],
