@@ -115,4 +115,6 @@ def test_same_config_and_seed_give_byte_identical_results(smoke_run, tmp_path_fa
                 compared.append(relative)
     assert (again / "results/summary.json").read_bytes() == (smoke_run / "results/summary.json").read_bytes()
     kinds = Counter(p.suffix for p in compared)
-    assert kinds[".npz"] > 20 and kinds[".csv"] > 5 and kinds[".json"] > 20, kinds
+    assert kinds[".npz"] > 20 and kinds[".csv"] > 5 and kinds[".pt"] > 5, kinds
+    measured = {p.parent.name for p in compared if p.name == "measure.json"}  # baselines, reference, every probe
+    assert measured >= {"samples", "reference", "path_clamp", "decoupling", "enhancement"}, measured

@@ -273,7 +273,7 @@ def entropy_from_samples(samples, alphabet_size: int, method: str = PRIMARY_METH
     if method != "chao_shen" or n == 0:
         return entropy_from_counts(run_length_counts(samples), method, alphabet_size=alphabet_size)
     # The nested designs evaluate millions of short rows: every row has n samples, so each run
-    # of equal values contributes a tabulated Chao–Shen term (same numbers, no power or log).
+    # of equal values contributes a tabulated Chao–Shen term (same formula, no power or log per cell).
     row, length = _sorted_runs(samples.reshape(-1, n))
     n_rows = samples.size // n
     singletons = np.bincount(row[length == 1], minlength=n_rows)
