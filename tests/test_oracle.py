@@ -153,3 +153,15 @@ def test_tokens_are_the_shapes_process(model):
     images = shapes.render(classes.numpy(), layouts, 16, np.random.default_rng(seeds[1]))
     assert np.array_equal(layout_of(result), layouts)
     assert np.array_equal(result.tokens.numpy(), model.vq.encode(images))
+
+
+def test_ground_truth_renders_the_configured_executions_per_layout(model):
+    """measure.oracle_executions has an effect: more renders per layout, less small-N bias
+    (the plug-in entropy is biased down at N = 3, so D_exec rises with executions)."""
+    from ibdiv.diagnostics import oracle_ground_truth
+
+    few = oracle_ground_truth(model.vq, executions=3, seed=0, method="plugin")
+    many = oracle_ground_truth(model.vq, executions=40, seed=0, method="plugin")
+    assert (few["executions_per_layout"], many["executions_per_layout"]) == (3, 40)
+    assert few["d_exec"] < many["d_exec"]
+    assert many == oracle_ground_truth(model.vq, executions=40, seed=0, method="plugin")  # seeded

@@ -14,12 +14,6 @@ def test_flatten_turns_estimates_into_value_and_se_columns():
     assert flat == {"d": 1.5, "d_se": 0.1, "null_mean": 0.2, "null_q95": 0.3, "n": 4, "ok": True}
 
 
-def test_run_keys_parse_paths_and_reject_others():
-    assert tables.run_keys("results/x/probes/t/mim/seed3/neutral/measure.json") == {"family": "mim", "seed": 3, "point": "neutral"}
-    with pytest.raises(ValueError, match="not a run path"):
-        tables.run_keys("results/x/tables/a.csv")
-
-
 def test_measurements_table_reads_baselines_and_probes_alike(tmp_path):
     (tmp_path / "reference.json").write_text(json.dumps({"d": {"value": 3.0, "se": 0.1}}))
     run = lambda family, seed, cells: {"family": family, "seed": seed, "point": "neutral", "cells": cells,  # noqa: E731

@@ -219,6 +219,11 @@ _ESTIMATORS_NATS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 }
 
 
+def _clip_bits(h: np.ndarray, alphabet_size: int) -> np.ndarray:
+    """Estimates are clipped to [0, log2 K]: bias corrections can overshoot either end."""
+    return np.clip(h, 0.0, math.log2(alphabet_size) if alphabet_size > 1 else 0.0)
+
+
 def entropy_from_counts(counts, method: str = PRIMARY_METHOD, alphabet_size: int | None = None):
     """Entropy in bits of each count vector along the last axis of ``counts`` (..., K).
 
@@ -242,8 +247,7 @@ def entropy_from_counts(counts, method: str = PRIMARY_METHOD, alphabet_size: int
     empty = total == 0
     with np.errstate(divide="ignore", invalid="ignore"):
         h = _ESTIMATORS_NATS[method](n, np.where(empty, 1.0, total)) / _LN2
-    h = np.clip(h, 0.0, math.log2(k) if k > 1 else 0.0)
-    h = np.where(empty, np.nan, h)
+    h = np.where(empty, np.nan, _clip_bits(h, k))
     return float(h) if h.ndim == 0 else h
 
 
@@ -278,7 +282,7 @@ def entropy_from_samples(samples, alphabet_size: int, method: str = PRIMARY_METH
     n_rows = samples.size // n
     singletons = np.bincount(row[length == 1], minlength=n_rows)
     nats = np.bincount(row, weights=_chao_shen_table(n)[singletons[row], length], minlength=n_rows)
-    h = np.clip(nats / _LN2, 0.0, math.log2(alphabet_size) if alphabet_size > 1 else 0.0)
+    h = _clip_bits(nats / _LN2, alphabet_size)
     return float(h[0]) if samples.ndim == 1 else h.reshape(samples.shape[:-1])
 
 

@@ -142,9 +142,13 @@ def frechet_distance(feats_a, feats_b) -> float:
     return float(max(fd, 0.0))
 
 
+def _cubic(dots: np.ndarray, width: int) -> np.ndarray:
+    """The standard KID kernel (x·y/d + 1)^3, from the dot products."""
+    return (dots / width + 1.0) ** 3
+
+
 def _polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """The standard KID kernel (x·y/d + 1)^3."""
-    return (x @ y.T / x.shape[1] + 1.0) ** 3
+    return _cubic(x @ y.T, x.shape[1])
 
 
 def _subset_kernel_sums(x: np.ndarray, y: np.ndarray, pick_x: np.ndarray, pick_y: np.ndarray,
@@ -180,8 +184,8 @@ def kid(feats_a, feats_b, subset_size: int = 1000, n_subsets: int = 100, rng=Non
     for s in range(n_subsets):
         pick_a[gen.choice(a.shape[0], m, replace=False), s] = 1.0
         pick_b[gen.choice(b.shape[0], m, replace=False), s] = 1.0
-    self_a = ((a * a).sum(1) / a.shape[1] + 1.0) ** 3 @ pick_a  # the i == j terms
-    self_b = ((b * b).sum(1) / b.shape[1] + 1.0) ** 3 @ pick_b
+    self_a = _cubic((a * a).sum(1), a.shape[1]) @ pick_a  # the i == j terms
+    self_b = _cubic((b * b).sum(1), b.shape[1]) @ pick_b
     within_a = (_subset_kernel_sums(a, a, pick_a, pick_a) - self_a) / (m * (m - 1))
     within_b = (_subset_kernel_sums(b, b, pick_b, pick_b) - self_b) / (m * (m - 1))
     values = within_a + within_b - 2.0 * _subset_kernel_sums(a, b, pick_a, pick_b) / (m * m)

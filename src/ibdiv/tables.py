@@ -1,22 +1,10 @@
 """Aggregate per-run JSON measurements into tables (one row per run)."""
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 
 from ibdiv.io import load_json
-
-_RUN = re.compile(r"/(?P<family>[a-z]+)/seed(?P<seed>\d+)/(?P<point>[a-z]+)/")
-
-
-def run_keys(path: str) -> dict:
-    """family / seed / point encoded in a sample-cache path."""
-    m = _RUN.search(str(path))
-    if not m:
-        raise ValueError(f"{path}: not a run path (…/<family>/seed<k>/<point>/…)")
-    return {"family": m["family"], "seed": int(m["seed"]), "point": m["point"]}
 
 
 def _keys(run: dict) -> dict:

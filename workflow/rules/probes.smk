@@ -186,6 +186,8 @@ rule sample_grids:
         script="workflow/scripts/sample_grids.py",
     output:
         report(directory("results/{dataset}/figures/samples"), patterns=["{name}.png"], caption="../report/samples.rst", category="{dataset}", subcategory="samples"),
+    params:
+        runs=lambda w: sample_runs(w.dataset),
     log:
         logfile("sample_grids"),
     benchmark:

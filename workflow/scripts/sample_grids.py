@@ -4,17 +4,14 @@ from pathlib import Path
 from ibdiv import figures, tokenizer
 from ibdiv.io import load_npz
 from ibdiv.runlog import job
-from ibdiv.tables import run_keys
 
-w = snakemake.wildcards
+w, p = snakemake.wildcards, snakemake.params
 with job(snakemake.log[0], snakemake.threads) as log:
     vq = tokenizer.load_tokenizer(snakemake.input.tokenizer)
     out = Path(snakemake.output[0])
     out.mkdir(parents=True, exist_ok=True)
-    for path in snakemake.input.samples:
-        run = run_keys(path)
+    for (family, seed, point), path in zip(p.runs, snakemake.input.samples):
         cache = load_npz(path)
-        name = f"{run['family']}_seed{run['seed']}_{run['point']}"
-        figures.sample_grid(vq.decode, cache["tokens"], cache["labels"], out / f"{name}.png",
-                            title=f"{w.dataset}: {run['family']} seed {run['seed']}, {run['point']} (rows = classes)")
+        figures.sample_grid(vq.decode, cache["tokens"], cache["labels"], out / f"{family}_seed{seed}_{point}.png",
+                            title=f"{w.dataset}: {family} seed {seed}, {point} (rows = classes)")
     log.info("%d grids", len(snakemake.input.samples))
