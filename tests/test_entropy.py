@@ -46,12 +46,83 @@ def test_point_mass_is_zero(method, n):
     assert E.entropy_from_counts(counts, method) == 0.0
 
 
-@pytest.mark.parametrize("n", [2, 7, 100, 101])
-def test_grassberger_point_mass_is_nearly_zero(n):
-    # The G(n) form is not exactly 0 for a point mass (≈ 1/n nats for odd n).
+EULER_GAMMA = 0.5772156649015329
+
+
+def grassberger_g_by_recurrence(n_max: int) -> np.ndarray:
+    """Grassberger (2003)'s G(n) from its closed-form recurrence, independent of the digamma
+    form the module uses: G(1) = -γ - ln 2, G(2) = 2 - γ - ln 2, G(2m+1) = G(2m),
+    G(2m+2) = G(2m) + 2/(2m+1)."""
+    g = np.zeros(max(n_max, 2) + 1)
+    g[1], g[2] = -EULER_GAMMA - math.log(2), 2 - EULER_GAMMA - math.log(2)
+    for n in range(3, n_max + 1):
+        g[n] = g[n - 1] if n % 2 else g[n - 2] + 2 / (n - 1)
+    return g
+
+
+def test_grassberger_g_equals_its_recurrence():
+    """A flipped (-1)^n sign or a psi-only G changes G(1) by ±ln 2: both fail here."""
+    assert np.allclose(E._grassberger_g_table(40)[1:], grassberger_g_by_recurrence(40)[1:], atol=1e-12)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 100, 101])
+def test_grassberger_point_mass_is_exactly_ln_n_minus_g(n):
     counts = np.zeros(64, dtype=int)
     counts[0] = n
-    assert 0.0 <= E.entropy_from_counts(counts, "grassberger") <= 1.5 / (n * math.log(2))
+    expected = (math.log(n) - grassberger_g_by_recurrence(n)[n]) / math.log(2)
+    assert E.entropy_from_counts(counts, "grassberger") == pytest.approx(expected, abs=1e-12)
+
+
+def _exact_expectation(estimate, p: np.ndarray, n: int) -> float:
+    """E[estimate(counts)] over every multinomial outcome of n draws from p (small n, K)."""
+    from itertools import combinations_with_replacement
+    from math import factorial
+
+    total = 0.0
+    for draw in combinations_with_replacement(range(len(p)), n):
+        counts = np.bincount(draw, minlength=len(p))
+        weight = factorial(n) / np.prod([factorial(int(c)) for c in counts]) * np.prod(p ** counts)
+        total += weight * estimate(counts)
+    return total
+
+
+def _reference_nats(counts: np.ndarray, method: str) -> float:
+    """Each estimator written out from its textbook formula (nats)."""
+    n, q = counts.sum(), counts[counts > 0] / counts.sum()
+    plugin = -np.sum(q * np.log(q))
+    if method == "plugin":
+        return plugin
+    if method == "miller_madow":
+        return plugin + (len(q) - 1) / (2 * n)
+    if method == "grassberger":
+        g = grassberger_g_by_recurrence(n)
+        return math.log(n) - np.sum(counts[counts > 0] * g[counts[counts > 0]]) / n
+    f1 = min(np.sum(counts == 1), n - 1)  # chao_shen
+    pa = (1 - f1 / n) * q
+    return -np.sum(pa * np.log(pa) / (1 - (1 - pa) ** n))
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_exact_small_n_expected_values(method, n):
+    """E[estimate] at small N equals the textbook formula's expectation exactly: a sign error,
+    a missing term or a per-row clip in any estimator changes it."""
+    p = np.array([0.5, 0.3, 0.15, 0.05])
+    got = _exact_expectation(lambda c: E.entropy_from_counts(c, method), p, n)
+    want = _exact_expectation(lambda c: _reference_nats(c, method) / math.log(2), p, n)
+    assert got == pytest.approx(want, abs=1e-12)
+
+
+def test_rows_are_not_clipped_before_averaging():
+    """Near-uniform 64-code rows at N = 10: Chao-Shen overshoots log2 64 on about half the
+    rows; clipping each row first would pull the mean from ~6.0 to ~5.6 bit (DESIGN §5)."""
+    rows = np.random.default_rng(0).integers(0, 64, size=(4000, 10))
+    per_row = E.entropy_from_samples(rows, 64, "chao_shen")
+    assert (per_row > 6).mean() > 0.3 and per_row.mean() > 5.9
+    # D over 400 classes of 10 rows at one position: the mean overshoots and the *final*
+    # estimand is clipped to log2 K (a per-row clip would give ~5.6)
+    d = E.conditional_diversity(rows[:400].reshape(-1, 1), np.repeat(np.arange(400), 10), 64, n_boot=0)
+    assert d.value == 6.0
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -77,7 +148,8 @@ def test_bias_ordering_undersampled_zipf():
 @given(hnp.arrays(np.int64, st.integers(1, 80), elements=st.integers(0, 40)),
        st.sampled_from(METHODS))
 def test_estimates_within_bounds(counts, method):
-    h = E.entropy_from_counts(counts, method)
+    """Final estimands lie in [0, log2 K] (per-row estimates may overshoot: they are averaged first)."""
+    h = E.entropy_from_counts(counts, method, clip=True)
     if counts.sum() == 0:
         assert math.isnan(h)
     else:
@@ -104,7 +176,7 @@ def test_samples_match_counts_and_orderings(samples):
 def test_estimator_edge_cases():
     assert E.entropy_from_counts([7], "chao_shen") == 0.0  # alphabet of one code
     assert math.isnan(E.entropy_from_counts([0, 0, 0]))
-    h = E.entropy_from_counts(np.array([[1, 1, 0, 0], [0, 0, 0, 0]]))
+    h = E.entropy_from_counts(np.array([[1, 1, 0, 0], [0, 0, 0, 0]]), clip=True)
     assert h.shape == (2,) and h[0] <= 2.0 and math.isnan(h[1])
     with pytest.raises(ValueError, match="unknown entropy method"):
         E.entropy_from_counts([1, 2], "nsb")

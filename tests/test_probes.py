@@ -1,5 +1,5 @@
 """Probe designs: zero perturbations are identities, nested designs freeze what was committed,
-noise is shared within a path, and the measurements are reproducible."""
+noise before a cut is drawn per path and after it per continuation, and the measurements are reproducible."""
 import numpy as np
 import pytest
 import torch
@@ -67,12 +67,22 @@ def test_nested_design_freezes_committed_positions(models, family):
     assert any(len(np.unique(tokens[c, p][:, ~frozen[c, p]], axis=0)) > 1 for c in range(C) for p in range(5))
 
 
-def test_noise_is_drawn_once_per_path_and_shared_by_continuations(models):
-    m = models["diffusion"]
-    noise = probes.draw_noise(m, "codebook", 1.0, 4, torch.Generator().manual_seed(0))
-    shared = probes.repeat_perturbation(noise, 3)
-    assert shared.code_noise.shape[0] == 12
-    assert torch.equal(shared.code_noise[0], shared.code_noise[2]) and not torch.equal(shared.code_noise[2], shared.code_noise[3])
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_nested_noise_is_per_path_before_the_cut_and_per_continuation_after(models, monkeypatch, where):
+    """DESIGN §4: noise shared by a path's continuations would be a path variable by construction."""
+    seen = {}
+    for name in ("sample", "resume"):
+        real = getattr(probes.sampling, name)
+        monkeypatch.setattr(probes.sampling, name, lambda *a, _real=real, _name=name, **k: (
+            seen.__setitem__(_name, k["perturbation"]), _real(*a, **k))[1])
+    probes.sample_nested(models["ar"], C, 4, 3, 0.5, {}, seed=1, **{where: ("codebook", 1.0)})
+    noise = seen["sample" if where == "before" else "resume"].code_noise
+    other = seen["resume" if where == "before" else "sample"]
+    assert other is None
+    if where == "before":  # one draw per path (C * P), all different
+        assert noise.shape[0] == C * 4 and not torch.equal(noise[0], noise[1])
+    else:  # one draw per continuation (C * P * R): continuations of one path differ
+        assert noise.shape[0] == C * 4 * 3 and not torch.equal(noise[0], noise[1])
 
 
 def test_decoupling_cells_apply_noise_only_in_their_phase(models):

@@ -8,9 +8,11 @@ Two designs cover every probe:
   bit-identical to the baseline cache, and differences between cells are not blurred by
   independent sampling noise.
 - *nested* (path clamp, I1): per class P path prefixes cut where a fraction f of tokens is
-  committed, then R continuations of each path with fresh randomness. A perturbation is drawn
-  once per path and shared by that path's continuations, applied before the cut (to the
-  prefix), after it (to the continuations), or both.
+  committed, then R continuations of each path with fresh randomness. A perturbation acting
+  before the cut is drawn once per path (it shaped the shared prefix); one acting after it is
+  drawn independently for every continuation (each is its own generation). Shared after-cut
+  noise would be a path variable by construction and move within-path entropy into
+  between-path entropy (DESIGN §4).
 """
 from __future__ import annotations
 
@@ -39,14 +41,6 @@ def draw_noise(model, target: str | None, sigma: float, n: int, generator: torch
         return None
     make = {"condition": sampling.condition_noise, "codebook": sampling.codebook_noise}[target]
     return sampling.Perturbation(**{NOISE_TARGETS[target]: make(model, n, sigma, generator)})
-
-
-def repeat_perturbation(perturbation, repeats: int):
-    """Share one path's noise among its `repeats` continuations."""
-    if perturbation is None:
-        return None
-    fields = {f.name: getattr(perturbation, f.name) for f in dataclasses.fields(perturbation)}
-    return sampling.Perturbation(**{k: None if v is None else v.repeat_interleave(repeats, 0) for k, v in fields.items()})
 
 
 def sample_flat(model, n_classes: int, per_class: int, knobs: dict, seed: int, *, noise=(None, 0.0),
@@ -94,7 +88,7 @@ def expand_state(state, repeats: int):
 def sample_nested(model, n_classes: int, paths: int, continuations: int, fraction: float, knobs: dict,
                   seed: int, *, before=(None, 0.0), after=(None, 0.0), noise_seed: int = 0) -> dict:
     """Path-clamp design. `before` / `after` = (noise target or None, sigma), applied only to
-    the prefix or only to the continuations; one noise draw per path.
+    the prefix (one draw per path) or only to the continuations (one draw per continuation).
 
     Returns tokens (C, P, R, N), frozen (C, P, N) (committed at the cut), the achieved
     committed fraction, the process fraction tau at the cut, and for the oracle the true
@@ -104,7 +98,7 @@ def sample_nested(model, n_classes: int, paths: int, continuations: int, fractio
     classes = torch.arange(C).repeat_interleave(P)
     gen, noise_gen = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(noise_seed)
     pre = draw_noise(model, before[0], before[1], C * P, noise_gen)
-    post = repeat_perturbation(draw_noise(model, after[0], after[1], C * P, noise_gen), R)
+    post = draw_noise(model, after[0], after[1], C * P * R, noise_gen)
     with torch.no_grad():
         cut = sampling.sample(model, classes, knobs, gen, perturbation=pre, stop_at=fraction)
         if cut.state is None:

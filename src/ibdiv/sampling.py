@@ -22,11 +22,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ibdiv import ar, diffusion, independent, mim, oracle
+from ibdiv import ar, calibration, diffusion, independent, mim, oracle
 from ibdiv.backbone import DecodeState
 
 FAMILIES = {"ar": ar, "mim": mim, "diffusion": diffusion, "independent": independent,
-            "oracle": oracle}
+            "oracle": oracle, "calibration": calibration}
 
 # Range checks per knob name; every knob of every family must appear here.
 KNOB_CHECKS = {
