@@ -12,7 +12,7 @@ import yaml
 
 from ibdiv import classification as C
 
-TH = {"delta_min": 0.7, "margin_se": 2.0}
+TH = {"delta_min": 0.7, "margin_se": 2.0, "eta_band": 0.0}
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -25,8 +25,8 @@ def row(**over):
         d=2.0, d_se=0.01, d_data=2.0, d_data_se=0.01,
         d_iso=1.8, d_iso_se=0.02,
         rho_infl=0.3, learned_structure_bits=0.5,
-        r_i2_infl=0.1, r_i2_infl_se=0.01, r_i2_exec=0.1, r_i2_exec_se=0.01,
-        r_i3_infl=0.1, r_i3_infl_se=0.01, r_i3_exec=0.1, r_i3_exec_se=0.01,
+        r_i2_path=0.1, r_i2_path_se=0.01, r_i2_exec=0.1, r_i2_exec_se=0.01,
+        r_i3_path=0.1, r_i3_path_se=0.01, r_i3_exec=0.1, r_i3_exec_se=0.01,
     )
     base.update(over)
     return base
@@ -43,8 +43,21 @@ def one(**over):
 # --- rule branches ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("d, label_without, label_with", [
+    (2.016, C.DIVERSITY_PRIORITIZED, C.BALANCED),      # eta 1.008: statistically clear, practically not
+    (2.1, C.DIVERSITY_PRIORITIZED, C.DIVERSITY_PRIORITIZED),
+    (1.984, C.COMPRESSION_PRIORITIZED, C.BALANCED),
+    (1.9, C.COMPRESSION_PRIORITIZED, C.COMPRESSION_PRIORITIZED),
+])
+def test_eta_band_asks_for_a_practically_clear_effect(d, label_without, label_with):
+    tight = dict(h_z_se=1e-4, h_z_data_se=1e-4, d_se=1e-4, d_data_se=1e-4)
+    assert one(d=d, **tight).label == label_without
+    banded = classify(row(d=d, **tight), th={**TH, "eta_band": 0.02}).iloc[0]
+    assert banded.label == label_with and "0.02" in banded.rule
+
+
 def test_decoupled_when_diagonal_dominates_and_clears_noise():
-    r = one(r_i2_infl=-0.5, r_i3_exec=0.4, r_i2_exec=0.05, r_i3_infl=0.05)
+    r = one(r_i2_path=-0.5, r_i3_exec=0.4, r_i2_exec=0.05, r_i3_path=0.05)
     assert r.decoupling_index == pytest.approx(0.9 / 1.0)
     assert r.label == C.DECOUPLED
     assert r.margin == pytest.approx(min(0.5 / 0.01, 0.4 / 0.01))
@@ -54,24 +67,24 @@ def test_decoupled_when_diagonal_dominates_and_clears_noise():
 
 def test_decoupled_beats_eta_rules():
     # eta is far above 1, but rule 1 is evaluated first
-    r = one(d=4.0, r_i2_infl=0.5, r_i3_exec=0.4, r_i2_exec=0.0, r_i3_infl=0.0)
+    r = one(d=4.0, r_i2_path=0.5, r_i3_exec=0.4, r_i2_exec=0.0, r_i3_path=0.0)
     assert r.eta > 1.5
     assert r.label == C.DECOUPLED
 
 
 def test_high_delta_but_diagonal_within_noise_falls_through_to_eta_rules():
     # Delta = 0.9 >= 0.7, but |r_i3_exec| = 0.4 < 2 * 0.3
-    r = one(d=3.0, r_i2_infl=0.5, r_i3_exec=0.4, r_i3_exec_se=0.3, r_i2_exec=0.05, r_i3_infl=0.05)
+    r = one(d=3.0, r_i2_path=0.5, r_i3_exec=0.4, r_i3_exec_se=0.3, r_i2_exec=0.05, r_i3_path=0.05)
     assert r.decoupling_index >= TH["delta_min"]
     assert r.label == C.DIVERSITY_PRIORITIZED
     assert "within noise" in r.rule
     # response exactly at the noise boundary does not clear it (strict inequality)
-    r = one(d=3.0, r_i2_infl=0.6, r_i2_infl_se=0.3, r_i3_exec=0.4, r_i2_exec=0.0, r_i3_infl=0.0)
+    r = one(d=3.0, r_i2_path=0.6, r_i2_path_se=0.3, r_i3_exec=0.4, r_i2_exec=0.0, r_i3_path=0.0)
     assert r.label == C.DIVERSITY_PRIORITIZED
 
 
 def test_low_delta_does_not_decouple_even_with_clear_responses():
-    r = one(r_i2_infl=0.3, r_i3_exec=0.3, r_i2_exec=0.4, r_i3_infl=0.4)
+    r = one(r_i2_path=0.3, r_i3_exec=0.3, r_i2_exec=0.4, r_i3_path=0.4)
     assert r.decoupling_index == pytest.approx(0.6 / 1.4)
     assert r.label == C.BALANCED
 
@@ -104,8 +117,8 @@ def test_balanced_when_eta_within_margin():
 
 def test_margin_se_threshold_is_read_from_config():
     over = dict(d=2.1, d_se=0.03)  # (eta - 1)/SE ~ 3.2
-    assert classify(row(**over), th={"delta_min": 0.7, "margin_se": 2.0}).label[0] == C.DIVERSITY_PRIORITIZED
-    assert classify(row(**over), th={"delta_min": 0.7, "margin_se": 4.0}).label[0] == C.BALANCED
+    assert classify(row(**over), th={**TH, "margin_se": 2.0}).label[0] == C.DIVERSITY_PRIORITIZED
+    assert classify(row(**over), th={**TH, "margin_se": 4.0}).label[0] == C.BALANCED
 
 
 def test_unclassified_when_eta_nan_and_decoupling_does_not_fire():
@@ -115,7 +128,7 @@ def test_unclassified_when_eta_nan_and_decoupling_does_not_fire():
     assert "eta not measured" in r.rule
     assert math.isnan(r.margin)
     # unperturbable family: no responses at all → Delta NaN, still decided on eta
-    nan_r = {k: np.nan for k in ("r_i2_infl", "r_i2_exec", "r_i3_infl", "r_i3_exec")}
+    nan_r = {k: np.nan for k in ("r_i2_path", "r_i2_exec", "r_i3_path", "r_i3_exec")}
     r = one(d=2.5, **nan_r)
     assert math.isnan(r.decoupling_index) and r.label == C.DIVERSITY_PRIORITIZED
     assert "Delta not measured" in r.rule
@@ -128,13 +141,13 @@ def test_unclassified_when_eta_se_missing():
 
 
 def test_decoupled_fires_even_when_eta_is_nan():
-    r = one(d=np.nan, r_i2_infl=0.5, r_i3_exec=0.4, r_i2_exec=0.0, r_i3_infl=0.0)
+    r = one(d=np.nan, r_i2_path=0.5, r_i3_exec=0.4, r_i2_exec=0.0, r_i3_path=0.0)
     assert r.label == C.DECOUPLED
 
 
 def test_every_label_is_a_rule_outcome():
     rows = [
-        row(r_i2_infl=0.5, r_i3_exec=0.4, r_i2_exec=0.0, r_i3_infl=0.0),
+        row(r_i2_path=0.5, r_i3_exec=0.4, r_i2_exec=0.0, r_i3_path=0.0),
         row(d=2.5), row(d=1.5), row(d=2.1, d_se=0.2), row(d=np.nan),
     ]
     out = classify(*rows)
@@ -201,7 +214,9 @@ def test_input_validation():
     with pytest.raises(KeyError, match="margin_se"):
         C.classify_rows(pd.DataFrame([row()]), {"delta_min": 0.7})
     with pytest.raises(ValueError, match="delta_min"):
-        C.classify_rows(pd.DataFrame([row()]), {"delta_min": 1.5, "margin_se": 2.0})
+        C.classify_rows(pd.DataFrame([row()]), {**TH, "delta_min": 1.5})
+    with pytest.raises(ValueError, match="eta_band"):
+        C.classify_rows(pd.DataFrame([row()]), {**TH, "eta_band": -0.1})
 
 
 # --- stability across seeds ------------------------------------------------------------------------

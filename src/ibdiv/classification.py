@@ -6,7 +6,7 @@ knows which generator a row came from. Per row of a summary table:
 - kappa     = H(Z)_gen / H(Z)_data,  kappa_pos = H_pos,gen / H_pos,data;
 - delta     = D_gen / D_data,        delta_iso = D_iso / D_data (matched conditioning accuracy);
 - eta       = delta / kappa  (conditional diversity per bit of codebook entropy, vs data);
-- decoupling_index = (|r_i2_infl| + |r_i3_exec|) / (sum of the four |r|): the share of the
+- decoupling_index = (|r_i2_path| + |r_i3_exec|) / (sum of the four |r|): the share of the
   absolute I2/I3 response that sits on the diagonal of the 2x2 response matrix.
 
 Standard errors use the first-order delta method with the input SEs treated as uncorrelated:
@@ -14,12 +14,15 @@ for a ratio a/b, Var ≈ (sa/b)^2 + (a·sb/b^2)^2, i.e. relative variances add; 
 variance is therefore the sum of the four relative variances of d, d_data, h_z, h_z_data.
 
 Rule (thresholds from config; margins in units of bootstrap SE), evaluated in order:
-1. Decoupled               if Δ >= delta_min and |r_i2_infl| > m·SE and |r_i3_exec| > m·SE;
-2. Diversity-Prioritized   if eta - m·SE(eta) >= 1;
-3. Compression-Prioritized if eta + m·SE(eta) <= 1;
+1. Decoupled               if Δ >= delta_min and |r_i2_path| > m·SE and |r_i3_exec| > m·SE;
+2. Diversity-Prioritized   if eta - m·SE(eta) >= 1 + ε;
+3. Compression-Prioritized if eta + m·SE(eta) <= 1 - ε;
 4. Balanced                otherwise;
 and Unclassified (with the reason in `rule`) when rule 1 does not fire and eta or SE(eta)
-is not a finite number. m = thresholds["margin_se"].
+is not a finite number. m = thresholds["margin_se"]; ε = thresholds["eta_band"], an effect-size
+band: a label must be practically as well as statistically clear (with 200 samples per class
+SE(eta) ~ 0.004, so without a band a 0.8% excess would be a label; DESIGN §5). The responses
+are on the (D_path, D_exec) columns; their SEs come from a paired bootstrap.
 """
 from __future__ import annotations
 
@@ -47,15 +50,15 @@ MEASURED = [
     "d", "d_se", "d_data", "d_data_se",
     "d_iso", "d_iso_se",
     "rho_infl", "learned_structure_bits",
-    "r_i2_infl", "r_i2_infl_se", "r_i2_exec", "r_i2_exec_se",
-    "r_i3_infl", "r_i3_infl_se", "r_i3_exec", "r_i3_exec_se",
+    "r_i2_path", "r_i2_path_se", "r_i2_exec", "r_i2_exec_se",
+    "r_i3_path", "r_i3_path_se", "r_i3_exec", "r_i3_exec_se",
 ]
 REQUIRED_COLUMNS = KEYS + MEASURED
 OUTPUT_COLUMNS = KEYS + [
     "kappa", "kappa_se", "kappa_pos", "kappa_pos_se",
     "delta", "delta_se", "delta_iso", "delta_iso_se",
     "eta", "eta_se", "eta_z",
-    "decoupling_index", "decoupling_excess", "diag_z_min",
+    "decoupling_index", "decoupling_index_se", "decoupling_excess", "diag_z_min",
     "label", "rule", "margin",
     "learned_structure_bits", "rho_infl",
 ]
@@ -80,9 +83,9 @@ def ratio_se(a, sa, b, sb):
     return r, se
 
 
-def decoupling_index(r_i2_infl, r_i2_exec, r_i3_infl, r_i3_exec):
+def decoupling_index(r_i2_path, r_i2_exec, r_i3_path, r_i3_exec):
     """Diagonal share of the absolute 2x2 response; NaN if any entry is missing or all are 0."""
-    m = np.abs(np.stack([np.asarray(x, dtype=float) for x in (r_i2_infl, r_i2_exec, r_i3_infl, r_i3_exec)]))
+    m = np.abs(np.stack([np.asarray(x, dtype=float) for x in (r_i2_path, r_i2_exec, r_i3_path, r_i3_exec)]))
     denom = m.sum(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         out = (m[0] + m[3]) / np.where(denom == 0, np.nan, denom)
@@ -99,17 +102,20 @@ def _z(x, se):
     return 0.0 if x == 0 else math.copysign(math.inf, x)
 
 
-def _check_thresholds(thresholds) -> tuple[float, float]:
+def _check_thresholds(thresholds) -> tuple[float, float, float]:
     try:
         delta_min = float(thresholds["delta_min"])
         margin_se = float(thresholds["margin_se"])
+        band = float(thresholds["eta_band"])
     except KeyError as e:
-        raise KeyError(f"thresholds: missing key {e.args[0]!r} (need 'delta_min' and 'margin_se')") from None
+        raise KeyError(f"thresholds: missing key {e.args[0]!r} (need 'delta_min', 'margin_se', 'eta_band')") from None
+    if not 0.0 <= band < 1.0:
+        raise ValueError(f"thresholds.eta_band must be in [0, 1), got {band}")
     if not 0.0 < delta_min <= 1.0:
         raise ValueError(f"thresholds.delta_min must be in (0, 1], got {delta_min}")
     if not (math.isfinite(margin_se) and margin_se >= 0.0):
         raise ValueError(f"thresholds.margin_se must be a finite number >= 0, got {margin_se}")
-    return delta_min, margin_se
+    return delta_min, margin_se, band
 
 
 # --- the rule -------------------------------------------------------------------------------------
@@ -119,15 +125,15 @@ def _f(x) -> str:
     return "nan" if not np.isfinite(x) else f"{x:.3g}" if abs(x) >= 1e3 or (x != 0 and abs(x) < 1e-2) else f"{x:.2f}"
 
 
-def _decide(row: dict, delta_min: float, m: float) -> tuple[str, str, float]:
+def _decide(row: dict, delta_min: float, m: float, band: float) -> tuple[str, str, float]:
     """(label, rule sentence, margin) for one row of computed quantities."""
     dix = row["decoupling_index"]
-    z_infl = abs(_z(row["r_i2_infl"], row["r_i2_infl_se"]))
+    z_infl = abs(_z(row["r_i2_path"], row["r_i2_path_se"]))
     z_exec = abs(_z(row["r_i3_exec"], row["r_i3_exec_se"]))
-    clear_infl = np.isfinite(row["r_i2_infl"]) and abs(row["r_i2_infl"]) > m * row["r_i2_infl_se"]
+    clear_infl = np.isfinite(row["r_i2_path"]) and abs(row["r_i2_path"]) > m * row["r_i2_path_se"]
     clear_exec = np.isfinite(row["r_i3_exec"]) and abs(row["r_i3_exec"]) > m * row["r_i3_exec_se"]
     diag = (
-        f"|r_i2_infl|/SE={_f(z_infl)} {'>' if clear_infl else 'not >'} {m:g}, "
+        f"|r_i2_path|/SE={_f(z_infl)} {'>' if clear_infl else 'not >'} {m:g}, "
         f"|r_i3_exec|/SE={_f(z_exec)} {'>' if clear_exec else 'not >'} {m:g}"
     )
     if np.isfinite(dix) and dix >= delta_min and clear_infl and clear_exec:
@@ -151,11 +157,11 @@ def _decide(row: dict, delta_min: float, m: float) -> tuple[str, str, float]:
     z = _z(eta - 1.0, se)
     lo, hi = eta - m * se, eta + m * se
     head = f"eta={_f(eta)} ± {_f(se)}: "
-    if lo >= 1.0:
-        return DIVERSITY_PRIORITIZED, prefix + head + f"eta - {m:g}*SE = {_f(lo)} >= 1 → {DIVERSITY_PRIORITIZED}", z
-    if hi <= 1.0:
-        return COMPRESSION_PRIORITIZED, prefix + head + f"eta + {m:g}*SE = {_f(hi)} <= 1 → {COMPRESSION_PRIORITIZED}", z
-    return BALANCED, prefix + head + f"1 within [{_f(lo)}, {_f(hi)}] (eta ± {m:g}*SE) → {BALANCED}", z
+    if lo >= 1.0 + band:
+        return DIVERSITY_PRIORITIZED, prefix + head + f"eta - {m:g}*SE = {_f(lo)} >= 1 + {band:g} → {DIVERSITY_PRIORITIZED}", z
+    if hi <= 1.0 - band:
+        return COMPRESSION_PRIORITIZED, prefix + head + f"eta + {m:g}*SE = {_f(hi)} <= 1 - {band:g} → {COMPRESSION_PRIORITIZED}", z
+    return BALANCED, prefix + head + f"[{_f(lo)}, {_f(hi)}] (eta ± {m:g}*SE) not clear of 1 ± {band:g} → {BALANCED}", z
 
 
 def classify_rows(summary: pd.DataFrame, thresholds) -> pd.DataFrame:
@@ -163,13 +169,13 @@ def classify_rows(summary: pd.DataFrame, thresholds) -> pd.DataFrame:
 
     Columns: identifiers; kappa, kappa_pos, delta, delta_iso, eta with their delta-method SEs;
     eta_z = (eta - 1)/SE(eta); decoupling_index Δ, decoupling_excess = Δ - delta_min and
-    diag_z_min = min(|r_i2_infl|/SE, |r_i3_exec|/SE); label; rule (the sentence naming the
+    diag_z_min = min(|r_i2_path|/SE, |r_i3_exec|/SE); label; rule (the sentence naming the
     rule that fired, with its numbers); margin (the deciding quantity past its threshold in SE
     units: (eta - 1)/SE(eta) for the eta rules, diag_z_min for Decoupled, NaN for
     Unclassified — a label fired on eta when |margin| >= margin_se); learned_structure_bits
     and rho_infl carried through.
     """
-    delta_min, m = _check_thresholds(thresholds)
+    delta_min, m, band = _check_thresholds(thresholds)
     missing = [c for c in REQUIRED_COLUMNS if c not in summary.columns]
     if missing:
         raise ValueError(f"summary is missing columns: {missing}")
@@ -183,10 +189,12 @@ def classify_rows(summary: pd.DataFrame, thresholds) -> pd.DataFrame:
     out["delta_iso"], out["delta_iso_se"] = ratio_se(col["d_iso"], col["d_iso_se"], col["d_data"], col["d_data_se"])
     out["eta"], out["eta_se"] = ratio_se(out["delta"], out["delta_se"], out["kappa"], out["kappa_se"])
     out["eta_z"] = [_z(e - 1.0, se) for e, se in zip(out["eta"], out["eta_se"])]
-    out["decoupling_index"] = decoupling_index(col["r_i2_infl"], col["r_i2_exec"], col["r_i3_infl"], col["r_i3_exec"])
+    out["decoupling_index"] = decoupling_index(col["r_i2_path"], col["r_i2_exec"], col["r_i3_path"], col["r_i3_exec"])
+    out["decoupling_index_se"] = (pd.to_numeric(s["decoupling_index_se"], errors="coerce").to_numpy(dtype=float)
+                                  if "decoupling_index_se" in s.columns else np.nan)  # paired bootstrap
     out["decoupling_excess"] = out["decoupling_index"] - delta_min
     out["diag_z_min"] = np.minimum(  # NaN if either diagonal response is unmeasured
-        np.abs([_z(a, sa) for a, sa in zip(col["r_i2_infl"], col["r_i2_infl_se"])]),
+        np.abs([_z(a, sa) for a, sa in zip(col["r_i2_path"], col["r_i2_path_se"])]),
         np.abs([_z(b, sb) for b, sb in zip(col["r_i3_exec"], col["r_i3_exec_se"])]),
     )
     out["learned_structure_bits"] = col["learned_structure_bits"]
@@ -195,8 +203,8 @@ def classify_rows(summary: pd.DataFrame, thresholds) -> pd.DataFrame:
     decided = []
     for i in range(len(out)):
         row = {k: out.at[i, k] for k in ("kappa", "delta", "eta", "eta_se", "decoupling_index")}
-        row.update({k: col[k][i] for k in ("r_i2_infl", "r_i2_infl_se", "r_i3_exec", "r_i3_exec_se")})
-        decided.append(_decide(row, delta_min, m))
+        row.update({k: col[k][i] for k in ("r_i2_path", "r_i2_path_se", "r_i3_exec", "r_i3_exec_se")})
+        decided.append(_decide(row, delta_min, m, band))
     out["label"] = [d[0] for d in decided]
     out["rule"] = [d[1] for d in decided]
     out["margin"] = np.array([d[2] for d in decided], dtype=float)

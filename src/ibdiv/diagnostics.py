@@ -12,7 +12,9 @@ from ibdiv import entropy
 
 def flat_estimands(tokens, labels, K: int, cfg: dict, rng, logprobs=None) -> dict:
     """H(Z), H_pos, D (at `cfg['per_class']` rows per class), I(Z;C) and its null, and the
-    AR sequence entropy per token where every log-probability is defined."""
+    sequence entropy per token from `logprobs`: pass them only for a family whose sampler's
+    log-probabilities are exact (AR, independent); for MIM and diffusion the sum of per-step
+    log-probs is not a joint entropy (it came out above the per-position entropy)."""
     method, n_boot = cfg["method"], cfg["n_boot"]
     idx = entropy.subsample_per_class(labels, cfg["per_class"], rng)
     tokens, labels = np.asarray(tokens)[idx], np.asarray(labels)[idx]
@@ -39,11 +41,50 @@ def nested_estimands(cell: dict, K: int, cfg: dict, rng, layouts=None, n_layouts
                                cfg["n_null_paths"], cfg["n_sets"], margin_se=cfg["margin_se"], rng=rng)
     out = {**split.as_dict(), "fraction_committed": float(cell["fraction_committed"]),
            "process_fraction": float(cell["process_fraction"])}
-    out["rho_infl"] = out["d_influence"]["value"] / out["d_tot"]["value"] if out["d_tot"]["value"] > 0 else float("nan")
+    # rho_infl from the excess over the null mean: a confidence-ranked sampler's null offset is
+    # not influence (DESIGN §5); the raw ratio is kept beside it
+    d_tot = out["d_tot"]["value"]
+    out["rho_infl"] = out["d_influence_excess"]["value"] / d_tot if d_tot > 0 else float("nan")
+    out["rho_infl_raw"] = out["d_influence"]["value"] / d_tot if d_tot > 0 else float("nan")
     if layouts is not None:
         lc = entropy.layout_commitment(layouts, n_layouts, cfg["method"], cfg["n_boot_paths"],
                                        margin_se=cfg["margin_se"], rng=rng)
         out["layout_commitment"] = lc.as_dict()
+    return out
+
+
+RESPONSE_COLUMNS = {"path": 2, "exec": 1, "infl": 4}  # split-term index of each response
+
+
+def decoupling_responses(cells: list[dict], K: int, cfg: dict, rng) -> dict:
+    """The 2x2 decoupling matrix (DESIGN §5) with **paired** bootstrap SEs.
+
+    cells: the decoupling probe's [unperturbed, I2 before the cut, I3 after the cut] nested
+    samples, which share their random numbers path by path. r_i2_path = D_path(I2) −
+    D_path(none), etc.; also the D_influence responses (r_*_infl). Δ = diagonal share
+    (|r_i2_path| + |r_i3_exec|) / Σ|r| over the (D_path, D_exec) matrix. Every SE comes from
+    the same replicates: path indices resampled once per replicate and applied to all three
+    cells, so the shared randomness cancels in the differences.
+    """
+    from ibdiv.classification import decoupling_index
+
+    pairs = [(np.asarray(c["tokens"], dtype=np.int64), np.asarray(c["frozen"], dtype=bool)) for c in cells]
+    method, n_sets = cfg["method"], cfg["n_sets"]
+    point = np.stack([entropy._split_terms(t, f, entropy._per_cell_exec_entropy(t, K, method), K, method, n_sets, rng)
+                      for t, f in pairs])
+    reps = entropy.split_replicates(pairs, K, method, cfg["n_boot_paths"], n_sets, rng)
+
+    def responses(terms):  # terms (..., 3 cells, 5) -> {name: (...)}
+        return {f"r_{probe}_{col}": terms[..., k, i] - terms[..., 0, i]
+                for k, probe in ((1, "i2"), (2, "i3")) for col, i in RESPONSE_COLUMNS.items()}
+
+    value, boot = responses(point), responses(reps)
+    out = {name: {"value": float(value[name]), "se": float(np.std(boot[name], ddof=1))} for name in value}
+    index = lambda r: decoupling_index(r["r_i2_path"], r["r_i2_exec"], r["r_i3_path"], r["r_i3_exec"])  # noqa: E731
+    out["decoupling_index"] = {"value": float(index(value)), "se": float(np.nanstd(index(boot), ddof=1))}
+    cell_se = reps[:, 0].std(0, ddof=1)  # the unperturbed cell's split, from the same replicates
+    out["unperturbed"] = {name: {"value": float(point[0, i]), "se": float(cell_se[i])}
+                          for i, name in enumerate(("d_tot", "d_exec", "d_path", "d_frozen", "d_influence"))}
     return out
 
 
@@ -100,7 +141,10 @@ def quality_metrics(tokens, labels, features, reference: dict, per_class: int, r
     memo = metrics.memorisation(np.asarray(tokens)[gen], reference["train_tokens"], reference["heldout_tokens"],
                                 ref_nn_hamming=reference["heldout_nn_hamming"])
     return {
-        "n_per_class": n, "fd": metrics.frechet_distance(real, fake), "kid": {"value": kid.mean, "se": kid.se},
+        "n_per_class": n, "fd": metrics.frechet_distance(real, fake), "kid": kid.mean,
+        # the SD of KID over overlapping random subsets: Monte-Carlo noise of the estimate, not a
+        # sampling SE; named so nobody reads it beside the bootstrap SEs as one
+        "kid_subset_sd": kid.se,
         **prdc._asdict(), "vendi_within_class": metrics.within_class_vendi(fake, labels[gen]),
         "hamming_vendi": metrics.hamming_vendi(np.asarray(tokens)[gen]),
         "mean_hamming": metrics.mean_pairwise_hamming(np.asarray(tokens)[gen]),
@@ -123,17 +167,22 @@ def predict_decoded(tokens, vq, cnn) -> dict:
     return out
 
 
-def measure_flat(cache: dict, K: int, cfg: dict, rng, vq, cnn, reference: dict | None = None) -> list[dict]:
-    """One dict per cell of a flat cache (tokens (cells, n, N)): estimands + accuracy, and the
-    quality metrics against `reference` (see quality_reference) when given."""
+def measure_flat(cache: dict, K: int, cfg: dict, rng, vq, cnn, reference: dict | None = None,
+                 exact_likelihood: bool = False) -> list[dict]:
+    """One dict per cell of a flat cache (tokens (cells, n, N)): estimands + accuracy (with its
+    binomial SE), and the quality metrics against `reference` (see quality_reference) when
+    given; the sequence entropy only with `exact_likelihood` (a family trait)."""
     from ibdiv.metrics import conditioning_accuracy
 
     rows = []
     for cell in range(cache["tokens"].shape[0]):
         tokens = cache["tokens"][cell].astype(np.int64)
         pred = predict_decoded(tokens, vq, cnn)
-        row = {**flat_estimands(tokens, cache["labels"], K, cfg, rng, cache["logprobs"][cell]),
-               "conditioning_accuracy": conditioning_accuracy(pred["pred"], cache["labels"])}
+        logprobs = cache["logprobs"][cell] if exact_likelihood else None
+        accuracy = conditioning_accuracy(pred["pred"], cache["labels"])
+        row = {**flat_estimands(tokens, cache["labels"], K, cfg, rng, logprobs),
+               "conditioning_accuracy": accuracy,
+               "conditioning_accuracy_se": float(np.sqrt(accuracy * (1 - accuracy) / len(tokens)))}
         if reference is not None:
             row["quality"] = quality_metrics(tokens, cache["labels"], pred["features"], reference, cfg["per_class"], rng)
         rows.append(row)

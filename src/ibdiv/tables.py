@@ -63,11 +63,6 @@ def measurements_table(reference_path, measured_paths) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _difference(a: pd.Series, b: pd.Series, column: str) -> tuple[float, float]:
-    """a − b of one estimand with SE sqrt(se_a² + se_b²) (conservative: cells share seeds)."""
-    return a[column] - b[column], float(np.hypot(a[f"{column}_se"], b[f"{column}_se"]))
-
-
 def iso_quality_diversity(points: pd.DataFrame, target_accuracy: float) -> tuple[float, float]:
     """D (and SE) interpolated linearly at `target_accuracy` along a sweep (columns
     conditioning_accuracy, d, d_se); NaN when the sweep does not bracket the target."""
@@ -144,16 +139,14 @@ def _rho_at(rows: pd.DataFrame, fraction) -> float:
 
 
 def _decoupling_responses(cells: pd.DataFrame) -> dict:
-    """Changes of D_influence and D_exec when I2 acts only before the cut and I3 only after."""
-    names = ("r_i2_infl", "r_i2_exec", "r_i3_infl", "r_i3_exec")
-    if cells.empty:
-        return {k: v for n in names for k, v in ((n, float("nan")), (f"{n}_se", float("nan")))}
-    by = cells.set_index("cell")
-    none, i2, i3 = by.loc["none"], by.loc["condition_before_cut"], by.loc["codebook_after_cut"]
-    out = {}
-    for name, (cell, column) in zip(names, [(i2, "d_influence"), (i2, "d_exec"), (i3, "d_influence"), (i3, "d_exec")]):
-        out[name], out[f"{name}_se"] = _difference(cell, none, column)
-    return out
+    """The decoupling matrix's responses with their paired SEs (measured with the unperturbed
+    cell: diagnostics.decoupling_responses), and Δ's SE."""
+    names = [f"r_{probe}_{col}" for probe in ("i2", "i3") for col in ("path", "exec", "infl")] + ["decoupling_index"]
+    none = cells[cells["cell"] == "none"]
+    if none.empty:
+        return {k: float("nan") for n in names for k in (n, f"{n}_se")}
+    row = none.iloc[0]
+    return {k: float(row[f"responses_{k}"]) for n in names for k in (n, f"{n}_se")}
 
 
 def enhancement_table(measurements: pd.DataFrame, probes: dict, point: str = "neutral") -> pd.DataFrame:

@@ -2,6 +2,7 @@
 import numpy as np
 
 from ibdiv import classifier, diagnostics, tokenizer
+from ibdiv.sampling import FAMILIES
 from ibdiv.config import derive_seed
 from ibdiv.io import load_npz, save_json
 from ibdiv.runlog import job
@@ -16,7 +17,8 @@ with job(snakemake.log[0], snakemake.threads) as log:
         cache = load_npz(path)
         rng = np.random.default_rng(derive_seed(p.seed, w.dataset, family, seed, point, "baseline", "measure"))
         stacked = {"tokens": cache["tokens"][None], "labels": cache["labels"], "logprobs": cache["logprobs"][None]}
-        row = diagnostics.measure_flat(stacked, vq.cfg.codebook_size, p.measure, rng, vq, cnn, reference)[0]
+        row = diagnostics.measure_flat(stacked, vq.cfg.codebook_size, p.measure, rng, vq, cnn, reference,
+                                      FAMILIES[family].EXACT_LIKELIHOOD)[0]
         log.info("%s seed %s %s: D=%.3f H(Z)=%.3f acc=%.3f", family, seed, point, row["d"]["value"],
                  row["h_z"]["value"], row["conditioning_accuracy"])
         runs.append({"family": family, "seed": int(seed), "point": point, "cells": [""], "measurements": [row]})

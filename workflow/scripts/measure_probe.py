@@ -2,6 +2,7 @@
 import numpy as np
 
 from ibdiv import classifier, diagnostics, probes, tokenizer
+from ibdiv.sampling import FAMILIES
 from ibdiv.config import derive_seed
 from ibdiv.io import load_npz, save_json
 from ibdiv.runlog import job
@@ -18,9 +19,12 @@ with job(snakemake.log[0], snakemake.threads) as log:
         # each run keeps its own stream: adding or dropping a family changes no other run's numbers
         rng = np.random.default_rng(derive_seed(p.seed, w.dataset, family, seed, point, w.probe, "measure"))
         if p.probe["kind"] in probes.FLAT_KINDS:
-            rows = diagnostics.measure_flat(cache, K, p.measure, rng, vq, cnn, reference)
+            rows = diagnostics.measure_flat(cache, K, p.measure, rng, vq, cnn, reference, FAMILIES[family].EXACT_LIKELIHOOD)
         else:
             rows = diagnostics.measure_nested(cache, K, p.measure, rng, vq, cnn, cnn.cfg.n_layouts, reference)
+        if p.probe["kind"] == "decoupling":  # paired responses, kept with the unperturbed cell
+            cells = [{key: cache[key][i] for key in ("tokens", "frozen")} for i in range(len(rows))]
+            rows[0]["responses"] = diagnostics.decoupling_responses(cells, K, p.measure, rng)
         runs.append({"family": family, "seed": int(seed), "point": point,
                      "cells": [str(c) for c in cache["cells"]], "measurements": rows})
         log.info("%s seed %s %s: %d cells measured", family, seed, point, len(rows))
