@@ -30,8 +30,12 @@ def test_measurements_table_reads_baselines_and_probes_alike(tmp_path):
 def test_iso_quality_interpolates_inside_the_sweep_only():
     pts = pd.DataFrame({"conditioning_accuracy": [0.2, 0.6, 0.4], "d": [4.0, 2.0, 3.0], "d_se": [0.1, 0.3, 0.2]})
     d, se = tables.iso_quality_diversity(pts, 0.5)
-    assert d == pytest.approx(2.5) and se == pytest.approx(0.25)
+    # halfway between (0.4, 3.0 ± 0.2) and (0.6, 2.0 ± 0.3)
+    assert d == pytest.approx(2.5) and se == pytest.approx(np.sqrt(0.25 * 0.2 ** 2 + 0.25 * 0.3 ** 2))
     assert np.isnan(tables.iso_quality_diversity(pts, 0.9)[0])
+    # accuracy uncertainty moves the point along the slope (-5 bit per unit accuracy)
+    _, se_acc = tables.iso_quality_diversity(pts.assign(conditioning_accuracy_se=0.05), 0.5)
+    assert se_acc == pytest.approx(np.sqrt(se ** 2 + 25 * (0.25 * 0.05 ** 2 + 0.25 * 0.05 ** 2)))
 
 
 def _measurements():
@@ -58,9 +62,24 @@ def test_enhancement_compares_best_diversity_at_matched_quality():
     assert by.loc["enh", "best_cell"] == "0.5/0.0" and by.loc["enh", "d_best"] == pytest.approx(3.3)
     assert by.loc["temperature", "gain"] == pytest.approx(0.3)
     assert by.loc["temperature", "gain_se"] == pytest.approx(np.hypot(0.2, 0.1))
-    head = tables.enhancement_headline(table, "enh").iloc[0]
-    assert head.best_usual_knob == "temperature" and head.gain == pytest.approx(0.3)
-    assert head.gain_vs_baseline == pytest.approx(0.3)
+    # one seed: nothing to cross-fit, so no headline gain
+    head = tables.enhancement_headline(table, "enh", _measurements()).iloc[0]
+    assert np.isnan(head.gain) and head.selected_on_seed is None
+
+
+def test_enhancement_headline_is_cross_fitted_across_seeds():
+    """Cells chosen on seed 0 are reported on seed 1 and vice versa: on seed 1 the enhancement's
+    lucky cell (chosen by nobody else) does not count."""
+    seed0 = _measurements()
+    seed1 = seed0.copy()
+    seed1["seed"] = 1
+    seed1.loc[(seed1.probe == "enh") & (seed1.cell == "0.5/0.0"), "d"] = 3.1  # less gain on seed 1
+    measurements = pd.concat([seed0, seed1], ignore_index=True)
+    table = tables.enhancement_table(measurements, PROBES)
+    head = tables.enhancement_headline(table, "enh", measurements).set_index("seed")
+    assert head.loc[1, "selected_on_seed"] == 0 and head.loc[1, "enhancement_cell"] == "0.5/0.0"
+    assert head.loc[1, "gain"] == pytest.approx(0.1)  # 3.1 on seed 1 minus the baseline's 3.0
+    assert head.loc[0, "gain"] == pytest.approx(0.3) and head.loc[0, "selected_on_seed"] == 1
 
 
 def test_headline_summary_reads_labels_per_seed(tmp_path):

@@ -6,9 +6,9 @@ embedding table and a code-embedding table, so the real probes (condition noise 
 noise I3, the path clamp I1) act on it exactly as on a trained family, but its mechanism is
 written out by hand:
 
-* the **path**: position 0 picks one of M modes from logits <e_c, V_cm> (e_c the condition
-  embedding, so I2 reshapes the mode distribution); positions 1 .. n_path-1 then spell the mode
-  out deterministically (they are committed with it);
+* the **path**: position 0 picks one of M modes from logits b_cm + <e - e_c, V_cm> (e the
+  condition embedding it reads, e_c the clean one, so I2 reshapes the mode distribution);
+  positions 1 .. n_path-1 then spell the mode out (they are committed with it);
 * the **execution**: every later position j draws a code near a mode-specific target t(c, m, j),
   among a small support of L codes, with logits gain * <W_k, W_t> / d (W the code-embedding
   table, so I3 reshapes the spread around the target).
@@ -60,6 +60,7 @@ class CalibrationConfig:
     n_path: int = 4  # positions committed with the mode: the path is decided at f = n_path / N
     support: int = 4  # codes an execution step chooses among
     path_gain: float = 1.5  # spread of the clean mode logits
+    path_sensitivity: float = 2.5  # how far condition noise moves them (jitter SD ~ sigma x this)
     exec_gain: float = 2.0
     seed: int = 0  # the construction's own random tables (not the sampling seed)
 
@@ -81,8 +82,10 @@ class CalibrationPrior(nn.Module):
         with torch.no_grad():
             self.cls_emb.weight.copy_(torch.randn(C + 1, d, generator=g))
             self.tok_emb.weight.copy_(torch.randn(K + 1, d, generator=g))
-        # V: mode directions per class, scaled so the clean mode logits have SD ~ path_gain
-        self.register_buffer("mode_dirs", config.path_gain * torch.randn(C, M, d, generator=g) / math.sqrt(d))
+        # clean mode logits (SD path_gain) and the directions along which a change of the
+        # condition embedding moves them (norm ~ path_sensitivity)
+        self.register_buffer("mode_base", config.path_gain * torch.randn(C, M, generator=g))
+        self.register_buffer("mode_dirs", config.path_sensitivity * torch.randn(C, M, d, generator=g) / math.sqrt(d))
         # the code that spells mode m at position i of class c: modes sit `support` codes apart,
         # so their supports {t, ..., t + L - 1} never overlap
         offsets = torch.randint(0, K, (C, 1, N), generator=g)
@@ -99,8 +102,10 @@ class CalibrationPrior(nn.Module):
         return self.config.vocab_size
 
     def mode_logits(self, cond: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        """(n, M) logits of the path choice from the (possibly perturbed) condition embeddings."""
-        return torch.einsum("nd,nmd->nm", cond, self.mode_dirs[classes])
+        """(n, M) logits of the path choice: the class's own logits, moved by how far the
+        (possibly perturbed) condition embedding is from the clean one."""
+        shift = torch.einsum("nd,nmd->nm", cond - self.cls_emb(classes), self.mode_dirs[classes])
+        return self.mode_base[classes] + shift
 
     def sharpness_logits(self, cond: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         """(n, 2) logits of sharp vs soft execution; clean, every class prefers sharp by 2 nats."""
@@ -224,7 +229,7 @@ def measure_case(name: str, seed: int, measure: dict, probe: dict) -> dict:
     the same N per class as the generated set; the decoupling probe runs at the configured P,
     R, cut and sigma.
     """
-    from ibdiv import diagnostics, probes
+    from ibdiv import diagnostics, entropy, probes
     from ibdiv.config import derive_seed
 
     torch.set_num_threads(1)
@@ -233,18 +238,20 @@ def measure_case(name: str, seed: int, measure: dict, probe: dict) -> dict:
     knobs = {"temperature": temperature}
     seeds = {part: derive_seed(seed, "calibration", name, part) for part in ("data", "gen", "noise", "measure")}
     rng = np.random.default_rng(seeds["measure"])
-    flat = {}
-    for part, part_knobs in (("data", {}), ("gen", knobs)):
+    method, n_boot = measure["method"], measure["n_boot"]
+    row = {"dataset": "calibration", "family": name, "seed": seed, "point": "neutral",
+           "d_iso": math.nan, "d_iso_se": math.nan, "rho_infl": math.nan, "learned_structure_bits": math.nan}
+    for part, part_knobs, suffix in (("gen", knobs, ""), ("data", {}, "_data")):
         cache = probes.sample_flat(model, C, n, part_knobs, seeds[part])
-        flat[part] = diagnostics.flat_estimands(cache["tokens"], cache["labels"], K, measure, rng)
+        tokens, labels = cache["tokens"].astype(np.int64), cache["labels"]
+        # the estimands the rule reads, by the functions flat_estimands uses (same N per class)
+        for col, est in (("h_z", entropy.codebook_entropy(tokens, K, method, n_boot, rng, labels=labels).entropy),
+                         ("h_pos", entropy.positional_entropy(tokens, K, method, n_boot, rng, labels=labels)),
+                         ("d", entropy.conditional_diversity(tokens, labels, K, method, n_boot, rng))):
+            row[f"{col}{suffix}"], row[f"{col}{suffix}_se"] = est.value, est.se
     nested = probes.run_probe(model, probe, C, knobs, per_class=n, seed=seeds["gen"], noise_seed=seeds["noise"])
     cells = [{"tokens": nested["tokens"][i], "frozen": nested["frozen"][i]} for i in range(3)]
     responses = diagnostics.decoupling_responses(cells, K, measure, rng)
-    row = {"dataset": "calibration", "family": name, "seed": seed, "point": "neutral",
-           "d_iso": math.nan, "d_iso_se": math.nan, "rho_infl": math.nan, "learned_structure_bits": math.nan}
-    for col in ("h_z", "h_pos", "d"):
-        gen, data = flat["gen"][col], flat["data"][col]
-        row.update({col: gen["value"], f"{col}_se": gen["se"], f"{col}_data": data["value"], f"{col}_data_se": data["se"]})
     for key, value in responses.items():
         for sub, est in (value.items() if key == "unperturbed" else [(key, value)]):
             row[sub], row[f"{sub}_se"] = est["value"], est["se"]
@@ -264,7 +271,7 @@ def run_suite(seeds: int, measure: dict, probe: dict, thresholds: dict, cases=tu
     summary = pd.DataFrame(rows)
     classified = classify_rows(summary, thresholds)
     classified["expected"] = [CASES[name][0] for name in classified.family]
-    keep = ["d_tot", "d_tot_se", "d_exec", "d_exec_se", "d_path", "d_path_se", "d_influence", "d_influence_se"]
+    keep = [c for c in summary.columns if c.startswith(("d_tot", "d_exec", "d_path", "d_influence", "r_i"))]
     return pd.concat([classified.rename(columns={"family": "case"}), summary[keep]], axis=1)
 
 

@@ -65,12 +65,29 @@ def measurements_table(reference_path, measured_paths) -> pd.DataFrame:
 
 def iso_quality_diversity(points: pd.DataFrame, target_accuracy: float) -> tuple[float, float]:
     """D (and SE) interpolated linearly at `target_accuracy` along a sweep (columns
-    conditioning_accuracy, d, d_se); NaN when the sweep does not bracket the target."""
+    conditioning_accuracy, d, d_se and, when measured, conditioning_accuracy_se); NaN when the
+    sweep does not bracket the target.
+
+    The SE propagates both the D and the accuracy uncertainty of the two bracketing points
+    (delta method, points independent): with w the target's position between them and s the
+    slope dD/dacc, Var = (1-w)² se_lo² + w² se_hi² + s² ((1-w)² sa_lo² + w² sa_hi²). Errors
+    in accuracy move the interpolation point along the slope.
+    """
     pts = points.sort_values("conditioning_accuracy")
     acc, d, se = (pts[c].to_numpy(float) for c in ("conditioning_accuracy", "d", "d_se"))
+    acc_se = (pts["conditioning_accuracy_se"].to_numpy(float) if "conditioning_accuracy_se" in pts
+              else np.zeros_like(acc))
     if len(acc) < 2 or not acc[0] <= target_accuracy <= acc[-1]:
         return float("nan"), float("nan")
-    return float(np.interp(target_accuracy, acc, d)), float(np.interp(target_accuracy, acc, se))
+    hi = int(np.clip(np.searchsorted(acc, target_accuracy, side="left"), 1, len(acc) - 1))
+    lo = hi - 1
+    width = acc[hi] - acc[lo]
+    if width <= 0:  # equal accuracies: nothing to interpolate along
+        return float(d[lo:hi + 1].mean()), float(np.hypot(se[lo], se[hi]) / 2)
+    w, slope = (target_accuracy - acc[lo]) / width, (d[hi] - d[lo]) / width
+    value = d[lo] + w * (d[hi] - d[lo])
+    var = ((1 - w) * se[lo]) ** 2 + (w * se[hi]) ** 2 + slope ** 2 * (((1 - w) * acc_se[lo]) ** 2 + (w * acc_se[hi]) ** 2)
+    return float(value), float(np.sqrt(var))
 
 
 def iso_target(measurements: pd.DataFrame, sweep: str | None, point: str, iso_accuracy, families=None) -> float:
@@ -186,20 +203,47 @@ def enhancement_table(measurements: pd.DataFrame, probes: dict, point: str = "ne
     return table
 
 
-def enhancement_headline(table: pd.DataFrame, enhancement: str) -> pd.DataFrame:
-    """Per family x seed: the enhancement's best D at matched quality minus the best usual knob's."""
+def enhancement_headline(table: pd.DataFrame, enhancement: str, measurements: pd.DataFrame,
+                         point: str = "neutral") -> pd.DataFrame:
+    """Per family x seed: the enhancement's D minus the best usual knob's, **cross-fitted**.
+
+    The cells are chosen on another seed (the enhancement's best cell at matched quality, and
+    the usual knob and cell with the highest D there) and D is read at those cells on this
+    seed, so the max over many cells does not inflate the gain (winner's curse, DESIGN §5).
+    With one seed nothing can be cross-fitted: the gain is NaN and `selected_on_seed` empty.
+    """
     rows = []
     for (family, seed), group in table.groupby(["family", "seed"]):
-        others = group[group.probe != enhancement]
-        if enhancement not in set(group.probe) or others.empty:
+        if enhancement not in set(group.probe) or (group.probe != enhancement).sum() == 0:
             continue
-        best_other = others.loc[others.d_best.idxmax()]
-        enh = group[group.probe == enhancement].iloc[0]
-        rows.append({"family": family, "seed": seed, "best_usual_knob": best_other.probe,
-                     "best_usual_cell": best_other.best_cell, "d_enhancement": enh.d_best, "d_usual": best_other.d_best,
-                     "gain": enh.d_best - best_other.d_best, "gain_se": float(np.hypot(enh.d_best_se, best_other.d_best_se)),
-                     "gain_vs_baseline": enh.d_best - enh.baseline_d})
+        row = {"family": family, "seed": seed, "selected_on_seed": None, "best_usual_knob": None,
+               "best_usual_cell": None, "enhancement_cell": None, "d_enhancement": np.nan, "d_usual": np.nan,
+               "gain": np.nan, "gain_se": np.nan, "gain_vs_baseline": np.nan, "accuracy_enhancement": np.nan}
+        other = table[(table.family == family) & (table.seed != seed)]
+        if not other.empty:
+            chosen_seed = sorted(other.seed)[0]
+            chosen = other[other.seed == chosen_seed]
+            usual = chosen[chosen.probe != enhancement]
+            best = usual.loc[usual.d_best.idxmax()]
+            enh_cell = chosen[chosen.probe == enhancement].best_cell.iloc[0]
+            enh = _cell_row(measurements, family, seed, point, enhancement, enh_cell)
+            use = _cell_row(measurements, family, seed, point, best.probe, best.best_cell)
+            base = _cell_row(measurements, family, seed, point, "baseline", "baseline")
+            row.update(selected_on_seed=chosen_seed, best_usual_knob=best.probe, best_usual_cell=best.best_cell,
+                       enhancement_cell=enh_cell, d_enhancement=float(enh.d), d_usual=float(use.d),
+                       gain=float(enh.d) - float(use.d), gain_se=float(np.hypot(enh.d_se, use.d_se)),
+                       gain_vs_baseline=float(enh.d) - float(base.d),
+                       accuracy_enhancement=float(enh.conditioning_accuracy))
+        rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _cell_row(measurements: pd.DataFrame, family, seed, point, probe: str, cell) -> pd.Series:
+    """One measured cell of a run; cell "baseline" is the run's baseline."""
+    mine = measurements[(measurements.family == family) & (measurements.seed == seed) & (measurements.point == point)]
+    if cell == "baseline" or probe == "baseline":
+        return mine[mine.probe == "baseline"].iloc[0]
+    return mine[(mine.probe == probe) & (mine.cell.astype(str) == str(cell))].iloc[0]
 
 
 def headline_summary(datasets, stability_paths, classification_paths, headline_paths, generator_paths) -> dict:

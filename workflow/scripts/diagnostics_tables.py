@@ -15,7 +15,7 @@ with job(snakemake.log[0], snakemake.threads) as log:
     stability = classification.stability(classified)
     enhancement = tables.enhancement_table(measurements, p.probes)
     enhancement_name = next((n for n, q in p.probes.items() if q["kind"] == "enhancement"), None)
-    headline = tables.enhancement_headline(enhancement, enhancement_name) if not enhancement.empty else pd.DataFrame()
+    headline = tables.enhancement_headline(enhancement, enhancement_name, measurements) if not enhancement.empty else pd.DataFrame()
     log.info("\n%s", classified[["family", "seed", "point", "kappa", "delta", "eta", "decoupling_index", "label"]].to_string())
     outputs = {"measurements": measurements, "summary": summary, "classification": classified,
                "stability": stability, "enhancement": enhancement, "headline": headline}
