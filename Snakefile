@@ -1,8 +1,17 @@
 # ibdiv: information-bottleneck diagnostics of generative diversity.
 # Thin entry point: config + schema validation, rule files, and the default target.
+import os
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
+
+# Every rule runs with threads: 1. numpy's OpenBLAS fixes its thread count when numpy is first
+# imported, before runlog.job() caps torch, so each job started one BLAS thread per core; with
+# two jobs on two cores those threads spin against each other (measured: 400 small matmuls took
+# 3.6 s instead of 0.2 s on a loaded 2-core machine; the default DAG's 1,150 s of system time).
+for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 # `--configfile config.quick.yaml` replaces config.yaml instead of merging into it, so
 # a smaller config never inherits the default datasets.
@@ -47,6 +56,7 @@ rule all:
         [f"results/tables/{d}/oracle_validation.csv" for d in DATASETS if "oracle" in families_of(d)],
         expand("results/{dataset}/figures/diagnostics/{name}.png", dataset=DATASETS, name=DIAGNOSTIC_FIGURES),
         "results/summary.json",
+        "results/calibration/labels.png",
         expand("results/{dataset}/figures/samples", dataset=DATASETS),
         expand("results/{dataset}/figures/probes", dataset=DATASETS),
         # SHA-256 of every file of each unit (what the DVC stages ask for; compare two runs)

@@ -1,13 +1,19 @@
 """Test-wide settings: hypothesis without a per-example deadline (CI shares 2 cores with
 the end-to-end Snakemake run, so wall-clock deadlines would make property tests flaky) and
-derandomised, so every CI run checks the same examples."""
-import shutil
-import subprocess
-import sys
-from pathlib import Path
+derandomised, so every CI run checks the same examples. BLAS single-threaded before numpy is
+first imported (see the Snakefile: spinning BLAS threads made small matmuls 17x slower)."""
+import os
 
-import pytest
-from hypothesis import settings
+for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 settings.register_profile("ibdiv", deadline=None, derandomize=True)
 settings.load_profile("ibdiv")

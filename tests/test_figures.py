@@ -26,7 +26,7 @@ def _flat(rng, nan=False):
 def _nested(rng, fam, cell, nan=False):
     vals = {"fraction_committed": 0.0 if fam == "oracle" else cell + rng.uniform(0, 0.05),
             "influence_clears": bool(rng.integers(2)), "layout_commitment_clears": bool(rng.integers(2))}
-    for k in ("d_exec", "d_frozen", "d_influence", "d_tot", "layout_commitment_mi_minus_null_mean"):
+    for k in ("d_exec", "d_frozen", "d_influence", "d_influence_excess", "d_tot", "layout_commitment_mi_minus_null_mean"):
         vals[k], vals[f"{k}_se"] = rng.uniform(-0.1, 2.0), rng.uniform(0.01, 0.1)
     if nan:
         vals = {k: np.nan for k in vals}
@@ -82,7 +82,7 @@ def summary(tmp_path):
             for point in ("neutral", "standard"):
                 row = dict(dataset="ds", family=fam, seed=seed, point=point, d=1.0)
                 for r in ("i2", "i3"):
-                    for c in ("infl", "exec"):
+                    for c in ("path", "exec"):
                         measured = point == "neutral" and fam != BROKEN
                         row[f"r_{r}_{c}"] = rng.uniform(-0.5, 0.5) if measured else np.nan
                         row[f"r_{r}_{c}_se"] = rng.uniform(0.01, 0.05) if measured else np.nan
@@ -170,7 +170,7 @@ def test_allocation_matches_source_and_marks_null(measurements, tmp_path):
     measurements = numeric_cells(measurements)
     assert BROKEN not in set(csv["family"])
     src = measurements[measurements["probe"] == "path_clamp"]
-    names = {"D_exec": "d_exec", "D_frozen": "d_frozen", "D_influence": "d_influence"}
+    names = {"D_exec": "d_exec", "D_frozen": "d_frozen", "D_influence − null mean": "d_influence_excess"}
     assert set(csv["component"]) == set(names)
     merged = csv.merge(src, on=["family", "seed", "point", "cell"], validate="many_to_one")
     assert len(merged) == 3 * len(src[src["family"] != BROKEN])
@@ -179,9 +179,9 @@ def test_allocation_matches_source_and_marks_null(measurements, tmp_path):
         np.testing.assert_allclose(m["y"], m[col])
         np.testing.assert_allclose(m["y_err"], Z * m[f"{col}_se"])
         np.testing.assert_allclose(m["x"], m["fraction_committed"])
-    infl = merged[merged["component"] == "D_influence"]
+    infl = merged[merged["component"] == "D_influence − null mean"]
     assert (infl["hollow"] == ~infl["influence_clears"].astype(bool)).all()
-    assert not merged[merged["component"] != "D_influence"]["hollow"].any()
+    assert not merged[merged["component"] != "D_influence − null mean"]["hollow"].any()
     assert (merged[merged["family"] == "oracle"]["x"] == 0).all()
 
 
@@ -234,12 +234,12 @@ def test_decoupling_matrices_values_and_delta(summary, tmp_path):
         got = csv[csv["family"] == fam].set_index(["row", "col"])
         grid = {}
         for r in ("i2", "i3"):
-            for c, name in (("infl", "D_influence"), ("exec", "D_exec")):
+            for c, name in (("path", "D_path"), ("exec", "D_exec")):
                 mean, se = seed_mean(src, f"r_{r}_{c}")
                 grid[r, c] = mean
                 assert got.at[(r, name), "value"] == pytest.approx(mean)
                 assert got.at[(r, name), "se"] == pytest.approx(se)
-        delta = (abs(grid["i2", "infl"]) + abs(grid["i3", "exec"])) / sum(abs(v) for v in grid.values())
+        delta = (abs(grid["i2", "path"]) + abs(grid["i3", "exec"])) / sum(abs(v) for v in grid.values())
         assert got["decoupling_index"].to_numpy() == pytest.approx(delta)
         assert (got["n_seeds"] == len(SEEDS)).all()
 

@@ -361,12 +361,14 @@ def _committed(df: pd.DataFrame) -> pd.Series:
     return _num(df, "cell")
 
 
+# D_influence as its excess over the shuffle-null mean: a confidence-ranked sampler has a
+# null-level offset that is not influence (DESIGN §5); the raw value stays in the tables
 _COMPONENTS = {"d_exec": ("D_exec", "tab:blue"), "d_frozen": ("D_frozen", "tab:gray"),
-               "d_influence": ("D_influence", "tab:red")}
+               "d_influence_excess": ("D_influence − null mean", "tab:red")}
 
 
 def allocation(measurements: pd.DataFrame, path, probe: str = "path_clamp") -> pd.DataFrame:
-    """Where each family's diversity lives: D_exec (chosen after the cut), D_frozen (already committed) and D_influence (how much the path constrains the rest) against the achieved committed fraction at the cut, one panel per family, one line per seed (solid = first operating point, dashed = second), ±1.96 SE; a hollow D_influence marker means it does not clear its shuffle null."""
+    """Where each family's diversity lives: D_exec (chosen after the cut), D_frozen (already committed) and D_influence (how much the path constrains the rest, as its excess over the shuffle-null mean) against the achieved committed fraction at the cut, one panel per family, one line per seed (solid = first operating point, dashed = second), ±1.96 SE; a hollow D_influence marker means it does not clear its shuffle null."""
     rows = measurements[(measurements["probe"] == probe) & (measurements["kind"] == "path_clamp")].copy()
     rows["x"] = _committed(rows)
     rows["clears"] = _flag(rows, "influence_clears")
@@ -387,10 +389,11 @@ def allocation(measurements: pd.DataFrame, path, probe: str = "path_clamp") -> p
                 if not ok.any():
                     continue
                 ax.errorbar(g["x"][ok], y[ok], yerr=ye[ok].to_numpy(), ls=ls, color=colour, capsize=2, lw=1,
-                            fmt="none" if col == "d_influence" else marker,
-                            label="_nolegend_" if col == "d_influence" else f"{name} · {pt}")
-                hollow = (g["clears"][ok] != True).to_numpy() if col == "d_influence" else np.zeros(ok.sum(), bool)  # noqa: E712
-                if col == "d_influence":
+                            fmt="none" if col == "d_influence_excess" else marker,
+                            label="_nolegend_" if col == "d_influence_excess" else f"{name} · {pt}")
+                influence = col == "d_influence_excess"
+                hollow = (g["clears"][ok] != True).to_numpy() if influence else np.zeros(ok.sum(), bool)  # noqa: E712
+                if influence:
                     ax.plot(g["x"][ok], y[ok], ls=ls, color=colour, lw=1)
                     _markers(ax, g["x"][ok], y[ok], hollow, marker, colour, f"{name} · {pt}",
                              "D_influence within null (hollow)")
@@ -484,11 +487,11 @@ def responses(measurements: pd.DataFrame, path, probes=None) -> pd.DataFrame:
 
 
 _DECOUPLING_ROWS = (("i2", "I2 condition noise\nbefore cut"), ("i3", "I3 codebook noise\nafter cut"))
-_DECOUPLING_COLS = (("infl", "D_influence"), ("exec", "D_exec"))
+_DECOUPLING_COLS = (("path", "D_path"), ("exec", "D_exec"))
 
 
 def decoupling_matrices(summary: pd.DataFrame, path) -> pd.DataFrame:
-    """Decoupling test: per family and operating point, the 2×2 response matrix of D_influence and D_exec (columns) to condition noise applied only before the cut and codebook noise applied only after it (rows), in bits (value ± 1.96 SE, mean over seeds); the title gives Δ = share of absolute response on the diagonal (I2→D_influence, I3→D_exec), computed from the plotted matrix; Δ near 1 with clear diagonal responses means the phases are decoupled."""
+    """Decoupling test: per family and operating point, the 2×2 response matrix of D_path and D_exec (columns) to condition noise applied only before the cut (one draw per path) and codebook noise applied only after it (one draw per continuation) (rows), in bits (value ± 1.96 paired-bootstrap SE, mean over seeds); the title gives Δ = share of absolute response on the diagonal (I2→D_path, I3→D_exec), computed from the plotted matrix; Δ near 1 with clear diagonal responses means the phases are decoupled."""
     cols = [f"r_{r}_{c}" for r, _ in _DECOUPLING_ROWS for c, _ in _DECOUPLING_COLS]
     mean = _seed_mean(summary, ["family", "point"], cols)
     mean = mean[mean[cols].notna().any(axis=1)]
@@ -561,3 +564,33 @@ def pareto(measurements: pd.DataFrame, path, families=None, point: str = "neutra
     fig.suptitle("Diversity vs quality per probe (mean over seeds; Pareto fronts as lines)", fontsize=10)
     cols = ["family", "point", "probe", "kind", "cell", "n_seeds", "x", "y", "y_err", "on_front"]
     return _finish(fig, path, pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols))
+
+
+def calibration_confusion(confusion: pd.DataFrame, se: pd.DataFrame, path) -> pd.DataFrame:
+    """Label calibration suite: share of seeds given each label per constructed case (left; the
+    expected label outlined), and mean SE / replicate spread per quantity and case (right; 1 =
+    calibrated, 0.8-1.2 shaded as the accepted band)."""
+    labels = [c for c in confusion.columns if c not in ("expected", "n_seeds")]
+    shares = confusion[labels].to_numpy(float)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [1.3, 1]})
+    left.imshow(shares, cmap="Greens", vmin=0, vmax=1)
+    for i, case in enumerate(confusion.index):
+        for j, label in enumerate(labels):
+            left.text(j, i, f"{shares[i, j]:.2f}", ha="center", va="center", fontsize=7)
+            if label == confusion.loc[case, "expected"]:
+                left.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=2, color="k"))
+    left.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
+    left.set_yticks(range(len(confusion)), [f"{c} (n={n})" for c, n in zip(confusion.index, confusion.n_seeds)], fontsize=7)
+    left.set_title("share of seeds per label (box: built to be)", fontsize=9)
+    for k, (case, g) in enumerate(se.groupby("case", sort=True)):
+        right.plot(g["ratio"].to_numpy(), range(len(g)), "o", ms=4, label=case, alpha=0.8)
+        quantities = list(g["quantity"])
+    right.axvspan(0.8, 1.2, color="0.9", zorder=0)
+    right.axvline(1.0, color="0.5", lw=0.8)
+    right.set_yticks(range(len(quantities)), quantities, fontsize=7) if len(se) else _note(right)
+    right.set_xlabel("mean SE / spread over replicates", fontsize=8)
+    right.legend(fontsize=6, loc="best")
+    right.set_title("SE calibration", fontsize=9)
+    table = confusion.reset_index().melt(id_vars=["case", "expected", "n_seeds"], value_vars=labels,
+                                         var_name="label", value_name="share")
+    return _finish(fig, path, table)

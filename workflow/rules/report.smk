@@ -49,3 +49,32 @@ rule summary:
         "../../envs/ibdiv.yaml"
     script:
         "../scripts/summary.py"
+
+
+rule label_calibration:
+    """The label calibration suite and the SE calibration (DESIGN §5): constructed generators
+    with known labels through the configured probes, estimands and rule; no training needed."""
+    input:
+        code=code("calibration", "classification", "diagnostics", "entropy", "probes", "sampling", "figures"),
+        script="workflow/scripts/label_calibration.py",
+    output:
+        results="results/calibration/replicates.csv",
+        confusion="results/calibration/confusion.csv",
+        se="results/calibration/se_calibration.csv",
+        figure=report("results/calibration/labels.png", caption="../report/calibration.rst", category="calibration"),
+        figure_pdf="results/calibration/labels.pdf",
+        figure_csv="results/calibration/labels.csv",
+    params:
+        calibration=config["calibration"],
+        measure=config["measure"],
+        probe=lambda w: next(p for p in config["probes"].values() if p["kind"] == "decoupling"),
+        classification=config["classification"],
+    log:
+        "results/logs/label_calibration/label_calibration.log",
+    benchmark:
+        "results/benchmarks/label_calibration/label_calibration.tsv"
+    threads: 1
+    conda:
+        "../../envs/ibdiv.yaml"
+    script:
+        "../scripts/label_calibration.py"
