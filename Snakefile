@@ -1,8 +1,16 @@
 # ibdiv: information-bottleneck diagnostics of generative diversity.
 # Thin entry point: config + schema validation, rule files, and the default target.
+import os
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
+
+# Jobs import `ibdiv` from this checkout's src/ (the code the rules declare as inputs), in the
+# .venv and in a `--sdm conda` environment alike (that one has no install of the package).
+_src = os.path.join(workflow.basedir, "src")
+if _src not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_src, os.environ.get("PYTHONPATH")]))
 
 # `--configfile config.quick.yaml` replaces config.yaml instead of merging into it, so
 # a smaller config never inherits the default datasets.
