@@ -9,9 +9,15 @@ min_version("9.0")
 # Every rule runs with threads: 1. numpy's OpenBLAS fixes its thread count when numpy is first
 # imported, before runlog.job() caps torch, so each job started one BLAS thread per core; with
 # two jobs on two cores those threads spin against each other (measured: 400 small matmuls took
-# 3.6 s instead of 0.2 s on a loaded 2-core machine; the default DAG's 1,150 s of system time).
+# 3.6 s instead of 0.2 s on a loaded 2-core machine: the suspect for the default DAG's system time).
 for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
+
+# Jobs import `ibdiv` from this checkout's src/ (the code the rules declare as inputs), in the
+# .venv and in a `--sdm conda` environment alike (that one has no install of the package).
+_src = os.path.join(workflow.basedir, "src")
+if _src not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_src, os.environ.get("PYTHONPATH")]))
 
 # `--configfile config.quick.yaml` replaces config.yaml instead of merging into it, so
 # a smaller config never inherits the default datasets.
