@@ -105,6 +105,25 @@ def test_drift_is_detected(tmp_path):
     assert any("probes@" in e and "deps miss" in e and "reference/quality.npz" in e for e in drift(tmp_path))
 
 
+def test_metrics_are_flat_numbers_per_dataset_family_point(tmp_path):
+    """results/metrics.json (DVC's metrics): means over seeds, numbers only, missing ones left out."""
+    from ibdiv.tables import dvc_metrics
+
+    (tmp_path / "stability.csv").write_text(
+        "dataset,family,point,kappa_mean,delta_mean,eta_mean,decoupling_index_mean,rho_infl_mean,consensus\n"
+        "d,ar,neutral,10,11,1.1,0.5,0.2,Balanced\n"
+        "d,ar,standard,8,7,0.875,,,Compression-Prioritized\n")
+    (tmp_path / "generators.csv").write_text(
+        "family,seed,point,conditioning_accuracy,heldout_bits_per_token\n"
+        "ar,0,neutral,0.8,2.5\nar,1,neutral,0.9,2.7\nar,0,standard,0.95,2.5\nar,1,standard,0.97,2.7\n")
+    metrics = dvc_metrics(["d"], [tmp_path / "stability.csv"], [tmp_path / "generators.csv"])
+    assert metrics["d"]["ar"]["neutral"] == pytest.approx(
+        {"kappa": 10, "delta": 11, "eta": 1.1, "decoupling_index": 0.5, "rho_infl": 0.2,
+         "conditioning_accuracy": 0.85, "heldout_bits_per_token": 2.6})
+    assert set(metrics["d"]["ar"]["standard"]) == {"kappa", "delta", "eta", "conditioning_accuracy", "heldout_bits_per_token"}
+    json.dumps(metrics, allow_nan=False)
+
+
 # --- sharing: record after a run, push, fresh clone, pull, resync -----------------------------------
 
 SHARED = ["Snakefile", "workflow", "src", "profiles", "envs", "scripts", "dvc.yaml", ".gitignore", "pyproject.toml"]
