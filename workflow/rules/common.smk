@@ -100,6 +100,11 @@ def probe_spec(wildcards):
     return config["probes"][wildcards.probe]
 
 
+def prior_runs():
+    """(family, seed) of every trained prior (the oracle is not trained)."""
+    return [(f, s) for f in config["families"] for s in SEEDS]
+
+
 def generator_table_inputs(wildcards):
     d = wildcards.dataset
     return {
