@@ -59,10 +59,12 @@ rule all:
         expand("results/{dataset}/figures/tokenizer/reconstructions.png", dataset=DATASETS),
         expand("results/tables/{dataset}/generators.csv", dataset=DATASETS),
         expand("results/tables/{dataset}/classification_stability.csv", dataset=DATASETS),
-        [f"results/tables/{d}/oracle_validation.csv" for d in DATASETS if "oracle" in families_of(d)],
+        [f"results/tables/{d}/oracle_validation.{ext}" for d in DATASETS if "oracle" in families_of(d) for ext in ("csv", "png")],
         expand("results/{dataset}/figures/diagnostics/{name}.png", dataset=DATASETS, name=DIAGNOSTIC_FIGURES),
         "results/summary.json",
         "results/calibration/labels.png",
+        "results/metrics.json",  # DVC's metrics and plots (dvc.yaml)
+        expand("results/{dataset}/prior_curves.csv", dataset=DATASETS),
         expand("results/{dataset}/figures/samples", dataset=DATASETS),
         expand("results/{dataset}/figures/probes", dataset=DATASETS),
         # SHA-256 of every file of each unit (what the DVC stages ask for; compare two runs)

@@ -105,6 +105,25 @@ def test_drift_is_detected(tmp_path):
     assert any("probes@" in e and "deps miss" in e and "reference/quality.npz" in e for e in drift(tmp_path))
 
 
+def test_metrics_are_flat_numbers_per_dataset_family_point(tmp_path):
+    """results/metrics.json (DVC's metrics): means over seeds, numbers only, missing ones left out."""
+    from ibdiv.tables import dvc_metrics
+
+    (tmp_path / "stability.csv").write_text(
+        "dataset,family,point,kappa_mean,delta_mean,eta_mean,decoupling_index_mean,rho_infl_mean,consensus\n"
+        "d,ar,neutral,10,11,1.1,0.5,0.2,Balanced\n"
+        "d,ar,standard,8,7,0.875,,,Compression-Prioritized\n")
+    (tmp_path / "generators.csv").write_text(
+        "family,seed,point,conditioning_accuracy,heldout_bits_per_token\n"
+        "ar,0,neutral,0.8,2.5\nar,1,neutral,0.9,2.7\nar,0,standard,0.95,2.5\nar,1,standard,0.97,2.7\n")
+    metrics = dvc_metrics(["d"], [tmp_path / "stability.csv"], [tmp_path / "generators.csv"])
+    assert metrics["d"]["ar"]["neutral"] == pytest.approx(
+        {"kappa": 10, "delta": 11, "eta": 1.1, "decoupling_index": 0.5, "rho_infl": 0.2,
+         "conditioning_accuracy": 0.85, "heldout_bits_per_token": 2.6})
+    assert set(metrics["d"]["ar"]["standard"]) == {"kappa", "delta", "eta", "conditioning_accuracy", "heldout_bits_per_token"}
+    json.dumps(metrics, allow_nan=False)
+
+
 # --- sharing: record after a run, push, fresh clone, pull, resync -----------------------------------
 
 SHARED = ["Snakefile", "workflow", "src", "profiles", "envs", "scripts", "dvc.yaml", ".gitignore", "pyproject.toml"]
@@ -151,3 +170,64 @@ def test_record_refuses_an_incomplete_workspace(shared_repo, tmp_path):
     run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
     out = run(["bash", "scripts/share.sh", "record"], clone, check=False)
     assert out.returncode == 1 and "has work left" in out.stderr
+
+
+# --- experiments: one knob, both runs with their metrics, plots compared (README "Experiments with DVC")
+
+@pytest.fixture(scope="module")
+def experiment_repo(tmp_path_factory, smoke_run):
+    """A git + DVC repo holding the finished smoke run as its recorded baseline (its config as
+    config.yaml, the plot template of .dvc/plots), as after `bash scripts/share.sh record`."""
+    repo = tmp_path_factory.mktemp("experiments")
+    for name in SHARED:
+        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, repo / name)
+    shutil.copy(ROOT / "config.smoke.yaml", repo / "config.yaml")
+    for name in ("data", "results", ".snakemake"):
+        shutil.copytree(smoke_run / name, repo / name, symlinks=True)
+    for command in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.email", "t@ibdiv"],
+                    ["git", "config", "user.name", "test"], ["dvc", "init", "-q"]):
+        run(command, repo)
+    shutil.copy(ROOT / ".dvcignore", repo / ".dvcignore")
+    shutil.copytree(ROOT / ".dvc/plots", repo / ".dvc/plots")
+    for command in ("git add -A && git commit -q -m code", ["bash", "scripts/share.sh", "record", "baseline"]):
+        run(command, repo)
+    return repo
+
+
+@pytest.mark.e2e
+def test_experiment_loop_changes_one_knob_and_compares_metrics_and_plots(experiment_repo, tmp_path):
+    repo = experiment_repo
+    out = run(["dvc", "exp", "run", "-n", "margin1", "-S", "config.yaml:classification.margin_se=1.0"], repo)
+    log = out.stdout + out.stderr
+    for unchanged in ("data", "tokenizer", "priors", "samples", "probes"):  # nothing is retrained or resampled
+        assert f"Stage '{unchanged}@shapes' didn't change, skipping" in log
+    assert "Running stage 'tables@shapes'" in log and "Running stage 'summary'" in log
+
+    # dvc exp show: the baseline and the experiment, each with its knob and its flat metrics
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
+    baseline = next(r for r in shown if r.get("name") == "main")
+    experiment = next(rev for e in baseline["experiments"] for rev in e["revs"] if rev.get("name") == "margin1")
+    for entry, margin in ((baseline, 2.0), (experiment, 1.0)):
+        data = entry["data"]
+        assert data["params"]["config.yaml"]["data"]["classification"]["margin_se"] == margin
+        metrics = data["metrics"]["results/metrics.json"]["data"]["shapes"]
+        assert set(metrics) == {"ar", "mim", "diffusion", "independent", "oracle"}
+        neutral = metrics["ar"]["neutral"]
+        assert {"kappa", "delta", "eta", "decoupling_index", "rho_infl", "conditioning_accuracy",
+                "heldout_bits_per_token"} <= set(neutral)
+        assert all(isinstance(v, float) for point in metrics.values() for row in point.values() for v in row.values())
+    run(["dvc", "metrics", "diff", "HEAD", "margin1"], repo)  # HEAD: the baseline
+
+    # dvc plots diff: training curves and the diagnostics' numbers for both runs, and their figures
+    plots = json.loads(run(["dvc", "plots", "diff", "HEAD", "margin1", "--json"], repo).stdout)
+    assert not plots.get("errors")
+    data = plots["data"]
+    curves = data["results/shapes/prior_curves.csv"][0]
+    assert curves["type"] == "vega" and curves["revisions"] == ["HEAD", "margin1"]
+    assert {row["run"] for row in curves["content"]["data"]["values"]} == {f"{f}/seed0" for f in ("ar", "mim", "diffusion", "independent")}
+    for name in ("ib_plane", "iso_quality", "allocation", "layout_commitment", "responses", "decoupling", "pareto"):
+        assert data[f"results/shapes/figures/diagnostics/{name}.csv"][0]["revisions"] == ["HEAD", "margin1"]
+        assert [e["type"] for e in data[f"results/shapes/figures/diagnostics/{name}.png"]] == ["image", "image"]
+    html = tmp_path / "plots"
+    run(["dvc", "plots", "diff", "HEAD", "margin1", "-o", str(html)], repo)
+    assert "prior_curves.csv" in (html / "index.html").read_text()

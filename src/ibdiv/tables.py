@@ -284,3 +284,25 @@ def _nan_none(value):
     except (TypeError, ValueError):
         return None
     return None if np.isnan(value) else value
+
+
+def dvc_metrics(datasets, stability_paths, generator_paths) -> dict:
+    """results/metrics.json, DVC's metrics (`dvc exp show`, `dvc metrics diff`): per dataset,
+    family and operating point the numbers experiments are compared by, means over seeds:
+    κ, δ, η, Δ (decoupling_index), ρ_infl, conditioning accuracy and held-out bits/token.
+    Numbers only; a quantity not measured for a row is left out."""
+    quantities = ("kappa", "delta", "eta", "decoupling_index", "rho_infl")
+    out = {}
+    for name, stab, gen in zip(datasets, stability_paths, generator_paths):
+        rows = {}
+        for _, row in pd.read_csv(stab).iterrows():
+            rows[(row.family, row.point)] = {q: row.get(f"{q}_mean") for q in quantities}
+        for (family, point), group in pd.read_csv(gen).groupby(["family", "point"], sort=False):
+            rows.setdefault((family, point), {}).update(
+                conditioning_accuracy=group.conditioning_accuracy.mean(),
+                heldout_bits_per_token=group.heldout_bits_per_token.mean())
+        out[name] = {}
+        for (family, point), values in rows.items():
+            numbers = {k: float(v) for k, v in values.items() if _nan_none(v) is not None}
+            out[name].setdefault(family, {})[point] = numbers
+    return out

@@ -5,6 +5,27 @@ SEEDS = [str(s) for s in config["seeds"]]
 POINTS = ["neutral", "standard"]
 
 
+def check_settings_against_data():
+    """Settings that depend on the data (matched N per class vs held-out images, token grid vs
+    image size, ...) fail here, before any job, naming the key to change (ibdiv.preflight:
+    the images per class are read without building the datasets; no job imports it)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # this checkout's library
+    try:
+        from ibdiv.preflight import check_dataset_settings, known_class_counts
+    except ImportError:  # a bare Snakemake (e.g. --sdm conda without the package): jobs still fail later
+        return
+    finally:
+        sys.path.pop(0)
+    counts = {d: known_class_counts(config["datasets"][d], f"data/prepared/{d}.npz") for d in DATASETS}
+    check_dataset_settings(config, counts)
+
+
+check_settings_against_data()
+
+
 def dataset_section(section):
     """Params function: one section of `datasets.<dataset>` (narrow params => narrow reruns)."""
 
@@ -77,6 +98,11 @@ def run_benchfile(rule):
 
 def probe_spec(wildcards):
     return config["probes"][wildcards.probe]
+
+
+def prior_runs():
+    """(family, seed) of every trained prior (the oracle is not trained)."""
+    return [(f, s) for f in config["families"] for s in SEEDS]
 
 
 def generator_table_inputs(wildcards):

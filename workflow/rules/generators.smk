@@ -28,6 +28,25 @@ rule train_prior:
         "../scripts/train_prior.py"
 
 
+rule prior_curves:
+    """Every prior's training curve of a dataset in one table: what DVC plots (dvc.yaml)."""
+    input:
+        curves=lambda w: [f"results/{w.dataset}/priors/{f}/seed{s}/curve.csv" for f, s in prior_runs()],
+        code=code(),
+        script="workflow/scripts/prior_curves.py",
+    output:
+        "results/{dataset}/prior_curves.csv",
+    params:
+        runs=lambda w: prior_runs(),
+    log:
+        logfile("prior_curves"),
+    threads: 1
+    conda:
+        "../../envs/ibdiv.yaml"
+    script:
+        "../scripts/prior_curves.py"
+
+
 rule sample_baseline:
     input:
         model=sampler_model,

@@ -37,7 +37,8 @@ rule summary:
         code=code("tables"),
         script="workflow/scripts/summary.py",
     output:
-        "results/summary.json",
+        summary="results/summary.json",
+        metrics="results/metrics.json",
     params:
         datasets=DATASETS,
     log:

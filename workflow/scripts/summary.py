@@ -1,10 +1,12 @@
-"""Snakemake adapter: the headline numbers of every dataset in one JSON file."""
+"""Snakemake adapter: the headline numbers of every dataset in one JSON file, and the flat
+numbers DVC compares experiments by (results/metrics.json)."""
 from ibdiv.io import save_json
 from ibdiv.runlog import job
-from ibdiv.tables import headline_summary
+from ibdiv.tables import dvc_metrics, headline_summary
 
 i = snakemake.input
 with job(snakemake.log[0], snakemake.threads) as log:
     summary = headline_summary(snakemake.params.datasets, i.stability, i.classification, i.headline, i.generators)
     log.info("%s", summary)
-    save_json(snakemake.output[0], summary)
+    save_json(snakemake.output.summary, summary)
+    save_json(snakemake.output.metrics, dvc_metrics(snakemake.params.datasets, i.stability, i.generators))
