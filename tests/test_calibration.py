@@ -2,7 +2,8 @@
 and earned at the configured P, R, N, sigma and margins, and the SEs used in decisions match
 the spread of their estimates over independent replicates.
 
-One run of the suite (config.yaml's settings; ~5 min on 2 cores) feeds every test here."""
+One run of the suite (config.yaml's settings: 100 replicates of the decoupled case, 20 seeds of
+the others; ~5 min on one core) feeds every test here."""
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from ibdiv import probes
 
 CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
 PROBE = CONFIG["probes"]["decoupling"]
-SE_REPLICATES, LABEL_SEEDS = 50, 20
+SE_REPLICATES, LABEL_SEEDS = CONFIG["calibration"]["se_replicates"], CONFIG["calibration"]["seeds"]
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +45,9 @@ def test_entangled_generator_is_never_decoupled(suite):
 
 @pytest.mark.parametrize("quantity", cal.SE_QUANTITIES)
 def test_standard_errors_are_calibrated(suite, quantity):
-    """Mean SE / SD over 50 independent replicates within 0.8-1.2 (the decoupled case: it has
-    every response, and a paired design)."""
+    """Mean SE / SD over independent replicates within 0.8-1.2 (the decoupled case: it has every
+    response, and a paired design). At 50 replicates the ratio itself moved by up to ±0.15
+    between two batches (Δ: 1.22 and 0.87), hence 100."""
     ratios = cal.se_calibration(suite[suite.case == "decoupled"], [quantity])
     ratio = float(ratios.ratio.iloc[0])
     assert 0.8 <= ratio <= 1.2, ratios.to_dict("records")
