@@ -129,11 +129,9 @@ def test_metrics_are_flat_numbers_per_dataset_family_point(tmp_path):
 SHARED = ["Snakefile", "workflow", "src", "profiles", "envs", "scripts", "dvc.yaml", ".gitignore", "pyproject.toml"]
 
 
-@pytest.fixture(scope="module")
-def shared_repo(tmp_path_factory, smoke_run):
-    """A git + DVC repo holding the finished smoke run (its config as config.yaml, as a user's
-    experiment repo would), recorded and pushed to a local directory remote with scripts/share.sh."""
-    repo, remote = tmp_path_factory.mktemp("origin"), tmp_path_factory.mktemp("remote")
+def _repo_with_smoke_run(repo, smoke_run):
+    """A fresh git + DVC repo at `repo` with the code, the smoke config as config.yaml and the
+    finished smoke run's data, results and Snakemake metadata."""
     for name in SHARED:
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, repo / name)
     shutil.copy(ROOT / "config.smoke.yaml", repo / "config.yaml")
@@ -143,6 +141,14 @@ def shared_repo(tmp_path_factory, smoke_run):
                     ["git", "config", "user.name", "test"], ["dvc", "init", "-q"]):
         run(command, repo)
     shutil.copy(ROOT / ".dvcignore", repo / ".dvcignore")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def shared_repo(tmp_path_factory, smoke_run):
+    """A git + DVC repo holding the finished smoke run (its config as config.yaml, as a user's
+    experiment repo would), recorded and pushed to a local directory remote with scripts/share.sh."""
+    repo, remote = _repo_with_smoke_run(tmp_path_factory.mktemp("origin"), smoke_run), tmp_path_factory.mktemp("remote")
     for command in (["dvc", "remote", "add", "-d", "shared", str(remote)], "git add -A && git commit -q -m code",
                     ["bash", "scripts/share.sh", "record", "smoke results"], ["bash", "scripts/share.sh", "push"]):
         run(command, repo)
@@ -178,16 +184,7 @@ def test_record_refuses_an_incomplete_workspace(shared_repo, tmp_path):
 def experiment_repo(tmp_path_factory, smoke_run):
     """A git + DVC repo holding the finished smoke run as its recorded baseline (its config as
     config.yaml, the plot template of .dvc/plots), as after `bash scripts/share.sh record`."""
-    repo = tmp_path_factory.mktemp("experiments")
-    for name in SHARED:
-        (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, repo / name)
-    shutil.copy(ROOT / "config.smoke.yaml", repo / "config.yaml")
-    for name in ("data", "results", ".snakemake"):
-        shutil.copytree(smoke_run / name, repo / name, symlinks=True)
-    for command in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.email", "t@ibdiv"],
-                    ["git", "config", "user.name", "test"], ["dvc", "init", "-q"]):
-        run(command, repo)
-    shutil.copy(ROOT / ".dvcignore", repo / ".dvcignore")
+    repo = _repo_with_smoke_run(tmp_path_factory.mktemp("experiments"), smoke_run)
     shutil.copytree(ROOT / ".dvc/plots", repo / ".dvc/plots")
     for command in ("git add -A && git commit -q -m code", ["bash", "scripts/share.sh", "record", "baseline"]):
         run(command, repo)

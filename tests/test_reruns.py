@@ -16,7 +16,7 @@ from conftest import copy_repository, snakemake
 pytestmark = pytest.mark.e2e
 
 FIGURE_RULES = {"figure_examples", "evaluate_tokenizer", "sample_grids", "probe_grids", "diagnostic_figures",
-                "oracle_validation"}  # every rule whose job draws a figure
+                "oracle_validation", "calibration_figure"}  # every rule whose job draws a figure
 
 
 @pytest.fixture

@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ibdiv import ar
 from ibdiv.backbone import DecodeState, draw, sampling_log_probs
 
 EXACT_LIKELIHOOD = True  # the sampler's own log-probs are exact
@@ -144,11 +145,7 @@ class CalibrationPrior(nn.Module):
 
 
 PRIOR = CalibrationPrior
-
-
-def start(model: CalibrationPrior, classes: torch.Tensor, knobs: dict) -> DecodeState:
-    N = model.config.seq_len
-    return DecodeState.fresh(classes, N, model.mask_id, total_steps=N, schedule={})
+start = ar.start  # raster order, one token per step: a cut at f commits the first f·N tokens
 
 
 @torch.no_grad()

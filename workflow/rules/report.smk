@@ -56,15 +56,12 @@ rule label_calibration:
     """The label calibration suite and the SE calibration (DESIGN §5): constructed generators
     with known labels through the configured probes, estimands and rule; no training needed."""
     input:
-        code=code("calibration", "classification", "diagnostics", "entropy", "probes", "sampling", "figures"),
+        code=code("calibration", "classification", "diagnostics", "entropy", "probes", "sampling"),
         script="workflow/scripts/label_calibration.py",
     output:
         results="results/calibration/replicates.csv",
         confusion="results/calibration/confusion.csv",
         se="results/calibration/se_calibration.csv",
-        figure=report("results/calibration/labels.png", caption="../report/calibration.rst", category="calibration"),
-        figure_pdf="results/calibration/labels.pdf",
-        figure_csv="results/calibration/labels.csv",
     params:
         calibration=config["calibration"],
         measure=config["measure"],
@@ -79,3 +76,25 @@ rule label_calibration:
         "../../envs/ibdiv.yaml"
     script:
         "../scripts/label_calibration.py"
+
+
+rule calibration_figure:
+    """Its own job, so that editing figures.py does not rerun the suite."""
+    input:
+        confusion="results/calibration/confusion.csv",
+        se="results/calibration/se_calibration.csv",
+        code=code("figures"),
+        script="workflow/scripts/calibration_figure.py",
+    output:
+        png=report("results/calibration/labels.png", caption="../report/calibration.rst", category="calibration"),
+        pdf="results/calibration/labels.pdf",
+        csv="results/calibration/labels.csv",
+    log:
+        "results/logs/calibration_figure/calibration_figure.log",
+    benchmark:
+        "results/benchmarks/calibration_figure/calibration_figure.tsv"
+    threads: 1
+    conda:
+        "../../envs/ibdiv.yaml"
+    script:
+        "../scripts/calibration_figure.py"

@@ -1,7 +1,7 @@
 """Snakemake adapter: the label calibration suite (confusion table) and the SE calibration."""
 import pandas as pd
 
-from ibdiv import calibration, figures
+from ibdiv import calibration
 from ibdiv.io import save_text
 from ibdiv.runlog import job
 
@@ -19,4 +19,3 @@ with job(snakemake.log[0], snakemake.threads) as log:
     save_text(out.results, results.to_csv(index=False, float_format="%.6g"))
     save_text(out.confusion, confusion.to_csv(float_format="%.4g"))
     save_text(out.se, se.to_csv(index=False, float_format="%.4g"))
-    figures.calibration_confusion(confusion, se, out.figure)
