@@ -128,17 +128,17 @@ def _f(x) -> str:
 def _decide(row: dict, delta_min: float, m: float, band: float) -> tuple[str, str, float]:
     """(label, rule sentence, margin) for one row of computed quantities."""
     dix = row["decoupling_index"]
-    z_infl = abs(_z(row["r_i2_path"], row["r_i2_path_se"]))
+    z_path = abs(_z(row["r_i2_path"], row["r_i2_path_se"]))
     z_exec = abs(_z(row["r_i3_exec"], row["r_i3_exec_se"]))
-    clear_infl = np.isfinite(row["r_i2_path"]) and abs(row["r_i2_path"]) > m * row["r_i2_path_se"]
+    clear_path = np.isfinite(row["r_i2_path"]) and abs(row["r_i2_path"]) > m * row["r_i2_path_se"]
     clear_exec = np.isfinite(row["r_i3_exec"]) and abs(row["r_i3_exec"]) > m * row["r_i3_exec_se"]
     diag = (
-        f"|r_i2_path|/SE={_f(z_infl)} {'>' if clear_infl else 'not >'} {m:g}, "
+        f"|r_i2_path|/SE={_f(z_path)} {'>' if clear_path else 'not >'} {m:g}, "
         f"|r_i3_exec|/SE={_f(z_exec)} {'>' if clear_exec else 'not >'} {m:g}"
     )
-    if np.isfinite(dix) and dix >= delta_min and clear_infl and clear_exec:
+    if np.isfinite(dix) and dix >= delta_min and clear_path and clear_exec:
         rule = f"Delta={_f(dix)} >= Delta_min={delta_min:g} (by {_f(dix - delta_min)}); {diag} → {DECOUPLED}"
-        return DECOUPLED, rule, float(np.minimum(z_infl, z_exec))
+        return DECOUPLED, rule, float(np.minimum(z_path, z_exec))
 
     # why rule 1 did not fire, stated before the eta rule that did
     if not np.isfinite(dix):
