@@ -70,8 +70,7 @@ def decoupling_responses(cells: list[dict], K: int, cfg: dict, rng) -> dict:
 
     pairs = [(np.asarray(c["tokens"], dtype=np.int64), np.asarray(c["frozen"], dtype=bool)) for c in cells]
     method, n_sets = cfg["method"], cfg["n_sets"]
-    point = np.stack([entropy._split_terms(t, f, entropy._per_cell_exec_entropy(t, K, method), K, method, n_sets, rng)
-                      for t, f in pairs])
+    point = np.stack([entropy.split_terms(t, f, K, method, n_sets, rng) for t, f in pairs])
     reps = entropy.split_replicates(pairs, K, method, cfg["n_boot_paths"], n_sets, rng)
 
     def responses(terms):  # terms (..., 3 cells, 5) -> {name: (...)}

@@ -628,6 +628,14 @@ def _shuffle_free_cells(tokens: np.ndarray, frozen: np.ndarray,
     return out.reshape(tokens.shape)
 
 
+def split_terms(tokens, frozen, alphabet_size: int, method: str, n_sets: int, rng: RngLike = None) -> np.ndarray:
+    """[D_tot, D_exec, D_path, D_frozen, D_influence] of one nested sample (no SEs, no null):
+    the point estimates ``path_split`` reports, for designs that bootstrap several cells together."""
+    tokens = _check_tokens(tokens, alphabet_size, ndim=4)
+    exec_h = _per_cell_exec_entropy(tokens, alphabet_size, method)
+    return _split_terms(tokens, np.asarray(frozen, dtype=bool), exec_h, alphabet_size, method, n_sets, _rng(rng))
+
+
 def split_replicates(cells, alphabet_size: int, method: str, n_boot: int, n_sets: int,
                      rng: RngLike = None) -> np.ndarray:
     """Bootstrap replicates of the split terms of several nested samples, **paired**: each
