@@ -37,7 +37,7 @@ include: "workflow/rules/common.smk"
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
-    family="ar|mim|diffusion|independent|oracle",
+    family="|".join(all_families()),
     seed=r"\d+",
     point="|".join(POINTS),
     probe="|".join(config["probes"]) or "NONE",

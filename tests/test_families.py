@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from ibdiv import ar, diffusion, mim
+from ibdiv import ar, diffusion, mim, registry
 from ibdiv.config import load_config
 from ibdiv.backbone import KVCache, sampling_log_probs
 from ibdiv.sampling import (
-    FAMILIES,
     Perturbation,
     codebook_noise,
     condition_noise,
@@ -34,8 +33,8 @@ torch.set_num_threads(1)
 K, N, C = 16, 16, 4
 TINY = {"d_model": 32, "n_layers": 1, "n_heads": 2, "dropout": 0.0, "batch_size": 64,
         "warmup": 10, "lr": 3e-3}
-LEARNED = ("ar", "mim", "diffusion")
-ALL = LEARNED + ("independent",)
+ALL = registry.CONFIGURABLE  # every family a config can train
+LEARNED = tuple(f for f in ALL if registry.family(f).learned)
 
 
 def synthetic_tokens(n: int, seed: int):
@@ -87,7 +86,7 @@ def support_size(tokens: torch.Tensor) -> float:
 # --- backbone ------------------------------------------------------------------------------
 
 def test_parameter_counts_match_across_families_and_default_is_about_350k():
-    counts = {f: sum(p.numel() for p in FAMILIES[f].PRIOR.build(64, 16, 8, DEFAULT_CFG).parameters())
+    counts = {f: sum(p.numel() for p in registry.implementation(f).PRIOR.build(64, 16, 8, DEFAULT_CFG).parameters())
               for f in LEARNED}
     assert max(counts.values()) <= 1.05 * min(counts.values())
     assert 300_000 < counts["ar"] < 400_000
@@ -232,7 +231,7 @@ def test_higher_temperature_raises_entropy(models, family):
     assert position_entropy(hot.tokens) > position_entropy(cold.tokens) + 0.2
 
 
-@pytest.mark.parametrize("family", ["ar", "diffusion", "independent"])
+@pytest.mark.parametrize("family", [f for f in ALL if "top_p" in registry.family(f).knobs])
 def test_small_top_p_shrinks_support(models, family):
     full = sample(models[family], one_class(300), {}, gen())
     nucleus = sample(models[family], one_class(300), {"top_p": 0.3}, gen())

@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 
 from ibdiv import figures as F
+from ibdiv import registry
+from ibdiv.registry import NESTED_KINDS
 
 Z = 1.96
 SEEDS = (0, 1)
@@ -147,7 +149,7 @@ def test_ib_plane_plots_baseline_rows_and_reference(measurements, classification
 
 def test_iso_quality_means_over_seeds_and_adds_baseline(measurements, tmp_path):
     path = tmp_path / "iso.png"
-    csv = written(path, F.iso_quality(measurements, path))
+    csv = written(path, F.iso_quality(measurements, path, "temperature"))
     measurements = numeric_cells(measurements)
     assert BROKEN not in set(csv["family"])
     assert "oracle" not in set(csv["family"])  # no sweep measured for it
@@ -164,9 +166,22 @@ def test_iso_quality_means_over_seeds_and_adds_baseline(measurements, tmp_path):
     assert csv[csv["family"] == "data"]["x"].tolist() == [0.9]
 
 
+def test_renamed_temperature_probe_still_draws_iso_quality(measurements, tmp_path):
+    """The figure's sweep is found by kind and knob (as diagnostic_figures.py does), not by name."""
+    probes = {"top_k": {"kind": "sweep", "knob": "top_k", "values": [4]},
+              "heat": {"kind": "sweep", "knob": "temperature", "values": [0.5, 2.0]}}
+    renamed = measurements.replace({"probe": {"temperature": "heat"}})
+    assert registry.iso_quality_probe(probes) == "heat"
+    path = tmp_path / "iso.png"
+    csv = written(path, F.iso_quality(renamed, path, registry.iso_quality_probe(probes)))
+    assert set(csv["family"]) == {"ar", "mim", "data"}
+    F.iso_quality(measurements, tmp_path / "before.png", "temperature")  # the same numbers as before the rename
+    pd.testing.assert_frame_equal(csv, pd.read_csv(tmp_path / "before.csv"))
+
+
 def test_allocation_matches_source_and_marks_null(measurements, tmp_path):
     path = tmp_path / "alloc.png"
-    csv = written(path, F.allocation(measurements, path))
+    csv = written(path, F.allocation(measurements, path, "path_clamp"))
     measurements = numeric_cells(measurements)
     assert BROKEN not in set(csv["family"])
     src = measurements[measurements["probe"] == "path_clamp"]
@@ -187,7 +202,7 @@ def test_allocation_matches_source_and_marks_null(measurements, tmp_path):
 
 def test_layout_commitment_draws_oracle_as_line(measurements, tmp_path):
     path = tmp_path / "layout.png"
-    csv = written(path, F.layout_commitment(measurements, path))
+    csv = written(path, F.layout_commitment(measurements, path, "path_clamp"))
     measurements = numeric_cells(measurements)
     assert BROKEN not in set(csv["family"])
     col = "layout_commitment_mi_minus_null_mean"
@@ -252,7 +267,7 @@ def test_pareto_front_flags():
 
 def test_pareto_flat_probes_only(measurements, tmp_path):
     path = tmp_path / "pareto.png"
-    csv = written(path, F.pareto(measurements, path))
+    csv = written(path, F.pareto(measurements, path, nested_kinds=NESTED_KINDS))
     measurements = numeric_cells(measurements)
     assert set(csv["kind"]) == {"flat", "sweep", "noise"}  # nested designs excluded by kind
     assert set(csv["family"]) == set(MEASURED)
@@ -265,7 +280,7 @@ def test_pareto_flat_probes_only(measurements, tmp_path):
             rows = src[src["cell"].isna()] if np.isnan(row["cell"]) else src[src["cell"] == row["cell"]]
             mean, se = seed_mean(rows, "d")
             assert row["y"] == pytest.approx(mean) and row["y_err"] == pytest.approx(Z * se)
-    only = F.pareto(measurements, tmp_path / "p2.png", families=["mim", BROKEN])
+    only = F.pareto(measurements, tmp_path / "p2.png", families=["mim", BROKEN], nested_kinds=NESTED_KINDS)
     assert set(only["family"]) == {"mim"}
 
 
@@ -274,22 +289,34 @@ def test_unmeasured_tables_give_empty_figures(measurements, summary, classificat
     only = measurements[measurements["family"].isin(["data", BROKEN])]
     calls = {
         "ib_plane": lambda p: F.ib_plane(only, classification, p),
-        "iso_quality": lambda p: F.iso_quality(only, p),
-        "allocation": lambda p: F.allocation(only, p),
-        "layout_commitment": lambda p: F.layout_commitment(only, p),
+        "iso_quality": lambda p: F.iso_quality(only, p, "temperature"),
+        "allocation": lambda p: F.allocation(only, p, "path_clamp"),
+        "layout_commitment": lambda p: F.layout_commitment(only, p, "path_clamp"),
         "responses": lambda p: F.responses(only, p),
         "decoupling_matrices": lambda p: F.decoupling_matrices(summary[summary["family"] == BROKEN], p),
-        "pareto": lambda p: F.pareto(only, p),
+        "pareto": lambda p: F.pareto(only, p, nested_kinds=NESTED_KINDS),
     }
     for name, call in calls.items():
         path = tmp_path / f"{name}.png"
         table = call(path)
         csv = written(path, table)
         assert BROKEN not in set(csv.get("family", pd.Series(dtype=object))), name
-    # missing columns altogether are also tolerated
-    bare = only.drop(columns=[c for c in only.columns if c.startswith(("layout_", "d_", "influence"))])
-    assert F.layout_commitment(bare, tmp_path / "bare_layout.png").empty
-    assert F.allocation(bare, tmp_path / "bare_alloc.png").empty
+    # a dataset without layout labels has no layout columns at all: nothing to draw
+    no_layouts = only.drop(columns=[c for c in only.columns if c.startswith("layout_")])
+    assert F.layout_commitment(no_layouts, tmp_path / "bare_layout.png", "path_clamp").empty
+
+
+@pytest.mark.parametrize("dropped, draw", [
+    ("d_exec", lambda m, p: F.allocation(m, p, "path_clamp")),
+    ("conditioning_accuracy", lambda m, p: F.iso_quality(m, p, "temperature")),
+    ("d_se", lambda m, p: F.pareto(m, p, nested_kinds=NESTED_KINDS)),
+    ("h_pos", lambda m, p: F.ib_plane(m, None, p)),
+    ("h_z_se", lambda m, p: F.responses(m, p)),
+])
+def test_a_missing_column_raises_instead_of_drawing_not_measured(measurements, tmp_path, dropped, draw):
+    """Rows to draw without the column they are drawn from: a renamed estimand, not an unmeasured one."""
+    with pytest.raises(KeyError, match=dropped):
+        draw(measurements.drop(columns=[dropped]), tmp_path / "figure.png")
 
 
 def test_image_grid_tiles_images_row_major_with_gaps():

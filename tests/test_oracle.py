@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from ibdiv import oracle, shapes, tokenizer
+from ibdiv import oracle, registry, shapes, tokenizer
 from ibdiv.oracle import OraclePrior, layout_of
-from ibdiv.sampling import FAMILIES, Perturbation, resume, sample
+from ibdiv.sampling import Perturbation, resume, sample
 
 torch.set_num_threads(1)
 
@@ -32,7 +32,7 @@ def one_class(n=32, c=1):
 
 
 def test_attributes_and_registration(model):
-    assert model.family == "oracle" and FAMILIES["oracle"] is oracle
+    assert model.family == "oracle" and registry.implementation("oracle") is oracle
     assert model.vocab_size == 16 and model.seq_len == 16 and model.mask_id == 16
     assert model.n_classes == len(shapes.CLASS_NAMES) and model.image_size == 16
     assert oracle.KNOBS == {} and oracle.SCHEDULE_KNOBS == ()

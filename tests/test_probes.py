@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ibdiv import diagnostics, probes, train_prior
+from ibdiv import diagnostics, probes, registry, train_prior
 
 torch.set_num_threads(1)
 K, N, C = 16, 16, 3
@@ -20,13 +20,14 @@ def models():
     tokens[:, 8:] = tokens[:, :8]  # some cross-token structure to learn
     cfg = {"steps": 200, "d_model": 32, "n_layers": 1, "n_heads": 2, "eval_every": 100}
     return {f: train_prior.train_prior(f, tokens, labels, tokens[:48], labels[:48], K=K, C=C, cfg=cfg, seed=0,
-                                       progress=False)[0] for f in ("ar", "mim", "diffusion", "independent")}
+                                       progress=False)[0] for f in registry.CONFIGURABLE}
 
 
 KNOBS = {"ar": {}, "mim": {"steps": 6}, "diffusion": {"steps": 6}, "independent": {}}
+PERTURBABLE = [f for f in registry.CONFIGURABLE if registry.family(f).perturbable]
 
 
-@pytest.mark.parametrize("family", ["ar", "mim", "diffusion"])
+@pytest.mark.parametrize("family", PERTURBABLE)
 @pytest.mark.parametrize("target", ["condition", "codebook"])
 def test_zero_noise_cell_is_bit_identical_to_baseline(models, family, target):
     m, knobs = models[family], KNOBS[family]
@@ -54,7 +55,7 @@ def test_temperature_one_cell_of_a_sweep_is_the_baseline(models):
     assert (out["tokens"][1] == base["tokens"]).all() and (out["tokens"][0] != base["tokens"]).any()
 
 
-@pytest.mark.parametrize("family", ["ar", "mim", "diffusion", "independent"])
+@pytest.mark.parametrize("family", registry.CONFIGURABLE)
 def test_nested_design_freezes_committed_positions(models, family):
     out = probes.sample_nested(models[family], C, 5, 4, 0.25, KNOBS[family], seed=1)
     tokens, frozen = out["tokens"], out["frozen"]
@@ -98,7 +99,7 @@ def test_decoupling_cells_apply_noise_only_in_their_phase(models):
     assert frozen[:, :, :8].all() and not frozen[:, :, 8:].any()
 
 
-@pytest.mark.parametrize("family", ["ar", "mim", "diffusion"])
+@pytest.mark.parametrize("family", PERTURBABLE)
 def test_enhancement_zero_cell_is_the_baseline_and_phases_are_separate(models, family):
     m, knobs = models[family], KNOBS[family]
     probe = {"kind": "enhancement", "fraction": 0.5, "condition_sigmas": [0.0, 10.0], "codebook_sigmas": [0.0, 10.0]}

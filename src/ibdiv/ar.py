@@ -15,7 +15,6 @@ import torch.nn.functional as F
 
 from ibdiv.backbone import Backbone, DecodeState, Guidance, KVCache, draw, sampling_log_probs
 
-EXACT_LIKELIHOOD = True  # held-out bits/token: exact NLL
 KNOBS = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "cfg_scale": 1.0, "kv_cache": True}
 SCHEDULE_KNOBS: tuple[str, ...] = ()  # one token per step: the grid is fixed by N
 

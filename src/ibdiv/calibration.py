@@ -42,7 +42,6 @@ from torch import nn
 from ibdiv import ar
 from ibdiv.backbone import DecodeState, draw, sampling_log_probs
 
-EXACT_LIKELIHOOD = True  # the sampler's own log-probs are exact
 KNOBS = {"temperature": 1.0}
 SCHEDULE_KNOBS: tuple[str, ...] = ()
 WIRINGS = ("decoupled", "entangled")

@@ -28,7 +28,6 @@ import torch.nn.functional as F
 
 from ibdiv.backbone import Backbone, BackboneConfig, DecodeState, Guidance, draw, sampling_log_probs
 
-EXACT_LIKELIHOOD = False  # held-out bits/token: ELBO bound
 KNOBS = {"steps": 12, "temperature": 1.0, "top_p": 1.0, "cfg_scale": 1.0,
          "mask_and_replace": False}
 SCHEDULE_KNOBS = ("steps",)

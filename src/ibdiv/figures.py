@@ -127,7 +127,6 @@ import pandas as pd  # noqa: E402
 from ibdiv.io import save_text  # noqa: E402
 
 Z = 1.96
-NESTED_KINDS = ("path_clamp", "decoupling")  # probes measured on path/continuation designs
 _FAMILY_COLOURS = {"data": "black", "ar": "tab:blue", "mim": "tab:orange", "diffusion": "tab:green",
                    "independent": "tab:purple", "oracle": "tab:gray"}
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
@@ -212,6 +211,14 @@ def _seed_mean(df: pd.DataFrame, keys: list, cols: list) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=out_cols)
 
 
+def _require(rows: pd.DataFrame, columns, figure: str) -> None:
+    """A figure's own columns must exist wherever it has rows to draw: a renamed or dropped
+    estimand fails here instead of being drawn as "not measured"."""
+    missing = [c for c in columns if c not in rows]
+    if len(rows) and missing:
+        raise KeyError(f"{figure}: the measurements lack column(s) {missing}")
+
+
 def _note(ax, text="not measured") -> None:
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=9, color="0.4")
 
@@ -276,6 +283,7 @@ def _label_per_family_point(classification) -> dict:
 def ib_plane(measurements: pd.DataFrame, classification: pd.DataFrame, path) -> pd.DataFrame:
     """The IB plane: conditional diversity D against codebook entropy H(Z) (left) and positional entropy H_pos (right), one marker per family, seed and operating point (±1.96 SE), the real data as a star; the line through the data star is η = 1 (D/D_data = H/H_data): points in the green region above it keep more diversity per bit than the data (Diversity-Prioritized side), points in the red region below keep less (Compression-Prioritized side); text gives each family's computed label."""
     base, ref = _baseline(measurements), _reference(measurements)
+    _require(base, ["h_z", "h_z_se", "h_pos", "h_pos_se", "d", "d_se"], "ib_plane")
     labels = _label_per_family_point(classification)
     styles = _point_styles(base["point"])
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
@@ -319,9 +327,10 @@ def ib_plane(measurements: pd.DataFrame, classification: pd.DataFrame, path) -> 
     return _finish(fig, path, pd.DataFrame(rows, columns=["panel", "family", "seed", "point", "x", "x_err", "y", "y_err", "label"]))
 
 
-def iso_quality(measurements: pd.DataFrame, path, sweep_probe: str = "temperature", baseline_cell=1.0) -> pd.DataFrame:
+def iso_quality(measurements: pd.DataFrame, path, sweep_probe: str | None, baseline_cell=1.0) -> pd.DataFrame:
     """Diversity at matched quality: conditional diversity D (±1.96 SE of the seed mean) against conditioning accuracy along the sampling sweep (baseline included at temperature 1), one line per family and operating point (mean over seeds, numbers give the swept value), the real data as a star; at equal accuracy, higher is more diverse."""
     rows = _cells(measurements[(measurements["probe"] == sweep_probe) & (measurements["kind"] == "sweep")])
+    _require(rows, ["conditioning_accuracy", "d", "d_se"], "iso_quality")
     rows = _with_baseline(rows, measurements, baseline_cell)
     mean = _seed_mean(rows, ["family", "point", "cell"], ["conditioning_accuracy", "d"])
     mean = mean.dropna(subset=["conditioning_accuracy", "d"]).sort_values(["family", "point", "cell"], kind="stable")
@@ -344,7 +353,7 @@ def iso_quality(measurements: pd.DataFrame, path, sweep_probe: str = "temperatur
         out.append(pd.DataFrame([{"family": "data", "point": "reference", "cell": np.nan, "n_seeds": 1,
                                   "x": rx, "y": ry, "y_err": rye}]))
     if mean.empty:
-        _note(ax, f"{sweep_probe} sweep not measured")
+        _note(ax, f"{sweep_probe} sweep not measured" if sweep_probe else "no temperature sweep configured")
     ax.set_xlabel("conditioning accuracy"), ax.set_ylabel("D (bits)")
     ax.set_title(f"Iso-quality: D vs accuracy along the {sweep_probe} sweep (mean over seeds, 1.96 SE)", fontsize=9)
     _outside_legend(ax)
@@ -367,9 +376,10 @@ _COMPONENTS = {"d_exec": ("D_exec", "tab:blue"), "d_frozen": ("D_frozen", "tab:g
                "d_influence_excess": ("D_influence − null mean", "tab:red")}
 
 
-def allocation(measurements: pd.DataFrame, path, probe: str = "path_clamp") -> pd.DataFrame:
+def allocation(measurements: pd.DataFrame, path, probe: str | None) -> pd.DataFrame:
     """Where each family's diversity lives: D_exec (chosen after the cut), D_frozen (already committed) and D_influence (how much the path constrains the rest, as its excess over the shuffle-null mean) against the achieved committed fraction at the cut, one panel per family, one line per seed (solid = first operating point, dashed = second), ±1.96 SE; a hollow D_influence marker means it does not clear its shuffle null."""
     rows = measurements[(measurements["probe"] == probe) & (measurements["kind"] == "path_clamp")].copy()
+    _require(rows, [c2 for c in _COMPONENTS for c2 in (c, f"{c}_se")] + ["influence_clears"], "allocation")
     rows["x"] = _committed(rows)
     rows["clears"] = _flag(rows, "influence_clears")
     measured = rows[np.column_stack([_num(rows, c).notna() for c in _COMPONENTS]).any(axis=1)] if len(rows) else rows
@@ -405,15 +415,14 @@ def allocation(measurements: pd.DataFrame, path, probe: str = "path_clamp") -> p
     for ax in axes[:, 0]:
         ax.set_ylabel("bits")
     if not families:
-        _note(axes[0, 0], f"{probe} not measured")
+        _note(axes[0, 0], f"{probe} not measured" if probe else "no path_clamp probe configured")
     _outside_legend(axes)
     fig.suptitle(f"Diversity allocation under {probe} (per seed; 1.96 SE)", fontsize=10)
     cols = ["family", "seed", "point", "cell", "component", "x", "y", "y_err", "hollow"]
     return _finish(fig, path, pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols))
 
 
-def layout_commitment(measurements: pd.DataFrame, path, probe: str = "path_clamp",
-                      oracle: str = "oracle") -> pd.DataFrame:
+def layout_commitment(measurements: pd.DataFrame, path, probe: str | None) -> pd.DataFrame:
     """How early each family decides the global layout: layout mutual information I(layout; path | c) minus its shuffle-null mean (±1.96 SE) against the achieved committed fraction at the cut, one line per family and seed (hollow = does not clear the null); the oracle, whose cut commits no tokens, is drawn as a horizontal line (band = 1.96 SE) as the known reference."""
     rows = measurements[(measurements["probe"] == probe) & (measurements["kind"] == "path_clamp")].copy()
     col = "layout_commitment_mi_minus_null_mean"
@@ -426,7 +435,7 @@ def layout_commitment(measurements: pd.DataFrame, path, probe: str = "path_clamp
     for (fam, pt, seed), g in rows.groupby(["family", "point", "seed"], sort=False):
         g = g.sort_values("x", kind="stable")
         marker, ls = styles[pt]
-        if fam == oracle:
+        if (g["x"] == 0).all():  # the oracle: its path is the layout, chosen before any token
             y, e = float(g["y"].mean()), float(g["y_err"].mean())
             ax.axhline(y, color=_colour(fam), ls=ls, lw=1.2, label=f"{fam} · {pt} (commits 0 tokens)")
             if np.isfinite(e):
@@ -463,6 +472,7 @@ def responses(measurements: pd.DataFrame, path, probes=None) -> pd.DataFrame:
     out = []
     for r, probe in enumerate(probes):
         rows = _with_baseline(_cells(measurements[measurements["probe"] == probe]), measurements, 0.0)
+        _require(rows, [c for c, _ in _RESPONSES] + ["h_z_se", "d_se"], "responses")
         mean = _seed_mean(rows, ["family", "point", "cell"], [c for c, _ in _RESPONSES]).sort_values(
             ["family", "point", "cell"], kind="stable")
         styles = _point_styles(mean["point"])
@@ -531,11 +541,13 @@ def _pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return ~np.array(dominated, dtype=bool)
 
 
-def pareto(measurements: pd.DataFrame, path, families=None, point: str = "neutral",
-           nested_kinds=NESTED_KINDS) -> pd.DataFrame:
+def pareto(measurements: pd.DataFrame, path, families=None, point: str = "neutral", *,
+           nested_kinds) -> pd.DataFrame:
     """Diversity–quality trade-off per family (one panel, neutral operating point): conditional diversity D (±1.96 SE, mean over seeds) against conditioning accuracy for every flat probe (sampling sweeps, noise probes, baseline), one colour per probe, each probe's Pareto front (higher accuracy and higher D are both better) drawn as a line through the highlighted points; the star is the real data."""
     rows = _cells(_generators(measurements))
+    # nested designs (registry.NESTED_KINDS) measure paths and continuations, not a flat sample
     rows = rows[~rows["kind"].isin(nested_kinds) & (rows["point"] == point)]
+    _require(rows, ["conditioning_accuracy", "d", "d_se"], "pareto")
     mean = _seed_mean(rows, ["family", "probe", "kind", "cell"], ["conditioning_accuracy", "d"])
     mean = mean.dropna(subset=["conditioning_accuracy", "d"])
     families = list(dict.fromkeys(mean["family"])) if families is None else [f for f in families if f in set(mean["family"])]

@@ -15,7 +15,6 @@ from torch import nn
 
 from ibdiv.backbone import DecodeState, draw, sampling_log_probs
 
-EXACT_LIKELIHOOD = True  # held-out bits/token: exact NLL
 KNOBS = {"temperature": 1.0, "top_k": 0, "top_p": 1.0}
 SCHEDULE_KNOBS: tuple[str, ...] = ()
 

@@ -25,7 +25,6 @@ import torch.nn.functional as F
 from ibdiv.backbone import Backbone, DecodeState, Guidance, draw, gumbel, sampling_log_probs
 from ibdiv.diffusion import heldout_bits_per_token  # noqa: F401  (the family's likelihood)
 
-EXACT_LIKELIHOOD = False  # held-out bits/token: ELBO bound
 KNOBS = {"steps": 12, "schedule": "cosine", "temperature": 1.0, "choice_temperature": 4.5,
          "cfg_scale": 1.0}
 SCHEDULE_KNOBS = ("steps", "schedule")

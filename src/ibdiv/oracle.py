@@ -30,7 +30,6 @@ from ibdiv import shapes
 from ibdiv.backbone import DecodeState
 from ibdiv.tokenizer import VQVAE
 
-EXACT_LIKELIHOOD = False  # rendering noise has no tractable token likelihood: no sequence entropy
 KNOBS: dict = {}
 SCHEDULE_KNOBS: tuple[str, ...] = ()
 

@@ -22,7 +22,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from ibdiv import sampling
+from ibdiv import registry, sampling
 
 NOISE_TARGETS = {"condition": "cond_noise", "codebook": "code_noise"}
 
@@ -116,57 +116,57 @@ def sample_nested(model, n_classes: int, paths: int, continuations: int, fractio
     return out
 
 
-PERTURBING_KINDS = ("noise", "decoupling", "enhancement")
-FLAT_KINDS = ("sweep", "noise", "enhancement")
-
-
 def probe_cells(probe: dict) -> list:
-    """The cell labels of a probe, in cache order."""
-    kind = probe["kind"]
-    if kind == "sweep":
-        return [float(v) for v in probe["values"]]
-    if kind == "noise":
-        return [float(s) for s in probe["sigmas"]]
-    if kind == "path_clamp":
-        return [float(f) for f in probe["fractions"]]
-    if kind == "decoupling":
-        return ["none", "condition_before_cut", "codebook_after_cut"]
-    if kind == "enhancement":
-        return [f"{c}/{z}" for c in probe["condition_sigmas"] for z in probe["codebook_sigmas"]]
-    raise ValueError(f"unknown probe kind {kind!r}")
+    """The cell labels of a probe, in cache order (the registry's)."""
+    return registry.probe_cells(probe)
 
 
 def run_probe(model, probe: dict, n_classes: int, knobs: dict, *, per_class: int, seed: int,
               noise_seed: int, batch_size: int = 1024) -> dict:
     """Every cell of one probe; arrays stacked along a leading cell axis."""
-    kind = probe["kind"]
-    if kind in FLAT_KINDS:
-        flat = [sample_flat(model, n_classes, per_class, cell_knobs, seed, noise_seed=noise_seed,
-                            batch_size=batch_size, **placement)
-                for cell_knobs, placement in _flat_cells(probe, knobs)]
+    design = registry.probe_kind(probe["kind"]).design
+    cells = CELL_SETTINGS[probe["kind"]](probe, knobs)
+    if design == "flat":
+        flat = [sample_flat(model, n_classes, per_class, seed=seed, noise_seed=noise_seed, batch_size=batch_size,
+                            **cell) for cell in cells]
         return {"tokens": np.stack([c["tokens"] for c in flat]), "labels": flat[0]["labels"],
                 "logprobs": np.stack([c["logprobs"] for c in flat])}
-    if kind == "path_clamp":
-        cells = [sample_nested(model, n_classes, probe["paths"], probe["continuations"], f, knobs, seed,
-                               noise_seed=noise_seed) for f in probe_cells(probe)]
-    else:  # decoupling: unperturbed, I2 only before the cut, I3 only after it (DESIGN §5)
-        sigma = probe["sigma"]
-        placements = [{}, {"before": ("condition", sigma)}, {"after": ("codebook", sigma)}]
-        cells = [sample_nested(model, n_classes, probe["paths"], probe["continuations"], probe["fraction"], knobs,
-                               seed, noise_seed=noise_seed, **where) for where in placements]
-    return {key: np.stack([c[key] for c in cells]) for key in cells[0]}
+    nested = [sample_nested(model, n_classes, probe["paths"], probe["continuations"], knobs=knobs, seed=seed,
+                            noise_seed=noise_seed, **cell) for cell in cells]
+    return {key: np.stack([c[key] for c in nested]) for key in nested[0]}
 
 
-def _flat_cells(probe: dict, knobs: dict):
-    """(knobs, noise placement) of every cell of a flat probe."""
-    kind = probe["kind"]
-    if kind == "sweep":
-        return [({**knobs, probe["knob"]: _knob_type(probe["knob"], v)}, {}) for v in probe["values"]]
-    if kind == "noise":  # the same noise at every phase of the generation
-        return [(knobs, {"noise": (probe["target"], s)}) for s in probe["sigmas"]]
-    # enhancement: condition noise only before the cut (path), codebook noise only after (execution)
-    return [(knobs, {"cut": probe["fraction"], "noise": ("condition", c), "noise_after": ("codebook", z)})
+# What each cell of a probe samples, per kind, in the order of registry.probe_cells: keyword
+# arguments of sample_flat (knobs and noise placement) or sample_nested (cut and noise placement).
+
+def _sweep_cells(probe: dict, knobs: dict) -> list[dict]:
+    return [{"knobs": {**knobs, probe["knob"]: _knob_type(probe["knob"], v)}} for v in probe["values"]]
+
+
+def _noise_cells(probe: dict, knobs: dict) -> list[dict]:
+    """The same noise at every phase of the generation."""
+    return [{"knobs": knobs, "noise": (probe["target"], s)} for s in probe["sigmas"]]
+
+
+def _enhancement_cells(probe: dict, knobs: dict) -> list[dict]:
+    """Condition noise only before the cut (path), codebook noise only after it (execution)."""
+    return [{"knobs": knobs, "cut": probe["fraction"], "noise": ("condition", c), "noise_after": ("codebook", z)}
             for c in probe["condition_sigmas"] for z in probe["codebook_sigmas"]]
+
+
+def _path_clamp_cells(probe: dict, knobs: dict) -> list[dict]:
+    return [{"fraction": f} for f in registry.probe_cells(probe)]
+
+
+def _decoupling_cells(probe: dict, knobs: dict) -> list[dict]:
+    """Unperturbed, I2 only before the cut, I3 only after it (DESIGN §5)."""
+    sigma = probe["sigma"]
+    placements = [{}, {"before": ("condition", sigma)}, {"after": ("codebook", sigma)}]
+    return [{"fraction": probe["fraction"], **where} for where in placements]
+
+
+CELL_SETTINGS = {"sweep": _sweep_cells, "noise": _noise_cells, "enhancement": _enhancement_cells,
+                 "path_clamp": _path_clamp_cells, "decoupling": _decoupling_cells}
 
 
 def _knob_type(knob: str, value: float):
@@ -174,12 +174,12 @@ def _knob_type(knob: str, value: float):
 
 
 def load_sampler(family: str, path):
-    """The model a sampler reads: a trained prior, or for the oracle the tokenizer it wraps."""
-    if family == "oracle":
-        from ibdiv.oracle import OraclePrior
+    """The model a sampler reads: a trained prior, or for a "tokenizer" family (the oracle) the
+    tokenizer it wraps."""
+    if registry.family(family).model == "tokenizer":
         from ibdiv.tokenizer import load_tokenizer
 
-        return OraclePrior(load_tokenizer(path))
+        return registry.implementation(family).PRIOR(load_tokenizer(path))
     from ibdiv.train_prior import load_model
 
     return load_model(path)

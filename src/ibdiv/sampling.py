@@ -3,10 +3,14 @@
     result = sample(model, classes, knobs, generator, perturbation=..., stop_at=f)
     more = resume(model, result.state, knobs, generator, perturbation=...)
 
-Each family module (ar, mim, diffusion, independent) provides ``KNOBS`` (names and defaults),
-``SCHEDULE_KNOBS`` (knobs that fix the step grid, which a resume may not change), ``PRIOR`` (the
-model class), ``start`` and ``advance`` (the generative process over a ``DecodeState``) and
-``heldout_bits_per_token``; the learned ones also ``training_loss``.
+Each family's implementation (a module such as ``ibdiv.ar``, or an object a config names: see
+ibdiv.registry) provides ``KNOBS`` (names and defaults), ``SCHEDULE_KNOBS`` (knobs that fix the step
+grid, which a resume may not change), ``PRIOR`` (the model class: ``build(K, N, C, cfg)``, ``spec()``,
+``from_spec(spec)``; ``fit(tokens, labels)`` for a family that is counted, not learned), ``start``
+and ``advance`` (the generative process over a ``DecodeState``) and ``heldout_bits_per_token``; the
+learned ones also ``training_loss``. Its traits (learned, exact likelihood, perturbable: has
+``cls_emb`` and ``tok_emb`` tables) are the registry's; a model's ``family`` attribute names its
+registry entry.
 
 Reproducibility contract: a process draws all its randomness from the generator it is given,
 in a fixed order per step, so ``sample(stop_at=f)`` followed by ``resume`` with the same
@@ -22,11 +26,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ibdiv import ar, calibration, diffusion, independent, mim, oracle
+from ibdiv import mim, registry
 from ibdiv.backbone import DecodeState
-
-FAMILIES = {"ar": ar, "mim": mim, "diffusion": diffusion, "independent": independent,
-            "oracle": oracle, "calibration": calibration}
 
 # Range checks per knob name; every knob of every family must appear here.
 KNOB_CHECKS = {
@@ -67,12 +68,14 @@ class SampleResult:
 
 def resolve_knobs(family: str, knobs: dict, vocab_size: int) -> dict:
     """Defaults overlaid with ``knobs``; unknown or out-of-range knobs raise ValueError."""
-    defaults = FAMILIES[family].KNOBS
+    defaults = registry.implementation(family).KNOBS
     unknown = sorted(set(knobs) - set(defaults))
     if unknown:
         raise ValueError(f"unknown knob(s) {unknown} for family {family!r}; known: {sorted(defaults)}")
     resolved = {**defaults, **knobs}
     for name, value in resolved.items():
+        if name not in KNOB_CHECKS:
+            raise ValueError(f"knob {name!r} of family {family!r} has no range check; known knobs: {sorted(KNOB_CHECKS)}")
         if not KNOB_CHECKS[name](value):
             raise ValueError(f"knob {name}={value!r} is out of range for family {family!r}")
     if resolved.get("top_k", 0) > vocab_size:
@@ -83,7 +86,7 @@ def resolve_knobs(family: str, knobs: dict, vocab_size: int) -> dict:
 def sample(model, classes: torch.Tensor, knobs: dict, generator: torch.Generator, *,
            perturbation: Perturbation | None = None, stop_at: float | None = None) -> SampleResult:
     """Generate ``len(classes)`` token grids; with ``stop_at`` stop at the cut and return a state."""
-    family = FAMILIES[model.family]
+    family = registry.implementation(model.family)
     knobs = resolve_knobs(model.family, knobs, model.vocab_size)
     _check_perturbation(model, perturbation, len(classes))
     state = family.start(model, classes, knobs)
@@ -93,7 +96,7 @@ def sample(model, classes: torch.Tensor, knobs: dict, generator: torch.Generator
 def resume(model, state: DecodeState, knobs: dict, generator: torch.Generator, *,
            perturbation: Perturbation | None = None) -> SampleResult:
     """Continue a cut process to the end; ``state`` itself is left untouched."""
-    family = FAMILIES[model.family]
+    family = registry.implementation(model.family)
     knobs = resolve_knobs(model.family, knobs, model.vocab_size)
     state.check_schedule({key: knobs[key] for key in family.SCHEDULE_KNOBS})
     _check_perturbation(model, perturbation, len(state.classes))
@@ -121,7 +124,7 @@ def _run(model, family, state, knobs, generator, perturbation, stop_at) -> Sampl
 def _check_perturbation(model, perturbation: Perturbation | None, n: int) -> None:
     if perturbation is None:
         return
-    if not hasattr(model, "tok_emb"):  # independent, oracle
+    if not registry.family(model.family).perturbable:
         raise ValueError(f"family {model.family!r} has no embeddings to perturb")
     d, K = model.config.d_model, model.config.vocab_size
     if perturbation.cond_noise is not None and perturbation.cond_noise.shape != (n, d):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ibdiv import registry
 from ibdiv.io import load_json
 
 
@@ -23,7 +24,7 @@ def generators_table(prior_paths, baseline_path, classifier_path) -> pd.DataFram
     quality = pd.DataFrame([{**_keys(run), "conditioning_accuracy": run["measurements"][0]["conditioning_accuracy"]}
                             for run in load_json(baseline_path)["runs"]])
     table = quality.merge(priors, on=["family", "seed"], how="left")
-    independent = priors[priors.family == "independent"].set_index("seed")["heldout_bits_per_token"]
+    independent = priors[priors.family == registry.STRUCTURE_REFERENCE].set_index("seed")["heldout_bits_per_token"]
     table["independent_bits_per_token"] = table["seed"].map(independent)
     table["learned_structure_bits"] = table["independent_bits_per_token"] - table["heldout_bits_per_token"]
     real_accuracy = load_json(classifier_path)["heldout_accuracy"]
@@ -112,9 +113,9 @@ def iso_target(measurements: pd.DataFrame, sweep: str | None, point: str, iso_ac
 def summary_table(measurements: pd.DataFrame, generators: pd.DataFrame, probes: dict, iso_accuracy) -> pd.DataFrame:
     """Per family x seed x point: the inputs of the strategy classification (DESIGN §5)."""
     ref = measurements[measurements.probe == "reference"].iloc[0]
-    sweep = next((n for n, p in probes.items() if p["kind"] == "sweep" and p["knob"] == "temperature"), None)
-    decoupling = next((n for n, p in probes.items() if p["kind"] == "decoupling"), None)
-    clamp = next((n for n, p in probes.items() if p["kind"] == "path_clamp"), None)
+    sweep = registry.iso_quality_probe(probes)
+    decoupling = registry.probe_of_kind(probes, "decoupling")
+    clamp = registry.probe_of_kind(probes, "path_clamp")
     reference_cut = probes[decoupling]["fraction"] if decoupling else None
     structure = generators.set_index(["family", "seed", "point"])["learned_structure_bits"]
     # Compare at a quality every family that learned cross-token structure can reach.
@@ -174,8 +175,8 @@ def enhancement_table(measurements: pd.DataFrame, probes: dict, point: str = "ne
     without losing quality. `gain` = the enhancement probe's best D minus this probe's
     (SE from both cells' SEs); the headline compares with the best usual knob.
     """
-    enhancement = next((n for n, p in probes.items() if p["kind"] == "enhancement"), None)
-    flat = [n for n, p in probes.items() if p["kind"] in ("sweep", "noise", "enhancement")]
+    enhancement = registry.probe_of_kind(probes, "enhancement")
+    flat = [n for n, p in probes.items() if p["kind"] in registry.FLAT_KINDS]
     rows = []
     base_rows = measurements[(measurements.probe == "baseline") & (measurements.point == point)]
     for _, base in base_rows.iterrows():

@@ -15,8 +15,8 @@ import math
 import torch
 from tqdm.auto import tqdm
 
+from ibdiv import registry
 from ibdiv.io import save_torch
-from ibdiv.sampling import FAMILIES
 
 DEFAULT_CFG = {
     "steps": 1500,
@@ -56,14 +56,14 @@ def heldout_bits_per_token(model, tokens, labels, generator: torch.Generator | N
     was_training = model.training
     model.eval()
     try:
-        return FAMILIES[model.family].heldout_bits_per_token(model, tokens, labels, generator)
+        return registry.implementation(model.family).heldout_bits_per_token(model, tokens, labels, generator)
     finally:
         model.train(was_training)
 
 
 def has_exact_likelihood(family: str) -> bool:
     """Whether the family's held-out bits/token are an exact NLL (else an ELBO bound)."""
-    return FAMILIES[family].EXACT_LIKELIHOOD
+    return registry.family(family).exact_likelihood
 
 
 def train_prior(family: str, train_tokens, train_labels, val_tokens, val_labels, *, K: int,
@@ -71,12 +71,13 @@ def train_prior(family: str, train_tokens, train_labels, val_tokens, val_labels,
     """Returns (model at its best held-out evaluation, curve of dicts step/train_loss/heldout_bits,
     its bits/token on the whole held-out split)."""
     cfg = resolve_cfg(cfg)
-    module = FAMILIES[family]
+    module = registry.implementation(family)
     N = train_tokens.shape[1]
     with torch.random.fork_rng():  # weights and dropout from `seed`; the caller's RNG untouched
         torch.manual_seed(seed)
         model = module.PRIOR.build(K, N, C, cfg)
-        if family == "independent":
+        model.family = family  # the registry's name, which a config's own family chooses
+        if not registry.family(family).learned:  # counted, not trained
             model.fit(train_tokens, train_labels)
             bits = heldout_bits_per_token(model, val_tokens, val_labels, None)
             return model, [{"step": 0, "train_loss": None, "heldout_bits": bits}], bits
@@ -152,6 +153,7 @@ def save_model(path, model) -> None:
 
 def load_model(path):
     payload = torch.load(path, weights_only=True)
-    model = FAMILIES[payload["family"]].PRIOR.from_spec(payload["spec"])
+    model = registry.implementation(payload["family"]).PRIOR.from_spec(payload["spec"])
+    model.family = payload["family"]
     model.load_state_dict(payload["state_dict"])
     return model.eval()

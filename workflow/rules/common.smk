@@ -1,8 +1,17 @@
 # Helpers shared by the rule files: axes from config, code inputs, log/benchmark paths.
+import sys
+
+# Families and probe kinds come from the registry (torch-free), from this checkout's src/ like the
+# jobs' code; `declare` adds the families the config brings itself, and fails naming the key.
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))
+from ibdiv import registry
+
+sys.path.pop(0)
+registry.declare(config)
 
 DATASETS = list(config["datasets"])
 SEEDS = [str(s) for s in config["seeds"]]
-POINTS = ["neutral", "standard"]
+POINTS = list(registry.POINTS)
 
 
 def check_settings_against_data():
@@ -48,6 +57,18 @@ def code(*modules):
     return [f"src/ibdiv/{m}.py" for m in dict.fromkeys((*modules, *shared))]
 
 
+def family_modules(families):
+    """The library modules implementing these families (the registry imports them only when
+    first used, so no import statement names them); a config's own family is not one."""
+    modules = [registry.family(f).implementation for f in families]
+    return [m.removeprefix("ibdiv.") for m in modules if m.startswith("ibdiv.") and ":" not in m]
+
+
+def all_families():
+    """Every family of some dataset, in first-seen order."""
+    return list(dict.fromkeys(f for d in DATASETS for f in families_of(d)))
+
+
 def logfile(rule):
     return f"results/logs/{rule}/{{dataset}}.log"
 
@@ -58,12 +79,11 @@ def benchfile(rule):
 
 def families_of(dataset):
     """Configured families, plus the oracle where the dataset's true generator is known."""
-    oracle = ["oracle"] if config["datasets"][dataset]["source"] == "shapes" else []
-    return list(config["families"]) + oracle
+    return registry.families_for(config["families"], config["datasets"][dataset]["source"])
 
 
 def points_of(family):
-    return ["neutral"] if family == "oracle" else POINTS
+    return list(registry.family(family).points)
 
 
 def sample_runs(dataset):
@@ -77,13 +97,14 @@ def sample_paths(pattern, dataset):
 
 def sampler_model(wildcards):
     """The model a sampler reads: the prior checkpoint, or for the oracle the tokenizer."""
-    if wildcards.family == "oracle":
+    if registry.family(wildcards.family).model == "tokenizer":
         return f"results/{wildcards.dataset}/tokenizer/model.pt"
     return f"results/{wildcards.dataset}/priors/{wildcards.family}/seed{wildcards.seed}/model.pt"
 
 
 def point_knobs(wildcards):
-    if wildcards.family == "oracle":
+    """The knobs of an operating point (none for a family that is not configured: the oracle)."""
+    if wildcards.family not in config["families"]:
         return {}
     return config["families"][wildcards.family][wildcards.point]
 
@@ -115,14 +136,11 @@ def generator_table_inputs(wildcards):
 
 
 def probe_runs(dataset, probe):
-    """(family, seed, point) the probe applies to: perturbing probes need embeddings (not the
-    independent counts nor the oracle); a knob sweep needs knobs (not the oracle)."""
+    """(family, seed, point) the probe applies to: the probe's own `families` and `points`, and
+    what the registry says it needs (perturbing probes: embeddings; a sweep: its knob)."""
     spec = config["probes"][probe]
-    families = [f for f in families_of(dataset) if f in spec.get("families", families_of(dataset))]
-    if spec["kind"] in ("noise", "decoupling", "enhancement"):
-        families = [f for f in families if f in ("ar", "mim", "diffusion")]
-    if spec["kind"] == "sweep":
-        families = [f for f in families if f != "oracle"]
+    families = [f for f in families_of(dataset)
+                if f in spec.get("families", families_of(dataset)) and registry.applies(spec, f)]
     return [(f, s, p) for f in families for s in SEEDS for p in points_of(f) if p in spec.get("points", POINTS)]
 
 
@@ -151,7 +169,9 @@ def diagnostics_inputs(wildcards):
 
 def oracle_clamp_measure(wildcards):
     """The path-clamp measurements, holding the oracle's (first seed): the estimates to validate."""
-    probe = next(n for n, p in config["probes"].items() if p["kind"] == "path_clamp")
+    probe = registry.probe_of_kind(config["probes"], "path_clamp")
+    if probe is None:
+        raise ValueError("the oracle validation needs a probe of kind path_clamp under `probes`")
     return f"results/{wildcards.dataset}/probes/{probe}/measure.json"
 
 

@@ -6,7 +6,7 @@
 rule train_prior:
     input:
         tokens="results/{dataset}/tokens.npz",
-        code=code("train_prior", "sampling", "backbone", "ar", "mim", "diffusion", "independent", "tokens"),
+        code=code("train_prior", "registry", "sampling", "backbone", *family_modules(config["families"]), "tokens"),
         script="workflow/scripts/train_prior.py",
     output:
         model="results/{dataset}/priors/{family}/seed{seed}/model.pt",
@@ -16,7 +16,7 @@ rule train_prior:
         cfg=config["prior"],
         seed=config["seed"],
     wildcard_constraints:
-        family="ar|mim|diffusion|independent",
+        family="|".join(config["families"]),
     log:
         "results/logs/train_prior/{dataset}_{family}_seed{seed}.log",
     benchmark:
@@ -51,7 +51,7 @@ rule sample_baseline:
     input:
         model=sampler_model,
         tokens="results/{dataset}/tokens.npz",
-        code=code("probes", "sampling", "backbone", "ar", "mim", "diffusion", "independent", "oracle", "train_prior", "tokenizer", "shapes"),
+        code=code("probes", "registry", "sampling", "backbone", *family_modules(all_families()), "train_prior", "tokenizer", "shapes"),
         script="workflow/scripts/sample_baseline.py",
     output:
         "results/{dataset}/samples/{family}/seed{seed}/{point}/baseline.npz",
@@ -73,7 +73,7 @@ rule sample_baseline:
 rule generators_table:
     input:
         unpack(generator_table_inputs),
-        code=code("tables"),
+        code=code("tables", "registry"),
         script="workflow/scripts/generators_table.py",
     output:
         "results/tables/{dataset}/generators.csv",

@@ -6,7 +6,7 @@ rule sample_probe:
     input:
         model=sampler_model,
         tokens="results/{dataset}/tokens.npz",
-        code=code("probes", "sampling", "backbone", "ar", "mim", "diffusion", "independent", "oracle", "train_prior", "tokenizer", "shapes"),
+        code=code("probes", "registry", "sampling", "backbone", *family_modules(all_families()), "train_prior", "tokenizer", "shapes"),
         script="workflow/scripts/sample_probe.py",
     output:
         "results/{dataset}/probes/{probe}/{family}/seed{seed}/{point}/samples.npz",
@@ -35,7 +35,7 @@ rule measure_probe:
         tokenizer="results/{dataset}/tokenizer/model.pt",
         classifier="results/{dataset}/classifier/model.pt",
         reference="results/{dataset}/reference/quality.npz",
-        code=code("diagnostics", "entropy", "probes", "classifier", "tokenizer", "metrics"),
+        code=code("diagnostics", "entropy", "probes", "registry", "classifier", "tokenizer", "metrics"),
         script="workflow/scripts/measure_probe.py",
     output:
         "results/{dataset}/probes/{probe}/measure.json",
@@ -62,7 +62,7 @@ rule measure_baseline:
         tokenizer="results/{dataset}/tokenizer/model.pt",
         classifier="results/{dataset}/classifier/model.pt",
         reference="results/{dataset}/reference/quality.npz",
-        code=code("diagnostics", "entropy", "classifier", "tokenizer", "metrics"),
+        code=code("diagnostics", "entropy", "registry", "classifier", "tokenizer", "metrics"),
         script="workflow/scripts/measure_baseline.py",
     output:
         "results/{dataset}/samples/measure.json",
@@ -109,7 +109,7 @@ rule measure_reference:
 rule diagnostics_tables:
     input:
         unpack(diagnostics_inputs),
-        code=code("tables", "classification"),
+        code=code("tables", "registry", "classification"),
         script="workflow/scripts/diagnostics_tables.py",
     output:
         measurements="results/tables/{dataset}/measurements.csv",
@@ -163,7 +163,7 @@ rule probe_grids:
     input:
         samples=lambda w: probe_grid_inputs(w.dataset),
         tokenizer="results/{dataset}/tokenizer/model.pt",
-        code=code("figures", "tokenizer", "probes"),
+        code=code("figures", "registry", "tokenizer", "probes"),
         script="workflow/scripts/probe_grids.py",
     output:
         report(directory("results/{dataset}/figures/probes"), patterns=["{name}.png"], caption="../report/probe_grids.rst", category="{dataset}", subcategory="intervention grids"),

@@ -6,7 +6,7 @@ rule diagnostic_figures:
         summary="results/tables/{dataset}/summary.csv",
         classification="results/tables/{dataset}/classification.csv",
         oracle=lambda w: oracle_outputs(w.dataset),  # so one target builds every table of the dataset
-        code=code("figures"),
+        code=code("figures", "registry"),
         script="workflow/scripts/diagnostic_figures.py",
     output:
         **{
@@ -20,6 +20,8 @@ rule diagnostic_figures:
         },
         pdf=[f"results/{{dataset}}/figures/diagnostics/{name}.pdf" for name in DIAGNOSTIC_FIGURES],
         csv=[f"results/{{dataset}}/figures/diagnostics/{name}.csv" for name in DIAGNOSTIC_FIGURES],
+    params:
+        probes=config["probes"],  # the figures find their probes by kind (registry.probe_of_kind)
     log:
         logfile("diagnostic_figures"),
     benchmark:
@@ -34,7 +36,7 @@ rule diagnostic_figures:
 rule summary:
     input:
         unpack(summary_inputs),
-        code=code("tables"),
+        code=code("tables", "registry"),
         script="workflow/scripts/summary.py",
     output:
         summary="results/summary.json",
@@ -56,7 +58,7 @@ rule label_calibration:
     """The label calibration suite and the SE calibration (DESIGN §5): constructed generators
     with known labels through the configured probes, estimands and rule; no training needed."""
     input:
-        code=code("calibration", "classification", "diagnostics", "entropy", "probes", "sampling"),
+        code=code("calibration", "classification", "diagnostics", "entropy", "probes", "registry", "sampling"),
         script="workflow/scripts/label_calibration.py",
     output:
         results="results/calibration/replicates.csv",
@@ -65,7 +67,7 @@ rule label_calibration:
     params:
         calibration=config["calibration"],
         measure=config["measure"],
-        probe=lambda w: next(p for p in config["probes"].values() if p["kind"] == "decoupling"),
+        probe=lambda w: config["probes"][registry.probe_of_kind(config["probes"], "decoupling")],
         classification=config["classification"],
     log:
         "results/logs/label_calibration/label_calibration.log",

@@ -1,7 +1,7 @@
 """Snakemake adapter: measurement table, classification inputs, labels and their stability."""
 import pandas as pd
 
-from ibdiv import classification, tables
+from ibdiv import classification, registry, tables
 from ibdiv.io import save_text
 from ibdiv.runlog import job
 
@@ -14,7 +14,7 @@ with job(snakemake.log[0], snakemake.threads) as log:
     classified = classification.classify_rows(summary, p.classification)
     stability = classification.stability(classified)
     enhancement = tables.enhancement_table(measurements, p.probes)
-    enhancement_name = next((n for n, q in p.probes.items() if q["kind"] == "enhancement"), None)
+    enhancement_name = registry.probe_of_kind(p.probes, "enhancement")
     headline = tables.enhancement_headline(enhancement, enhancement_name, measurements) if not enhancement.empty else pd.DataFrame()
     log.info("\n%s", classified[["family", "seed", "point", "kappa", "delta", "eta", "decoupling_index", "label"]].to_string())
     outputs = {"measurements": measurements, "summary": summary, "classification": classified,

@@ -1,14 +1,14 @@
 """Snakemake adapter: every flat estimand and quality metric of every baseline sample cache of a dataset."""
 import numpy as np
 
-from ibdiv import classifier, diagnostics, tokenizer
-from ibdiv.sampling import FAMILIES
+from ibdiv import classifier, diagnostics, registry, tokenizer
 from ibdiv.config import derive_seed
 from ibdiv.io import load_npz, save_json
 from ibdiv.runlog import job
 
 w, p = snakemake.wildcards, snakemake.params
 with job(snakemake.log[0], snakemake.threads) as log:
+    registry.declare(snakemake.config)  # families the config brings itself
     vq = tokenizer.load_tokenizer(snakemake.input.tokenizer)
     cnn = classifier.load_classifier(snakemake.input.classifier)
     reference = diagnostics.load_quality_reference(snakemake.input.reference)
@@ -18,7 +18,7 @@ with job(snakemake.log[0], snakemake.threads) as log:
         rng = np.random.default_rng(derive_seed(p.seed, w.dataset, family, seed, point, "baseline", "measure"))
         stacked = {"tokens": cache["tokens"][None], "labels": cache["labels"], "logprobs": cache["logprobs"][None]}
         row = diagnostics.measure_flat(stacked, vq.cfg.codebook_size, p.measure, rng, vq, cnn, reference,
-                                      FAMILIES[family].EXACT_LIKELIHOOD)[0]
+                                      registry.family(family).exact_likelihood)[0]
         log.info("%s seed %s %s: D=%.3f H(Z)=%.3f acc=%.3f", family, seed, point, row["d"]["value"],
                  row["h_z"]["value"], row["conditioning_accuracy"])
         runs.append({"family": family, "seed": int(seed), "point": point, "cells": [""], "measurements": [row]})

@@ -1,14 +1,14 @@
 """Snakemake adapter: every estimand of every cell of every sample cache of one probe."""
 import numpy as np
 
-from ibdiv import classifier, diagnostics, probes, tokenizer
-from ibdiv.sampling import FAMILIES
+from ibdiv import classifier, diagnostics, registry, tokenizer
 from ibdiv.config import derive_seed
 from ibdiv.io import load_npz, save_json
 from ibdiv.runlog import job
 
 w, p = snakemake.wildcards, snakemake.params
 with job(snakemake.log[0], snakemake.threads) as log:
+    registry.declare(snakemake.config)  # families the config brings itself
     vq = tokenizer.load_tokenizer(snakemake.input.tokenizer)
     cnn = classifier.load_classifier(snakemake.input.classifier)
     reference = diagnostics.load_quality_reference(snakemake.input.reference)
@@ -18,8 +18,9 @@ with job(snakemake.log[0], snakemake.threads) as log:
         cache = load_npz(path)
         # each run keeps its own stream: adding or dropping a family changes no other run's numbers
         rng = np.random.default_rng(derive_seed(p.seed, w.dataset, family, seed, point, w.probe, "measure"))
-        if p.probe["kind"] in probes.FLAT_KINDS:
-            rows = diagnostics.measure_flat(cache, K, p.measure, rng, vq, cnn, reference, FAMILIES[family].EXACT_LIKELIHOOD)
+        if p.probe["kind"] in registry.FLAT_KINDS:
+            rows = diagnostics.measure_flat(cache, K, p.measure, rng, vq, cnn, reference,
+                                            registry.family(family).exact_likelihood)
         else:
             rows = diagnostics.measure_nested(cache, K, p.measure, rng, vq, cnn, cnn.cfg.n_layouts, reference)
         if p.probe["kind"] == "decoupling":  # paired responses, kept with the unperturbed cell

@@ -1,7 +1,7 @@
 """Snakemake adapter: decoded sample grids of every probe cache (first seed, neutral point)."""
 from pathlib import Path
 
-from ibdiv import figures, probes, tokenizer
+from ibdiv import figures, registry, tokenizer
 from ibdiv.io import load_npz
 from ibdiv.runlog import job
 
@@ -12,8 +12,8 @@ with job(snakemake.log[0], snakemake.threads) as log:
     out.mkdir(parents=True, exist_ok=True)
     for path in snakemake.input.samples:
         probe, family = Path(path).parts[-5], Path(path).parts[-4]
-        kind = p.probes[probe]["kind"]
-        what = "rows = cells, columns = classes" if kind in probes.FLAT_KINDS else "class 0; rows = cell x path, columns = continuations"
-        figures.probe_grid(vq.decode, load_npz(path), out / f"{probe}_{family}.png", nested=kind not in probes.FLAT_KINDS,
+        nested = p.probes[probe]["kind"] in registry.NESTED_KINDS
+        what = "class 0; rows = cell x path, columns = continuations" if nested else "rows = cells, columns = classes"
+        figures.probe_grid(vq.decode, load_npz(path), out / f"{probe}_{family}.png", nested=nested,
                            title=f"{w.dataset}: {probe}, {family} ({what})")
     log.info("%d grids", len(snakemake.input.samples))

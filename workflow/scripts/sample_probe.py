@@ -1,13 +1,14 @@
 """Snakemake adapter: draw every cell of one probe for one family / seed / operating point."""
 import numpy as np
 
-from ibdiv import probes, tokens
+from ibdiv import probes, registry, tokens
 from ibdiv.config import derive_seed
 from ibdiv.io import save_npz
 from ibdiv.runlog import job
 
 w, p = snakemake.wildcards, snakemake.params
 with job(snakemake.log[0], snakemake.threads) as log:
+    registry.declare(snakemake.config)  # families the config brings itself
     ref = tokens.load_token_cache(snakemake.input.tokens, "heldout")
     model = probes.load_sampler(w.family, snakemake.input.model)
     seed = probes.sampling_seed(p.seed, w.dataset, w.family, w.seed, w.point)

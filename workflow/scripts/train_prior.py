@@ -4,13 +4,14 @@ import time
 import pandas as pd
 import torch
 
-from ibdiv import tokens, train_prior
+from ibdiv import registry, tokens, train_prior
 from ibdiv.config import derive_seed
 from ibdiv.io import save_json, save_text
 from ibdiv.runlog import job
 
 w = snakemake.wildcards
 with job(snakemake.log[0], snakemake.threads) as log:
+    registry.declare(snakemake.config)  # families the config brings itself
     train = tokens.load_token_cache(snakemake.input.tokens, "train")
     held = tokens.load_token_cache(snakemake.input.tokens, "heldout")
     as_tensor = lambda a: torch.from_numpy(a)
