@@ -14,9 +14,9 @@ import time
 
 import torch
 
-from ibdiv import mim
+from ibdiv import mim, registry
 from ibdiv.config import load_config
-from ibdiv.sampling import FAMILIES, sample
+from ibdiv.sampling import sample
 from ibdiv.train_prior import DEFAULT_CFG
 
 N, K, C = 16, 64, 8
@@ -58,7 +58,7 @@ def synthetic_data(n: int, seed: int = 0):
 
 
 def seconds_per_training_step(family: str, tokens, labels, steps: int = 20) -> float:
-    module = FAMILIES[family]
+    module = registry.implementation(family)
     model = module.PRIOR.build(K, N, C, ARCH).train()
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.01)
     g = torch.Generator().manual_seed(0)
@@ -99,13 +99,13 @@ def main() -> None:
     header = f"{'family':<12}{'params':>9}{'s/step':>9}{'samples/s':>11}{'GFLOP/s':>9}{'of peak':>9}  standard knobs"
     print(header)
     print("-" * len(header))
-    for family in (f for f in FAMILIES if f != "oracle"):  # the oracle needs a trained tokenizer
-        module = FAMILIES[family]
+    for family in (f for f in registry.CONFIGURABLE if f in points):  # the oracle needs a trained tokenizer
+        module, learned = registry.implementation(family), registry.family(family).learned
         model = module.PRIOR.build(K, N, C, ARCH).eval()
-        if family == "independent":
+        if not learned:
             model.fit(tokens, labels)
         params = sum(p.numel() for p in model.parameters())
-        step = seconds_per_training_step(family, tokens, labels) if family != "independent" else float("nan")
+        step = seconds_per_training_step(family, tokens, labels) if learned else float("nan")
         knobs = {**module.KNOBS, **points[family]["standard"]}
         seconds = time_sampling(model, knobs, args.samples)
         gflops = sampling_flops(family, knobs, args.samples) / seconds / 1e9
@@ -114,8 +114,8 @@ def main() -> None:
             shown = {key: knobs[key] for key in ("steps", "choice_temperature")}
         print(f"{family:<12}{params:>9}{step:>9.4f}{args.samples / seconds:>11.0f}"
               f"{gflops:>9.2f}{gflops / peak:>9.1%}  {shown}")
-    ar_model = FAMILIES["ar"].PRIOR.build(K, N, C, ARCH).eval()
-    knobs = {**FAMILIES["ar"].KNOBS, **points["ar"]["standard"]}
+    ar_model = registry.implementation("ar").PRIOR.build(K, N, C, ARCH).eval()
+    knobs = {**registry.implementation("ar").KNOBS, **points["ar"]["standard"]}
     cached = time_sampling(ar_model, {**knobs, "kv_cache": True}, args.samples)
     recomputed = time_sampling(ar_model, {**knobs, "kv_cache": False}, args.samples)
     print(f"AR KV cache: {args.samples / cached:.0f} samples/s vs {args.samples / recomputed:.0f} "
