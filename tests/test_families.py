@@ -165,7 +165,7 @@ def test_same_seed_same_tokens_other_seed_other_tokens(models, family):
 @pytest.mark.parametrize("fraction", [1 / 8, 1 / 4, 1 / 2])
 def test_stop_and_resume_with_same_generator_equals_uninterrupted(models, family, fraction):
     classes = torch.arange(32) % C
-    knobs = {"cfg_scale": 2.0} if family != "independent" else {}
+    knobs = {"cfg_scale": 2.0} if "cfg_scale" in registry.family(family).knobs else {}
     whole = sample(models[family], classes, knobs, gen(7))
     g = gen(7)
     cut = sample(models[family], classes, knobs, g, stop_at=fraction)
@@ -255,7 +255,7 @@ def test_ar_top_k_draws_only_among_the_k_most_likely(models):
     assert not (top3 == unrestricted[..., None]).any(-1).all()
 
 
-@pytest.mark.parametrize("family", LEARNED)
+@pytest.mark.parametrize("family", [f for f in ALL if "cfg_scale" in registry.family(f).knobs])
 def test_cfg_1_is_bit_identical_and_other_scales_change_tokens(models, family):
     classes = torch.arange(64) % C
     plain = sample(models[family], classes, {}, gen())
