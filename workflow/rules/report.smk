@@ -88,7 +88,9 @@ rule label_calibration:
         se="results/calibration/se_calibration.csv",
     params:
         calibration=config["calibration"],
-        measure=config["measure"],
+        # not coarse_k: the suite measures at its generators' own alphabet, so changing the
+        # coarse alphabets must not rerun it
+        measure={k: v for k, v in config["measure"].items() if k != "coarse_k"},
         probe=lambda w: next(p for p in config["probes"].values() if p["kind"] == "decoupling"),
         classification=config["classification"],
     log:
