@@ -35,3 +35,14 @@ def test_classification_table_keeps_margin_rule_and_each_quantity_with_its_se():
     row = findings.classification_table(classification).iloc[0]
     assert (row["seed"], row["label"], row["margin (SE)"], row["rule"]) == (1, "Diversity-Prioritized", "3.2", "eta clear of 1")
     assert row["η"] == "1.3 ± 0.05" and row["Δ"] == "–" and row["κ"] == "–"
+
+
+def test_coarse_alphabets_get_their_own_rows_named_by_alphabet():
+    classification = pd.DataFrame([{"family": "ar", "point": "neutral", "seed": 0, "coarse_k": k, "label": label,
+                                    "margin": 1.0, "rule": "r"} for k, label in ((0, "Balanced"), (16, "Decoupled"))])
+    table = findings.classification_table(classification)
+    assert table.alphabet.tolist() == ["full K", "K' = 16"] and table.label.tolist() == ["Balanced", "Decoupled"]
+    stability = pd.DataFrame([{"family": "ar", "point": "neutral", "coarse_k": k, "labels": "['Balanced']",
+                               "stable": True, "consensus": "Balanced"} for k in (0, 16)])
+    assert findings.labels_table(stability, pd.DataFrame(columns=["family", "point"])).alphabet.tolist() == ["full K", "K' = 16"]
+    assert "alphabet" not in findings.classification_table(classification.drop(columns="coarse_k")).columns

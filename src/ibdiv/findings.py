@@ -38,7 +38,7 @@ def labels_table(stability: pd.DataFrame, generators: pd.DataFrame) -> pd.DataFr
     rows = []
     for _, row in stability.iterrows():
         mine = generators[(generators.family == row.family) & (generators.point == row.point)]
-        out = {"family": row.family, "point": row.point, "label": row.consensus,
+        out = {"family": row.family, "point": row.point, **_alphabet(row), "label": row.consensus,
                "every seed agrees": "yes" if bool(row.stable) else "no",
                "labels per seed": ", ".join(_as_list(row.labels))}
         for column, symbol in QUANTITIES.items():
@@ -54,13 +54,22 @@ def classification_table(classification: pd.DataFrame) -> pd.DataFrame:
     sentence, with each quantity ± its SE (DESIGN §5)."""
     rows = []
     for _, row in classification.iterrows():
-        out = {"family": row.family, "point": row.point, "seed": int(row.seed), "label": row.label,
+        out = {"family": row.family, "point": row.point, "seed": int(row.seed), **_alphabet(row), "label": row.label,
                "margin (SE)": plus_minus(row.margin, digits=2)}
         for column, symbol in QUANTITIES.items():
             out[symbol] = plus_minus(row.get(column), row.get(f"{column}_se"))
         out["rule"] = row.rule
         rows.append(out)
     return pd.DataFrame(rows)
+
+
+def _alphabet(row) -> dict:
+    """The per-position alphabet of a row (DESIGN §13): nothing for tables without coarse
+    alphabets; else "full K" for coarse_k 0 and "K' = 16" for 16 clusters."""
+    if "coarse_k" not in row.index:
+        return {}
+    k = int(row.coarse_k)
+    return {"alphabet": "full K" if k == 0 else f"K' = {k}"}
 
 
 def generators_summary(generators: pd.DataFrame) -> pd.DataFrame:
