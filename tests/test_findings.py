@@ -46,3 +46,18 @@ def test_coarse_alphabets_get_their_own_rows_named_by_alphabet():
                                "stable": True, "consensus": "Balanced"} for k in (0, 16)])
     assert findings.labels_table(stability, pd.DataFrame(columns=["family", "point"])).alphabet.tolist() == ["full K", "K' = 16"]
     assert "alphabet" not in findings.classification_table(classification.drop(columns="coarse_k")).columns
+
+
+def test_rule_text_survives_the_reports_restructuredtext():
+    """The report's csv-table parses cells as reStructuredText: a rule that names |r_i2_path|/SE
+    (Δ above its threshold but the diagonal within noise) must not become a substitution error."""
+    from docutils import nodes
+    from docutils.core import publish_doctree
+
+    rule = "not Decoupled (Delta=0.91 >= Delta_min=0.7 but diagonal within noise (|r_i2_path|/SE=1.2 not > 2)) → Balanced"
+    table = findings.classification_table(pd.DataFrame([{"family": "ar", "point": "neutral", "seed": 0, "label": "Balanced",
+                                                         "margin": 1.0, "rule": rule}]))
+    source = ".. csv-table::\n   :header-rows: 1\n\n   rule\n   \"" + table.rule.iloc[0] + "\"\n"
+    doc = publish_doctree(source, settings_overrides={"report_level": 5})
+    assert not list(doc.findall(nodes.problematic)) and not list(doc.findall(nodes.system_message))
+    assert doc.astext().strip().endswith(rule)

@@ -11,7 +11,7 @@ import yaml
 
 from conftest import snakemake
 
-from ibdiv import classifier, data, tokens
+from ibdiv import classifier, data, findings, tokens
 
 TABLE = 1e-5  # tables are written with 6 significant digits
 pytestmark = pytest.mark.e2e
@@ -179,7 +179,7 @@ def test_report_contains_every_figure(smoke_run):
         assert caption in html
     assert "Problems with" not in html and "System Message" not in html
     rules = pd.read_csv(smoke_run / "results/tables/shapes/findings/classification.csv").rule
-    assert rules.tolist() == labels.rule.tolist()
+    assert rules.tolist() == [findings.rst_text(rule) for rule in labels.rule]
 
 
 def test_second_run_has_nothing_to_do(smoke_run):

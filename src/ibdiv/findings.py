@@ -25,6 +25,12 @@ def plus_minus(value, se=math.nan, digits: int = 3) -> str:
     return f"{value:.{digits}g} ± {se:.2g}"
 
 
+def rst_text(text) -> str:
+    """Text for a cell of the report's csv-table, which docutils parses as reStructuredText:
+    the rule's |r|/SE would be read as a substitution reference (an error in the report)."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|")
+
+
 def _number(value) -> float:
     try:
         return float(value)
@@ -58,7 +64,7 @@ def classification_table(classification: pd.DataFrame) -> pd.DataFrame:
                "margin (SE)": plus_minus(row.margin, digits=2)}
         for column, symbol in QUANTITIES.items():
             out[symbol] = plus_minus(row.get(column), row.get(f"{column}_se"))
-        out["rule"] = row.rule
+        out["rule"] = rst_text(row.rule)
         rows.append(out)
     return pd.DataFrame(rows)
 
