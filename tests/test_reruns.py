@@ -73,7 +73,8 @@ def test_changing_coarse_alphabets_plans_only_measuring_and_what_follows(finishe
     rules = {rule for rule, _ in planned(finished)}
     assert {"measure_reference", "measure_baseline", "measure_probe", "diagnostics_tables", "oracle_validation"} <= rules
     assert rules <= {"measure_reference", "measure_baseline", "measure_probe", "generators_table",
-                     "diagnostics_tables", "oracle_validation", "diagnostic_figures", "summary", "manifest"}, rules
+                     "diagnostics_tables", "oracle_validation", "diagnostic_figures", "findings_tables", "summary",
+                     "manifest"}, rules
 
 
 def test_rewriting_unchanged_files_plans_nothing(finished):
