@@ -165,3 +165,18 @@ def test_ground_truth_renders_the_configured_executions_per_layout(model):
     assert (few["executions_per_layout"], many["executions_per_layout"]) == (3, 40)
     assert few["d_exec"] < many["d_exec"]
     assert many == oracle_ground_truth(model.vq, executions=40, seed=0, method="plugin")  # seeded
+
+
+def test_ground_truth_through_a_code_map(model):
+    """The coarse truth counts the same renders through the map: the identity map gives the
+    full-K split, and merging codes (plug-in) cannot raise D_exec or D_tot."""
+    from ibdiv import coarse
+    from ibdiv.diagnostics import oracle_ground_truth
+
+    K = model.vq.cfg.codebook_size
+    maps = {K: np.arange(K), 4: coarse.tokenizer_maps(model.vq, [4], seed=0)[4]}
+    truth = oracle_ground_truth(model.vq, executions=20, seed=0, method="plugin", maps=maps)
+    assert truth["coarse"][str(K)] == {q: truth[q] for q in ("d_exec", "d_tot", "d_path")}
+    small = truth["coarse"]["4"]
+    assert small["d_exec"] <= truth["d_exec"] + 1e-12 and small["d_tot"] <= truth["d_tot"] + 1e-12
+    assert small["d_tot"] <= 2 + 1e-12 and small["d_path"] == pytest.approx(small["d_tot"] - small["d_exec"])

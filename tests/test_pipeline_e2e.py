@@ -11,7 +11,7 @@ import yaml
 
 from conftest import snakemake
 
-from ibdiv import classifier, data, tokens
+from ibdiv import classifier, data, findings, tokens
 
 TABLE = 1e-5  # tables are written with 6 significant digits
 pytestmark = pytest.mark.e2e
@@ -122,18 +122,43 @@ def test_measurement_and_classification_tables(smoke_run):
     summary = pd.read_csv(smoke_run / "results/tables/shapes/summary.csv")
     labels = pd.read_csv(smoke_run / "results/tables/shapes/classification.csv")
     assert len(labels) == len(summary) == len(m[m.probe == "baseline"])
-    merged = labels.merge(summary, on=["family", "seed", "point"])
+    merged = labels.merge(summary, on=["family", "seed", "point", "coarse_k"])
+    assert len(merged) == len(labels)
     assert np.allclose(merged.kappa, merged.h_z / merged.h_z_data)
     assert np.allclose(merged.delta, merged.d / merged.d_data)
     assert labels.label.isin(["Decoupled", "Diversity-Prioritized", "Compression-Prioritized", "Balanced", "Unclassified"]).all()
     assert labels.rule.str.contains("→").all()
 
 
+def test_coarse_alphabets_are_measured_beside_full_k(smoke_run):
+    """measure.coarse_k: every cell of every table once per alphabet, the per-position estimands
+    at K' (clipped at log2 K'), the pooled H(Z) at full K; labels per alphabet."""
+    coarse_k = yaml.safe_load((smoke_run / "config.smoke.yaml").read_text())["measure"]["coarse_k"]
+    assert coarse_k, "the smoke config should exercise coarse-graining"
+    m = pd.read_csv(smoke_run / "results/tables/shapes/measurements.csv")
+    keys = ["family", "seed", "point", "probe", "cell"]
+    full = m[m.coarse_k == 0].set_index(keys).sort_index()
+    for k in coarse_k:
+        small = m[m.coarse_k == k].set_index(keys).sort_index()
+        assert small.index.equals(full.index)
+        assert np.allclose(small.h_z.dropna(), full.h_z.dropna())  # pooled over positions: full K
+        assert (small.d.dropna() <= np.log2(k) + 1e-9).all() and (small.d_exec.dropna() <= np.log2(k) + 1e-9).all()
+    reference = json.loads((smoke_run / "results/shapes/reference/measure.json").read_text())
+    assert sorted(int(k) for k in reference["coarse"]) == sorted(coarse_k)
+    for table in ("summary", "classification", "classification_stability"):
+        t = pd.read_csv(smoke_run / f"results/tables/shapes/{table}.csv")
+        assert sorted(set(t.coarse_k)) == sorted({0, *coarse_k})
+    oracle = pd.read_csv(smoke_run / "results/tables/shapes/oracle_validation.csv")
+    assert sorted(set(oracle.coarse_k)) == sorted({0, *coarse_k})
+    summary = json.loads((smoke_run / "results/summary.json").read_text())["shapes"]
+    assert sorted(summary["coarse"]) == sorted(map(str, coarse_k))
+
+
 def test_oracle_validation_table(smoke_run):
     import pandas as pd
 
     table = pd.read_csv(smoke_run / "results/tables/shapes/oracle_validation.csv")
-    split = table.set_index("quantity")
+    split = table[table.coarse_k == 0].set_index("quantity")
     assert split.loc["d_path", "truth"] == pytest.approx(split.loc["d_tot", "truth"] - split.loc["d_exec", "truth"], abs=1e-5)
     assert (split.loc[["d_exec", "d_tot", "d_path"], "fraction"] == 0).all()  # oracle cut: no token committed
 
@@ -146,7 +171,15 @@ def test_report_contains_every_figure(smoke_run):
     summary = json.loads((smoke_run / "results/summary.json").read_text())
     labels = pd.read_csv(smoke_run / "results/tables/shapes/classification.csv")
     for _, row in labels.iterrows():
-        assert row.label in summary["shapes"]["families"][row.family][row.point]["labels_per_seed"]
+        families = summary["shapes"]["families"] if row.coarse_k == 0 else summary["shapes"]["coarse"][str(row.coarse_k)]
+        assert row.label in families[row.family][row.point]["labels_per_seed"]
+    # it opens on the findings: the landing text embeds the tables (no "file not found" from docutils)
+    for caption in ("shapes: strategy labels", "shapes: classification per seed", "shapes: generators",
+                    "Constructed generators with known labels"):
+        assert caption in html
+    assert "Problems with" not in html and "System Message" not in html
+    rules = pd.read_csv(smoke_run / "results/tables/shapes/findings/classification.csv").rule
+    assert rules.tolist() == [findings.rst_text(rule) for rule in labels.rule]
 
 
 def test_second_run_has_nothing_to_do(smoke_run):

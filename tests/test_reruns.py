@@ -64,6 +64,19 @@ def test_changing_one_probe_sigma_plans_that_probe_and_its_dependents(finished):
     assert not rules & {"train_prior", "sample_baseline", "measure_baseline", "train_tokenizer"}
 
 
+def test_changing_coarse_alphabets_plans_only_measuring_and_what_follows(finished):
+    """measure.coarse_k (DESIGN §13) is read by the measuring jobs only: no training, sampling
+    or calibration job may hold `measure` whole in its params."""
+    config = yaml.safe_load((finished / "config.smoke.yaml").read_text())
+    config["measure"]["coarse_k"] = [*config["measure"].get("coarse_k", []), 4]
+    (finished / "config.smoke.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    rules = {rule for rule, _ in planned(finished)}
+    assert {"measure_reference", "measure_baseline", "measure_probe", "diagnostics_tables", "oracle_validation"} <= rules
+    assert rules <= {"measure_reference", "measure_baseline", "measure_probe", "generators_table",
+                     "diagnostics_tables", "oracle_validation", "diagnostic_figures", "findings_tables", "summary",
+                     "manifest"}, rules
+
+
 def test_rewriting_unchanged_files_plans_nothing(finished):
     """What a `git checkout` or a copy does: same bytes, new timestamps."""
     later = time.time() + 60

@@ -215,11 +215,60 @@ def measure_nested(cache: dict, K: int, cfg: dict, rng, vq, cnn, n_layouts: int 
     return rows
 
 
-def oracle_ground_truth(vq, executions: int, seed: int, method: str) -> dict:
+def per_position_estimands(tokens, labels, K: int, cfg: dict, rng) -> dict:
+    """H_pos and D at `cfg['per_class']` rows per class: the per-position estimands of a flat
+    set, what a coarse alphabet measures again (pooled H(Z) and I(Z;C) stay at full K)."""
+    method, n_boot = cfg["method"], cfg["n_boot"]
+    idx = entropy.subsample_per_class(labels, cfg["per_class"], rng)
+    tokens, labels = np.asarray(tokens)[idx], np.asarray(labels)[idx]
+    return {"n_per_class": cfg["per_class"],
+            "h_pos": entropy.positional_entropy(tokens, K, method, n_boot, rng, labels=labels).as_dict(),
+            "d": entropy.conditional_diversity(tokens, labels, K, method, n_boot, rng).as_dict()}
+
+
+def measure_per_position(cache: dict, K: int, cfg: dict, rng, *, nested: bool, decoupling: bool = False) -> list[dict]:
+    """The per-position estimands of every cell of a cache whose tokens lie in [0, K): H_pos
+    and D of a flat cache, the path split of a nested one and, for the decoupling probe, the
+    paired responses (kept with the first cell, as measure_probe does at full K).
+
+    This is what DESIGN §13 computes again on coarse tokens. Everything else of a cell is
+    alphabet-free or pooled (accuracy, quality, layout commitment, H(Z), I(Z;C)) and measured
+    once at full K by measure_flat / measure_nested."""
+    rows = []
+    for cell in range(len(cache["tokens"])):
+        if nested:
+            one = {key: cache[key][cell] for key in ("tokens", "frozen", "fraction_committed", "process_fraction")}
+            rows.append(nested_estimands(one, K, cfg, rng))
+        else:
+            rows.append(per_position_estimands(cache["tokens"][cell], cache["labels"], K, cfg, rng))
+    if decoupling:
+        cells = [{key: cache[key][i] for key in ("tokens", "frozen")} for i in range(len(rows))]
+        rows[0]["responses"] = decoupling_responses(cells, K, cfg, rng)
+    return rows
+
+
+def measure_coarse(cache: dict, maps: dict, cfg: dict, seed: int, *, nested: bool, decoupling: bool = False) -> dict:
+    """{str(K'): measure_per_position on the cache's tokens mapped through maps[K']} (maps from
+    coarse.tokenizer_maps). Each K' draws from its own stream derived from `seed` (the run's
+    measuring seed), so adding a K' changes neither the full-K numbers nor another K'."""
+    from ibdiv import coarse
+    from ibdiv.config import derive_seed
+
+    out = {}
+    for k, code_map in maps.items():
+        rng = np.random.default_rng(derive_seed(seed, "coarse", k))
+        mapped = {**cache, "tokens": coarse.apply(code_map, cache["tokens"])}
+        out[str(k)] = measure_per_position(mapped, int(k), cfg, rng, nested=nested, decoupling=decoupling)
+    return out
+
+
+def oracle_ground_truth(vq, executions: int, seed: int, method: str, maps: dict | None = None) -> dict:
     """The oracle's path/execution split from a large sample (DESIGN §3): every class x layout
     rendered `executions` times. D_exec = mean H(z_i | c, layout) over uniform layouts;
     D_tot = mean H(z_i | c) pooling the layouts; D_path = D_tot - D_exec. With hundreds of
-    executions per layout the estimators' small-N bias is negligible."""
+    executions per layout the estimators' small-N bias is negligible. With `maps` ({K': code
+    map}, coarse.tokenizer_maps) the same renders are also counted through each map:
+    out["coarse"][str(K')] is the truth the coarse estimates are compared with."""
     from ibdiv import shapes
 
     rng = np.random.default_rng(seed)
@@ -228,11 +277,21 @@ def oracle_ground_truth(vq, executions: int, seed: int, method: str) -> dict:
     layouts = np.tile(np.repeat(np.arange(shapes.N_LAYOUTS), executions), n_classes)
     codes = vq.encode(shapes.render(classes, layouts, vq.cfg.image_size, rng))
     codes = codes.reshape(n_classes, shapes.N_LAYOUTS, executions, -1)
+    out = {**_split_truth(codes, K, method),
+           "layout_entropy": float(np.log2(shapes.N_LAYOUTS)), "executions_per_layout": executions}
+    if maps:
+        from ibdiv import coarse
+
+        out["coarse"] = {str(k): _split_truth(coarse.apply(m, codes), int(k), method) for k, m in maps.items()}
+    return out
+
+
+def _split_truth(codes: np.ndarray, K: int, method: str) -> dict:
+    """D_exec, D_tot, D_path of codes (C, layouts, executions, N) in [0, K)."""
     counts_exec = np.eye(K, dtype=np.int64)[codes].sum(2)  # (C, L, N, K)
     d_exec = float(np.mean(entropy.entropy_from_counts(counts_exec, method)))
     d_tot = float(np.mean(entropy.entropy_from_counts(counts_exec.sum(1), method)))
-    return {"d_exec": d_exec, "d_tot": d_tot, "d_path": d_tot - d_exec,
-            "layout_entropy": float(np.log2(shapes.N_LAYOUTS)), "executions_per_layout": executions}
+    return {"d_exec": d_exec, "d_tot": d_tot, "d_path": d_tot - d_exec}
 
 
 def oracle_validation(truth: dict, clamp_cells: list[dict]) -> list[dict]:

@@ -94,7 +94,8 @@ def settings_problems(config: dict, class_counts: dict | None = None) -> list[st
     only the datasets it names are checked (default: every dataset, counts unknown). Checks:
     the token grid against the image size; measure.per_class against sampling.baseline_per_class
     and against the held-out images per class (the real data are measured at the same N as every
-    sample set); paths vs continuations of the nested probes; a training image in every class."""
+    sample set); paths vs continuations of the nested probes; a training image in every class;
+    every coarse alphabet in measure.coarse_k below the codebook size."""
     if class_counts is None:
         class_counts = dict.fromkeys(config["datasets"])
     per_class, baseline = config["measure"]["per_class"], config["sampling"]["baseline_per_class"]
@@ -113,6 +114,7 @@ def settings_problems(config: dict, class_counts: dict | None = None) -> list[st
                 f"to at most {probe['paths']}.")
     for name, counts in class_counts.items():
         spec = config["datasets"][name]
+        problems += _coarse_problems(name, spec["tokenizer"]["codebook_size"], config["measure"].get("coarse_k", []))
         size, grid = spec["image_size"], spec["tokenizer"]["grid"]
         factor = size // grid
         if grid > size or size % grid or factor & (factor - 1):
@@ -124,6 +126,16 @@ def settings_problems(config: dict, class_counts: dict | None = None) -> list[st
         if counts:
             problems += _split_problems(name, counts, spec["heldout_fraction"], per_class)
     return problems
+
+
+def _coarse_problems(name: str, K: int, coarse_k) -> list[str]:
+    """A coarse alphabet must be smaller than the codebook it coarse-grains (DESIGN §13)."""
+    big = [k for k in coarse_k if k >= K]
+    if not big:
+        return []
+    return [f"measure.coarse_k={list(coarse_k)} has {big} not below datasets.{name}.tokenizer.codebook_size={K}: "
+            f"a coarse alphabet K' maps the K codes to fewer clusters. Use values below {K} in measure.coarse_k "
+            f"(or raise the codebook size)."]
 
 
 def _split_problems(name: str, counts: dict, fraction: float, per_class: int) -> list[str]:

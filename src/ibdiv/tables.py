@@ -48,20 +48,68 @@ def flatten(measurement: dict, prefix: str = "") -> dict:
     return out
 
 
+FULL_K = 0  # coarse_k of rows measured on the tokenizer's own codes (no coarse-graining)
+
+
 def measurements_table(reference_path, measured_paths) -> pd.DataFrame:
-    """One row per family x seed x point x probe x cell, plus the real data's reference row.
+    """One row per family x seed x point x probe x cell x alphabet, plus the real data's
+    reference rows.
 
     measured_paths: the baseline's and every probe's measure.json ({probe, kind, runs: [{family,
-    seed, point, cells, measurements}]}); the baseline is the probe "baseline" with one cell "".
+    seed, point, cells, measurements, coarse}]}); the baseline is the probe "baseline" with one
+    cell "". `coarse_k` is FULL_K (0) for the full codebook and K' for coarse tokens (DESIGN
+    §13): a K' row repeats its full-K row and overwrites the per-position estimands (H_pos, D,
+    the path split, ρ_infl, the decoupling responses) with their coarse values, so the pooled
+    H(Z), I(Z;C) and everything read from images (accuracy, quality, layout commitment) stay
+    the full-K numbers and every downstream rule reads a K' slice like the full-K one.
     """
-    rows = [{"family": "data", "seed": -1, "point": "", "probe": "reference", "kind": "flat", "cell": "",
-             **flatten(load_json(reference_path))}]
+    reference = load_json(reference_path)
+    keys = {"family": "data", "seed": -1, "point": "", "probe": "reference", "kind": "flat", "cell": ""}
+    rows = _with_coarse(keys, reference, reference.get("coarse", {}))
     for path in measured_paths:
         m = load_json(path)
         for run in m["runs"]:
-            for cell, values in zip(run["cells"], run["measurements"]):
-                rows.append({**_keys(run), "probe": m["probe"], "kind": m["kind"], "cell": cell, **flatten(values)})
+            coarse = run.get("coarse", {})
+            for i, (cell, values) in enumerate(zip(run["cells"], run["measurements"])):
+                keys = {**_keys(run), "probe": m["probe"], "kind": m["kind"], "cell": cell}
+                rows += _with_coarse(keys, values, {k: cells[i] for k, cells in coarse.items()})
     return pd.DataFrame(rows)
+
+
+def _with_coarse(keys: dict, full: dict, coarse: dict) -> list[dict]:
+    """The full-K row of one cell and one row per coarse alphabet K' ({str(K'): values})."""
+    row = {**keys, "coarse_k": FULL_K, **flatten({k: v for k, v in full.items() if k != "coarse"})}
+    return [row] + [{**row, **flatten(values), "coarse_k": int(k)} for k, values in coarse.items()]
+
+
+def at_alphabet(table: pd.DataFrame, coarse_k: int = FULL_K) -> pd.DataFrame:
+    """The rows of one alphabet (a table written before coarse_k existed is all full K)."""
+    if "coarse_k" not in table.columns:
+        return table if coarse_k == FULL_K else table.iloc[:0]
+    return table[table["coarse_k"] == coarse_k]
+
+
+def alphabets(table: pd.DataFrame) -> list[int]:
+    """FULL_K first, then every K' present, ascending."""
+    return sorted(set(table["coarse_k"]) | {FULL_K}) if "coarse_k" in table.columns else [FULL_K]
+
+
+def classification_tables(measurements: pd.DataFrame, generators: pd.DataFrame, probes: dict, thresholds: dict,
+                          dataset: str) -> dict[str, pd.DataFrame]:
+    """summary, classification and classification_stability of every alphabet, stacked with a
+    coarse_k column after `point`: the same summary and rule applied to each alphabet's slice."""
+    from ibdiv import classification
+
+    out = {"summary": [], "classification": [], "stability": []}
+    for k in alphabets(measurements):
+        summary = summary_table(at_alphabet(measurements, k), generators, probes, thresholds["iso_accuracy"])
+        summary.insert(0, "dataset", dataset)
+        classified = classification.classify_rows(summary, thresholds)
+        for name, table in (("summary", summary), ("classification", classified),
+                            ("stability", classification.stability(classified))):
+            table.insert(table.columns.get_loc("point") + 1, "coarse_k", k)
+            out[name].append(table)
+    return {name: pd.concat(tables, ignore_index=True) for name, tables in out.items()}
 
 
 def iso_quality_diversity(points: pd.DataFrame, target_accuracy: float) -> tuple[float, float]:
@@ -249,7 +297,8 @@ def _cell_row(measurements: pd.DataFrame, family, seed, point, probe: str, cell)
 
 def headline_summary(datasets, stability_paths, classification_paths, headline_paths, generator_paths) -> dict:
     """results/summary.json: per dataset the labels (and whether all seeds agree), the numbers
-    behind them with SEs across seeds, learned structure, and the enhancement gains."""
+    behind them with SEs across seeds, learned structure, and the enhancement gains; all at
+    full K, and under "coarse" the labels and numbers of every coarse alphabet K' (DESIGN §13)."""
     out = {}
     for name, stab, cls, head, gen in zip(datasets, stability_paths, classification_paths, headline_paths, generator_paths):
         stability, classified, generators = pd.read_csv(stab), pd.read_csv(cls), pd.read_csv(gen)
@@ -257,25 +306,33 @@ def headline_summary(datasets, stability_paths, classification_paths, headline_p
             headline = pd.read_csv(head)
         except pd.errors.EmptyDataError:
             headline = pd.DataFrame()
-        families = {}
-        for _, row in stability.iterrows():
-            per_seed = classified[(classified.family == row.family) & (classified.point == row.point)]
-            entry = {"label": row.consensus, "stable": bool(row.stable), "labels_per_seed": per_seed.label.tolist(),
-                     "rules_per_seed": per_seed.rule.tolist()}
-            for q in ("kappa", "delta", "delta_iso", "eta", "decoupling_index", "rho_infl"):
-                entry[q] = {"mean": _nan_none(row.get(f"{q}_mean")), "se_across_seeds": _nan_none(row.get(f"{q}_seed_se"))}
-            gen = generators[(generators.family == row.family) & (generators.point == row.point)]
-            entry["learned_structure_bits"] = _nan_none(gen.learned_structure_bits.mean()) if len(gen) else None
-            entry["conditioning_accuracy"] = _nan_none(gen.conditioning_accuracy.mean()) if len(gen) else None
-            families.setdefault(row.family, {})[row.point] = entry
         gains = {}
         for family, group in (headline.groupby("family") if len(headline) else []):
             gains[family] = {"gain_bits_mean": _nan_none(group.gain.mean()),
                              "gain_se_per_seed": [_nan_none(v) for v in group.gain_se],
                              "best_usual_knob_per_seed": group.best_usual_knob.tolist(),
                              "gain_vs_baseline_mean": _nan_none(group.gain_vs_baseline.mean())}
-        out[name] = {"families": families, "enhancement": gains}
+        families = {k: _label_entries(at_alphabet(stability, k), at_alphabet(classified, k), generators)
+                    for k in alphabets(stability)}
+        out[name] = {"families": families.pop(FULL_K), "enhancement": gains,
+                     "coarse": {str(k): entries for k, entries in families.items()}}
     return out
+
+
+def _label_entries(stability: pd.DataFrame, classified: pd.DataFrame, generators: pd.DataFrame) -> dict:
+    """{family: {point: label, stability and numbers}} of one alphabet's tables."""
+    families = {}
+    for _, row in stability.iterrows():
+        per_seed = classified[(classified.family == row.family) & (classified.point == row.point)]
+        entry = {"label": row.consensus, "stable": bool(row.stable), "labels_per_seed": per_seed.label.tolist(),
+                 "rules_per_seed": per_seed.rule.tolist()}
+        for q in ("kappa", "delta", "delta_iso", "eta", "decoupling_index", "rho_infl"):
+            entry[q] = {"mean": _nan_none(row.get(f"{q}_mean")), "se_across_seeds": _nan_none(row.get(f"{q}_seed_se"))}
+        gen = generators[(generators.family == row.family) & (generators.point == row.point)]
+        entry["learned_structure_bits"] = _nan_none(gen.learned_structure_bits.mean()) if len(gen) else None
+        entry["conditioning_accuracy"] = _nan_none(gen.conditioning_accuracy.mean()) if len(gen) else None
+        families.setdefault(row.family, {})[row.point] = entry
+    return families
 
 
 def _nan_none(value):
@@ -291,12 +348,13 @@ def dvc_metrics(datasets, stability_paths, generator_paths) -> dict:
     """results/metrics.json, DVC's metrics (`dvc exp show`, `dvc metrics diff`): per dataset,
     family and operating point the numbers experiments are compared by, means over seeds:
     κ, δ, η, Δ (decoupling_index), ρ_infl, conditioning accuracy and held-out bits/token.
-    Numbers only; a quantity not measured for a row is left out."""
+    Numbers only; a quantity not measured for a row is left out. Full K only: the coarse
+    alphabets' numbers are in summary.json and the tables."""
     quantities = ("kappa", "delta", "eta", "decoupling_index", "rho_infl")
     out = {}
     for name, stab, gen in zip(datasets, stability_paths, generator_paths):
         rows = {}
-        for _, row in pd.read_csv(stab).iterrows():
+        for _, row in at_alphabet(pd.read_csv(stab)).iterrows():
             rows[(row.family, row.point)] = {q: row.get(f"{q}_mean") for q in quantities}
         for (family, point), group in pd.read_csv(gen).groupby(["family", "point"], sort=False):
             rows.setdefault((family, point), {}).update(

@@ -35,7 +35,7 @@ rule measure_probe:
         tokenizer="results/{dataset}/tokenizer/model.pt",
         classifier="results/{dataset}/classifier/model.pt",
         reference="results/{dataset}/reference/quality.npz",
-        code=code("diagnostics", "entropy", "probes", "registry", "classifier", "tokenizer", "metrics"),
+        code=code("diagnostics", "entropy", "probes", "registry", "classifier", "tokenizer", "metrics", "coarse"),
         script="workflow/scripts/measure_probe.py",
     output:
         "results/{dataset}/probes/{probe}/measure.json",
@@ -62,7 +62,7 @@ rule measure_baseline:
         tokenizer="results/{dataset}/tokenizer/model.pt",
         classifier="results/{dataset}/classifier/model.pt",
         reference="results/{dataset}/reference/quality.npz",
-        code=code("diagnostics", "entropy", "registry", "classifier", "tokenizer", "metrics"),
+        code=code("diagnostics", "entropy", "registry", "classifier", "tokenizer", "metrics", "coarse"),
         script="workflow/scripts/measure_baseline.py",
     output:
         "results/{dataset}/samples/measure.json",
@@ -87,7 +87,7 @@ rule measure_reference:
         data="data/prepared/{dataset}.npz",
         classifier="results/{dataset}/classifier/model.pt",
         tokenizer="results/{dataset}/tokenizer/model.pt",
-        code=code("diagnostics", "entropy", "classifier", "tokenizer", "metrics", "data", "tokens"),
+        code=code("diagnostics", "entropy", "classifier", "tokenizer", "metrics", "data", "tokens", "coarse"),
         script="workflow/scripts/measure_reference.py",
     output:
         measure="results/{dataset}/reference/measure.json",
@@ -136,7 +136,7 @@ rule oracle_validation:
     input:
         tokenizer="results/{dataset}/tokenizer/model.pt",
         clamp=oracle_clamp_measure,
-        code=code("diagnostics", "entropy", "shapes", "tokenizer", "figures"),
+        code=code("diagnostics", "entropy", "shapes", "tokenizer", "figures", "coarse"),
         script="workflow/scripts/oracle_validation.py",
     output:
         table="results/tables/{dataset}/oracle_validation.csv",

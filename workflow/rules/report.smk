@@ -33,6 +33,30 @@ rule diagnostic_figures:
         "../scripts/diagnostic_figures.py"
 
 
+rule findings_tables:
+    """The report's landing tables (workflow/report/workflow.rst shows them): labels, the
+    per-seed classification with margin and rule, the generators; formatted for reading."""
+    input:
+        stability="results/tables/{dataset}/classification_stability.csv",
+        classification="results/tables/{dataset}/classification.csv",
+        generators="results/tables/{dataset}/generators.csv",
+        code=code("findings"),
+        script="workflow/scripts/findings_tables.py",
+    output:
+        labels="results/tables/{dataset}/findings/labels.csv",
+        classification="results/tables/{dataset}/findings/classification.csv",
+        generators="results/tables/{dataset}/findings/generators.csv",
+    log:
+        logfile("findings_tables"),
+    benchmark:
+        benchfile("findings_tables")
+    threads: 1
+    conda:
+        "../../envs/ibdiv.yaml"
+    script:
+        "../scripts/findings_tables.py"
+
+
 rule summary:
     input:
         unpack(summary_inputs),
@@ -66,7 +90,9 @@ rule label_calibration:
         se="results/calibration/se_calibration.csv",
     params:
         calibration=config["calibration"],
-        measure=config["measure"],
+        # not coarse_k: the suite measures at its generators' own alphabet, so changing the
+        # coarse alphabets must not rerun it
+        measure={k: v for k, v in config["measure"].items() if k != "coarse_k"},
         probe=lambda w: config["probes"][registry.probe_of_kind(config["probes"], "decoupling")],
         classification=config["classification"],
     log:

@@ -1,4 +1,5 @@
-"""Snakemake adapter: every diagnostic figure of one dataset (PNG + PDF + the CSV behind it)."""
+"""Snakemake adapter: every diagnostic figure of one dataset (PNG + PDF + the CSV behind it),
+drawn at full K (coarse_k 0); the coarse alphabets' numbers are in the tables."""
 import pandas as pd
 
 from ibdiv import figures, registry
@@ -6,9 +7,8 @@ from ibdiv.runlog import job
 
 out, probes = snakemake.output, snakemake.params.probes
 with job(snakemake.log[0], snakemake.threads) as log:
-    m = pd.read_csv(snakemake.input.measurements)
-    summary = pd.read_csv(snakemake.input.summary)
-    classified = pd.read_csv(snakemake.input.classification)
+    m, summary, classified = (pd.read_csv(path).query("coarse_k == 0") for path in (
+        snakemake.input.measurements, snakemake.input.summary, snakemake.input.classification))
     figures.ib_plane(m, classified, out.ib_plane)
     clamp = registry.probe_of_kind(probes, "path_clamp")
     figures.iso_quality(m, out.iso_quality, registry.iso_quality_probe(probes))

@@ -1,7 +1,7 @@
 """Snakemake adapter: every flat estimand and quality metric of every baseline sample cache of a dataset."""
 import numpy as np
 
-from ibdiv import classifier, diagnostics, registry, tokenizer
+from ibdiv import classifier, coarse, diagnostics, registry, tokenizer
 from ibdiv.config import derive_seed
 from ibdiv.io import load_npz, save_json
 from ibdiv.runlog import job
@@ -12,15 +12,18 @@ with job(snakemake.log[0], snakemake.threads) as log:
     vq = tokenizer.load_tokenizer(snakemake.input.tokenizer)
     cnn = classifier.load_classifier(snakemake.input.classifier)
     reference = diagnostics.load_quality_reference(snakemake.input.reference)
+    maps = coarse.tokenizer_maps(vq, p.measure.get("coarse_k", []), p.seed)
     runs = []
     for (family, seed, point), path in zip(p.runs, snakemake.input.samples):
         cache = load_npz(path)
-        rng = np.random.default_rng(derive_seed(p.seed, w.dataset, family, seed, point, "baseline", "measure"))
+        run_seed = derive_seed(p.seed, w.dataset, family, seed, point, "baseline", "measure")
+        rng = np.random.default_rng(run_seed)
         stacked = {"tokens": cache["tokens"][None], "labels": cache["labels"], "logprobs": cache["logprobs"][None]}
         row = diagnostics.measure_flat(stacked, vq.cfg.codebook_size, p.measure, rng, vq, cnn, reference,
                                       registry.family(family).exact_likelihood)[0]
         log.info("%s seed %s %s: D=%.3f H(Z)=%.3f acc=%.3f", family, seed, point, row["d"]["value"],
                  row["h_z"]["value"], row["conditioning_accuracy"])
-        runs.append({"family": family, "seed": int(seed), "point": point, "cells": [""], "measurements": [row]})
+        runs.append({"family": family, "seed": int(seed), "point": point, "cells": [""], "measurements": [row],
+                     "coarse": diagnostics.measure_coarse(stacked, maps, p.measure, run_seed, nested=False)})
     # the layout of a probe's measure.json: the tables read baselines and probes alike
     save_json(snakemake.output[0], {"probe": "baseline", "kind": "flat", "runs": runs})
