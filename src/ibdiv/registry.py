@@ -18,6 +18,9 @@ own, without touching this package:
 
 whose object also declares the traits LEARNED, EXACT_LIKELIHOOD and PERTURBABLE (see `Family`).
 `declare(config)` registers it; from then on it is used exactly like a built-in family.
+
+Adding a probe kind: one `ProbeKind` below, what its cells sample (ibdiv.probes.CELL_SETTINGS)
+and its settings in the schema (`$defs.probe`).
 """
 from __future__ import annotations
 
