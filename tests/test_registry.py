@@ -247,3 +247,13 @@ def test_a_probe_restricted_to_an_unknown_family_fails_naming_the_probe(config):
         registry.declare(bad)
     with pytest.raises(KeyError, match="unknown family 'tyo'"):
         registry.family("tyo")
+
+
+def test_a_knob_without_a_range_check_is_named(config, monkeypatch):
+    """Knob names are the sampler's (KNOB_CHECKS): a family cannot bring an unchecked one."""
+    registry.declare(config)
+    model = ToyPrior(K, N, C)
+    model.family = "toy"
+    monkeypatch.setattr(ToyFamily, "KNOBS", {"temperature": 1.0, "warp": 2})
+    with pytest.raises(ValueError, match="knob 'warp' of family 'toy' has no range check"):
+        sampling.sample(model, torch.arange(2), {}, torch.Generator())
