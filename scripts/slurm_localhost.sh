@@ -9,11 +9,11 @@
 # and running daemons are left alone unless the generated slurm.conf changed.
 #
 # No systemd is assumed (containers, CI runners): the daemons are started directly.
-# No slurmdbd either: accounting storage is off, so `sacct` cannot report jobs; the executor
-# plugin is then told to poll with `squeue` (profiles/slurm sets `slurm-status-command: squeue`
-# only where the caller chooses to; see tests/test_slurm.py). squeue sees a finished job for
-# MinJobAge seconds, which must exceed the plugin's polling interval (it falls back to sacct
-# when MinJobAge < 3 x its initial interval).
+# No slurmdbd either (it needs a MariaDB server): accounting storage is off, so `sacct` answers
+# "Slurm accounting storage is disabled" and the executor plugin must poll with `squeue`:
+# run snakemake with `--slurm-status-command squeue` (tests/test_slurm.py does). squeue sees a
+# finished job for MinJobAge seconds, which must exceed the plugin's polling interval (the
+# plugin switches back to sacct when MinJobAge < 3 x its initial interval).
 set -euo pipefail
 
 CONF=/etc/slurm/slurm.conf
