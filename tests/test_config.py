@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ibdiv.config import ConfigError, derive_seed, load_config, validate_config
+from ibdiv.config import ConfigError, load_config, validate_config
+from ibdiv.seeds import derive_seed
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -31,11 +31,3 @@ def validate_config(config: dict, schema_path=SCHEMA_PATH) -> dict:
 def load_config(path) -> dict:
     return validate_config(yaml.safe_load(Path(path).read_text()))
 
-
-def derive_seed(base: int, *names) -> int:
-    """A stable per-job seed from the base seed and names (e.g. dataset, stage), so that
-    jobs never share a random stream and adding a job never shifts another's."""
-    import hashlib
-
-    digest = hashlib.sha256(":".join(map(str, (base, *names))).encode()).digest()
-    return int.from_bytes(digest[:4], "little")

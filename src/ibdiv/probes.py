@@ -30,7 +30,7 @@ NOISE_TARGETS = {"condition": "cond_noise", "codebook": "code_noise"}
 def sampling_seed(base_seed: int, dataset: str, family: str, seed, point: str) -> int:
     """The sampling seed of a run's baseline cache. Every probe of the run reuses it, which
     is what makes an unperturbed probe cell bit-identical to the baseline."""
-    from ibdiv.config import derive_seed
+    from ibdiv.seeds import derive_seed
 
     return derive_seed(base_seed, dataset, family, seed, point, "baseline")
 

@@ -1,4 +1,11 @@
 # Helpers shared by the rule files: axes from config, code inputs, log/benchmark paths.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # this checkout's library (codegraph: stdlib only)
+from ibdiv.codegraph import code_files
+
+sys.path.pop(0)
 
 DATASETS = list(config["datasets"])
 SEEDS = [str(s) for s in config["seeds"]]
@@ -41,11 +48,15 @@ def dataset_source(wildcards):
     return {k: v for k, v in spec.items() if k not in ("tokenizer", "classifier")}
 
 
-def code(*modules):
-    """Library modules a rule runs, declared as inputs so that a real edit (checksum)
-    reruns the rule while a mere timestamp change does not (see profiles/default)."""
-    shared = ("io", "runlog", "config")
-    return [f"src/ibdiv/{m}.py" for m in dict.fromkeys((*modules, *shared))]
+def script_inputs(name):
+    """The adapter `workflow/scripts/<name>.py` and every `ibdiv` file it imports, directly or
+    through the package (read with ast by ibdiv.codegraph, not typed here, so they cannot drift
+    from the code). Declared as inputs so that a real edit (checksum) reruns the rule while a
+    mere timestamp change does not (see profiles/default)."""
+    script = f"workflow/scripts/{name}.py"
+    root = Path(workflow.basedir).resolve()
+    code = [str(path.relative_to(root)) for path in code_files(root / script, root / "src")]
+    return {"script": script, "code": code}
 
 
 def logfile(rule):

@@ -2,7 +2,7 @@
 import numpy as np
 
 from ibdiv import probes, tokens
-from ibdiv.config import derive_seed
+from ibdiv.seeds import derive_seed
 from ibdiv.io import save_npz
 from ibdiv.runlog import job
 

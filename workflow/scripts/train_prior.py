@@ -5,7 +5,7 @@ import pandas as pd
 import torch
 
 from ibdiv import tokens, train_prior
-from ibdiv.config import derive_seed
+from ibdiv.seeds import derive_seed
 from ibdiv.io import save_json, save_text
 from ibdiv.runlog import job
 
