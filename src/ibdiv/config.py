@@ -23,9 +23,15 @@ def validate_config(config: dict, schema_path=SCHEMA_PATH) -> dict:
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
-        lines = [f"{'.'.join(map(str, e.absolute_path)) or '<top level>'}: {e.message}" for e in errors]
+        lines = [f"{'.'.join(map(str, e.absolute_path)) or '<top level>'}: {e.message}{_why(e)}" for e in errors]
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
     return config
+
+
+def _why(error) -> str:
+    """The failing rule's description, where the schema gives one (e.g. a cross-key condition)."""
+    description = error.schema.get("description") if isinstance(error.schema, dict) else None
+    return f" ({description})" if description else ""
 
 
 def load_config(path) -> dict:
