@@ -14,6 +14,7 @@ rule train_prior:
     params:
         cfg=config["prior"],
         seed=config["seed"],
+        device=DEVICE,
     wildcard_constraints:
         family="ar|mim|diffusion|independent",
     log:
@@ -21,6 +22,8 @@ rule train_prior:
     benchmark:
         "results/benchmarks/train_prior/{dataset}_{family}_seed{seed}.tsv"
     threads: 1
+    resources:
+        gpu=gpus,
     conda:
         "../../envs/ibdiv.yaml"
     script:
@@ -56,11 +59,14 @@ rule sample_baseline:
         knobs=point_knobs,
         sampling=config["sampling"],
         seed=config["seed"],
+        device=DEVICE,
     log:
         run_logfile("sample_baseline"),
     benchmark:
         run_benchfile("sample_baseline")
     threads: 1
+    resources:
+        gpu=gpus,
     conda:
         "../../envs/ibdiv.yaml"
     script:

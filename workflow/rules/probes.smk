@@ -15,11 +15,14 @@ rule sample_probe:
         per_class=config["measure"]["per_class"],
         batch_size=config["sampling"]["batch_size"],
         seed=config["seed"],
+        device=DEVICE,
     log:
         "results/logs/sample_probe/{dataset}_{probe}_{family}_seed{seed}_{point}.log",
     benchmark:
         "results/benchmarks/sample_probe/{dataset}_{probe}_{family}_seed{seed}_{point}.tsv"
     threads: 1
+    resources:
+        gpu=gpus,
     conda:
         "../../envs/ibdiv.yaml"
     script:

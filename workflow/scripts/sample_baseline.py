@@ -1,14 +1,14 @@
 """Snakemake adapter: the baseline sample cache of one family at one operating point."""
 import numpy as np
 
-from ibdiv import probes, tokens
+from ibdiv import devices, probes, tokens
 from ibdiv.io import save_npz
 from ibdiv.runlog import job
 
 w, p = snakemake.wildcards, snakemake.params
 with job(snakemake.log[0], snakemake.threads) as log:
     ref = tokens.load_token_cache(snakemake.input.tokens, "heldout")
-    model = probes.load_sampler(w.family, snakemake.input.model)
+    model = probes.load_sampler(w.family, snakemake.input.model, devices.resolve(p.device))
     seed = probes.sampling_seed(p.seed, w.dataset, w.family, w.seed, w.point)
     out = probes.sample_flat(model, int(ref.labels.max()) + 1, p.sampling["baseline_per_class"], p.knobs, seed,
                              batch_size=p.sampling["batch_size"])
