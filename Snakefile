@@ -62,6 +62,7 @@ rule all:
         [f"results/tables/{d}/oracle_validation.{ext}" for d in DATASETS if "oracle" in families_of(d) for ext in ("csv", "png")],
         expand("results/{dataset}/figures/diagnostics/{name}.png", dataset=DATASETS, name=DIAGNOSTIC_FIGURES),
         "results/summary.json",
+        expand("results/tables/{dataset}/findings/labels.csv", dataset=DATASETS),  # the report's landing tables
         "results/calibration/labels.png",
         "results/metrics.json",  # DVC's metrics and plots (dvc.yaml)
         expand("results/{dataset}/prior_curves.csv", dataset=DATASETS),

@@ -147,6 +147,13 @@ def test_report_contains_every_figure(smoke_run):
     labels = pd.read_csv(smoke_run / "results/tables/shapes/classification.csv")
     for _, row in labels.iterrows():
         assert row.label in summary["shapes"]["families"][row.family][row.point]["labels_per_seed"]
+    # it opens on the findings: the landing text embeds the tables (no "file not found" from docutils)
+    for caption in ("shapes: strategy labels", "shapes: classification per seed", "shapes: generators",
+                    "Constructed generators with known labels"):
+        assert caption in html
+    assert "Problems with" not in html and "System Message" not in html
+    rules = pd.read_csv(smoke_run / "results/tables/shapes/findings/classification.csv").rule
+    assert rules.tolist() == labels.rule.tolist()
 
 
 def test_second_run_has_nothing_to_do(smoke_run):

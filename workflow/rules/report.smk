@@ -30,6 +30,30 @@ rule diagnostic_figures:
         "../scripts/diagnostic_figures.py"
 
 
+rule findings_tables:
+    """The report's landing tables (workflow/report/workflow.rst shows them): labels, the
+    per-seed classification with margin and rule, the generators; formatted for reading."""
+    input:
+        stability="results/tables/{dataset}/classification_stability.csv",
+        classification="results/tables/{dataset}/classification.csv",
+        generators="results/tables/{dataset}/generators.csv",
+        code=code("findings"),
+        script="workflow/scripts/findings_tables.py",
+    output:
+        labels="results/tables/{dataset}/findings/labels.csv",
+        classification="results/tables/{dataset}/findings/classification.csv",
+        generators="results/tables/{dataset}/findings/generators.csv",
+    log:
+        logfile("findings_tables"),
+    benchmark:
+        benchfile("findings_tables")
+    threads: 1
+    conda:
+        "../../envs/ibdiv.yaml"
+    script:
+        "../scripts/findings_tables.py"
+
+
 rule summary:
     input:
         unpack(summary_inputs),

@@ -1,0 +1,84 @@
+"""The report's landing tables: the findings of one dataset, formatted for a person to read.
+
+The report (workflow/report/workflow.rst) opens on these: the labels with the numbers behind
+them, the per-seed classification with its margin and the rule that fired, and the generators.
+Every cell is a string ("1.43 ± 0.22"): the machine-readable numbers stay in results/tables/.
+"""
+from __future__ import annotations
+
+import ast
+import math
+
+import pandas as pd
+
+# the strategy quantities of DESIGN §5, in the order a reader meets them
+QUANTITIES = {"kappa": "κ", "delta": "δ", "eta": "η", "decoupling_index": "Δ", "rho_infl": "ρ_infl"}
+
+
+def plus_minus(value, se=math.nan, digits: int = 3) -> str:
+    """'1.43 ± 0.22'; the value alone when there is no SE; '–' when nothing was measured."""
+    value, se = _number(value), _number(se)
+    if math.isnan(value):
+        return "–"
+    if math.isnan(se):
+        return f"{value:.{digits}g}"
+    return f"{value:.{digits}g} ± {se:.2g}"
+
+
+def _number(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def labels_table(stability: pd.DataFrame, generators: pd.DataFrame) -> pd.DataFrame:
+    """One row per family and operating point: the consensus label over seeds, whether every
+    seed agrees, and the means of the quantities ± their SE across seeds."""
+    rows = []
+    for _, row in stability.iterrows():
+        mine = generators[(generators.family == row.family) & (generators.point == row.point)]
+        out = {"family": row.family, "point": row.point, "label": row.consensus,
+               "every seed agrees": "yes" if bool(row.stable) else "no",
+               "labels per seed": ", ".join(_as_list(row.labels))}
+        for column, symbol in QUANTITIES.items():
+            out[symbol] = plus_minus(row.get(f"{column}_mean"), row.get(f"{column}_seed_se"))
+        out["conditioning accuracy"] = plus_minus(mine.conditioning_accuracy.mean()) if len(mine) else "–"
+        out["learned structure (bits/token)"] = plus_minus(mine.learned_structure_bits.mean()) if len(mine) else "–"
+        rows.append(out)
+    return pd.DataFrame(rows)
+
+
+def classification_table(classification: pd.DataFrame) -> pd.DataFrame:
+    """One row per family, seed and point: the label, its margin (in SEs) and the rule's
+    sentence, with each quantity ± its SE (DESIGN §5)."""
+    rows = []
+    for _, row in classification.iterrows():
+        out = {"family": row.family, "point": row.point, "seed": int(row.seed), "label": row.label,
+               "margin (SE)": plus_minus(row.margin, digits=2)}
+        for column, symbol in QUANTITIES.items():
+            out[symbol] = plus_minus(row.get(column), row.get(f"{column}_se"))
+        out["rule"] = row.rule
+        rows.append(out)
+    return pd.DataFrame(rows)
+
+
+def generators_summary(generators: pd.DataFrame) -> pd.DataFrame:
+    """One row per family, seed and point: likelihood, learned structure and conditioning."""
+    return pd.DataFrame({
+        "family": generators.family, "seed": generators.seed, "point": generators.point,
+        "held-out bits/token": [plus_minus(v) for v in generators.heldout_bits_per_token],
+        "likelihood": generators.likelihood.fillna("–"),
+        "learned structure (bits/token)": [plus_minus(v) for v in generators.learned_structure_bits],
+        "conditioning accuracy": [plus_minus(v) for v in generators.conditioning_accuracy],
+        "accuracy / real data's": [plus_minus(v) for v in generators.accuracy_ratio],
+        "parameters": [f"{int(v):,}" if not math.isnan(_number(v)) else "–" for v in generators.n_parameters],
+    })
+
+
+def _as_list(text) -> list[str]:
+    """classification_stability stores its labels as a Python list literal."""
+    try:
+        return [str(x) for x in ast.literal_eval(str(text))]
+    except (ValueError, SyntaxError):
+        return [str(text)]
