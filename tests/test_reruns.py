@@ -62,8 +62,8 @@ def test_editing_a_downstream_module_plans_its_importers_and_what_follows(finish
     metrics = finished / "src/ibdiv/metrics.py"
     metrics.write_text(metrics.read_text() + "\n# a real edit: the checksum changes\n")
     rules = {rule for rule, _ in planned(finished)}
-    downstream = {"generators_table", "diagnostics_tables", "diagnostic_figures", "summary", "manifest",
-                  "calibration_figure"}
+    downstream = {"generators_table", "diagnostics_tables", "diagnostic_figures", "findings_tables", "summary",
+                  "manifest", "calibration_figure"}
     assert rules == importers | downstream, rules
 
 

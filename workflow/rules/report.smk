@@ -37,8 +37,7 @@ rule findings_tables:
         stability="results/tables/{dataset}/classification_stability.csv",
         classification="results/tables/{dataset}/classification.csv",
         generators="results/tables/{dataset}/generators.csv",
-        code=code("findings"),
-        script="workflow/scripts/findings_tables.py",
+        **script_inputs("findings_tables"),
     output:
         labels="results/tables/{dataset}/findings/labels.csv",
         classification="results/tables/{dataset}/findings/classification.csv",
