@@ -8,6 +8,9 @@ from ibdiv.codegraph import code_files
 sys.path.pop(0)
 
 DATASETS = list(config["datasets"])
+SEEDS = [str(s) for s in config["seeds"]]
+POINTS = ["neutral", "standard"]
+
 # Where training and sampling jobs compute (DESIGN §10): an execution setting, given as
 # `snakemake --config device=cuda` (or in a profile), not science in config.yaml. A param, so that
 # switching devices reruns those jobs (the arithmetic differs); cuda jobs declare one `gpu` for
@@ -18,8 +21,6 @@ DEVICE = config.get("device", "cpu")
 def gpus(wildcards):
     """GPUs a training or sampling job asks for (the oracle renders with numpy on the CPU)."""
     return 1 if DEVICE == "cuda" and wildcards.family != "oracle" else 0
-SEEDS = [str(s) for s in config["seeds"]]
-POINTS = ["neutral", "standard"]
 
 
 def check_settings_against_data():
