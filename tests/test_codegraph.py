@@ -53,9 +53,36 @@ def test_no_job_runs_the_config_validation():
         assert "ibdiv/io.py" in files and "ibdiv/runlog.py" in files, script.name  # every adapter logs and writes
 
 
+def test_a_file_importing_the_registry_depends_on_every_family_module_it_names():
+    """The registry imports a family's module by name (importlib) when the family is first used:
+    no import statement names ar.py, mim.py, ..., yet a job that loads a family runs them."""
+    from ibdiv import registry
+
+    for script in ("sample_baseline", "measure_probe", "train_prior"):
+        found = names(code_files(ROOT / f"workflow/scripts/{script}.py", SRC), SRC)
+        for fam in registry.BUILT_IN.values():
+            module = fam.implementation.partition(":")[0]
+            assert module.replace(".", "/") + ".py" in found, (script, fam.name)
+
+
+def test_lazy_family_modules_are_read_from_the_registry_source(tmp_path):
+    src = tmp_path / "src"
+    write(src / "ibdiv/__init__.py", "")
+    write(src / "ibdiv/registry.py", 'import importlib\n_BUILT_IN = (Family("x", "ibdiv.fam_x", learned=True),\n'
+                                     '    Family("y", implementation="ibdiv.fam_y:Obj"))\n')
+    write(src / "ibdiv/fam_x.py", "from ibdiv import helper\n")
+    write(src / "ibdiv/fam_y.py", "")
+    write(src / "ibdiv/helper.py", "")
+    write(tmp_path / "script.py", "from ibdiv import registry\n")
+    assert names(code_files(tmp_path / "script.py", src), src) == {
+        "ibdiv/__init__.py", "ibdiv/registry.py", "ibdiv/fam_x.py", "ibdiv/fam_y.py", "ibdiv/helper.py"}
+
+
 def test_the_static_graph_covers_what_python_imports():
     """Importing each package module loads no package file the static graph missed (a dynamic
-    import, e.g. through importlib, would go unseen by ast and be an undeclared input)."""
+    import, e.g. through importlib, would go unseen by ast and be an undeclared input). Where the
+    module brings in the registry, every built-in family is loaded through it too (its modules
+    are imported lazily, by name), so the registry's dynamic imports are checked as well."""
     probe = """
 import importlib, json, sys
 loaded = {}
@@ -63,6 +90,10 @@ for name in sys.argv[1:]:
     for key in [k for k in sys.modules if k == "ibdiv" or k.startswith("ibdiv.")]:
         del sys.modules[key]
     importlib.import_module(name)
+    if "ibdiv.registry" in sys.modules:
+        registry = sys.modules["ibdiv.registry"]
+        for family in registry.BUILT_IN:
+            registry.implementation(family)
     loaded[name] = sorted(sys.modules[k].__file__ for k in sys.modules if k == "ibdiv" or k.startswith("ibdiv."))
 print(json.dumps(loaded))
 """

@@ -6,6 +6,13 @@ the DAG must not load torch. Standard library only (the Snakefile imports this m
 
 Every import statement counts, including those inside functions: a function-level import
 runs whenever the function does, and a job that calls it depends on that module's code.
+
+One import is not a statement: the registry (ibdiv/registry.py) imports each family's module by
+its name, with importlib, when the family is first used. A file that imports the registry is
+therefore taken to import every module its built-in families name (`Family(name, "ibdiv.ar", ...)`
+read from the registry's source): a job runs only some families, but which ones is config, not
+code, and a job that could load a family's module depends on it. A family a config brings itself
+(`families.<name>.implementation`) lives outside the package and is not followed.
 """
 from __future__ import annotations
 
@@ -14,6 +21,8 @@ from functools import lru_cache
 from pathlib import Path
 
 PACKAGE = "ibdiv"
+REGISTRY = ("ibdiv", "registry.py")  # imports its families' modules lazily, by name (see above)
+FAMILY_CALL = "Family"  # registry.Family(name, implementation, ...): the implementation is a module path
 
 
 def code_files(script, source_root) -> list[Path]:
@@ -42,7 +51,21 @@ def _imported_names(path: Path, source_root: Path) -> frozenset[str]:
             base = _absolute(node, path, source_root)
             names.add(base)
             names.update(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
+    if path == source_root.joinpath(*REGISTRY):
+        names.update(_registry_family_modules(path))
     return frozenset(names)
+
+
+def _registry_family_modules(path: Path) -> set[str]:
+    """The modules the registry's built-in families name: the second argument (or the
+    `implementation` keyword) of each `Family(...)` call, up to a ":" (an object in the module)."""
+    modules = set()
+    for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == FAMILY_CALL:
+            given = [*node.args[1:2], *(k.value for k in node.keywords if k.arg == "implementation")]
+            modules.update(a.value.partition(":")[0] for a in given
+                           if isinstance(a, ast.Constant) and isinstance(a.value, str))
+    return modules
 
 
 def _statements(body):
