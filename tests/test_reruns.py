@@ -85,7 +85,7 @@ def test_changing_one_probe_sigma_plans_that_probe_and_its_dependents(finished):
     assert [w["probe"] for w in measured] == ["codebook_noise"]  # one job measures the probe's caches
     rules = {rule for rule, _ in jobs}
     assert rules <= {"sample_probe", "measure_probe", "manifest", "probe_grids", "diagnostics_tables",
-                     "diagnostic_figures", "summary"}, rules
+                     "diagnostic_figures", "findings_tables", "summary"}, rules
     assert not rules & {"train_prior", "sample_baseline", "measure_baseline", "train_tokenizer"}
 
 
