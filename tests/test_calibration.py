@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from ibdiv import calibration as cal
+from ibdiv import calibration_suite as cal
 from ibdiv import probes
 
 CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())

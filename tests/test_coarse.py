@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from conftest import ROOT
 
 from ibdiv import coarse, diagnostics, entropy, preflight, tables
-from ibdiv.config import ConfigError, derive_seed, validate_config
+from ibdiv.config import ConfigError, validate_config
+from ibdiv.seeds import derive_seed
 
 
 def codebook(n=64, d=8, seed=0):

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ibdiv.config import ConfigError, derive_seed, load_config, validate_config
+from ibdiv.config import ConfigError, load_config, validate_config
+from ibdiv.seeds import derive_seed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,3 +55,45 @@ def test_npz_source_requires_path(config):
 def test_derived_seeds_are_stable_and_distinct():
     assert derive_seed(0, "shapes", "data") == derive_seed(0, "shapes", "data")
     assert len({derive_seed(0, "shapes", s) for s in ("data", "split", "tokenizer")}) == 3
+
+
+def test_training_settings_have_one_source(config):
+    """train_prior.DEFAULT_CFG, the schema's `prior` keys and config.yaml's `prior` agree: the same
+    keys, and the code's defaults are the default run's values (a config that leaves a key out
+    trains like the default run)."""
+    from ibdiv.train_prior import DEFAULT_CFG
+
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    assert set(DEFAULT_CFG) == set(schema["properties"]["prior"]["properties"]) == set(config["prior"])
+    assert DEFAULT_CFG == config["prior"]
+
+
+def test_mask_and_replace_needs_a_network_trained_for_it(config):
+    config["families"]["diffusion"]["standard"]["mask_and_replace"] = True
+    with pytest.raises(ConfigError, match=r"families.diffusion.standard.mask_and_replace: .*prior.replace_fraction > 0"):
+        validate_config(copy.deepcopy(config))
+    config["prior"]["replace_fraction"] = 0.25
+    validate_config(config)
+
+
+def test_mask_and_replace_runs_end_to_end_from_config():
+    """The smoke config with mask-and-replace switched on: training reads replace_fraction from
+    `prior`, and the diffusion sampler revises committed tokens at the configured point."""
+    import torch
+
+    from ibdiv import sampling
+    from ibdiv.train_prior import train_prior
+
+    config = yaml.safe_load((ROOT / "config.smoke.yaml").read_text())
+    config["prior"].update(replace_fraction=0.3, steps=10, eval_every=10)
+    config["families"]["diffusion"]["neutral"]["mask_and_replace"] = True
+    validate_config(config)
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 3, (128,), generator=g)
+    tokens = (labels[:, None] + torch.randint(0, 2, (128, 16), generator=g)) % 8
+    model = train_prior("diffusion", tokens, labels, tokens[:32], labels[:32], K=8, C=3, cfg=config["prior"],
+                        seed=0, progress=False)[0]
+    assert model.replace_fraction == 0.3
+    knobs = config["families"]["diffusion"]["neutral"]
+    result = sampling.sample(model, torch.arange(3).repeat(20), knobs, torch.Generator().manual_seed(1))
+    assert sum(result.trace["revised"]) > 0

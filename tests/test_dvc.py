@@ -61,15 +61,20 @@ def drift(cwd, *snakemake_args) -> list[str]:
                 errors.append(f"{stage.addressing}: cmd must be `snakemake ... --allowed-rules R.. -- T..`")
                 continue
             allowed = set(argv[argv.index("--allowed-rules") + 1:argv.index("--")])
+            read = set()
             for f, (rule, inputs) in made.items():
                 if not under(f, outs):
                     continue
                 covered.add(f)
+                read |= inputs
                 if rule not in allowed:
                     errors.append(f"{stage.addressing}: {f} is made by {rule}, not in --allowed-rules")
                 missing = sorted(x for x in inputs if not under(x, outs) and not under(x, deps))
                 if missing:
                     errors.append(f"{stage.addressing}: deps miss {missing} (inputs of {rule})")
+            # a code dep no job reads (a module no script imports) would rerun the stage for nothing
+            errors += [f"{stage.addressing}: code dep {d} is read by no job of the stage" for d in sorted(deps)
+                       if d.startswith(("src/", "workflow/")) and not any(under(x, {d}) for x in read)]
             for target in argv[argv.index("--") + 1:]:
                 if not under(target, outs):
                     errors.append(f"{stage.addressing}: target {target} is not one of its outs")
@@ -86,7 +91,8 @@ def test_dvc_yaml_mirrors_the_snakemake_dag():
 
 
 def test_drift_is_detected(tmp_path):
-    """The check can fail: an output DVC does not track, a rule a stage does not allow, a missing dep."""
+    """The check can fail: an output DVC does not track, a rule a stage does not allow, a missing
+    dep, an unread code dep."""
     for name in ("Snakefile", "workflow", "src", "profiles", "envs", "config.yaml", "dvc.yaml"):
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, tmp_path / name)
     run(["git", "init", "-q"], tmp_path)
@@ -96,8 +102,13 @@ def test_drift_is_detected(tmp_path):
     (tmp_path / "dvc.yaml").write_text(broken)
     errors = "\n".join(drift(tmp_path))
     assert "figures/probes" in errors and "is not tracked by any DVC stage" in errors
-    (tmp_path / "dvc.yaml").write_text(dvc_yaml.replace(" probe_grids manifest", " manifest"))
-    assert any("made by probe_grids, not in --allowed-rules" in e for e in drift(tmp_path))
+    # ... and a code dep that no job of the stage reads (the config validation)
+    extra = "      - workflow/scripts/summary.py\n      - src/ibdiv/config.py\n"
+    (tmp_path / "dvc.yaml").write_text(dvc_yaml.replace(" probe_grids manifest", " manifest")
+                                       .replace("      - workflow/scripts/summary.py\n", extra))
+    errors = drift(tmp_path)
+    assert any("made by probe_grids, not in --allowed-rules" in e for e in errors)
+    assert any(e.endswith("summary: code dep src/ibdiv/config.py is read by no job of the stage") for e in errors)
     # the probes stage without the quality reference its measuring jobs read
     probes = dvc_yaml.index("  probes:")
     no_reference = dvc_yaml[:probes] + dvc_yaml[probes:].replace("        - results/${key}/reference\n", "", 1)

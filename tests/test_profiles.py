@@ -30,3 +30,20 @@ def test_slurm_profile_executor_is_validated(tmp_path):
     profile.write_text(profile.read_text().replace("executor: slurm", "executor: slurmx"))
     out = dry_run(tmp_path, "--profile", "profiles/slurm")
     assert out.returncode != 0 and "slurmx" in out.stderr
+
+
+def test_device_cuda_places_training_and_sampling_jobs_on_a_gpu():
+    """`--config device=cuda` (an execution setting): the jobs that compute with the priors
+    declare one `gpu` (the SLURM plugin turns it into --gpus); nothing else, not the oracle."""
+    out = dry_run(ROOT, "--profile", "profiles/slurm", "--forceall", "--config", "device=cuda")
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-2000:]
+    jobs = re.findall(r"rule (\w+):\n(?:    .*\n)*?    wildcards: (.*)\n    resources: (.*)\n", text)
+    on_gpu = {(rule, "family=oracle" in wildcards) for rule, wildcards, resources in jobs if "gpu=1" in resources}
+    assert on_gpu == {("train_prior", False), ("sample_baseline", False), ("sample_probe", False)}, on_gpu
+    assert "gpu=1" not in dry_run(ROOT, "--profile", "profiles/slurm", "--forceall").stdout  # cpu: the default
+
+
+def test_unknown_device_fails_validation_naming_it():
+    out = dry_run(ROOT, "--config", "device=gpu")
+    assert out.returncode != 0 and "'device'" in out.stdout + out.stderr

@@ -13,6 +13,8 @@ import pytest
 import yaml
 from conftest import copy_repository, snakemake
 
+from ibdiv.codegraph import code_files
+
 pytestmark = pytest.mark.e2e
 
 FIGURE_RULES = {"figure_examples", "evaluate_tokenizer", "sample_grids", "probe_grids", "diagnostic_figures",
@@ -49,6 +51,29 @@ def test_editing_figure_code_plans_only_figure_jobs(finished):
     assert "diagnostic_figures" in rules and "probe_grids" in rules
 
 
+
+def test_editing_a_downstream_module_plans_its_importers_and_what_follows(finished):
+    """metrics.py is imported (through diagnostics) only by the measuring rules and the
+    calibration suite: no tokenizer, training or sampling job reruns."""
+    importers = {script.stem for script in (finished / "workflow/scripts").glob("*.py")
+                 if finished / "src/ibdiv/metrics.py" in code_files(script, finished / "src")}
+    assert importers == {"measure_baseline", "measure_probe", "measure_reference", "oracle_validation",
+                         "label_calibration"}
+    metrics = finished / "src/ibdiv/metrics.py"
+    metrics.write_text(metrics.read_text() + "\n# a real edit: the checksum changes\n")
+    rules = {rule for rule, _ in planned(finished)}
+    downstream = {"generators_table", "diagnostics_tables", "diagnostic_figures", "findings_tables", "summary",
+                  "manifest", "calibration_figure"}
+    assert rules == importers | downstream, rules
+
+
+def test_editing_the_config_validation_plans_nothing(finished):
+    """Jobs read their settings from Snakemake's params; the schema and its validation code are
+    no job's input."""
+    for path in (finished / "src/ibdiv/config.py", finished / "workflow/schemas/config.schema.yaml"):
+        path.write_text(path.read_text() + "\n# a real edit: the checksum changes\n")
+    assert planned(finished) == []
+
 def test_changing_one_probe_sigma_plans_that_probe_and_its_dependents(finished):
     config = yaml.safe_load((finished / "config.smoke.yaml").read_text())
     config["probes"]["codebook_noise"]["sigmas"] = [0.0, 0.5]
@@ -60,7 +85,7 @@ def test_changing_one_probe_sigma_plans_that_probe_and_its_dependents(finished):
     assert [w["probe"] for w in measured] == ["codebook_noise"]  # one job measures the probe's caches
     rules = {rule for rule, _ in jobs}
     assert rules <= {"sample_probe", "measure_probe", "manifest", "probe_grids", "diagnostics_tables",
-                     "diagnostic_figures", "summary"}, rules
+                     "diagnostic_figures", "findings_tables", "summary"}, rules
     assert not rules & {"train_prior", "sample_baseline", "measure_baseline", "train_tokenizer"}
 
 

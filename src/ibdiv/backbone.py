@@ -18,6 +18,7 @@ imports them).
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -272,8 +273,26 @@ def sampling_log_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: in
     return logits.log_softmax(-1)
 
 
-def gumbel(shape, generator: torch.Generator) -> torch.Tensor:
-    u = torch.rand(shape, generator=generator).clamp_(min=torch.finfo(torch.float32).tiny)
+def uniform(shape, generator: torch.Generator, device) -> torch.Tensor:
+    """Uniforms on [0, 1) drawn by the CPU generator and moved to ``device`` (DESIGN §10): a cache
+    depends on the seed and the batch layout, not on the device's own random generator. On the
+    CPU the move is a no-op, so CPU caches are what they were before devices existed."""
+    return torch.rand(shape, generator=generator).to(device)
+
+
+def gaussian(shape, generator: torch.Generator, device) -> torch.Tensor:
+    """Standard normal draws by the CPU generator, moved to ``device`` (see uniform)."""
+    return torch.randn(shape, generator=generator).to(device)
+
+
+def device_of(model) -> torch.device:
+    """Where a model's tensors live (the CPU for a model without any)."""
+    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return torch.device("cpu") if tensor is None else tensor.device
+
+
+def gumbel(shape, generator: torch.Generator, device="cpu") -> torch.Tensor:
+    u = uniform(shape, generator, device).clamp_(min=torch.finfo(torch.float32).tiny)
     return -torch.log(-torch.log(u))
 
 
@@ -283,7 +302,7 @@ def draw(log_probs: torch.Tensor, generator: torch.Generator) -> tuple[torch.Ten
     Gumbel-max needs exactly K uniforms per draw, so randomness is consumed in a fixed order
     whatever the distribution: the property stop/resume reproducibility relies on.
     """
-    tokens = (log_probs + gumbel(log_probs.shape, generator)).argmax(-1)
+    tokens = (log_probs + gumbel(log_probs.shape, generator, log_probs.device)).argmax(-1)
     return tokens, log_probs.gather(-1, tokens[..., None]).squeeze(-1)
 
 
@@ -311,12 +330,12 @@ class DecodeState:
     @classmethod
     def fresh(cls, classes: torch.Tensor, seq_len: int, mask_id: int, total_steps: int,
               schedule: dict, trace_keys: tuple[str, ...] = ("committed",)) -> "DecodeState":
-        n = classes.shape[0]
+        n, device = classes.shape[0], classes.device
         return cls(
             classes=classes,
-            tokens=torch.full((n, seq_len), mask_id, dtype=torch.long),
-            committed=torch.zeros(n, seq_len, dtype=torch.bool),
-            logprobs=torch.full((n, seq_len), math.nan),
+            tokens=torch.full((n, seq_len), mask_id, dtype=torch.long, device=device),
+            committed=torch.zeros(n, seq_len, dtype=torch.bool, device=device),
+            logprobs=torch.full((n, seq_len), math.nan, device=device),
             step=0,
             total_steps=total_steps,
             schedule=dict(schedule),

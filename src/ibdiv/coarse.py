@@ -98,7 +98,7 @@ def codebook_vectors(vq) -> np.ndarray:
 def code_map(codebook, k: int, seed: int) -> np.ndarray:
     """The K -> K' map: cluster of each code, from k-means on its codebook vector; the seed is
     derived from `seed` and K', so each K' has its own fixed draw."""
-    from ibdiv.config import derive_seed
+    from ibdiv.seeds import derive_seed
 
     return kmeans(codebook, k, derive_seed(seed, "coarse", k))
 

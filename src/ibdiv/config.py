@@ -23,19 +23,17 @@ def validate_config(config: dict, schema_path=SCHEMA_PATH) -> dict:
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
-        lines = [f"{'.'.join(map(str, e.absolute_path)) or '<top level>'}: {e.message}" for e in errors]
+        lines = [f"{'.'.join(map(str, e.absolute_path)) or '<top level>'}: {e.message}{_why(e)}" for e in errors]
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
     return config
+
+
+def _why(error) -> str:
+    """The failing rule's description, where the schema gives one (e.g. a cross-key condition)."""
+    description = error.schema.get("description") if isinstance(error.schema, dict) else None
+    return f" ({description})" if description else ""
 
 
 def load_config(path) -> dict:
     return validate_config(yaml.safe_load(Path(path).read_text()))
 
-
-def derive_seed(base: int, *names) -> int:
-    """A stable per-job seed from the base seed and names (e.g. dataset, stage), so that
-    jobs never share a random stream and adding a job never shifts another's."""
-    import hashlib
-
-    digest = hashlib.sha256(":".join(map(str, (base, *names))).encode()).digest()
-    return int.from_bytes(digest[:4], "little")

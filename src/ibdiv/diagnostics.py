@@ -252,7 +252,7 @@ def measure_coarse(cache: dict, maps: dict, cfg: dict, seed: int, *, nested: boo
     coarse.tokenizer_maps). Each K' draws from its own stream derived from `seed` (the run's
     measuring seed), so adding a K' changes neither the full-K numbers nor another K'."""
     from ibdiv import coarse
-    from ibdiv.config import derive_seed
+    from ibdiv.seeds import derive_seed
 
     out = {}
     for k, code_map in maps.items():

@@ -26,7 +26,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ibdiv.backbone import Backbone, BackboneConfig, DecodeState, Guidance, draw, sampling_log_probs
+from ibdiv.backbone import Backbone, BackboneConfig, DecodeState, Guidance, draw, sampling_log_probs, uniform
 
 KNOBS = {"steps": 12, "temperature": 1.0, "top_p": 1.0, "cfg_scale": 1.0,
          "mask_and_replace": False}
@@ -63,11 +63,12 @@ def training_loss(model: DiffusionPrior, tokens, labels, generator: torch.Genera
     """Continuous-time absorbing ELBO (nats/token) plus, for rho > 0, the visible-token x0 loss."""
     n, N = tokens.shape
     # stratified noise levels (MDLM's antithetic sampling): lower-variance ELBO estimate
-    t = (torch.rand(1, generator=generator) + torch.arange(n) / n) % 1.0
+    device = tokens.device
+    t = (uniform(1, generator, device) + torch.arange(n, device=device) / n) % 1.0
     t = (MIN_NOISE + (1 - MIN_NOISE) * t)[:, None]
-    corrupted = torch.rand(n, N, generator=generator) < t
-    replaced = corrupted & (torch.rand(n, N, generator=generator) < model.replace_fraction)
-    random_codes = torch.randint(0, model.config.vocab_size, (n, N), generator=generator)
+    corrupted = uniform((n, N), generator, device) < t
+    replaced = corrupted & (uniform((n, N), generator, device) < model.replace_fraction)
+    random_codes = torch.randint(0, model.config.vocab_size, (n, N), generator=generator).to(device)
     noisy = torch.where(replaced, random_codes, tokens)
     masked = corrupted & ~replaced
     noisy = noisy.masked_fill(masked, model.mask_id)
@@ -91,9 +92,9 @@ def heldout_bits_per_token(model: Backbone, tokens, labels, generator: torch.Gen
     N = tokens.shape[1]
     total = 0.0
     for x, y in zip(tokens.split(chunk), labels.split(chunk)):
-        k = torch.arange(1, N + 1).repeat(x.shape[0])  # masks of every size, per sequence
+        k = torch.arange(1, N + 1, device=x.device).repeat(x.shape[0])  # masks of every size, per sequence
         xs, ys = x.repeat_interleave(N, 0), y.repeat_interleave(N, 0)
-        rank = torch.rand(xs.shape, generator=generator).argsort(1).argsort(1)
+        rank = uniform(xs.shape, generator, x.device).argsort(1).argsort(1)
         masked = rank < k[:, None]
         logits = model(xs.masked_fill(masked, model.mask_id), ys)
         nll = F.cross_entropy(logits.transpose(1, 2), xs, reduction="none")
@@ -135,7 +136,7 @@ def advance(model: DiffusionPrior, state: DecodeState, knobs: dict, generator: t
         n_new = targets[j] - (targets[j - 1] if j else 0)
         revised = 0
         if n_new or knobs["mask_and_replace"]:
-            order = torch.rand(state.tokens.shape, generator=generator)
+            order = uniform(state.tokens.shape, generator, state.tokens.device)
             order = order.masked_fill(state.committed, math.inf)
             first = order.topk(n_new, dim=1, largest=False).indices
             newly = torch.zeros_like(state.committed).scatter(1, first, True)
@@ -145,7 +146,7 @@ def advance(model: DiffusionPrior, state: DecodeState, knobs: dict, generator: t
             update = newly
             if knobs["mask_and_replace"]:
                 t, s = 1 - j / T, 1 - (j + 1) / T
-                coin = torch.rand(state.tokens.shape, generator=generator) < (t - s) / t
+                coin = uniform(state.tokens.shape, generator, state.tokens.device) < (t - s) / t
                 revise = state.committed & (sampled != state.tokens) & coin
                 revised = int(revise.sum())
                 update = newly | revise

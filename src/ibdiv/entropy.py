@@ -683,7 +683,7 @@ def path_split(tokens, frozen, alphabet_size: int, method: str = PRIMARY_METHOD,
     * SEs: bootstrap of whole paths within class (``n_boot`` reps). Copies of a path drawn
       twice are kept out of the same D_tot set (see ``_total_entropy_sets``); otherwise a
       set would hold one path twice and D_tot would drop in every replicate. Calibration
-      (``ibdiv.calibration.se_calibration``; README): on the calibration generators at P = 40,
+      (``ibdiv.calibration_suite.se_calibration``; README): on the calibration generators at P = 40,
       R = 10 and 20 the mean SE is 0.84–1.17 × the spread over independent replicates; on a
       Zipf-like generator with 18 equiprobable layouts (D_tot near saturation at N = R) it is
       1.3–1.6 × for D_tot, D_path, D_frozen and D_influence (conservative). A grouped jackknife

@@ -45,9 +45,9 @@ class IndependentPrior(nn.Module):
         return self.vocab_size
 
     def fit(self, tokens: torch.Tensor, labels: torch.Tensor) -> "IndependentPrior":
-        positions = torch.arange(self.seq_len).expand_as(tokens)
+        positions = torch.arange(self.seq_len, device=tokens.device).expand_as(tokens)
         index = (labels[:, None].expand_as(tokens), positions, tokens)
-        self.counts.index_put_(index, torch.ones(tokens.shape), accumulate=True)
+        self.counts.index_put_(index, torch.ones(tokens.shape, device=tokens.device), accumulate=True)
         return self
 
     def log_probs(self, classes: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ibdiv.backbone import Backbone, DecodeState, Guidance, draw, gumbel, sampling_log_probs
+from ibdiv.backbone import Backbone, DecodeState, Guidance, draw, gumbel, sampling_log_probs, uniform
 from ibdiv.diffusion import heldout_bits_per_token  # noqa: F401  (the family's likelihood)
 
 KNOBS = {"steps": 12, "schedule": "cosine", "temperature": 1.0, "choice_temperature": 4.5,
@@ -45,9 +45,9 @@ PRIOR = MIMPrior
 def training_loss(model: MIMPrior, tokens, labels, generator: torch.Generator) -> torch.Tensor:
     """Mean cross-entropy on masked positions under the cosine masking schedule."""
     n, N = tokens.shape
-    ratio = torch.cos(math.pi / 2 * torch.rand(n, generator=generator))
+    ratio = torch.cos(math.pi / 2 * uniform(n, generator, tokens.device))
     n_masked = torch.ceil(ratio * N).clamp(1, N)
-    rank = torch.rand(n, N, generator=generator).argsort(1).argsort(1)
+    rank = uniform((n, N), generator, tokens.device).argsort(1).argsort(1)
     masked = rank < n_masked[:, None]
     logits = model(tokens.masked_fill(masked, model.mask_id), labels)
     return F.cross_entropy(logits[masked], tokens[masked])
@@ -84,7 +84,7 @@ def advance(model: MIMPrior, state: DecodeState, knobs: dict, generator: torch.G
         t = state.step
         logits = guide.logits(model(guide.batch(state.tokens), guide.classes, **guide.kwargs))
         sampled, lp = draw(sampling_log_probs(logits, knobs["temperature"]), generator)
-        choice_noise = gumbel(state.tokens.shape, generator)
+        choice_noise = gumbel(state.tokens.shape, generator, state.tokens.device)
         annealing = knobs["choice_temperature"] * (1 - (t + 1) / T)
         confidence = (lp + annealing * choice_noise).masked_fill(state.committed, math.inf)
         keep = confidence.topk(targets[t], dim=1).indices

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ibdiv import registry, sampling
+from ibdiv.backbone import device_of
 
 NOISE_TARGETS = {"condition": "cond_noise", "codebook": "code_noise"}
 
@@ -30,7 +31,7 @@ NOISE_TARGETS = {"condition": "cond_noise", "codebook": "code_noise"}
 def sampling_seed(base_seed: int, dataset: str, family: str, seed, point: str) -> int:
     """The sampling seed of a run's baseline cache. Every probe of the run reuses it, which
     is what makes an unperturbed probe cell bit-identical to the baseline."""
-    from ibdiv.config import derive_seed
+    from ibdiv.seeds import derive_seed
 
     return derive_seed(base_seed, dataset, family, seed, point, "baseline")
 
@@ -58,15 +59,15 @@ def sample_flat(model, n_classes: int, per_class: int, knobs: dict, seed: int, *
     gen, noise_gen = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(noise_seed)
     tokens, logprobs = [], []
     for start in range(0, len(labels), batch_size):
-        batch = labels[start:start + batch_size]
+        batch = labels[start:start + batch_size].to(device_of(model))
         before = draw_noise(model, noise[0], noise[1], len(batch), noise_gen)
         with torch.no_grad():
             result = sampling.sample(model, batch, knobs, gen, perturbation=before, stop_at=cut)
             if cut is not None and result.state is not None:
                 after = draw_noise(model, noise_after[0], noise_after[1], len(batch), noise_gen)
                 result = sampling.resume(model, result.state, knobs, gen, perturbation=after)
-        tokens.append(result.tokens)
-        logprobs.append(result.logprobs)
+        tokens.append(result.tokens.cpu())
+        logprobs.append(result.logprobs.cpu())
     return {"tokens": torch.cat(tokens).numpy(), "labels": labels.numpy(),
             "logprobs": torch.cat(logprobs).numpy().astype(np.float32)}
 
@@ -95,7 +96,7 @@ def sample_nested(model, n_classes: int, paths: int, continuations: int, fractio
     layout of every path (C, P).
     """
     C, P, R = n_classes, paths, continuations
-    classes = torch.arange(C).repeat_interleave(P)
+    classes = torch.arange(C).repeat_interleave(P).to(device_of(model))
     gen, noise_gen = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(noise_seed)
     pre = draw_noise(model, before[0], before[1], C * P, noise_gen)
     post = draw_noise(model, after[0], after[1], C * P * R, noise_gen)
@@ -106,8 +107,8 @@ def sample_nested(model, n_classes: int, paths: int, continuations: int, fractio
         done = sampling.resume(model, expand_state(cut.state, R), knobs, gen, perturbation=post)
     N = done.tokens.shape[1]
     out = {
-        "tokens": done.tokens.numpy().reshape(C, P, R, N),
-        "frozen": cut.committed.numpy().reshape(C, P, N),
+        "tokens": done.tokens.cpu().numpy().reshape(C, P, R, N),
+        "frozen": cut.committed.cpu().numpy().reshape(C, P, N),
         "fraction_committed": np.float64(cut.fraction_committed),
         "process_fraction": np.float64(cut.process_fraction),
     }
@@ -173,13 +174,13 @@ def _knob_type(knob: str, value: float):
     return int(value) if knob in ("top_k", "steps") else float(value)
 
 
-def load_sampler(family: str, path):
-    """The model a sampler reads: a trained prior, or for a "tokenizer" family (the oracle) the
-    tokenizer it wraps."""
+def load_sampler(family: str, path, device="cpu"):
+    """The model a sampler reads: a trained prior on `device`, or for a "tokenizer" family (the
+    oracle) the tokenizer it wraps (the oracle renders images with numpy: it always runs on the CPU)."""
     if registry.family(family).model == "tokenizer":
         from ibdiv.tokenizer import load_tokenizer
 
         return registry.implementation(family).PRIOR(load_tokenizer(path))
     from ibdiv.train_prior import load_model
 
-    return load_model(path)
+    return load_model(path).to(device)

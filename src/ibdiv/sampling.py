@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from ibdiv import mim, registry
-from ibdiv.backbone import DecodeState
+from ibdiv.backbone import DecodeState, device_of, gaussian
 
 # Range checks per knob name; every knob of every family must appear here.
 KNOB_CHECKS = {
@@ -144,11 +144,11 @@ def _rms(table: torch.Tensor) -> float:
 def condition_noise(model, n: int, sigma: float, generator: torch.Generator) -> torch.Tensor:
     """(n, d) noise: sigma x per-element RMS of the class rows (NULL excluded) x N(0, I)."""
     scale = sigma * _rms(model.cls_emb.weight[: model.config.n_classes])
-    return scale * torch.randn(n, model.config.d_model, generator=generator)
+    return scale * gaussian((n, model.config.d_model), generator, device_of(model))
 
 
 def codebook_noise(model, n: int, sigma: float, generator: torch.Generator) -> torch.Tensor:
     """(n, K, d) noise: sigma x per-element RMS of the code rows (MASK excluded) x N(0, I)."""
     K, d = model.config.vocab_size, model.config.d_model
     scale = sigma * _rms(model.tok_emb.weight[:K])
-    return scale * torch.randn(n, K, d, generator=generator)
+    return scale * gaussian((n, K, d), generator, device_of(model))

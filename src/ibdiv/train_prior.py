@@ -16,10 +16,14 @@ import torch
 from tqdm.auto import tqdm
 
 from ibdiv import registry
+from ibdiv.backbone import device_of, uniform
 from ibdiv.io import save_torch
 
+# Every training setting, at the default config's values (config.yaml `prior`; a test checks
+# that these keys, the schema's and config.yaml's are the same and the values equal): a config
+# that leaves a key out gets what the default run uses.
 DEFAULT_CFG = {
-    "steps": 1500,
+    "steps": 2000,
     "batch_size": 128,
     "lr": 1e-3,
     "min_lr_ratio": 0.1,
@@ -30,13 +34,13 @@ DEFAULT_CFG = {
     # checkpoint selection scores the first `eval_sequences` held-out sequences (the ELBO
     # bound of MIM / diffusion costs N forward passes per sequence); the reported number is
     # the best checkpoint's score on the whole held-out split
-    "eval_sequences": 1000,
+    "eval_sequences": 500,
     "label_dropout": 0.1,
     # backbone (learned families)
     "d_model": 96,
     "n_layers": 3,
     "n_heads": 4,
-    "dropout": 0.1,
+    "dropout": 0.0,
     # family-specific; one config serves every family, so each reads only its own keys
     "replace_fraction": 0.0,  # diffusion: mask-and-replace share of corruptions
     "alpha": 0.5,  # independent: add-alpha smoothing of the count tables
@@ -67,15 +71,22 @@ def has_exact_likelihood(family: str) -> bool:
 
 
 def train_prior(family: str, train_tokens, train_labels, val_tokens, val_labels, *, K: int,
-                C: int, cfg: dict, seed: int, progress: bool = True):
-    """Returns (model at its best held-out evaluation, curve of dicts step/train_loss/heldout_bits,
-    its bits/token on the whole held-out split)."""
+                C: int, cfg: dict, seed: int, progress: bool = True, device="cpu"):
+    """Returns (model at its best held-out evaluation, on `device`; curve of dicts
+    step/train_loss/heldout_bits; its bits/token on the whole held-out split).
+
+    Weights are initialised on the CPU and every draw (batches, masks, noise levels) comes from
+    CPU generators moved to the device, so only the arithmetic depends on the device. Dropout
+    (0 in the default config) draws from the device's own generator, seeded from `seed`.
+    """
     cfg = resolve_cfg(cfg)
     module = registry.implementation(family)
     N = train_tokens.shape[1]
+    train_tokens, train_labels, val_tokens, val_labels = (
+        t.to(device) for t in (train_tokens, train_labels, val_tokens, val_labels))
     with torch.random.fork_rng():  # weights and dropout from `seed`; the caller's RNG untouched
         torch.manual_seed(seed)
-        model = module.PRIOR.build(K, N, C, cfg)
+        model = module.PRIOR.build(K, N, C, cfg).to(device)
         model.family = family  # the registry's name, which a config's own family chooses
         if not registry.family(family).learned:  # counted, not trained
             model.fit(train_tokens, train_labels)
@@ -83,7 +94,7 @@ def train_prior(family: str, train_tokens, train_labels, val_tokens, val_labels,
             return model, [{"step": 0, "train_loss": None, "heldout_bits": bits}], bits
         # a fixed random subset: the held-out split may be ordered by class
         pick = torch.randperm(len(val_tokens), generator=torch.Generator().manual_seed(seed + 2))
-        pick = pick[:cfg["eval_sequences"]].sort().values
+        pick = pick[:cfg["eval_sequences"]].sort().values.to(device)
         model, curve = _optimise(model, module.training_loss, train_tokens, train_labels,
                                  val_tokens[pick], val_labels[pick], cfg, seed, progress)
         bits = heldout_bits_per_token(model, val_tokens, val_labels, torch.Generator().manual_seed(seed + 1))
@@ -100,7 +111,7 @@ def _optimise(model, training_loss, train_tokens, train_labels, val_tokens, val_
     for step in bar:
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(step, cfg)
-        idx = torch.randint(0, len(train_tokens), (cfg["batch_size"],), generator=batches)
+        idx = torch.randint(0, len(train_tokens), (cfg["batch_size"],), generator=batches).to(train_tokens.device)
         labels = _drop_labels(train_labels[idx], cfg["label_dropout"], model.null_class, batches)
         loss = training_loss(model, train_tokens[idx], labels, batches)
         optimiser.zero_grad(set_to_none=True)
@@ -142,17 +153,21 @@ def _adamw(model, cfg) -> torch.optim.AdamW:
 
 
 def _drop_labels(labels, p: float, null_class: int, generator) -> torch.Tensor:
-    drop = torch.rand(labels.shape, generator=generator) < p
+    drop = uniform(labels.shape, generator, labels.device) < p
     return labels.masked_fill(drop, null_class)
 
 
 def save_model(path, model) -> None:
-    """Family, constructor spec and state dict; written atomically."""
+    """Family, constructor spec and state dict (on the CPU, whatever the model trained on);
+    written atomically."""
+    if device_of(model).type != "cpu":
+        model = copy.deepcopy(model).cpu()  # a CPU model is saved as is: the same bytes as before devices
     save_torch(path, {"family": model.family, "spec": model.spec(), "state_dict": model.state_dict()})
 
 
 def load_model(path):
-    payload = torch.load(path, weights_only=True)
+    """On the CPU; move it with `.to(device)`."""
+    payload = torch.load(path, weights_only=True, map_location="cpu")
     model = registry.implementation(payload["family"]).PRIOR.from_spec(payload["spec"])
     model.family = payload["family"]
     model.load_state_dict(payload["state_dict"])

@@ -1,10 +1,13 @@
 # Helpers shared by the rule files: axes from config, code inputs, log/benchmark paths.
 import sys
+from pathlib import Path
 
-# Families and probe kinds come from the registry (torch-free), from this checkout's src/ like the
-# jobs' code; `declare` adds the families the config brings itself, and fails naming the key.
-sys.path.insert(0, os.path.join(workflow.basedir, "src"))
+# Families and probe kinds come from the registry (torch-free), and code inputs from the import
+# graph (codegraph: stdlib only), both from this checkout's src/ like the jobs' code; `declare`
+# adds the families the config brings itself, and fails naming the key.
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from ibdiv import registry
+from ibdiv.codegraph import code_files
 
 sys.path.pop(0)
 registry.declare(config)
@@ -12,6 +15,18 @@ registry.declare(config)
 DATASETS = list(config["datasets"])
 SEEDS = [str(s) for s in config["seeds"]]
 POINTS = list(registry.POINTS)
+
+# Where training and sampling jobs compute (DESIGN §10): an execution setting, given as
+# `snakemake --config device=cuda` (or in a profile), not science in config.yaml. A param, so that
+# switching devices reruns those jobs (the arithmetic differs); cuda jobs declare one `gpu` for
+# cluster profiles to place them (auto takes a GPU only where the job happens to land on one).
+DEVICE = config.get("device", "cpu")
+
+
+def gpus(wildcards):
+    """GPUs a training or sampling job asks for (a "tokenizer" family, the oracle, renders with
+    numpy on the CPU)."""
+    return 1 if DEVICE == "cuda" and registry.family(wildcards.family).model != "tokenizer" else 0
 
 
 def check_settings_against_data():
@@ -50,18 +65,15 @@ def dataset_source(wildcards):
     return {k: v for k, v in spec.items() if k not in ("tokenizer", "classifier")}
 
 
-def code(*modules):
-    """Library modules a rule runs, declared as inputs so that a real edit (checksum)
-    reruns the rule while a mere timestamp change does not (see profiles/default)."""
-    shared = ("io", "runlog", "config")
-    return [f"src/ibdiv/{m}.py" for m in dict.fromkeys((*modules, *shared))]
-
-
-def family_modules(families):
-    """The library modules implementing these families (the registry imports them only when
-    first used, so no import statement names them); a config's own family is not one."""
-    modules = [registry.family(f).implementation for f in families]
-    return [m.removeprefix("ibdiv.") for m in modules if m.startswith("ibdiv.") and ":" not in m]
+def script_inputs(name):
+    """The adapter `workflow/scripts/<name>.py` and every `ibdiv` file it imports, directly or
+    through the package (read with ast by ibdiv.codegraph, not typed here, so they cannot drift
+    from the code). Declared as inputs so that a real edit (checksum) reruns the rule while a
+    mere timestamp change does not (see profiles/default)."""
+    script = f"workflow/scripts/{name}.py"
+    root = Path(workflow.basedir).resolve()
+    code = [str(path.relative_to(root)) for path in code_files(root / script, root / "src")]
+    return {"script": script, "code": code}
 
 
 def all_families():

@@ -3,8 +3,7 @@
 
 rule prepare_data:
     input:
-        code=code("data", "shapes"),
-        script="workflow/scripts/prepare_data.py",
+        **script_inputs("prepare_data"),
     output:
         "data/prepared/{dataset}.npz",
     params:
@@ -24,8 +23,7 @@ rule prepare_data:
 rule figure_examples:
     input:
         data="data/prepared/{dataset}.npz",
-        code=code("figures", "data", "shapes"),
-        script="workflow/scripts/figure_examples.py",
+        **script_inputs("figure_examples"),
     output:
         png=report("results/{dataset}/figures/tokenizer/examples.png", caption="../report/examples.rst", category="{dataset}", subcategory="data"),
     log:
@@ -42,8 +40,7 @@ rule figure_examples:
 rule train_classifier:
     input:
         data="data/prepared/{dataset}.npz",
-        code=code("classifier", "data", "shapes"),
-        script="workflow/scripts/train_classifier.py",
+        **script_inputs("train_classifier"),
     output:
         model="results/{dataset}/classifier/model.pt",
         metrics="results/{dataset}/classifier/metrics.json",

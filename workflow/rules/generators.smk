@@ -6,8 +6,7 @@
 rule train_prior:
     input:
         tokens="results/{dataset}/tokens.npz",
-        code=code("train_prior", "registry", "sampling", "backbone", *family_modules(config["families"]), "tokens"),
-        script="workflow/scripts/train_prior.py",
+        **script_inputs("train_prior"),
     output:
         model="results/{dataset}/priors/{family}/seed{seed}/model.pt",
         curve="results/{dataset}/priors/{family}/seed{seed}/curve.csv",
@@ -15,6 +14,7 @@ rule train_prior:
     params:
         cfg=config["prior"],
         seed=config["seed"],
+        device=DEVICE,
     wildcard_constraints:
         family="|".join(config["families"]),
     log:
@@ -22,6 +22,8 @@ rule train_prior:
     benchmark:
         "results/benchmarks/train_prior/{dataset}_{family}_seed{seed}.tsv"
     threads: 1
+    resources:
+        gpu=gpus,
     conda:
         "../../envs/ibdiv.yaml"
     script:
@@ -32,8 +34,7 @@ rule prior_curves:
     """Every prior's training curve of a dataset in one table: what DVC plots (dvc.yaml)."""
     input:
         curves=lambda w: [f"results/{w.dataset}/priors/{f}/seed{s}/curve.csv" for f, s in prior_runs()],
-        code=code(),
-        script="workflow/scripts/prior_curves.py",
+        **script_inputs("prior_curves"),
     output:
         "results/{dataset}/prior_curves.csv",
     params:
@@ -51,19 +52,21 @@ rule sample_baseline:
     input:
         model=sampler_model,
         tokens="results/{dataset}/tokens.npz",
-        code=code("probes", "registry", "sampling", "backbone", *family_modules(all_families()), "train_prior", "tokenizer", "shapes"),
-        script="workflow/scripts/sample_baseline.py",
+        **script_inputs("sample_baseline"),
     output:
         "results/{dataset}/samples/{family}/seed{seed}/{point}/baseline.npz",
     params:
         knobs=point_knobs,
         sampling=config["sampling"],
         seed=config["seed"],
+        device=DEVICE,
     log:
         run_logfile("sample_baseline"),
     benchmark:
         run_benchfile("sample_baseline")
     threads: 1
+    resources:
+        gpu=gpus,
     conda:
         "../../envs/ibdiv.yaml"
     script:
@@ -73,8 +76,7 @@ rule sample_baseline:
 rule generators_table:
     input:
         unpack(generator_table_inputs),
-        code=code("tables", "registry"),
-        script="workflow/scripts/generators_table.py",
+        **script_inputs("generators_table"),
     output:
         "results/tables/{dataset}/generators.csv",
     log:
@@ -93,8 +95,7 @@ rule manifest:
     compare two runs (same config and seed => same manifest)."""
     input:
         files=unit_files,
-        code=code(),
-        script="workflow/scripts/manifest.py",
+        **script_inputs("manifest"),
     output:
         "results/{dataset}/{unit}/manifest.json",
     wildcard_constraints:

@@ -6,8 +6,7 @@ rule sample_probe:
     input:
         model=sampler_model,
         tokens="results/{dataset}/tokens.npz",
-        code=code("probes", "registry", "sampling", "backbone", *family_modules(all_families()), "train_prior", "tokenizer", "shapes"),
-        script="workflow/scripts/sample_probe.py",
+        **script_inputs("sample_probe"),
     output:
         "results/{dataset}/probes/{probe}/{family}/seed{seed}/{point}/samples.npz",
     params:
@@ -16,11 +15,14 @@ rule sample_probe:
         per_class=config["measure"]["per_class"],
         batch_size=config["sampling"]["batch_size"],
         seed=config["seed"],
+        device=DEVICE,
     log:
         "results/logs/sample_probe/{dataset}_{probe}_{family}_seed{seed}_{point}.log",
     benchmark:
         "results/benchmarks/sample_probe/{dataset}_{probe}_{family}_seed{seed}_{point}.tsv"
     threads: 1
+    resources:
+        gpu=gpus,
     conda:
         "../../envs/ibdiv.yaml"
     script:
@@ -35,8 +37,7 @@ rule measure_probe:
         tokenizer="results/{dataset}/tokenizer/model.pt",
         classifier="results/{dataset}/classifier/model.pt",
         reference="results/{dataset}/reference/quality.npz",
-        code=code("diagnostics", "entropy", "probes", "registry", "classifier", "tokenizer", "metrics", "coarse"),
-        script="workflow/scripts/measure_probe.py",
+        **script_inputs("measure_probe"),
     output:
         "results/{dataset}/probes/{probe}/measure.json",
     params:
@@ -62,8 +63,7 @@ rule measure_baseline:
         tokenizer="results/{dataset}/tokenizer/model.pt",
         classifier="results/{dataset}/classifier/model.pt",
         reference="results/{dataset}/reference/quality.npz",
-        code=code("diagnostics", "entropy", "registry", "classifier", "tokenizer", "metrics", "coarse"),
-        script="workflow/scripts/measure_baseline.py",
+        **script_inputs("measure_baseline"),
     output:
         "results/{dataset}/samples/measure.json",
     params:
@@ -87,8 +87,7 @@ rule measure_reference:
         data="data/prepared/{dataset}.npz",
         classifier="results/{dataset}/classifier/model.pt",
         tokenizer="results/{dataset}/tokenizer/model.pt",
-        code=code("diagnostics", "entropy", "classifier", "tokenizer", "metrics", "data", "tokens", "coarse"),
-        script="workflow/scripts/measure_reference.py",
+        **script_inputs("measure_reference"),
     output:
         measure="results/{dataset}/reference/measure.json",
         quality="results/{dataset}/reference/quality.npz",
@@ -109,8 +108,7 @@ rule measure_reference:
 rule diagnostics_tables:
     input:
         unpack(diagnostics_inputs),
-        code=code("tables", "registry", "classification"),
-        script="workflow/scripts/diagnostics_tables.py",
+        **script_inputs("diagnostics_tables"),
     output:
         measurements="results/tables/{dataset}/measurements.csv",
         summary="results/tables/{dataset}/summary.csv",
@@ -136,8 +134,7 @@ rule oracle_validation:
     input:
         tokenizer="results/{dataset}/tokenizer/model.pt",
         clamp=oracle_clamp_measure,
-        code=code("diagnostics", "entropy", "shapes", "tokenizer", "figures", "coarse"),
-        script="workflow/scripts/oracle_validation.py",
+        **script_inputs("oracle_validation"),
     output:
         table="results/tables/{dataset}/oracle_validation.csv",
         # beside its table, not in figures/diagnostics: only datasets with an oracle have it, and
@@ -163,8 +160,7 @@ rule probe_grids:
     input:
         samples=lambda w: probe_grid_inputs(w.dataset),
         tokenizer="results/{dataset}/tokenizer/model.pt",
-        code=code("figures", "registry", "tokenizer", "probes"),
-        script="workflow/scripts/probe_grids.py",
+        **script_inputs("probe_grids"),
     output:
         report(directory("results/{dataset}/figures/probes"), patterns=["{name}.png"], caption="../report/probe_grids.rst", category="{dataset}", subcategory="intervention grids"),
     params:
@@ -184,8 +180,7 @@ rule sample_grids:
     input:
         samples=lambda w: sample_paths("results/{dataset}/samples/{family}/seed{seed}/{point}/baseline.npz", w.dataset),
         tokenizer="results/{dataset}/tokenizer/model.pt",
-        code=code("figures", "tokenizer"),
-        script="workflow/scripts/sample_grids.py",
+        **script_inputs("sample_grids"),
     output:
         report(directory("results/{dataset}/figures/samples"), patterns=["{name}.png"], caption="../report/samples.rst", category="{dataset}", subcategory="samples"),
     params:

@@ -6,8 +6,7 @@ rule diagnostic_figures:
         summary="results/tables/{dataset}/summary.csv",
         classification="results/tables/{dataset}/classification.csv",
         oracle=lambda w: oracle_outputs(w.dataset),  # so one target builds every table of the dataset
-        code=code("figures", "registry"),
-        script="workflow/scripts/diagnostic_figures.py",
+        **script_inputs("diagnostic_figures"),
     output:
         **{
             name: report(
@@ -40,8 +39,7 @@ rule findings_tables:
         stability="results/tables/{dataset}/classification_stability.csv",
         classification="results/tables/{dataset}/classification.csv",
         generators="results/tables/{dataset}/generators.csv",
-        code=code("findings"),
-        script="workflow/scripts/findings_tables.py",
+        **script_inputs("findings_tables"),
     output:
         labels="results/tables/{dataset}/findings/labels.csv",
         classification="results/tables/{dataset}/findings/classification.csv",
@@ -60,8 +58,7 @@ rule findings_tables:
 rule summary:
     input:
         unpack(summary_inputs),
-        code=code("tables", "registry"),
-        script="workflow/scripts/summary.py",
+        **script_inputs("summary"),
     output:
         summary="results/summary.json",
         metrics="results/metrics.json",
@@ -82,8 +79,7 @@ rule label_calibration:
     """The label calibration suite and the SE calibration (DESIGN §5): constructed generators
     with known labels through the configured probes, estimands and rule; no training needed."""
     input:
-        code=code("calibration", "classification", "diagnostics", "entropy", "probes", "registry", "sampling"),
-        script="workflow/scripts/label_calibration.py",
+        **script_inputs("label_calibration"),
     output:
         results="results/calibration/replicates.csv",
         confusion="results/calibration/confusion.csv",
@@ -111,8 +107,7 @@ rule calibration_figure:
     input:
         confusion="results/calibration/confusion.csv",
         se="results/calibration/se_calibration.csv",
-        code=code("figures"),
-        script="workflow/scripts/calibration_figure.py",
+        **script_inputs("calibration_figure"),
     output:
         png=report("results/calibration/labels.png", caption="../report/calibration.rst", category="calibration"),
         pdf="results/calibration/labels.pdf",

@@ -4,8 +4,7 @@
 rule train_tokenizer:
     input:
         data="data/prepared/{dataset}.npz",
-        code=code("tokenizer", "data", "shapes"),
-        script="workflow/scripts/train_tokenizer.py",
+        **script_inputs("train_tokenizer"),
     output:
         model="results/{dataset}/tokenizer/model.pt",
         curve="results/{dataset}/tokenizer/curve.csv",
@@ -27,8 +26,7 @@ rule encode_tokens:
     input:
         data="data/prepared/{dataset}.npz",
         tokenizer="results/{dataset}/tokenizer/model.pt",
-        code=code("tokens", "tokenizer", "data", "shapes"),
-        script="workflow/scripts/encode_tokens.py",
+        **script_inputs("encode_tokens"),
     output:
         "results/{dataset}/tokens.npz",
     log:
@@ -47,8 +45,7 @@ rule evaluate_tokenizer:
         data="data/prepared/{dataset}.npz",
         tokenizer="results/{dataset}/tokenizer/model.pt",
         classifier="results/{dataset}/classifier/model.pt",
-        code=code("tokens", "tokenizer", "classifier", "figures", "data", "shapes"),
-        script="workflow/scripts/evaluate_tokenizer.py",
+        **script_inputs("evaluate_tokenizer"),
     output:
         metrics="results/{dataset}/tokenizer/evaluation.json",
         figure=report("results/{dataset}/figures/tokenizer/reconstructions.png", caption="../report/reconstructions.rst", category="{dataset}", subcategory="data"),

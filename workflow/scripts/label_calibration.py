@@ -1,19 +1,19 @@
 """Snakemake adapter: the label calibration suite (confusion table) and the SE calibration."""
 import pandas as pd
 
-from ibdiv import calibration
+from ibdiv import calibration_suite
 from ibdiv.io import save_text
 from ibdiv.runlog import job
 
 p, out = snakemake.params, snakemake.output
 with job(snakemake.log[0], snakemake.threads) as log:
     args = (p.measure, p.probe, p.classification)
-    decoupled = calibration.run_suite(p.calibration["se_replicates"], *args, cases=("decoupled",), progress=True)
-    others = tuple(c for c in calibration.CASES if c != "decoupled")
-    rest = calibration.run_suite(p.calibration["seeds"], *args, cases=others, progress=True)
+    decoupled = calibration_suite.run_suite(p.calibration["se_replicates"], *args, cases=("decoupled",), progress=True)
+    others = tuple(c for c in calibration_suite.CASES if c != "decoupled")
+    rest = calibration_suite.run_suite(p.calibration["seeds"], *args, cases=others, progress=True)
     results = pd.concat([decoupled, rest], ignore_index=True)
-    confusion = calibration.confusion(results)
-    se = calibration.se_calibration(results)
+    confusion = calibration_suite.confusion(results)
+    se = calibration_suite.se_calibration(results)
     log.info("confusion (share of seeds per label):\n%s", confusion.to_string())
     log.info("SE calibration (mean SE / spread):\n%s", se.to_string())
     save_text(out.results, results.to_csv(index=False, float_format="%.6g"))

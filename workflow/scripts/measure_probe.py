@@ -2,7 +2,7 @@
 import numpy as np
 
 from ibdiv import classifier, coarse, diagnostics, registry, tokenizer
-from ibdiv.config import derive_seed
+from ibdiv.seeds import derive_seed
 from ibdiv.io import load_npz, save_json
 from ibdiv.runlog import job
 

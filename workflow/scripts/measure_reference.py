@@ -3,7 +3,7 @@ the quality reference every measuring job compares its samples with."""
 import numpy as np
 
 from ibdiv import classifier, coarse, data, diagnostics, tokenizer, tokens
-from ibdiv.config import derive_seed
+from ibdiv.seeds import derive_seed
 from ibdiv.io import save_json
 from ibdiv.runlog import job
 

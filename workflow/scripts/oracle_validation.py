@@ -4,7 +4,7 @@ through the same map (DESIGN §13)."""
 import pandas as pd
 
 from ibdiv import coarse, diagnostics, figures, tokenizer
-from ibdiv.config import derive_seed
+from ibdiv.seeds import derive_seed
 from ibdiv.io import load_json, save_text
 from ibdiv.runlog import job
 

@@ -1,6 +1,6 @@
 """Snakemake adapter: build, validate and split one dataset."""
 from ibdiv import data
-from ibdiv.config import derive_seed
+from ibdiv.seeds import derive_seed
 from ibdiv.runlog import job
 
 with job(snakemake.log[0], snakemake.threads) as log:

@@ -1,7 +1,7 @@
 """Snakemake adapter: the baseline sample cache of one family at one operating point."""
 import numpy as np
 
-from ibdiv import probes, registry, tokens
+from ibdiv import devices, probes, registry, tokens
 from ibdiv.io import save_npz
 from ibdiv.runlog import job
 
@@ -9,7 +9,7 @@ w, p = snakemake.wildcards, snakemake.params
 with job(snakemake.log[0], snakemake.threads) as log:
     registry.declare(snakemake.config)  # families the config brings itself
     ref = tokens.load_token_cache(snakemake.input.tokens, "heldout")
-    model = probes.load_sampler(w.family, snakemake.input.model)
+    model = probes.load_sampler(w.family, snakemake.input.model, devices.resolve(p.device))
     seed = probes.sampling_seed(p.seed, w.dataset, w.family, w.seed, w.point)
     out = probes.sample_flat(model, int(ref.labels.max()) + 1, p.sampling["baseline_per_class"], p.knobs, seed,
                              batch_size=p.sampling["batch_size"])

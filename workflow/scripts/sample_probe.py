@@ -1,8 +1,8 @@
 """Snakemake adapter: draw every cell of one probe for one family / seed / operating point."""
 import numpy as np
 
-from ibdiv import probes, registry, tokens
-from ibdiv.config import derive_seed
+from ibdiv import devices, probes, registry, tokens
+from ibdiv.seeds import derive_seed
 from ibdiv.io import save_npz
 from ibdiv.runlog import job
 
@@ -10,7 +10,7 @@ w, p = snakemake.wildcards, snakemake.params
 with job(snakemake.log[0], snakemake.threads) as log:
     registry.declare(snakemake.config)  # families the config brings itself
     ref = tokens.load_token_cache(snakemake.input.tokens, "heldout")
-    model = probes.load_sampler(w.family, snakemake.input.model)
+    model = probes.load_sampler(w.family, snakemake.input.model, devices.resolve(p.device))
     seed = probes.sampling_seed(p.seed, w.dataset, w.family, w.seed, w.point)
     noise_seed = derive_seed(p.seed, w.dataset, w.family, w.seed, w.point, w.probe, "noise")
     out = probes.run_probe(model, p.probe, int(ref.labels.max()) + 1, p.knobs, per_class=p.per_class,

@@ -2,7 +2,7 @@
 import numpy as np
 
 from ibdiv import classifier, data, shapes
-from ibdiv.config import derive_seed
+from ibdiv.seeds import derive_seed
 from ibdiv.io import save_json
 from ibdiv.runlog import job
 

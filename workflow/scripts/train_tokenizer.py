@@ -2,7 +2,7 @@
 import pandas as pd
 
 from ibdiv import data, tokenizer
-from ibdiv.config import derive_seed
+from ibdiv.seeds import derive_seed
 from ibdiv.io import save_text
 from ibdiv.runlog import job
 
