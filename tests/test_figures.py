@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ibdiv import figures as F
+from ibdiv.figures import diagnostic_plots as F
 from ibdiv import registry
 from ibdiv.registry import NESTED_KINDS
 
@@ -320,7 +320,7 @@ def test_a_missing_column_raises_instead_of_drawing_not_measured(measurements, t
 
 
 def test_image_grid_tiles_images_row_major_with_gaps():
-    from ibdiv.figures import image_grid
+    from ibdiv.figures.grids import image_grid
 
     images = np.stack([np.full((3, 2), v / 10) for v in range(6)])
     fig = image_grid(images, rows=2, cols=3, row_labels=["a", "b"])
@@ -334,7 +334,7 @@ def test_image_grid_tiles_images_row_major_with_gaps():
 
 
 def test_sample_grid_decodes_only_the_shown_samples(tmp_path):
-    from ibdiv.figures import sample_grid
+    from ibdiv.figures.grids import sample_grid
 
     decoded = []
 

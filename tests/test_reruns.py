@@ -44,7 +44,7 @@ def planned(work) -> list[tuple[str, dict]]:
 
 
 def test_editing_figure_code_plans_only_figure_jobs(finished):
-    figures = finished / "src/ibdiv/figures.py"
+    figures = finished / "src/ibdiv/figures/style.py"
     figures.write_text(figures.read_text() + "\n# a real edit: the checksum changes\n")
     rules = Counter(rule for rule, _ in planned(finished))
     assert rules and set(rules) <= FIGURE_RULES, rules

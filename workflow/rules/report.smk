@@ -103,7 +103,7 @@ rule label_calibration:
 
 
 rule calibration_figure:
-    """Its own job, so that editing figures.py does not rerun the suite."""
+    """Its own job, so that editing the figures does not rerun the suite."""
     input:
         confusion="results/calibration/confusion.csv",
         se="results/calibration/se_calibration.csv",

@@ -2,19 +2,20 @@
 drawn at full K (coarse_k 0); the coarse alphabets' numbers are in the tables."""
 import pandas as pd
 
-from ibdiv import figures, registry
+from ibdiv import registry
+from ibdiv.figures import diagnostic_plots
 from ibdiv.runlog import job
 
 out, probes = snakemake.output, snakemake.params.probes
 with job(snakemake.log[0], snakemake.threads) as log:
     m, summary, classified = (pd.read_csv(path).query("coarse_k == 0") for path in (
         snakemake.input.measurements, snakemake.input.summary, snakemake.input.classification))
-    figures.ib_plane(m, classified, out.ib_plane)
+    diagnostic_plots.ib_plane(m, classified, out.ib_plane)
     clamp = registry.probe_of_kind(probes, "path_clamp")
-    figures.iso_quality(m, out.iso_quality, registry.iso_quality_probe(probes))
-    figures.allocation(m, out.allocation, clamp)
-    figures.layout_commitment(m, out.layout_commitment, clamp)
-    figures.responses(m, out.responses)
-    figures.decoupling_matrices(summary, out.decoupling)
-    figures.pareto(m, out.pareto, nested_kinds=registry.NESTED_KINDS)
+    diagnostic_plots.iso_quality(m, out.iso_quality, registry.iso_quality_probe(probes))
+    diagnostic_plots.allocation(m, out.allocation, clamp)
+    diagnostic_plots.layout_commitment(m, out.layout_commitment, clamp)
+    diagnostic_plots.responses(m, out.responses)
+    diagnostic_plots.decoupling_matrices(summary, out.decoupling)
+    diagnostic_plots.pareto(m, out.pareto, nested_kinds=registry.NESTED_KINDS)
     log.info("figures written")

@@ -1,6 +1,7 @@
 """Snakemake adapter: held-out reconstruction quality, code usage, classifier accuracy on
 reconstructions next to originals, and the reconstruction figure."""
-from ibdiv import classifier, data, figures, tokenizer, tokens
+from ibdiv import classifier, data, tokenizer, tokens
+from ibdiv.figures import grids
 from ibdiv.io import save_json
 from ibdiv.runlog import job
 
@@ -11,4 +12,4 @@ with job(snakemake.log[0], snakemake.threads) as log:
     metrics, recon = tokens.evaluate_reconstructions(vq, cnn, heldout)
     log.info("%s", metrics)
     save_json(snakemake.output.metrics, metrics)
-    figures.reconstructions(heldout, recon, snakemake.output.figure, title=f"{snakemake.wildcards.dataset}: originals (odd rows) vs VQ decodings (even rows)")
+    grids.reconstructions(heldout, recon, snakemake.output.figure, title=f"{snakemake.wildcards.dataset}: originals (odd rows) vs VQ decodings (even rows)")

@@ -3,7 +3,8 @@
 through the same map (DESIGN §13)."""
 import pandas as pd
 
-from ibdiv import coarse, diagnostics, figures, tokenizer
+from ibdiv import coarse, diagnostics, tokenizer
+from ibdiv.figures import calibration_plots
 from ibdiv.seeds import derive_seed
 from ibdiv.io import load_json, save_text
 from ibdiv.runlog import job
@@ -22,5 +23,5 @@ with job(snakemake.log[0], snakemake.threads) as log:
     table = pd.DataFrame(rows)
     log.info("\n%s", table.to_string())
     save_text(snakemake.output.table, table.to_csv(index=False, float_format="%.6g"))
-    figures.truth_vs_estimate(table[table.coarse_k == 0], snakemake.output.figure,
+    calibration_plots.truth_vs_estimate(table[table.coarse_k == 0], snakemake.output.figure,
                               title=f"{w.dataset}: oracle, nested estimator vs ground truth")

@@ -1,7 +1,8 @@
 """Snakemake adapter: decoded sample grids of every probe cache (first seed, neutral point)."""
 from pathlib import Path
 
-from ibdiv import figures, registry, tokenizer
+from ibdiv import registry, tokenizer
+from ibdiv.figures import grids
 from ibdiv.io import load_npz
 from ibdiv.runlog import job
 
@@ -14,6 +15,6 @@ with job(snakemake.log[0], snakemake.threads) as log:
         probe, family = Path(path).parts[-5], Path(path).parts[-4]
         nested = p.probes[probe]["kind"] in registry.NESTED_KINDS
         what = "class 0; rows = cell x path, columns = continuations" if nested else "rows = cells, columns = classes"
-        figures.probe_grid(vq.decode, load_npz(path), out / f"{probe}_{family}.png", nested=nested,
+        grids.probe_grid(vq.decode, load_npz(path), out / f"{probe}_{family}.png", nested=nested,
                            title=f"{w.dataset}: {probe}, {family} ({what})")
     log.info("%d grids", len(snakemake.input.samples))

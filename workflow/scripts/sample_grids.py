@@ -1,7 +1,8 @@
 """Snakemake adapter: decoded grids of every baseline sample cache (rows = classes)."""
 from pathlib import Path
 
-from ibdiv import figures, tokenizer
+from ibdiv import tokenizer
+from ibdiv.figures import grids
 from ibdiv.io import load_npz
 from ibdiv.runlog import job
 
@@ -12,6 +13,6 @@ with job(snakemake.log[0], snakemake.threads) as log:
     out.mkdir(parents=True, exist_ok=True)
     for (family, seed, point), path in zip(p.runs, snakemake.input.samples):
         cache = load_npz(path)
-        figures.sample_grid(vq.decode, cache["tokens"], cache["labels"], out / f"{family}_seed{seed}_{point}.png",
+        grids.sample_grid(vq.decode, cache["tokens"], cache["labels"], out / f"{family}_seed{seed}_{point}.png",
                             title=f"{w.dataset}: {family} seed {seed}, {point} (rows = classes)")
     log.info("%d grids", len(snakemake.input.samples))

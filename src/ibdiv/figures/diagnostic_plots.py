@@ -1,149 +1,13 @@
-"""Figures. Each function takes numbers already computed elsewhere and draws them;
-no science happens here."""
+"""The diagnostic figures. Each takes the pipeline's tables, draws one figure, writes it as PNG and
+PDF next to a CSV of exactly the numbers drawn, and returns that CSV's DataFrame. Error bars are
+1.96 bootstrap SE; where seeds are averaged, the SE of the mean is sqrt(sum SE^2) / n_seeds."""
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: figures are files
-import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
-from ibdiv.io import save_figure
-
-
-def image_grid(images: np.ndarray, rows: int, cols: int, *, row_labels=None, title=None, scale=0.7):
-    """Grey-scale images (rows*cols, H, W) on a grid; returns the figure.
-
-    The grid is tiled into one mosaic with a 1-pixel gap and drawn by a single imshow: an
-    axes per image made the grid figures the slowest jobs of the smoke DAG."""
-    h, w = images.shape[1:3]
-    mosaic = np.ones((rows * (h + 1) - 1, cols * (w + 1) - 1), dtype=np.float32)  # white gaps
-    for i, image in enumerate(images[: rows * cols]):
-        r, c = divmod(i, cols)
-        mosaic[r * (h + 1): r * (h + 1) + h, c * (w + 1): c * (w + 1) + w] = image
-    fig, ax = plt.subplots(figsize=(cols * scale + 1.0, rows * scale + 0.6))
-    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([r * (h + 1) + h / 2 - 0.5 for r in range(rows)] if row_labels else [],
-                  list(row_labels or [])[:rows], fontsize=8)
-    ax.tick_params(length=0)
-    for side in ax.spines.values():
-        side.set_visible(False)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def class_examples(dataset, path, *, per_class: int = 10, title=None) -> None:
-    """One row per class, the first `per_class` images of that class."""
-    rows = []
-    for c in range(dataset.n_classes):
-        idx = np.flatnonzero(dataset.labels == c)[:per_class]
-        padded = np.zeros((per_class, *dataset.images.shape[1:]), dtype=np.float32)
-        padded[: len(idx)] = dataset.images[idx]
-        rows.append(padded)
-    fig = image_grid(np.concatenate(rows), dataset.n_classes, per_class, row_labels=dataset.class_names, title=title)
-    save_figure(fig, path, dpi=120)
-    plt.close(fig)
-
-
-def reconstructions(dataset, recon: np.ndarray, path, *, per_class: int = 10, title=None) -> None:
-    """Pairs of rows per class: originals above their VQ decodings."""
-    pairs, labels = [], []
-    for c in range(dataset.n_classes):
-        idx = np.flatnonzero(dataset.labels == c)[:per_class]
-        for source in (dataset.images, recon):
-            row = np.zeros((per_class, *dataset.images.shape[1:]), dtype=np.float32)
-            row[: len(idx)] = source[idx]
-            pairs.append(row)
-        labels += [f"{dataset.class_names[c]}", "  decoded"]
-    fig = image_grid(np.concatenate(pairs), 2 * dataset.n_classes, per_class, row_labels=labels, title=title, scale=0.6)
-    save_figure(fig, path, dpi=120)
-    plt.close(fig)
-
-
-def sample_grid(decode, tokens: np.ndarray, labels: np.ndarray, path, *, per_class: int = 12, title=None) -> None:
-    """Decoded samples, one row per class (only the shown grids are decoded)."""
-    classes = np.unique(labels)
-    shown = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in classes])
-    fig = image_grid(decode(np.asarray(tokens)[shown].astype(np.int64)), len(classes), per_class,
-                     row_labels=[str(c) for c in classes], title=title)
-    save_figure(fig, path, dpi=120)
-    plt.close(fig)
-
-
-def probe_grid(decode, cache: dict, path, *, nested: bool, title=None, n_paths: int = 3, max_cols: int = 10) -> None:
-    """Decoded samples of one probe cache. Flat probes: one row per cell, one column per class
-    (each cell's first sample of that class; cells share the sampling seed, so a column shows
-    what the cell's setting changes). Nested probes (path clamp, decoupling), class 0: rows =
-    the first `n_paths` paths of each cell, columns = their continuations."""
-    cells = [str(c) for c in cache["cells"]]
-    tokens = np.asarray(cache["tokens"])
-    if nested:
-        R = min(tokens.shape[3], max_cols)
-        picked = tokens[:, 0, :n_paths, :R]  # (cells, paths, R, N)
-        labels = [f"{c} p{p}" for c in cells for p in range(picked.shape[1])]
-        rows, cols = len(labels), R
-    else:
-        first = [int(np.flatnonzero(cache["labels"] == c)[0]) for c in np.unique(cache["labels"])[:max_cols]]
-        picked = tokens[:, first]  # (cells, classes, N)
-        labels, rows, cols = cells, len(cells), len(first)
-    images = decode(picked.reshape(-1, tokens.shape[-1]).astype(np.int64))
-    fig = image_grid(images, rows, cols, row_labels=labels, title=title)
-    save_figure(fig, path, dpi=110)
-    plt.close(fig)
-
-
-def truth_vs_estimate(table, path, *, title=None) -> None:
-    """Bars of ground truth next to estimates (± 1.96 SE), one group per quantity."""
-    quantities = list(dict.fromkeys(table["quantity"]))
-    fig, ax = plt.subplots(figsize=(1.6 * len(quantities) + 2, 3.2))
-    x = np.arange(len(quantities))
-    first = table.drop_duplicates("quantity").set_index("quantity").loc[quantities]
-    ax.bar(x - 0.2, first["truth"], 0.4, label="ground truth (large sample)", color="0.7")
-    ax.bar(x + 0.2, first["estimate"], 0.4, yerr=1.96 * first["se"], capsize=3, label="nested estimate", color="tab:blue")
-    ax.set_xticks(x, quantities)
-    ax.set_ylabel("bits")
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    save_figure(fig, path, dpi=120)
-    plt.close(fig)
-
-
-# ---------------------------------------------------------------------------------------------
-# Result figures. Each takes the pipeline's tables, draws one figure, writes it as PNG and PDF
-# next to a CSV of exactly the numbers drawn, and returns that CSV's DataFrame. Error bars are
-# 1.96 bootstrap SE; where seeds are averaged, the SE of the mean is sqrt(sum SE^2) / n_seeds.
-# ---------------------------------------------------------------------------------------------
-
-import zlib  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pandas as pd  # noqa: E402
-
-from ibdiv.io import save_text  # noqa: E402
-
-Z = 1.96
-_FAMILY_COLOURS = {"data": "black", "ar": "tab:blue", "mim": "tab:orange", "diffusion": "tab:green",
-                   "independent": "tab:purple", "oracle": "tab:gray"}
-_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
-_LINESTYLES = ("-", "--", ":", "-.")
-
-
-def _colour(family) -> str:
-    """A stable colour per family (known names fixed; others by a hash of the name)."""
-    if family in _FAMILY_COLOURS:
-        return _FAMILY_COLOURS[family]
-    return f"C{zlib.crc32(str(family).encode()) % 10}"
-
-
-def _point_styles(points) -> dict:
-    """point -> (marker, linestyle), in order of first appearance (neutral solid, standard dashed)."""
-    order = list(dict.fromkeys(p for p in points if isinstance(p, str)))
-    return {p: (_MARKERS[i % len(_MARKERS)], _LINESTYLES[i % len(_LINESTYLES)]) for i, p in enumerate(order)}
+from ibdiv.figures import style
+from ibdiv.figures.style import plt
 
 
 def _num(df: pd.DataFrame, col: str) -> pd.Series:
@@ -219,55 +83,6 @@ def _require(rows: pd.DataFrame, columns, figure: str) -> None:
         raise KeyError(f"{figure}: the measurements lack column(s) {missing}")
 
 
-def _note(ax, text="not measured") -> None:
-    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=9, color="0.4")
-
-
-def _outside_legend(axes, title=None) -> None:
-    """One legend (duplicates merged) to the right of the last axis."""
-    uniq = {}
-    for ax in np.ravel(axes):
-        handles, names = ax.get_legend_handles_labels()
-        for h, n in zip(handles, names):
-            uniq.setdefault(n, h)
-    visible = [ax for ax in np.ravel(axes) if ax.get_visible()]
-    if uniq and visible:
-        visible[-1].legend(uniq.values(), uniq.keys(), fontsize=6, title=title, title_fontsize=7,
-                                  loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
-
-
-def _panels(n: int, *, ncols: int = 4, width=3.3, height=3.2, **kwargs):
-    """A grid of at least one panel, up to `ncols` wide; unused panels hidden."""
-    n = max(n, 1)
-    cols, rows = min(n, ncols), -(-n // ncols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols + 1.8, height * rows + 0.5), squeeze=False, **kwargs)
-    for ax in axes.ravel()[n:]:
-        ax.set_visible(False)
-    return fig, axes
-
-
-def _markers(ax, x, y, hollow, marker, colour, label, hollow_label) -> None:
-    """Filled markers, and hollow ones where `hollow` (e.g. does not clear its null)."""
-    x, y, hollow = np.asarray(x, float), np.asarray(y, float), np.asarray(hollow, bool)
-    if (~hollow).any():
-        ax.scatter(x[~hollow], y[~hollow], marker=marker, color=colour, zorder=3, label=label)
-    if hollow.any():
-        ax.scatter(x[hollow], y[hollow], marker=marker, facecolors="white", edgecolors=colour, zorder=3,
-                   label=hollow_label)
-
-
-def _finish(fig, path, table: pd.DataFrame, *, tight: bool = True) -> pd.DataFrame:
-    """Write `path` as .png and .pdf plus the drawn numbers as .csv (all atomic); close the figure."""
-    path = Path(path)
-    if tight:
-        fig.tight_layout()
-    save_figure(fig, path.with_suffix(".png"), dpi=150)
-    save_figure(fig, path.with_suffix(".pdf"), metadata={"CreationDate": None})
-    plt.close(fig)
-    table = table.reset_index(drop=True)
-    save_text(path.with_suffix(".csv"), table.to_csv(index=False))
-    return table
-
 
 def _label_per_family_point(classification) -> dict:
     """(family, point) -> the label all seeds agree on, else 'unstable: A/B'."""
@@ -280,28 +95,29 @@ def _label_per_family_point(classification) -> dict:
     return out
 
 
+
 def ib_plane(measurements: pd.DataFrame, classification: pd.DataFrame, path) -> pd.DataFrame:
     """The IB plane: conditional diversity D against codebook entropy H(Z) (left) and positional entropy H_pos (right), one marker per family, seed and operating point (±1.96 SE), the real data as a star; the line through the data star is η = 1 (D/D_data = H/H_data): points in the green region above it keep more diversity per bit than the data (Diversity-Prioritized side), points in the red region below keep less (Compression-Prioritized side); text gives each family's computed label."""
     base, ref = _baseline(measurements), _reference(measurements)
     _require(base, ["h_z", "h_z_se", "h_pos", "h_pos_se", "d", "d_se"], "ib_plane")
     labels = _label_per_family_point(classification)
-    styles = _point_styles(base["point"])
+    styles = style.point_styles(base["point"])
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
     rows = []
     for ax, (xcol, xname) in zip(axes, [("h_z", "H(Z)"), ("h_pos", "H_pos")]):
-        x, xe, y, ye = _num(base, xcol), Z * _num(base, f"{xcol}_se"), _num(base, "d"), Z * _num(base, "d_se")
+        x, xe, y, ye = _num(base, xcol), style.Z * _num(base, f"{xcol}_se"), _num(base, "d"), style.Z * _num(base, "d_se")
         ok = x.notna() & y.notna()
         for i in base.index[ok]:
             fam, pt = base.at[i, "family"], base.at[i, "point"]
             ax.errorbar(x[i], y[i], xerr=xe[i] if pd.notna(xe[i]) else None, yerr=ye[i] if pd.notna(ye[i]) else None,
-                        fmt=styles[pt][0], color=_colour(fam), ms=6, capsize=2,
+                        fmt=styles[pt][0], color=style.colour(fam), ms=6, capsize=2,
                         label=f"{fam} · {pt}: {labels.get((fam, pt), 'no label')}")
             rows.append(dict(panel=xname, family=fam, seed=base.at[i, "seed"], point=pt, x=x[i], x_err=xe[i],
                              y=y[i], y_err=ye[i], label=labels.get((fam, pt), "")))
         xr = float(_num(ref.to_frame().T, xcol).iloc[0]) if ref is not None else np.nan
         yr = float(_num(ref.to_frame().T, "d").iloc[0]) if ref is not None else np.nan
         if np.isfinite(xr) and np.isfinite(yr) and xr > 0:
-            xre, yre = Z * float(_num(ref.to_frame().T, f"{xcol}_se").iloc[0]), Z * float(_num(ref.to_frame().T, "d_se").iloc[0])
+            xre, yre = style.Z * float(_num(ref.to_frame().T, f"{xcol}_se").iloc[0]), style.Z * float(_num(ref.to_frame().T, "d_se").iloc[0])
             ax.errorbar(xr, yr, xerr=xre if np.isfinite(xre) else None, yerr=yre if np.isfinite(yre) else None,
                         fmt="*", color="black", ms=13, capsize=2, label="real data", zorder=5)
             rows.append(dict(panel=xname, family="data", seed=ref["seed"], point="reference", x=xr, x_err=xre,
@@ -320,11 +136,11 @@ def ib_plane(measurements: pd.DataFrame, classification: pd.DataFrame, path) -> 
             ax.fill_between(xs, ymin, np.clip(line, ymin, ymax), color="tab:red", alpha=0.08, lw=0, label="Compression-Prioritized side")
             ax.set_xlim(xmin, xmax), ax.set_ylim(ymin, ymax)
         else:
-            _note(ax, "no data reference: η = 1 line not drawn" if ok.any() else "not measured")
+            style.note(ax, "no data reference: η = 1 line not drawn" if ok.any() else "not measured")
         ax.set_xlabel(f"{xname} (bits)"), ax.set_ylabel("D (bits)")
-    _outside_legend(axes, title="family · point: label")
+    style.outside_legend(axes, title="family · point: label")
     fig.suptitle("IB plane (baseline samples; error bars 1.96 SE)", fontsize=10)
-    return _finish(fig, path, pd.DataFrame(rows, columns=["panel", "family", "seed", "point", "x", "x_err", "y", "y_err", "label"]))
+    return style.finish(fig, path, pd.DataFrame(rows, columns=["panel", "family", "seed", "point", "x", "x_err", "y", "y_err", "label"]))
 
 
 def iso_quality(measurements: pd.DataFrame, path, sweep_probe: str | None, baseline_cell=1.0) -> pd.DataFrame:
@@ -334,31 +150,31 @@ def iso_quality(measurements: pd.DataFrame, path, sweep_probe: str | None, basel
     rows = _with_baseline(rows, measurements, baseline_cell)
     mean = _seed_mean(rows, ["family", "point", "cell"], ["conditioning_accuracy", "d"])
     mean = mean.dropna(subset=["conditioning_accuracy", "d"]).sort_values(["family", "point", "cell"], kind="stable")
-    styles = _point_styles(mean["point"])
+    styles = style.point_styles(mean["point"])
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     out = []
     for (fam, pt), g in mean.groupby(["family", "point"], sort=False):
         marker, ls = styles[pt]
-        ax.errorbar(g["conditioning_accuracy"], g["d"], yerr=Z * g["d_se"].to_numpy(), fmt=marker, ls=ls,
-                    color=_colour(fam), ms=5, capsize=2, label=f"{fam} · {pt}")
+        ax.errorbar(g["conditioning_accuracy"], g["d"], yerr=style.Z * g["d_se"].to_numpy(), fmt=marker, ls=ls,
+                    color=style.colour(fam), ms=5, capsize=2, label=f"{fam} · {pt}")
         for xv, yv, c in zip(g["conditioning_accuracy"], g["d"], g["cell"]):
-            ax.annotate(f"{c:g}", (xv, yv), fontsize=6, xytext=(3, 3), textcoords="offset points", color=_colour(fam))
+            ax.annotate(f"{c:g}", (xv, yv), fontsize=6, xytext=(3, 3), textcoords="offset points", color=style.colour(fam))
         out.append(pd.DataFrame({"family": fam, "point": pt, "cell": g["cell"], "n_seeds": g["n_seeds"],
-                                 "x": g["conditioning_accuracy"], "y": g["d"], "y_err": Z * g["d_se"]}))
+                                 "x": g["conditioning_accuracy"], "y": g["d"], "y_err": style.Z * g["d_se"]}))
     ref = _reference(measurements)
     if ref is not None and pd.notna(_num(ref.to_frame().T, "conditioning_accuracy").iloc[0]):
         rx, ry = float(ref["conditioning_accuracy"]), float(ref["d"])
-        rye = Z * float(_num(ref.to_frame().T, "d_se").iloc[0])
+        rye = style.Z * float(_num(ref.to_frame().T, "d_se").iloc[0])
         ax.errorbar(rx, ry, yerr=rye if np.isfinite(rye) else None, fmt="*", color="black", ms=12, capsize=2, label="real data")
         out.append(pd.DataFrame([{"family": "data", "point": "reference", "cell": np.nan, "n_seeds": 1,
                                   "x": rx, "y": ry, "y_err": rye}]))
     if mean.empty:
-        _note(ax, f"{sweep_probe} sweep not measured" if sweep_probe else "no temperature sweep configured")
+        style.note(ax, f"{sweep_probe} sweep not measured" if sweep_probe else "no temperature sweep configured")
     ax.set_xlabel("conditioning accuracy"), ax.set_ylabel("D (bits)")
     ax.set_title(f"Iso-quality: D vs accuracy along the {sweep_probe} sweep (mean over seeds, 1.96 SE)", fontsize=9)
-    _outside_legend(ax)
+    style.outside_legend(ax)
     cols = ["family", "point", "cell", "n_seeds", "x", "y", "y_err"]
-    return _finish(fig, path, pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols))
+    return style.finish(fig, path, pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols))
 
 
 def _committed(df: pd.DataFrame) -> pd.Series:
@@ -384,8 +200,8 @@ def allocation(measurements: pd.DataFrame, path, probe: str | None) -> pd.DataFr
     rows["clears"] = _flag(rows, "influence_clears")
     measured = rows[np.column_stack([_num(rows, c).notna() for c in _COMPONENTS]).any(axis=1)] if len(rows) else rows
     families = list(dict.fromkeys(measured["family"]))
-    styles = _point_styles(measured["point"])
-    fig, axes = _panels(len(families), sharey=True)
+    styles = style.point_styles(measured["point"])
+    fig, axes = style.panels(len(families), sharey=True)
     xmax = float(np.nanmax(measured["x"])) if measured["x"].notna().any() else 0.5
     out = []
     for ax, fam in zip(axes.ravel(), families):
@@ -394,7 +210,7 @@ def allocation(measurements: pd.DataFrame, path, probe: str | None) -> pd.DataFr
             g = g.sort_values("x", kind="stable")
             marker, ls = styles[pt]
             for col, (name, colour) in _COMPONENTS.items():
-                y, ye = _num(g, col), Z * _num(g, f"{col}_se")
+                y, ye = _num(g, col), style.Z * _num(g, f"{col}_se")
                 ok = y.notna() & g["x"].notna()
                 if not ok.any():
                     continue
@@ -405,7 +221,7 @@ def allocation(measurements: pd.DataFrame, path, probe: str | None) -> pd.DataFr
                 hollow = (g["clears"][ok] != True).to_numpy() if influence else np.zeros(ok.sum(), bool)  # noqa: E712
                 if influence:
                     ax.plot(g["x"][ok], y[ok], ls=ls, color=colour, lw=1)
-                    _markers(ax, g["x"][ok], y[ok], hollow, marker, colour, f"{name} · {pt}",
+                    style.markers(ax, g["x"][ok], y[ok], hollow, marker, colour, f"{name} · {pt}",
                              "D_influence within null (hollow)")
                 out.append(pd.DataFrame({"family": fam, "seed": seed, "point": pt, "cell": g["cell"][ok],
                                          "component": name, "x": g["x"][ok], "y": y[ok], "y_err": ye[ok],
@@ -415,21 +231,21 @@ def allocation(measurements: pd.DataFrame, path, probe: str | None) -> pd.DataFr
     for ax in axes[:, 0]:
         ax.set_ylabel("bits")
     if not families:
-        _note(axes[0, 0], f"{probe} not measured" if probe else "no path_clamp probe configured")
-    _outside_legend(axes)
+        style.note(axes[0, 0], f"{probe} not measured" if probe else "no path_clamp probe configured")
+    style.outside_legend(axes)
     fig.suptitle(f"Diversity allocation under {probe} (per seed; 1.96 SE)", fontsize=10)
     cols = ["family", "seed", "point", "cell", "component", "x", "y", "y_err", "hollow"]
-    return _finish(fig, path, pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols))
+    return style.finish(fig, path, pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols))
 
 
 def layout_commitment(measurements: pd.DataFrame, path, probe: str | None) -> pd.DataFrame:
     """How early each family decides the global layout: layout mutual information I(layout; path | c) minus its shuffle-null mean (±1.96 SE) against the achieved committed fraction at the cut, one line per family and seed (hollow = does not clear the null); the oracle, whose cut commits no tokens, is drawn as a horizontal line (band = 1.96 SE) as the known reference."""
     rows = measurements[(measurements["probe"] == probe) & (measurements["kind"] == "path_clamp")].copy()
     col = "layout_commitment_mi_minus_null_mean"
-    rows["x"], rows["y"], rows["y_err"] = _committed(rows), _num(rows, col), Z * _num(rows, f"{col}_se")
+    rows["x"], rows["y"], rows["y_err"] = _committed(rows), _num(rows, col), style.Z * _num(rows, f"{col}_se")
     rows["hollow"] = (_flag(rows, "layout_commitment_clears") != True).to_numpy()  # noqa: E712
     rows = rows[rows["y"].notna()]
-    styles = _point_styles(rows["point"])
+    styles = style.point_styles(rows["point"])
     fig, ax = plt.subplots(figsize=(7.5, 4.4))
     out = []
     for (fam, pt, seed), g in rows.groupby(["family", "point", "seed"], sort=False):
@@ -437,27 +253,27 @@ def layout_commitment(measurements: pd.DataFrame, path, probe: str | None) -> pd
         marker, ls = styles[pt]
         if (g["x"] == 0).all():  # the oracle: its path is the layout, chosen before any token
             y, e = float(g["y"].mean()), float(g["y_err"].mean())
-            ax.axhline(y, color=_colour(fam), ls=ls, lw=1.2, label=f"{fam} · {pt} (commits 0 tokens)")
+            ax.axhline(y, color=style.colour(fam), ls=ls, lw=1.2, label=f"{fam} · {pt} (commits 0 tokens)")
             if np.isfinite(e):
-                ax.axhspan(y - e, y + e, color=_colour(fam), alpha=0.12, lw=0)
+                ax.axhspan(y - e, y + e, color=style.colour(fam), alpha=0.12, lw=0)
             drawn = "line"
         else:
-            c = _colour(fam)
+            c = style.colour(fam)
             ax.errorbar(g["x"], g["y"], yerr=g["y_err"].to_numpy(), fmt="none", ecolor=c, capsize=2)
             ax.plot(g["x"], g["y"], ls=ls, color=c, lw=1)
             h = g["hollow"].to_numpy(bool)
-            _markers(ax, g["x"], g["y"], h, marker, c, f"{fam} · {pt}", f"{fam} · {pt} (within null)")
+            style.markers(ax, g["x"], g["y"], h, marker, c, f"{fam} · {pt}", f"{fam} · {pt} (within null)")
             drawn = "points"
         out.append(g.assign(drawn_as=drawn)[["family", "seed", "point", "cell", "x", "y", "y_err", "hollow", "drawn_as"]])
     if rows.empty:
-        _note(ax, "layout commitment not measured")
+        style.note(ax, "layout commitment not measured")
     ax.axhline(0, color="0.6", lw=0.6)
     ax.set_xlim(-0.03, max(float(rows["x"].max()) if rows["x"].notna().any() else 0.0, 0.5) + 0.05)
     ax.set_xlabel("committed fraction at cut"), ax.set_ylabel("I(layout; path | c) − null mean (bits)")
     ax.set_title(f"Layout commitment under {probe} (per seed; 1.96 SE)", fontsize=9)
-    _outside_legend(ax)
+    style.outside_legend(ax)
     cols = ["family", "seed", "point", "cell", "x", "y", "y_err", "hollow", "drawn_as"]
-    return _finish(fig, path, pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols))
+    return style.finish(fig, path, pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols))
 
 
 _RESPONSES = (("h_z", "H(Z) (bits)"), ("d", "D (bits)"), ("conditioning_accuracy", "conditioning accuracy"))
@@ -475,25 +291,25 @@ def responses(measurements: pd.DataFrame, path, probes=None) -> pd.DataFrame:
         _require(rows, [c for c, _ in _RESPONSES] + ["h_z_se", "d_se"], "responses")
         mean = _seed_mean(rows, ["family", "point", "cell"], [c for c, _ in _RESPONSES]).sort_values(
             ["family", "point", "cell"], kind="stable")
-        styles = _point_styles(mean["point"])
+        styles = style.point_styles(mean["point"])
         for ax, (col, name) in zip(axes[r], _RESPONSES):
             ok = mean[col].notna() & mean["cell"].notna()
             for (fam, pt), g in mean[ok].groupby(["family", "point"], sort=False):
                 marker, ls = styles[pt]
-                ax.errorbar(g["cell"], g[col], yerr=Z * g[f"{col}_se"].to_numpy(), fmt=marker, ls=ls,
-                            color=_colour(fam), ms=4, capsize=2, label=f"{fam} · {pt}")
+                ax.errorbar(g["cell"], g[col], yerr=style.Z * g[f"{col}_se"].to_numpy(), fmt=marker, ls=ls,
+                            color=style.colour(fam), ms=4, capsize=2, label=f"{fam} · {pt}")
                 out.append(pd.DataFrame({"probe": probe, "quantity": col, "family": fam, "point": pt,
                                          "n_seeds": g["n_seeds"], "x": g["cell"], "y": g[col],
-                                         "y_err": Z * g[f"{col}_se"]}))
+                                         "y_err": style.Z * g[f"{col}_se"]}))
             if not ok.any():
-                _note(ax)
+                style.note(ax)
             ax.set_xlabel(f"{probe} σ"), ax.set_ylabel(name)
     if not probes:
-        _note(axes[0, 0], "no noise probe measured")
-    _outside_legend(axes)
+        style.note(axes[0, 0], "no noise probe measured")
+    style.outside_legend(axes)
     fig.suptitle("Responses to perturbation (mean over seeds; 1.96 SE)", fontsize=10)
     cols = ["probe", "quantity", "family", "point", "n_seeds", "x", "y", "y_err"]
-    return _finish(fig, path, pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols))
+    return style.finish(fig, path, pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols))
 
 
 _DECOUPLING_ROWS = (("i2", "I2 condition noise\nbefore cut"), ("i3", "I3 codebook noise\nafter cut"))
@@ -505,7 +321,7 @@ def decoupling_matrices(summary: pd.DataFrame, path) -> pd.DataFrame:
     cols = [f"r_{r}_{c}" for r, _ in _DECOUPLING_ROWS for c, _ in _DECOUPLING_COLS]
     mean = _seed_mean(summary, ["family", "point"], cols)
     mean = mean[mean[cols].notna().any(axis=1)]
-    fig, axes = _panels(len(mean), width=4.0, height=3.0)
+    fig, axes = style.panels(len(mean), width=4.0, height=3.0)
     vmax = float(np.nanmax(np.abs(mean[cols].to_numpy()))) if len(mean) else 1.0
     vmax = vmax if np.isfinite(vmax) and vmax > 0 else 1.0
     out, image = [], None
@@ -517,10 +333,10 @@ def decoupling_matrices(summary: pd.DataFrame, path) -> pd.DataFrame:
         image = ax.imshow(np.ma.masked_invalid(grid), cmap="RdBu_r", vmin=-vmax, vmax=vmax)
         for i, (rk, rname) in enumerate(_DECOUPLING_ROWS):
             for j, (ck, cname) in enumerate(_DECOUPLING_COLS):
-                text = "not measured" if np.isnan(grid[i, j]) else f"{grid[i, j]:+.3f}\n± {Z * se[i, j]:.3f}"
+                text = "not measured" if np.isnan(grid[i, j]) else f"{grid[i, j]:+.3f}\n± {style.Z * se[i, j]:.3f}"
                 ax.text(j, i, text, ha="center", va="center", fontsize=7)
                 out.append(dict(family=m["family"], point=m["point"], n_seeds=m["n_seeds"], row=rk, col=cname,
-                                value=grid[i, j], se=se[i, j], err=Z * se[i, j], decoupling_index=delta))
+                                value=grid[i, j], se=se[i, j], err=style.Z * se[i, j], decoupling_index=delta))
         ax.set_xticks([0, 1], [c for _, c in _DECOUPLING_COLS], fontsize=7)
         ax.set_yticks([0, 1], [r for _, r in _DECOUPLING_ROWS], fontsize=7)
         ax.set_title(f"{m['family']} · {m['point']}  Δ = {delta:.2f}\n(mean over {m['n_seeds']} seed(s))", fontsize=8)
@@ -529,9 +345,9 @@ def decoupling_matrices(summary: pd.DataFrame, path) -> pd.DataFrame:
     if image is not None:
         fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="response (bits)")
     else:
-        _note(axes[0, 0], "decoupling not measured")
+        style.note(axes[0, 0], "decoupling not measured")
     table = pd.DataFrame(out, columns=["family", "point", "n_seeds", "row", "col", "value", "se", "err", "decoupling_index"])
-    return _finish(fig, path, table, tight=False)
+    return style.finish(fig, path, table, tight=False)
 
 
 def _pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -554,55 +370,25 @@ def pareto(measurements: pd.DataFrame, path, families=None, point: str = "neutra
     probes = list(dict.fromkeys(mean["probe"]))
     colours = {p: f"C{i % 10}" for i, p in enumerate(probes)}
     ref = _reference(measurements)
-    fig, axes = _panels(len(families), sharey=True)
+    fig, axes = style.panels(len(families), sharey=True)
     out = []
     for ax, fam in zip(axes.ravel(), families):
         for probe, g in mean[mean["family"] == fam].groupby("probe", sort=False):
             g = g.sort_values("conditioning_accuracy", kind="stable")
             front = _pareto_front(g["conditioning_accuracy"], g["d"])
             c = colours[probe]
-            ax.errorbar(g["conditioning_accuracy"], g["d"], yerr=Z * g["d_se"].to_numpy(), fmt="o", color=c,
+            ax.errorbar(g["conditioning_accuracy"], g["d"], yerr=style.Z * g["d_se"].to_numpy(), fmt="o", color=c,
                         alpha=0.35, ms=4, capsize=2)
             ax.plot(g["conditioning_accuracy"][front], g["d"][front], "o-", color=c, ms=5, label=probe)
             out.append(pd.DataFrame({"family": fam, "point": point, "probe": probe, "kind": g["kind"], "cell": g["cell"],
                                      "n_seeds": g["n_seeds"], "x": g["conditioning_accuracy"], "y": g["d"],
-                                     "y_err": Z * g["d_se"], "on_front": front}))
+                                     "y_err": style.Z * g["d_se"], "on_front": front}))
         if ref is not None and pd.notna(ref.get("conditioning_accuracy")) and pd.notna(ref.get("d")):
             ax.plot(float(ref["conditioning_accuracy"]), float(ref["d"]), "*", color="black", ms=11, label="real data")
         ax.set_title(f"{fam} · {point}", fontsize=9), ax.set_xlabel("conditioning accuracy"), ax.set_ylabel("D (bits)")
     if not families:
-        _note(axes[0, 0], "no flat probe measured")
-    _outside_legend(axes)
+        style.note(axes[0, 0], "no flat probe measured")
+    style.outside_legend(axes)
     fig.suptitle("Diversity vs quality per probe (mean over seeds; Pareto fronts as lines)", fontsize=10)
     cols = ["family", "point", "probe", "kind", "cell", "n_seeds", "x", "y", "y_err", "on_front"]
-    return _finish(fig, path, pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols))
-
-
-def calibration_confusion(confusion: pd.DataFrame, se: pd.DataFrame, path) -> pd.DataFrame:
-    """Label calibration suite: share of seeds given each label per constructed case (left; the
-    expected label outlined), and mean SE / replicate spread per quantity and case (right; 1 =
-    calibrated, 0.8-1.2 shaded as the accepted band)."""
-    labels = [c for c in confusion.columns if c not in ("expected", "n_seeds")]
-    shares = confusion[labels].to_numpy(float)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [1.3, 1]})
-    left.imshow(shares, cmap="Greens", vmin=0, vmax=1)
-    for i, case in enumerate(confusion.index):
-        for j, label in enumerate(labels):
-            left.text(j, i, f"{shares[i, j]:.2f}", ha="center", va="center", fontsize=7)
-            if label == confusion.loc[case, "expected"]:
-                left.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=2, color="k"))
-    left.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
-    left.set_yticks(range(len(confusion)), [f"{c} (n={n})" for c, n in zip(confusion.index, confusion.n_seeds)], fontsize=7)
-    left.set_title("share of seeds per label (box: built to be)", fontsize=9)
-    for k, (case, g) in enumerate(se.groupby("case", sort=True)):
-        right.plot(g["ratio"].to_numpy(), range(len(g)), "o", ms=4, label=case, alpha=0.8)
-        quantities = list(g["quantity"])
-    right.axvspan(0.8, 1.2, color="0.9", zorder=0)
-    right.axvline(1.0, color="0.5", lw=0.8)
-    right.set_yticks(range(len(quantities)), quantities, fontsize=7) if len(se) else _note(right)
-    right.set_xlabel("mean SE / spread over replicates", fontsize=8)
-    right.legend(fontsize=6, loc="best")
-    right.set_title("SE calibration", fontsize=9)
-    table = confusion.reset_index().melt(id_vars=["case", "expected", "n_seeds"], value_vars=labels,
-                                         var_name="label", value_name="share")
-    return _finish(fig, path, table)
+    return style.finish(fig, path, pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols))
