@@ -4,7 +4,9 @@
     python scripts/bench_pipeline.py --run quick
     python scripts/bench_pipeline.py --results /path/to/finished/checkout   # default run already done
 
-For a run it reports the end-to-end wall time and the no-op dry-run time; for any finished
+For a run it reports the end-to-end wall time, the no-op dry-run time and where the CPU went (the
+whole process tree, Snakemake's own process, the jobs' benchmark files, and what none of them
+accounts for: job start-up outside the measured process, the scheduler's solver); for any finished
 workspace the per-rule totals from Snakemake's benchmark TSVs (jobs, wall s, CPU s, peak RSS) and
 the slowest jobs. Run it on an otherwise idle machine: the numbers are wall-clock.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -26,24 +29,63 @@ COPIED = ["Snakefile", "workflow", "src", "profiles", "envs", "config.yaml", "co
 CONFIGS = {"smoke": "config.smoke.yaml", "quick": "config.quick.yaml", "default": "config.yaml"}
 
 
-def snakemake(workdir: Path, *args: str) -> float:
-    """Seconds one snakemake invocation takes (raises on failure)."""
-    start = time.perf_counter()
+def snakemake(workdir: Path, *args: str) -> tuple[float, dict]:
+    """Seconds one snakemake invocation takes (raises on failure), and where its CPU went:
+    `tree` = user/sys seconds of the whole process tree (Snakemake and every job, scheduler
+    solver and shell wrappers included), `snakemake` = the Snakemake process's own."""
     # the copy's own code: the venv's editable install would import the checkout, which may be edited meanwhile
     env = {**os.environ, "PYTHONPATH": str(workdir / "src")}
-    subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=workdir, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    return time.perf_counter() - start
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=workdir,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    own = _own_cpu_until_exit(proc)
+    wall = time.perf_counter() - start
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, proc.args)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    tree = {"user": after.ru_utime - before.ru_utime, "sys": after.ru_stime - before.ru_stime}
+    return wall, {"tree": tree, "snakemake": own}
 
 
-def time_run(config: str, keep: Path | None) -> Path:
+def _own_cpu_until_exit(proc: subprocess.Popen) -> dict:
+    """The process's own user/sys CPU seconds, read every half second until it exits (the last
+    reading is at most half a second short)."""
+    import psutil
+
+    handle, own = psutil.Process(proc.pid), {"user": 0.0, "sys": 0.0}
+    while proc.poll() is None:
+        try:
+            times = handle.cpu_times()
+            own = {"user": times.user, "sys": times.system}
+        except psutil.Error:  # exited between poll() and the read
+            pass
+        time.sleep(0.5)
+    return own
+
+
+def time_run(config: str, keep: Path | None, snakemake_args=()) -> Path:
     work = keep or Path(tempfile.mkdtemp(prefix=f"ibdiv-bench-{config}-"))
     for name in COPIED:
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy2)(ROOT / name, work / name)
-    total = snakemake(work, "--configfile", CONFIGS[config])
-    noop = min(snakemake(work, "--configfile", CONFIGS[config], "--dry-run") for _ in range(3))
+    total, cpu = snakemake(work, "--configfile", CONFIGS[config], *snakemake_args)
+    noop = min(snakemake(work, "--configfile", CONFIGS[config], "--dry-run")[0] for _ in range(3))
     print(f"{config} DAG end to end: {total:.1f} s wall   no-op dry run: {noop:.2f} s (best of 3)   in {work}")
+    jobs = benchmark_cpu(work)
+    tree, own = cpu["tree"], cpu["snakemake"]
+    print(f"CPU s: whole tree {tree['user'] + tree['sys']:.0f} (user {tree['user']:.0f}, sys {tree['sys']:.0f});"
+          f" Snakemake itself {own['user'] + own['sys']:.0f} (user {own['user']:.0f}, sys {own['sys']:.0f});"
+          f" jobs' benchmark files {jobs:.0f}; unaccounted {tree['user'] + tree['sys'] - jobs - own['user'] - own['sys']:.0f}")
     return work
+
+
+def benchmark_cpu(workdir: Path) -> float:
+    """CPU seconds the jobs' own benchmark files record (last row of each)."""
+    total = 0.0
+    for path in (workdir / "results/benchmarks").glob("*/*.tsv"):
+        rows = list(csv.DictReader(path.open(), delimiter="\t"))
+        total += float(rows[-1].get("cpu_time") or 0) if rows else 0.0
+    return total
 
 
 def rule_table(workdir: Path, slowest: int = 8) -> None:
@@ -80,11 +122,12 @@ def main() -> None:
     parser.add_argument("--run", choices=sorted(CONFIGS), help="time a fresh run of this config in a temporary copy")
     parser.add_argument("--keep", type=Path, help="with --run: run in this (empty) directory instead")
     parser.add_argument("--results", type=Path, help="summarise the benchmark files of a finished workspace")
+    parser.add_argument("--snakemake-args", default="", help="with --run: extra snakemake arguments, e.g. '--scheduler greedy'")
     args = parser.parse_args()
     if not args.run and not args.results:
         parser.error("give --run and/or --results")
     if args.run:
-        rule_table(time_run(args.run, args.keep))
+        rule_table(time_run(args.run, args.keep, args.snakemake_args.split()))
     if args.results:
         rule_table(args.results)
 
