@@ -13,6 +13,10 @@ Two designs cover every probe:
   drawn independently for every continuation (each is its own generation). Shared after-cut
   noise would be a path variable by construction and move within-path entropy into
   between-path entropy (DESIGN §4).
+
+Cells another cache of the same run already holds are copied, not drawn again (issue 14;
+registry.reused_cells, `reused_cell`): the enhancement's (0, 0) cell is the baseline, and the
+decoupling's unperturbed cell is the path_clamp cell at the same fraction.
 """
 from __future__ import annotations
 
@@ -52,7 +56,9 @@ def sample_flat(model, n_classes: int, per_class: int, knobs: dict, seed: int, *
     `noise` = (target or None, sigma) perturbs the whole generation, or only the part before
     `cut` (a committed fraction) when a cut is given; `noise_after` perturbs only the part
     after the cut (phase-targeted perturbation, DESIGN §7). A cut without noise changes
-    nothing: stopping and resuming with the same generator is the uninterrupted run.
+    nothing: stopping and resuming with the same generator is the uninterrupted run (the same
+    tokens; AR's log-probs after the cut may move by a float32 ulp, since resuming rebuilds its
+    KV cache from the prefix in one pass).
     Returns numpy arrays tokens (n, N), labels (n,), logprobs (n, N) float32.
     """
     labels = torch.arange(n_classes).repeat_interleave(per_class)
@@ -123,18 +129,51 @@ def probe_cells(probe: dict) -> list:
 
 
 def run_probe(model, probe: dict, n_classes: int, knobs: dict, *, per_class: int, seed: int,
-              noise_seed: int, batch_size: int = 1024) -> dict:
-    """Every cell of one probe; arrays stacked along a leading cell axis."""
+              noise_seed: int, batch_size: int = 1024, given: dict | None = None) -> dict:
+    """Every cell of one probe; arrays stacked along a leading cell axis. `given`: {cell index:
+    cell arrays} already drawn elsewhere (`reused_cell`), taken as they are instead of sampled.
+    Each cell seeds its own generators, so skipping one leaves the others' draws unchanged."""
     design = registry.probe_kind(probe["kind"]).design
     cells = CELL_SETTINGS[probe["kind"]](probe, knobs)
+    given = given or {}
     if design == "flat":
-        flat = [sample_flat(model, n_classes, per_class, seed=seed, noise_seed=noise_seed, batch_size=batch_size,
-                            **cell) for cell in cells]
+        flat = [given[i] if i in given else
+                sample_flat(model, n_classes, per_class, seed=seed, noise_seed=noise_seed, batch_size=batch_size,
+                            **cell) for i, cell in enumerate(cells)]
         return {"tokens": np.stack([c["tokens"] for c in flat]), "labels": flat[0]["labels"],
                 "logprobs": np.stack([c["logprobs"] for c in flat])}
-    nested = [sample_nested(model, n_classes, probe["paths"], probe["continuations"], knobs=knobs, seed=seed,
-                            noise_seed=noise_seed, **cell) for cell in cells]
+    nested = [given[i] if i in given else
+              sample_nested(model, n_classes, probe["paths"], probe["continuations"], knobs=knobs, seed=seed,
+                            noise_seed=noise_seed, **cell) for i, cell in enumerate(cells)]
     return {key: np.stack([c[key] for c in nested]) for key in nested[0]}
+
+
+def reused_cell(probe: dict, cache: dict, source_cell: int | None, *, seed: int) -> dict:
+    """One cell of `probe` taken from a cache of the same run (registry.reused_cells says which),
+    in the arrays and dtypes the sampler returns.
+
+    Flat (source_cell None): the run's baseline cache, whole. Nested: cell `source_cell` of a
+    path_clamp cache with the same paths, keeping the first R = probe's continuations of each path.
+    Its prefixes (frozen positions, prefix tokens, fractions) are the ones this probe would draw:
+    the same seed, and the prefix is drawn before the continuations. Its continuations are
+    different draws though (the R' > R continuations are drawn together from one generator), so
+    they no longer share random numbers with the other cells' continuations; see
+    diagnostics.decoupling_responses.
+    """
+    if source_cell is None:
+        if "seed" in cache and int(cache["seed"]) != seed:  # the baseline's own record of its seed
+            raise ValueError(f"the baseline cache was drawn with seed {int(cache['seed'])}, this run samples with {seed}")
+        return {"tokens": cache["tokens"].astype(np.int64), "labels": cache["labels"], "logprobs": cache["logprobs"]}
+    R = probe["continuations"]
+    tokens = cache["tokens"][source_cell]
+    if tokens.shape[1] != probe["paths"] or tokens.shape[2] < R:
+        raise ValueError(f"cannot take {probe['paths']} paths x {R} continuations from a cache of shape {tokens.shape}")
+    out = {"tokens": tokens[:, :, :R].astype(np.int64), "frozen": cache["frozen"][source_cell].astype(bool),
+           "fraction_committed": np.float64(cache["fraction_committed"][source_cell]),
+           "process_fraction": np.float64(cache["process_fraction"][source_cell])}
+    if "path_layouts" in cache:
+        out["path_layouts"] = cache["path_layouts"][source_cell].astype(np.int64)
+    return out
 
 
 # What each cell of a probe samples, per kind, in the order of registry.probe_cells: keyword

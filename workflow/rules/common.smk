@@ -161,6 +161,22 @@ def probe_cache_paths(dataset, probe):
     return [f"results/{dataset}/probes/{probe}/{f}/seed{s}/{p}/samples.npz" for f, s, p in probe_runs(dataset, probe)]
 
 
+def probe_reuse(wildcards):
+    """{cell index: (cell of the source, source cache)} of the cells a sample_probe job copies
+    from a cache of the same run instead of drawing them (registry.reused_cells), where that
+    cache is planned for the run (a path_clamp probe runs at its own `points` only)."""
+    d, f, s, p = wildcards.dataset, wildcards.family, wildcards.seed, wildcards.point
+    plan = registry.reused_cells(config["probes"], wildcards.probe, config["measure"]["per_class"],
+                                 config["sampling"]["baseline_per_class"])
+    out = {}
+    for cell, (source, source_cell) in plan.items():
+        if source == "baseline":
+            out[cell] = (source_cell, f"results/{d}/samples/{f}/seed{s}/{p}/baseline.npz")
+        elif (f, s, p) in probe_runs(d, source):
+            out[cell] = (source_cell, f"results/{d}/probes/{source}/{f}/seed{s}/{p}/samples.npz")
+    return out
+
+
 def probe_measure_paths(dataset):
     return [f"results/{dataset}/probes/{probe}/measure.json" for probe in config["probes"] if probe_runs(dataset, probe)]
 

@@ -6,11 +6,14 @@ rule sample_probe:
     input:
         model=sampler_model,
         tokens="results/{dataset}/tokens.npz",
+        # caches of the same run holding some of this probe's cells already (registry.reused_cells)
+        reused=lambda w: [path for _, path in probe_reuse(w).values()],
         **script_inputs("sample_probe"),
     output:
         "results/{dataset}/probes/{probe}/{family}/seed{seed}/{point}/samples.npz",
     params:
         probe=probe_spec,
+        reuse=lambda w: {cell: source_cell for cell, (source_cell, _) in probe_reuse(w).items()},  # as `reused`
         knobs=point_knobs,
         per_class=config["measure"]["per_class"],
         batch_size=config["sampling"]["batch_size"],

@@ -3,7 +3,7 @@ import numpy as np
 
 from ibdiv import devices, probes, registry, tokens
 from ibdiv.seeds import derive_seed
-from ibdiv.io import save_npz
+from ibdiv.io import load_npz, save_npz
 from ibdiv.runlog import job
 
 w, p = snakemake.wildcards, snakemake.params
@@ -13,8 +13,13 @@ with job(snakemake.log[0], snakemake.threads) as log:
     model = probes.load_sampler(w.family, snakemake.input.model, devices.resolve(p.device))
     seed = probes.sampling_seed(p.seed, w.dataset, w.family, w.seed, w.point)
     noise_seed = derive_seed(p.seed, w.dataset, w.family, w.seed, w.point, w.probe, "noise")
+    # cells another cache of this run already holds: params.reuse and input.reused pair up in order
+    given = {cell: probes.reused_cell(p.probe, load_npz(path), source_cell, seed=seed)
+             for (cell, source_cell), path in zip(p.reuse.items(), snakemake.input.reused)}
+    if given:
+        log.info("cells %s taken from %s", sorted(given), list(snakemake.input.reused))
     out = probes.run_probe(model, p.probe, int(ref.labels.max()) + 1, p.knobs, per_class=p.per_class,
-                           seed=seed, noise_seed=noise_seed, batch_size=p.batch_size)
+                           seed=seed, noise_seed=noise_seed, batch_size=p.batch_size, given=given)
     out["tokens"] = out["tokens"].astype(tokens.compact_dtype(ref.codebook_size))
     out["cells"] = np.array([str(c) for c in probes.probe_cells(p.probe)])
     log.info("%s: %s cells, tokens %s", w.probe, len(out["cells"]), out["tokens"].shape)
