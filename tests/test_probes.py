@@ -133,50 +133,19 @@ def test_independent_family_influence_does_not_clear_its_null(models):
     assert abs(split["d_influence"]["value"]) < 0.1
 
 
-# --- cells taken from other caches of the run (issue 14) ---------------------------------------
-
-def _as_cache(out: dict, **extra) -> dict:
-    """What a job writes: tokens in a compact dtype, plus its own keys (cells, seed)."""
-    return {**out, "tokens": out["tokens"].astype(np.uint8), **extra}
-
-
-@pytest.mark.parametrize("family", PERTURBABLE)
-def test_decoupling_none_cell_from_path_clamp_has_the_same_prefixes(models, family):
-    """The path_clamp cell at the decoupling fraction holds exactly the prefixes the decoupling
-    probe would draw (same seed, prefix drawn before the continuations); I2 and I3 are unchanged."""
-    m, knobs = models[family], KNOBS.get(family, {})
-    clamp = {"kind": "path_clamp", "fractions": [0.125, 0.25], "paths": 4, "continuations": 3}
-    decoupling = {"kind": "decoupling", "fraction": 0.25, "sigma": 1.0, "paths": 4, "continuations": 2}
-    plan = registry.reused_cells({"clamp": clamp, "dec": decoupling}, "dec", 6, 6)
-    assert plan == {0: ("clamp", 1)}
-    clamp_cache = _as_cache(probes.run_probe(m, clamp, C, knobs, per_class=6, seed=5, noise_seed=8),
-                            cells=np.array(["0.125", "0.25"]))
-    old = probes.run_probe(m, decoupling, C, knobs, per_class=6, seed=5, noise_seed=9)
-    given = {0: probes.reused_cell(decoupling, clamp_cache, 1, seed=5)}
-    new = probes.run_probe(m, decoupling, C, knobs, per_class=6, seed=5, noise_seed=9, given=given)
-    assert sorted(new) == sorted(old)
-    for key in old:
-        assert new[key].dtype == old[key].dtype and new[key].shape == old[key].shape, key
-    for key in ("frozen", "fraction_committed", "process_fraction"):
-        assert np.array_equal(new[key], old[key]), key
-    frozen = old["frozen"][0][:, :, None, :].repeat(2, axis=2)  # (C, P, R, N)
-    assert np.array_equal(new["tokens"][0][frozen], old["tokens"][0][frozen])  # prefix tokens of every path
-    assert np.array_equal(new["tokens"][1:], old["tokens"][1:])  # I2 and I3 cells: drawn as before
-    # the continuations are path_clamp's first R: a valid draw, not the same random numbers
-    assert np.array_equal(new["tokens"][0], clamp_cache["tokens"][1][:, :, :2])
-
+# --- the enhancement's (0, 0) cell is copied from the baseline (issue 14) -------------------------
 
 @pytest.mark.parametrize("family", PERTURBABLE)
 def test_enhancement_zero_cell_from_the_baseline_is_byte_identical(models, family):
-    """Every array as without reuse, except AR's log-probs of the (0, 0) cell after the cut, which
-    the resampled cell computed through a rebuilt KV cache (a float32 ulp, tokens unchanged)."""
+    """Every array as without the copy, except AR's log-probs of the (0, 0) cell after the cut,
+    which the resampled cell computed through a rebuilt KV cache (a float32 ulp, tokens unchanged)."""
     m, knobs = models[family], KNOBS.get(family, {})
     probe = {"kind": "enhancement", "fraction": 0.25, "condition_sigmas": [1.0, 0.0], "codebook_sigmas": [0.0, 1.0]}
-    plan = registry.reused_cells({"enh": probe}, "enh", 6, 6)
-    assert plan == {2: ("baseline", None)}  # cell "0.0/0.0", condition-major
-    base = _as_cache(probes.sample_flat(m, C, 6, knobs, seed=3, batch_size=8), seed=np.int64(3))
+    assert registry.baseline_cell(probe, 6, 6) == 2  # cell "0.0/0.0", condition-major
+    base = probes.sample_flat(m, C, 6, knobs, seed=3, batch_size=8)
+    base = {**base, "tokens": base["tokens"].astype(np.uint8), "seed": np.int64(3)}  # as sample_baseline writes it
     old = probes.run_probe(m, probe, C, knobs, per_class=6, seed=3, noise_seed=4, batch_size=8)
-    given = {2: probes.reused_cell(probe, base, None, seed=3)}
+    given = {2: probes.baseline_as_cell(base, seed=3)}
     new = probes.run_probe(m, probe, C, knobs, per_class=6, seed=3, noise_seed=4, batch_size=8, given=given)
     assert sorted(new) == sorted(old)
     exact = ["tokens", "labels"] if family == "ar" else list(old)
@@ -187,16 +156,13 @@ def test_enhancement_zero_cell_from_the_baseline_is_byte_identical(models, famil
     if family == "ar":  # resuming rebuilds the KV cache from the prefix in one pass: float32 rounding
         np.testing.assert_allclose(new["logprobs"][2], old["logprobs"][2], rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match="seed 3"):
-        probes.reused_cell(probe, base, None, seed=4)
+        probes.baseline_as_cell(base, seed=4)
 
 
-def test_reuse_applies_only_where_the_draws_are_the_same():
-    clamp = {"kind": "path_clamp", "fractions": [0.25], "paths": 4, "continuations": 3}
-    dec = {"kind": "decoupling", "fraction": 0.25, "sigma": 1.0, "paths": 4, "continuations": 2}
-    enh = {"kind": "enhancement", "fraction": 0.25, "condition_sigmas": [0.0, 1.0], "codebook_sigmas": [0.0]}
-    assert registry.reused_cells({"enh": enh}, "enh", 6, 12) == {}  # a larger baseline: other draws
-    assert registry.reused_cells({"enh": {**enh, "codebook_sigmas": [1.0]}}, "enh", 6, 6) == {}  # no (0, 0) cell
-    assert registry.reused_cells({"dec": dec}, "dec", 6, 6) == {}  # no path_clamp probe
-    for other in ({"paths": 5}, {"continuations": 1}, {"fractions": [0.5]}):
-        assert registry.reused_cells({"clamp": {**clamp, **other}, "dec": dec}, "dec", 6, 6) == {}, other
-    assert registry.reused_cells({"clamp": clamp, "dec": dec}, "dec", 6, 6) == {0: ("clamp", 0)}
+def test_only_a_cell_that_is_the_baseline_is_copied():
+    enh = {"kind": "enhancement", "fraction": 0.25, "condition_sigmas": [0.0, 1.0], "codebook_sigmas": [0.5, 0.0]}
+    assert registry.baseline_cell(enh, 6, 6) == 1
+    assert registry.baseline_cell(enh, 6, 12) is None  # a larger baseline: its first 6 per class are other draws
+    assert registry.baseline_cell({**enh, "codebook_sigmas": [1.0]}, 6, 6) is None  # no (0, 0) cell
+    decoupling = {"kind": "decoupling", "fraction": 0.25, "sigma": 1.0, "paths": 4, "continuations": 2}
+    assert registry.baseline_cell(decoupling, 6, 6) is None  # nested: no cell is the baseline

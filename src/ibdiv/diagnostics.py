@@ -60,10 +60,7 @@ def decoupling_responses(cells: list[dict], K: int, cfg: dict, rng) -> dict:
     """The 2x2 decoupling matrix (DESIGN §5) with **paired** bootstrap SEs.
 
     cells: the decoupling probe's [unperturbed, I2 before the cut, I3 after the cut] nested
-    samples, which share their random numbers path by path. Where the unperturbed cell is
-    copied from a path_clamp cache (issue 14, ibdiv.probes.reused_cell) its prefixes are still
-    the same draws, but its continuations are not the I3 cell's random numbers any more: the
-    I3 responses are then paired through the prefixes only. r_i2_path = D_path(I2) −
+    samples, which share their random numbers path by path. r_i2_path = D_path(I2) −
     D_path(none), etc.; also the D_influence responses (r_*_infl). Δ = diagonal share
     (|r_i2_path| + |r_i3_exec|) / Σ|r| over the (D_path, D_exec) matrix. Every SE comes from
     the same replicates: path indices resampled once per replicate and applied to all three

@@ -14,9 +14,8 @@ Two designs cover every probe:
   noise would be a path variable by construction and move within-path entropy into
   between-path entropy (DESIGN §4).
 
-Cells another cache of the same run already holds are copied, not drawn again (issue 14;
-registry.reused_cells, `reused_cell`): the enhancement's (0, 0) cell is the baseline, and the
-decoupling's unperturbed cell is the path_clamp cell at the same fraction.
+A cell that is the run's baseline cache bit for bit (the enhancement's (0, 0) cell) is copied
+from it, not drawn again (registry.baseline_cell, `baseline_as_cell`).
 """
 from __future__ import annotations
 
@@ -131,7 +130,7 @@ def probe_cells(probe: dict) -> list:
 def run_probe(model, probe: dict, n_classes: int, knobs: dict, *, per_class: int, seed: int,
               noise_seed: int, batch_size: int = 1024, given: dict | None = None) -> dict:
     """Every cell of one probe; arrays stacked along a leading cell axis. `given`: {cell index:
-    cell arrays} already drawn elsewhere (`reused_cell`), taken as they are instead of sampled.
+    cell arrays} already drawn elsewhere (`baseline_as_cell`), taken as they are instead of sampled.
     Each cell seeds its own generators, so skipping one leaves the others' draws unchanged."""
     design = registry.probe_kind(probe["kind"]).design
     cells = CELL_SETTINGS[probe["kind"]](probe, knobs)
@@ -148,32 +147,12 @@ def run_probe(model, probe: dict, n_classes: int, knobs: dict, *, per_class: int
     return {key: np.stack([c[key] for c in nested]) for key in nested[0]}
 
 
-def reused_cell(probe: dict, cache: dict, source_cell: int | None, *, seed: int) -> dict:
-    """One cell of `probe` taken from a cache of the same run (registry.reused_cells says which),
-    in the arrays and dtypes the sampler returns.
-
-    Flat (source_cell None): the run's baseline cache, whole. Nested: cell `source_cell` of a
-    path_clamp cache with the same paths, keeping the first R = probe's continuations of each path.
-    Its prefixes (frozen positions, prefix tokens, fractions) are the ones this probe would draw:
-    the same seed, and the prefix is drawn before the continuations. Its continuations are
-    different draws though (the R' > R continuations are drawn together from one generator), so
-    they no longer share random numbers with the other cells' continuations; see
-    diagnostics.decoupling_responses.
-    """
-    if source_cell is None:
-        if "seed" in cache and int(cache["seed"]) != seed:  # the baseline's own record of its seed
-            raise ValueError(f"the baseline cache was drawn with seed {int(cache['seed'])}, this run samples with {seed}")
-        return {"tokens": cache["tokens"].astype(np.int64), "labels": cache["labels"], "logprobs": cache["logprobs"]}
-    R = probe["continuations"]
-    tokens = cache["tokens"][source_cell]
-    if tokens.shape[1] != probe["paths"] or tokens.shape[2] < R:
-        raise ValueError(f"cannot take {probe['paths']} paths x {R} continuations from a cache of shape {tokens.shape}")
-    out = {"tokens": tokens[:, :, :R].astype(np.int64), "frozen": cache["frozen"][source_cell].astype(bool),
-           "fraction_committed": np.float64(cache["fraction_committed"][source_cell]),
-           "process_fraction": np.float64(cache["process_fraction"][source_cell])}
-    if "path_layouts" in cache:
-        out["path_layouts"] = cache["path_layouts"][source_cell].astype(np.int64)
-    return out
+def baseline_as_cell(cache: dict, *, seed: int) -> dict:
+    """The run's baseline cache as a flat probe cell (registry.baseline_cell), in the arrays and
+    dtypes sample_flat returns; refuses a baseline drawn with another seed."""
+    if int(cache["seed"]) != seed:  # the baseline's own record of its seed
+        raise ValueError(f"the baseline cache was drawn with seed {int(cache['seed'])}, this run samples with {seed}")
+    return {"tokens": cache["tokens"].astype(np.int64), "labels": cache["labels"], "logprobs": cache["logprobs"]}
 
 
 # What each cell of a probe samples, per kind, in the order of registry.probe_cells: keyword

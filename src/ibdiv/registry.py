@@ -204,32 +204,24 @@ def iso_quality_probe(probes: dict) -> str | None:
     return probe_of_kind(probes, "sweep", knob=ISO_QUALITY_KNOB)
 
 
-# --- cells taken from other caches (issue 14) ---------------------------------------------
+def baseline_cell(probe: dict, per_class: int, baseline_per_class: int) -> int | None:
+    """The cell of a probe that is its run's baseline cache bit for bit, so its sampling job
+    copies the baseline instead of drawing it again (issue 14); None when it has none.
 
-def reused_cells(probes: dict, name: str, per_class: int, baseline_per_class: int) -> dict[int, tuple]:
-    """Cells of probe `name` that its sampling job copies from another cache of the same run
-    (dataset, family, seed, point) instead of drawing them again: {cell index: (source, cell of
-    the source)}, source "baseline" (the run's baseline cache, which has no cell axis: None) or
-    the name of a path_clamp probe. Every probe of a run samples with the run's baseline seed
-    (ibdiv.probes.sampling_seed), which is what makes these cells the same draws:
+    The enhancement's (0, 0) cell: every probe of a run samples with the run's baseline seed
+    (ibdiv.probes.sampling_seed) and a cut without noise is the uninterrupted run. Only when
+    the baseline holds the same per_class: batches are class-major, so a larger baseline's
+    first per_class samples of a class are other draws.
 
-    - enhancement (0, 0): a cut without noise is the uninterrupted run, so the cell is the
-      baseline bit for bit, when the baseline holds the same per_class (the layout is class-major
-      in batches: a larger baseline's first per_class of a class are other draws);
-    - decoupling "none": the path_clamp cell at the same fraction has the same prefixes (frozen
-      positions, prefix tokens, fractions) when it has as many paths; its first R continuations
-      of each path are as many fresh continuations as decoupling draws (ibdiv.probes.reused_cell).
-
-    Whether the source probe runs at the run (its `families` / `points`) is for the caller to check.
+    Not the decoupling probe's unperturbed cell, though the path_clamp cache at the same fraction
+    has the same prefixes: its continuations are drawn R' at a time from one generator, so its
+    first R are not the random numbers the I2 / I3 cells' continuations use, and the paired
+    responses lose their common random numbers (measured on tiny models: the SE of r_i3_exec
+    rose 1.7-2.1x, of r_i2_exec 2.5-4x).
     """
-    spec = probes[name]
-    if spec["kind"] == "enhancement":
-        if per_class == baseline_per_class and 0 in spec["condition_sigmas"] and 0 in spec["codebook_sigmas"]:
-            cs, zs = spec["condition_sigmas"], spec["codebook_sigmas"]  # cells: condition-major
-            return {cs.index(0) * len(zs) + zs.index(0): ("baseline", None)}
-    if spec["kind"] == "decoupling":
-        for clamp in probes_of_kind(probes, "path_clamp", paths=spec["paths"]):
-            fractions = probe_cells(probes[clamp])
-            if float(spec["fraction"]) in fractions and probes[clamp]["continuations"] >= spec["continuations"]:
-                return {probe_cells(spec).index("none"): (clamp, fractions.index(float(spec["fraction"])))}
-    return {}
+    if probe["kind"] != "enhancement" or per_class != baseline_per_class:
+        return None
+    conditions, codebooks = probe["condition_sigmas"], probe["codebook_sigmas"]
+    if 0 not in conditions or 0 not in codebooks:
+        return None
+    return conditions.index(0) * len(codebooks) + codebooks.index(0)  # cells are condition-major

@@ -161,20 +161,14 @@ def probe_cache_paths(dataset, probe):
     return [f"results/{dataset}/probes/{probe}/{f}/seed{s}/{p}/samples.npz" for f, s, p in probe_runs(dataset, probe)]
 
 
-def probe_reuse(wildcards):
-    """{cell index: (cell of the source, source cache)} of the cells a sample_probe job copies
-    from a cache of the same run instead of drawing them (registry.reused_cells), where that
-    cache is planned for the run (a path_clamp probe runs at its own `points` only)."""
-    d, f, s, p = wildcards.dataset, wildcards.family, wildcards.seed, wildcards.point
-    plan = registry.reused_cells(config["probes"], wildcards.probe, config["measure"]["per_class"],
-                                 config["sampling"]["baseline_per_class"])
-    out = {}
-    for cell, (source, source_cell) in plan.items():
-        if source == "baseline":
-            out[cell] = (source_cell, f"results/{d}/samples/{f}/seed{s}/{p}/baseline.npz")
-        elif (f, s, p) in probe_runs(d, source):
-            out[cell] = (source_cell, f"results/{d}/probes/{source}/{f}/seed{s}/{p}/samples.npz")
-    return out
+def baseline_reuse(wildcards):
+    """[(the probe's cell that is the baseline cache, that cache)] or [] (registry.baseline_cell)."""
+    cell = registry.baseline_cell(config["probes"][wildcards.probe], config["measure"]["per_class"],
+                                  config["sampling"]["baseline_per_class"])
+    if cell is None:
+        return []
+    w = wildcards
+    return [(cell, f"results/{w.dataset}/samples/{w.family}/seed{w.seed}/{w.point}/baseline.npz")]
 
 
 def probe_measure_paths(dataset):

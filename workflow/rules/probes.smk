@@ -6,14 +6,14 @@ rule sample_probe:
     input:
         model=sampler_model,
         tokens="results/{dataset}/tokens.npz",
-        # caches of the same run holding some of this probe's cells already (registry.reused_cells)
-        reused=lambda w: [path for _, path in probe_reuse(w).values()],
+        # the run's baseline cache where one of this probe's cells is it (registry.baseline_cell)
+        baseline=lambda w: [path for _, path in baseline_reuse(w)],
         **script_inputs("sample_probe"),
     output:
         "results/{dataset}/probes/{probe}/{family}/seed{seed}/{point}/samples.npz",
     params:
         probe=probe_spec,
-        reuse=lambda w: {cell: source_cell for cell, (source_cell, _) in probe_reuse(w).items()},  # as `reused`
+        baseline_cell=lambda w: [cell for cell, _ in baseline_reuse(w)],  # [] or [cell], as input.baseline
         knobs=point_knobs,
         per_class=config["measure"]["per_class"],
         batch_size=config["sampling"]["batch_size"],

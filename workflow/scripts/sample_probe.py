@@ -13,11 +13,11 @@ with job(snakemake.log[0], snakemake.threads) as log:
     model = probes.load_sampler(w.family, snakemake.input.model, devices.resolve(p.device))
     seed = probes.sampling_seed(p.seed, w.dataset, w.family, w.seed, w.point)
     noise_seed = derive_seed(p.seed, w.dataset, w.family, w.seed, w.point, w.probe, "noise")
-    # cells another cache of this run already holds: params.reuse and input.reused pair up in order
-    given = {cell: probes.reused_cell(p.probe, load_npz(path), source_cell, seed=seed)
-             for (cell, source_cell), path in zip(p.reuse.items(), snakemake.input.reused)}
+    # the cell that is the baseline cache bit for bit, copied rather than drawn again
+    given = {cell: probes.baseline_as_cell(load_npz(path), seed=seed)
+             for cell, path in zip(p.baseline_cell, snakemake.input.baseline)}
     if given:
-        log.info("cells %s taken from %s", sorted(given), list(snakemake.input.reused))
+        log.info("cell %s is the baseline %s", *given, *snakemake.input.baseline)
     out = probes.run_probe(model, p.probe, int(ref.labels.max()) + 1, p.knobs, per_class=p.per_class,
                            seed=seed, noise_seed=noise_seed, batch_size=p.batch_size, given=given)
     out["tokens"] = out["tokens"].astype(tokens.compact_dtype(ref.codebook_size))
