@@ -56,19 +56,19 @@ def test_standard_errors_are_calibrated(suite, quantity):
 def test_generators_follow_the_sampler_contract():
     """sigma = 0 is the identity, and a cut + resume with the same generator is the uninterrupted run."""
     for name in ("decoupled", "entangled"):
-        model, _ = cal.build_case(name, PROBE["fraction"])
+        model, _ = cal.build_case(name, PROBE["cut_fraction"])
         base = probes.sample_flat(model, 8, 5, {}, seed=3)
         for target in ("condition", "codebook"):
             zero = probes.sample_flat(model, 8, 5, {}, seed=3, noise=(target, 0.0), noise_seed=1)
             assert np.array_equal(zero["tokens"], base["tokens"])
-        cut = probes.sample_flat(model, 8, 5, {}, seed=3, cut=PROBE["fraction"])
+        cut = probes.sample_flat(model, 8, 5, {}, seed=3, cut_fraction=PROBE["cut_fraction"])
         assert np.array_equal(cut["tokens"], base["tokens"])
 
 
 def test_decoupled_wiring_keeps_execution_within_the_path_support():
     """Codebook noise after the cut reshapes the spread around a path's target but cannot move a
     continuation to another mode's support: the path alone decides where execution happens."""
-    model, _ = cal.build_case("decoupled", PROBE["fraction"])
+    model, _ = cal.build_case("decoupled", PROBE["cut_fraction"])
     out = probes.run_probe(model, PROBE, 8, {}, per_class=1, seed=5, noise_seed=6)
     cfg = model.config
     for tokens in out["tokens"]:  # every cell, I3 after the cut included
@@ -83,7 +83,7 @@ def test_decoupled_wiring_keeps_execution_within_the_path_support():
 
 
 def test_misread_probability_grows_with_codebook_noise():
-    model, _ = cal.build_case("entangled", PROBE["fraction"])
+    model, _ = cal.build_case("entangled", PROBE["cut_fraction"])
     clean = model.tok_emb.weight[: model.config.vocab_size]
     g = torch.Generator().manual_seed(0)
     p = [float(model.misread_probability(clean + s * torch.randn(clean.shape, generator=g))) for s in (0.0, 0.25, 0.5)]

@@ -110,7 +110,7 @@ def nested_cache(K=16, seed=0):
     frozen = np.zeros((3, 2, 6, 8), dtype=bool)
     frozen[..., :2] = True
     tokens[..., :2] = tokens[..., :1, :2]  # committed positions are shared by a path's continuations
-    return {"tokens": tokens, "frozen": frozen, "fraction_committed": np.full(3, 0.25), "process_fraction": np.full(3, 0.25)}
+    return {"tokens": tokens, "frozen": frozen, "committed_fraction": np.full(3, 0.25), "process_fraction": np.full(3, 0.25)}
 
 
 def test_flat_coarse_measurement_is_per_position_at_the_coarse_alphabet():
@@ -142,7 +142,7 @@ def test_coarse_path_split_uses_the_coarse_alphabet():
     code_map = coarse.code_map(codebook(16), 2, 0)
     rows = diagnostics.measure_coarse(cache, {2: code_map}, CFG, seed=0, nested=True)["2"]
     for row in rows:
-        assert row["d_exec"]["value"] <= 1 + 1e-9 and row["fraction_committed"] == 0.25
+        assert row["d_exec"]["value"] <= 1 + 1e-9 and row["committed_fraction"] == 0.25
 
 
 # --- tables -----------------------------------------------------------------------------------------

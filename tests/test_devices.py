@@ -19,9 +19,9 @@ KNOBS = {"ar": {"cfg_scale": 1.5, "top_k": 8}, "mim": {"steps": 8, "choice_tempe
 PROBES = [
     {"kind": "noise", "target": "condition", "sigmas": [0.0, 0.5]},
     {"kind": "noise", "target": "codebook", "sigmas": [0.5]},
-    {"kind": "enhancement", "fraction": 0.25, "condition_sigmas": [0.5], "codebook_sigmas": [0.5]},
-    {"kind": "path_clamp", "fractions": [0.5], "paths": 3, "continuations": 2},
-    {"kind": "decoupling", "fraction": 0.25, "sigma": 0.5, "paths": 3, "continuations": 2},
+    {"kind": "enhancement", "cut_fraction": 0.25, "condition_sigmas": [0.5], "codebook_sigmas": [0.5]},
+    {"kind": "path_clamp", "cut_fractions": [0.5], "paths": 3, "continuations": 2},
+    {"kind": "decoupling", "cut_fraction": 0.25, "sigma": 0.5, "paths": 3, "continuations": 2},
 ]
 EMBEDDING_FAMILIES = ("ar", "mim", "diffusion")
 # fingerprint() at main a63e1e5, before devices existed: `PYTHONPATH=<that checkout>/src python

@@ -168,20 +168,20 @@ def test_stop_and_resume_with_same_generator_equals_uninterrupted(models, family
     knobs = {"cfg_scale": 2.0} if "cfg_scale" in registry.family(family).knobs else {}
     whole = sample(models[family], classes, knobs, gen(7))
     g = gen(7)
-    cut = sample(models[family], classes, knobs, g, stop_at=fraction)
+    cut = sample(models[family], classes, knobs, g, cut_fraction=fraction)
     assert cut.state is not None
-    assert cut.fraction_committed >= fraction
+    assert cut.committed_fraction >= fraction
     assert 0 < cut.process_fraction < 1
     assert (cut.tokens[cut.committed] >= 0).all() and (cut.tokens[~cut.committed] == -1).all()
     rest = resume(models[family], cut.state, knobs, g)
     assert torch.equal(rest.tokens, whole.tokens)
     torch.testing.assert_close(rest.logprobs, whole.logprobs)
-    assert rest.state is None and rest.fraction_committed == 1.0
+    assert rest.state is None and rest.committed_fraction == 1.0
 
 
 @pytest.mark.parametrize("family", ALL)
 def test_resume_with_fresh_randomness_keeps_the_path(models, family):
-    cut = sample(models[family], one_class(64), {}, gen(0), stop_at=0.25)
+    cut = sample(models[family], one_class(64), {}, gen(0), cut_fraction=0.25)
     first = resume(models[family], cut.state, {}, gen(1))
     second = resume(models[family], cut.state, {}, gen(2))
     same = resume(models[family], cut.state, {}, gen(1))
@@ -193,18 +193,18 @@ def test_resume_with_fresh_randomness_keeps_the_path(models, family):
 
 
 def test_cut_fractions_follow_each_family_schedule(models):
-    ar_cut = sample(models["ar"], one_class(4), {}, gen(), stop_at=0.3)
-    assert ar_cut.fraction_committed == 5 / 16  # ceil(0.3 * 16) tokens
-    mim_cut = sample(models["mim"], one_class(4), {"steps": 12}, gen(), stop_at=0.25)
-    assert mim_cut.fraction_committed == 0.25 and mim_cut.process_fraction == 4 / 12
-    mim8 = sample(models["mim"], one_class(4), {"steps": 8}, gen(), stop_at=0.25)
-    assert mim8.fraction_committed > 0.25  # T = 8 cannot hit 4 of 16 exactly
-    diff_cut = sample(models["diffusion"], one_class(4), {"steps": 32}, gen(), stop_at=0.25)
-    assert diff_cut.fraction_committed == 0.25 and diff_cut.process_fraction == 7 / 32  # round half up
+    ar_cut = sample(models["ar"], one_class(4), {}, gen(), cut_fraction=0.3)
+    assert ar_cut.committed_fraction == 5 / 16  # ceil(0.3 * 16) tokens
+    mim_cut = sample(models["mim"], one_class(4), {"steps": 12}, gen(), cut_fraction=0.25)
+    assert mim_cut.committed_fraction == 0.25 and mim_cut.process_fraction == 4 / 12
+    mim8 = sample(models["mim"], one_class(4), {"steps": 8}, gen(), cut_fraction=0.25)
+    assert mim8.committed_fraction > 0.25  # T = 8 cannot hit 4 of 16 exactly
+    diff_cut = sample(models["diffusion"], one_class(4), {"steps": 32}, gen(), cut_fraction=0.25)
+    assert diff_cut.committed_fraction == 0.25 and diff_cut.process_fraction == 7 / 32  # round half up
 
 
 def test_resume_must_keep_the_step_grid(models):
-    cut = sample(models["mim"], one_class(4), {"steps": 12}, gen(), stop_at=0.5)
+    cut = sample(models["mim"], one_class(4), {"steps": 12}, gen(), cut_fraction=0.5)
     with pytest.raises(ValueError, match="steps"):
         resume(models["mim"], cut.state, {"steps": 16}, gen())
 
@@ -311,7 +311,7 @@ def test_mim_steps_and_schedule_set_the_committed_schedule(models):
 
 def test_mim_never_remasks_committed_tokens(models):
     # the same seed replays the same process, so cuts at growing fractions are snapshots of it
-    cuts = [sample(models["mim"], one_class(32), {}, gen(5), stop_at=f) for f in (1 / 8, 1 / 4, 1 / 2)]
+    cuts = [sample(models["mim"], one_class(32), {}, gen(5), cut_fraction=f) for f in (1 / 8, 1 / 4, 1 / 2)]
     final = sample(models["mim"], one_class(32), {}, gen(5))
     for earlier, later in zip(cuts, cuts[1:]):
         assert (later.committed | ~earlier.committed).all()
@@ -322,7 +322,7 @@ def test_mim_never_remasks_committed_tokens(models):
 # --- diffusion knobs ------------------------------------------------------------------------
 
 def test_diffusion_unmasking_order_is_random(models):
-    result = sample(models["diffusion"], one_class(200), {"steps": 16}, gen(), stop_at=1 / 16)
+    result = sample(models["diffusion"], one_class(200), {"steps": 16}, gen(), cut_fraction=1 / 16)
     first_positions = result.committed.float().argmax(1)
     assert len(first_positions.unique()) >= 12  # uniform over 16 positions
 
@@ -378,11 +378,11 @@ def test_perturbation_before_or_after_the_cut(models, family):
     model, classes = models[family], torch.arange(64) % C
     noise = Perturbation(code_noise=codebook_noise(model, 64, 1.0, gen(9)))
     g_plain, g_before, g_after = gen(1), gen(1), gen(1)
-    plain_cut = sample(model, classes, {}, g_plain, stop_at=0.5)
+    plain_cut = sample(model, classes, {}, g_plain, cut_fraction=0.5)
     plain = resume(model, plain_cut.state, {}, g_plain)
-    before_cut = sample(model, classes, {}, g_before, stop_at=0.5, perturbation=noise)
+    before_cut = sample(model, classes, {}, g_before, cut_fraction=0.5, perturbation=noise)
     assert not torch.equal(before_cut.tokens, plain_cut.tokens)
-    after_cut = sample(model, classes, {}, g_after, stop_at=0.5)
+    after_cut = sample(model, classes, {}, g_after, cut_fraction=0.5)
     after = resume(model, after_cut.state, {}, g_after, perturbation=noise)
     assert torch.equal(after_cut.tokens, plain_cut.tokens)  # the path is untouched
     assert not torch.equal(after.tokens, plain.tokens)

@@ -26,13 +26,12 @@ def _flat(rng, nan=False):
 
 
 def _nested(rng, fam, cell, nan=False):
-    vals = {"fraction_committed": 0.0 if fam == "oracle" else cell + rng.uniform(0, 0.05),
+    vals = {"committed_fraction": 0.0 if fam == "oracle" else cell + rng.uniform(0, 0.05),
             "influence_clears": bool(rng.integers(2)), "layout_commitment_clears": bool(rng.integers(2))}
     for k in ("d_exec", "d_frozen", "d_influence", "d_influence_excess", "d_tot", "layout_commitment_mi_minus_null_mean"):
         vals[k], vals[f"{k}_se"] = rng.uniform(-0.1, 2.0), rng.uniform(0.01, 0.1)
     if nan:
         vals = {k: np.nan for k in vals}
-    vals["committed_fraction"] = vals["fraction_committed"]
     return vals
 
 
@@ -193,7 +192,7 @@ def test_allocation_matches_source_and_marks_null(measurements, tmp_path):
         m = merged[merged["component"] == comp]
         np.testing.assert_allclose(m["y"], m[col])
         np.testing.assert_allclose(m["y_err"], Z * m[f"{col}_se"])
-        np.testing.assert_allclose(m["x"], m["fraction_committed"])
+        np.testing.assert_allclose(m["x"], m["committed_fraction"])
     infl = merged[merged["component"] == "D_influence − null mean"]
     assert (infl["hollow"] == ~infl["influence_clears"].astype(bool)).all()
     assert not merged[merged["component"] != "D_influence − null mean"]["hollow"].any()

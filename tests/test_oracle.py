@@ -45,7 +45,7 @@ def test_tokens_shapes_dtypes_and_nan_logprobs(model):
     assert result.committed.all() and result.state is None
     assert result.tokens.min() >= 0 and result.tokens.max() < model.vocab_size
     assert torch.isnan(result.logprobs).all() and result.logprobs.shape == (24, 16)
-    assert result.fraction_committed == 1.0 and result.process_fraction == 1.0
+    assert result.committed_fraction == 1.0 and result.process_fraction == 1.0
     assert result.trace["committed"] == [0, 16]
     layouts = layout_of(result)
     assert layouts.shape == (24,) and layouts.dtype == np.int64
@@ -63,27 +63,27 @@ def test_same_seed_same_result_other_seed_other_result(model):
 
 @pytest.mark.parametrize("fraction", [0.125, 0.25, 0.5, 0.99])
 def test_any_fraction_cuts_after_the_path_stage(model, fraction):
-    cut = sample(model, one_class(8), {}, gen(1), stop_at=fraction)
+    cut = sample(model, one_class(8), {}, gen(1), cut_fraction=fraction)
     assert cut.state is not None and not cut.committed.any() and (cut.tokens == -1).all()
-    assert cut.fraction_committed == 0.0 and cut.process_fraction == 0.5
+    assert cut.committed_fraction == 0.0 and cut.process_fraction == 0.5
     assert layout_of(cut).shape == (8,) and np.array_equal(layout_of(cut), layout_of(cut.state))
 
 
 def test_stop_at_zero_and_one(model):
-    before = sample(model, one_class(4), {}, gen(1), stop_at=0.0)
+    before = sample(model, one_class(4), {}, gen(1), cut_fraction=0.0)
     assert before.process_fraction == 0.0 and before.state is not None
     with pytest.raises(ValueError, match="path stage"):
         layout_of(before)
     whole = sample(model, one_class(4), {}, gen(1))
     assert torch.equal(resume(model, before.state, {}, gen(1)).tokens, whole.tokens)
-    assert torch.equal(sample(model, one_class(4), {}, gen(1), stop_at=1.0).tokens, whole.tokens)
+    assert torch.equal(sample(model, one_class(4), {}, gen(1), cut_fraction=1.0).tokens, whole.tokens)
 
 
 def test_stop_and_resume_with_same_generator_equals_uninterrupted(model):
     classes = torch.arange(16) % model.n_classes
     whole = sample(model, classes, {}, gen(7))
     g = gen(7)
-    cut = sample(model, classes, {}, g, stop_at=0.25)
+    cut = sample(model, classes, {}, g, cut_fraction=0.25)
     snapshot = cut.state.tokens.clone()
     rest = resume(model, cut.state, {}, g)
     assert torch.equal(rest.tokens, whole.tokens)
@@ -93,7 +93,7 @@ def test_stop_and_resume_with_same_generator_equals_uninterrupted(model):
 
 
 def test_resume_with_fresh_randomness_keeps_the_layouts(model):
-    cut = sample(model, one_class(64), {}, gen(0), stop_at=0.25)
+    cut = sample(model, one_class(64), {}, gen(0), cut_fraction=0.25)
     first, second, same = (resume(model, cut.state, {}, gen(s)) for s in (1, 2, 1))
     for result in (first, second, same):
         assert np.array_equal(layout_of(result), layout_of(cut))
@@ -109,7 +109,7 @@ def mean_hamming(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_path_matters_more_than_execution(model):
     """Continuations of different paths differ more than continuations of one path."""
     P, R = 24, 6
-    cut = sample(model, one_class(P, c=0), {}, gen(11), stop_at=0.25)
+    cut = sample(model, one_class(P, c=0), {}, gen(11), cut_fraction=0.25)
     runs = torch.stack([resume(model, cut.state, {}, gen(100 + r)).tokens
                         for r in range(R)])  # (R, P, N)
     within = np.mean([mean_hamming(runs[r], runs[s]) for r in range(R) for s in range(r + 1, R)])
@@ -123,7 +123,7 @@ def test_path_matters_more_than_execution(model):
 def test_knob_and_perturbation_raise(model):
     with pytest.raises(ValueError, match="unknown knob"):
         sample(model, one_class(2), {"temperature": 1.0}, gen())
-    cut = sample(model, one_class(2), {}, gen(), stop_at=0.5)
+    cut = sample(model, one_class(2), {}, gen(), cut_fraction=0.5)
     with pytest.raises(ValueError, match="unknown knob"):
         resume(model, cut.state, {"steps": 2}, gen())
     noise = Perturbation(cond_noise=torch.zeros(2, 8))

@@ -127,7 +127,7 @@ def test_measurement_and_classification_tables(smoke_run):
     assert ref.d == pytest.approx(measure["d"]["value"], rel=TABLE)
     assert ref.h_z == pytest.approx(measure["h_z"]["value"], rel=TABLE)
     clamp = m[m.probe == "path_clamp"]
-    assert {"d_exec", "d_frozen", "d_influence", "influence_null_q95", "fraction_committed"} <= set(clamp.columns)
+    assert {"d_exec", "d_frozen", "d_influence", "influence_null_q95", "committed_fraction"} <= set(clamp.columns)
     assert np.allclose(clamp.d_frozen + clamp.d_influence, clamp.d_path, atol=1e-5)
     assert (m.h_z.dropna() >= 0).all() and (m.h_z.dropna() <= np.log2(16) + 1e-9).all()
     summary = pd.read_csv(smoke_run / "results/tables/shapes/summary.csv")
@@ -171,7 +171,7 @@ def test_oracle_validation_table(smoke_run):
     table = pd.read_csv(smoke_run / "results/tables/shapes/oracle_validation.csv")
     split = table[table.coarse_k == 0].set_index("quantity")
     assert split.loc["d_path", "truth"] == pytest.approx(split.loc["d_tot", "truth"] - split.loc["d_exec", "truth"], abs=1e-5)
-    assert (split.loc[["d_exec", "d_tot", "d_path"], "fraction"] == 0).all()  # oracle cut: no token committed
+    assert (split.loc[["d_exec", "d_tot", "d_path"], "committed_fraction"] == 0).all()  # oracle cut: no token committed
 
 
 def test_report_contains_every_figure(smoke_run):

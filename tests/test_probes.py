@@ -60,7 +60,7 @@ def test_nested_design_freezes_committed_positions(models, family):
     out = probes.sample_nested(models[family], C, 5, 4, 0.25, KNOBS.get(family, {}), seed=1)
     tokens, frozen = out["tokens"], out["frozen"]
     assert tokens.shape == (C, 5, 4, N) and frozen.shape == (C, 5, N) and (tokens >= 0).all()
-    assert out["fraction_committed"] >= 0.25 and frozen.sum(-1).min() >= 4
+    assert out["committed_fraction"] >= 0.25 and frozen.sum(-1).min() >= 4
     for c in range(C):
         for p in range(5):
             assert (tokens[c, p][:, frozen[c, p]] == tokens[c, p, 0][frozen[c, p]]).all()
@@ -88,7 +88,7 @@ def test_nested_noise_is_per_path_before_the_cut_and_per_continuation_after(mode
 
 def test_decoupling_cells_apply_noise_only_in_their_phase(models):
     m = models["ar"]
-    probe = {"kind": "decoupling", "fraction": 0.5, "sigma": 4.0, "paths": 4, "continuations": 3}
+    probe = {"kind": "decoupling", "cut_fraction": 0.5, "sigma": 4.0, "paths": 4, "continuations": 3}
     out = probes.run_probe(m, probe, C, {}, per_class=4, seed=7, noise_seed=2)
     none, before, after = out["tokens"]
     frozen = out["frozen"][0]
@@ -102,7 +102,7 @@ def test_decoupling_cells_apply_noise_only_in_their_phase(models):
 @pytest.mark.parametrize("family", PERTURBABLE)
 def test_enhancement_zero_cell_is_the_baseline_and_phases_are_separate(models, family):
     m, knobs = models[family], KNOBS.get(family, {})
-    probe = {"kind": "enhancement", "fraction": 0.5, "condition_sigmas": [0.0, 10.0], "codebook_sigmas": [0.0, 10.0]}
+    probe = {"kind": "enhancement", "cut_fraction": 0.5, "condition_sigmas": [0.0, 10.0], "codebook_sigmas": [0.0, 10.0]}
     out = probes.run_probe(m, probe, C, knobs, per_class=6, seed=3, noise_seed=4)
     base = probes.sample_flat(m, C, 6, knobs, seed=3)
     assert probes.probe_cells(probe) == ["0.0/0.0", "0.0/10.0", "10.0/0.0", "10.0/10.0"]
@@ -113,7 +113,7 @@ def test_enhancement_zero_cell_is_the_baseline_and_phases_are_separate(models, f
 def test_noise_after_the_cut_leaves_the_prefix_alone(models):
     m = models["ar"]
     base = probes.sample_flat(m, C, 6, {}, seed=3)
-    after = probes.sample_flat(m, C, 6, {}, seed=3, cut=0.5, noise_after=("codebook", 10.0), noise_seed=1)
+    after = probes.sample_flat(m, C, 6, {}, seed=3, cut_fraction=0.5, noise_after=("codebook", 10.0), noise_seed=1)
     assert (after["tokens"][:, :8] == base["tokens"][:, :8]).all() and (after["tokens"][:, 8:] != base["tokens"][:, 8:]).any()
 
 
@@ -140,7 +140,7 @@ def test_enhancement_zero_cell_from_the_baseline_is_byte_identical(models, famil
     """Every array as without the copy, except AR's log-probs of the (0, 0) cell after the cut,
     which the resampled cell computed through a rebuilt KV cache (a float32 ulp, tokens unchanged)."""
     m, knobs = models[family], KNOBS.get(family, {})
-    probe = {"kind": "enhancement", "fraction": 0.25, "condition_sigmas": [1.0, 0.0], "codebook_sigmas": [0.0, 1.0]}
+    probe = {"kind": "enhancement", "cut_fraction": 0.25, "condition_sigmas": [1.0, 0.0], "codebook_sigmas": [0.0, 1.0]}
     assert registry.baseline_cell(probe, 6, 6) == 2  # cell "0.0/0.0", condition-major
     base = probes.sample_flat(m, C, 6, knobs, seed=3, batch_size=8)
     base = {**base, "tokens": base["tokens"].astype(np.uint8), "seed": np.int64(3)}  # as sample_baseline writes it
@@ -160,9 +160,9 @@ def test_enhancement_zero_cell_from_the_baseline_is_byte_identical(models, famil
 
 
 def test_only_a_cell_that_is_the_baseline_is_copied():
-    enh = {"kind": "enhancement", "fraction": 0.25, "condition_sigmas": [0.0, 1.0], "codebook_sigmas": [0.5, 0.0]}
+    enh = {"kind": "enhancement", "cut_fraction": 0.25, "condition_sigmas": [0.0, 1.0], "codebook_sigmas": [0.5, 0.0]}
     assert registry.baseline_cell(enh, 6, 6) == 1
     assert registry.baseline_cell(enh, 6, 12) is None  # a larger baseline: its first 6 per class are other draws
     assert registry.baseline_cell({**enh, "codebook_sigmas": [1.0]}, 6, 6) is None  # no (0, 0) cell
-    decoupling = {"kind": "decoupling", "fraction": 0.25, "sigma": 1.0, "paths": 4, "continuations": 2}
+    decoupling = {"kind": "decoupling", "cut_fraction": 0.25, "sigma": 1.0, "paths": 4, "continuations": 2}
     assert registry.baseline_cell(decoupling, 6, 6) is None  # nested: no cell is the baseline

@@ -145,9 +145,9 @@ class ToyFamily:
     def start(model, classes, knobs):
         return DecodeState.fresh(classes, model.seq_len, model.mask_id, model.seq_len, {})
 
-    def advance(model, state, knobs, generator, perturbation=None, stop_at=None):
+    def advance(model, state, knobs, generator, perturbation=None, cut_fraction=None):
         table = model.log_probs(state.classes)
-        while not state.finished and not state.reached(stop_at):
+        while not state.finished and not state.reached(cut_fraction):
             i = state.step
             log_probs = sampling_log_probs(table[:, i], knobs["temperature"], 0, 1.0)
             state.tokens[:, i], state.logprobs[:, i] = draw(log_probs, generator)
@@ -202,7 +202,7 @@ def test_a_config_family_trains_saves_samples_and_checks_its_knobs(config, tmp_p
     assert hot.tokens.shape == (600, N) and hot.committed.all()
     assert (cold.tokens == (classes[:, None] + torch.arange(N)) % K).float().mean() > \
         (hot.tokens == (classes[:, None] + torch.arange(N)) % K).float().mean()  # colder = more typical
-    cut = sampling.sample(model, classes, {}, gen(), stop_at=0.5)
+    cut = sampling.sample(model, classes, {}, gen(), cut_fraction=0.5)
     resumed = sampling.resume(model, cut.state, {}, gen())
     assert resumed.committed.all() and torch.equal(resumed.tokens[:, :N // 2], cut.tokens[:, :N // 2])
     with pytest.raises(ValueError, match="top_k"):  # a knob of other families, not of this one

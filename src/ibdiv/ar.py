@@ -48,8 +48,8 @@ def start(model: ARPrior, classes: torch.Tensor, knobs: dict) -> DecodeState:
 
 @torch.no_grad()
 def advance(model: ARPrior, state: DecodeState, knobs: dict, generator: torch.Generator,
-            perturbation=None, stop_at: float | None = None) -> DecodeState:
-    """Sample tokens state.step, state.step + 1, ... until done or ``stop_at`` is reached.
+            perturbation=None, cut_fraction: float | None = None) -> DecodeState:
+    """Sample tokens state.step, state.step + 1, ... until done or ``cut_fraction`` is reached.
 
     The cache is always rebuilt from the committed prefix on entry: a resumed run reads the
     prefix through its own (possibly different) perturbation, like MIM and diffusion do.
@@ -57,7 +57,7 @@ def advance(model: ARPrior, state: DecodeState, knobs: dict, generator: torch.Ge
     """
     guide = Guidance(model, state.classes, knobs["cfg_scale"], perturbation)
     cache, fed = KVCache(), 0
-    while not state.finished and not state.reached(stop_at):
+    while not state.finished and not state.reached(cut_fraction):
         i = state.step
         if not knobs["kv_cache"]:
             cache, fed = KVCache(), 0

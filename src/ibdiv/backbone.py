@@ -346,12 +346,12 @@ class DecodeState:
     def finished(self) -> bool:
         return self.step >= self.total_steps
 
-    def reached(self, stop_at: float | None) -> bool:
-        """True when a fraction >= stop_at of the tokens is committed in every sample."""
-        if stop_at is None:
+    def reached(self, cut_fraction: float | None) -> bool:
+        """True when a fraction >= cut_fraction of the tokens is committed in every sample."""
+        if cut_fraction is None:
             return False
         per_sample = self.committed.sum(1).min().item()
-        return per_sample >= stop_at * self.tokens.shape[1] - 1e-9
+        return per_sample >= cut_fraction * self.tokens.shape[1] - 1e-9
 
     def check_schedule(self, schedule: dict) -> None:
         if schedule != self.schedule:

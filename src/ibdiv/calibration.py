@@ -147,7 +147,7 @@ start = ar.start  # raster order, one token per step: a cut at f commits the fir
 
 @torch.no_grad()
 def advance(model: CalibrationPrior, state: DecodeState, knobs: dict, generator: torch.Generator,
-            perturbation=None, stop_at: float | None = None) -> DecodeState:
+            perturbation=None, cut_fraction: float | None = None) -> DecodeState:
     """One token per step in raster order (a cut at f commits the first f·N tokens, like AR)."""
     cfg, classes = model.config, state.classes
     cond = model.cls_emb(classes)
@@ -156,7 +156,7 @@ def advance(model: CalibrationPrior, state: DecodeState, knobs: dict, generator:
         cond = cond + perturbation.cond_noise
     if perturbation is not None and perturbation.code_noise is not None:
         codes = codes + perturbation.code_noise
-    while not state.finished and not state.reached(stop_at):
+    while not state.finished and not state.reached(cut_fraction):
         i = state.step
         mode, sharp = _path_of(model, state)
         logits = torch.full((len(classes), cfg.vocab_size), -math.inf)

@@ -49,7 +49,7 @@ def measure_case(name: str, seed: int, measure: dict, probe: dict) -> dict:
     R, cut and sigma.
     """
     torch.set_num_threads(1)
-    model, temperature = build_case(name, probe["fraction"])
+    model, temperature = build_case(name, probe["cut_fraction"])
     C, K, n = model.config.n_classes, model.config.vocab_size, measure["per_class"]
     knobs = {"temperature": temperature}
     seeds = {part: derive_seed(seed, "calibration", name, part) for part in ("data", "gen", "noise", "measure")}

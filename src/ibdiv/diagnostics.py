@@ -39,7 +39,7 @@ def nested_estimands(cell: dict, K: int, cfg: dict, rng, layouts=None, n_layouts
     and, when continuations' layouts are given (shapes), the layout commitment."""
     split = entropy.path_split(cell["tokens"], cell["frozen"], K, cfg["method"], cfg["n_boot_paths"],
                                cfg["n_null_paths"], cfg["n_sets"], margin_se=cfg["margin_se"], rng=rng)
-    out = {**split.as_dict(), "fraction_committed": float(cell["fraction_committed"]),
+    out = {**split.as_dict(), "committed_fraction": float(cell["committed_fraction"]),
            "process_fraction": float(cell["process_fraction"])}
     # rho_infl from the excess over the null mean: a confidence-ranked sampler's null offset is
     # not influence (DESIGN §5); the raw ratio is kept beside it
@@ -201,7 +201,7 @@ def measure_nested(cache: dict, K: int, cfg: dict, rng, vq, cnn, n_layouts: int 
         pred = predict_decoded(tokens, vq, cnn)
         classes = np.broadcast_to(np.arange(tokens.shape[0])[:, None, None], tokens.shape[:3])
         layouts = pred.get("layout_pred") if n_layouts else None
-        one = {key: cache[key][cell] for key in ("tokens", "frozen", "fraction_committed", "process_fraction")}
+        one = {key: cache[key][cell] for key in ("tokens", "frozen", "committed_fraction", "process_fraction")}
         row = nested_estimands(one, K, cfg, rng, layouts, n_layouts)
         row["conditioning_accuracy"] = conditioning_accuracy(pred["pred"], classes)
         if "path_layouts" in cache and layouts is not None:  # oracle: the decoder's accuracy
@@ -237,7 +237,7 @@ def measure_per_position(cache: dict, K: int, cfg: dict, rng, *, nested: bool, d
     rows = []
     for cell in range(len(cache["tokens"])):
         if nested:
-            one = {key: cache[key][cell] for key in ("tokens", "frozen", "fraction_committed", "process_fraction")}
+            one = {key: cache[key][cell] for key in ("tokens", "frozen", "committed_fraction", "process_fraction")}
             rows.append(nested_estimands(one, K, cfg, rng))
         else:
             rows.append(per_position_estimands(cache["tokens"][cell], cache["labels"], K, cfg, rng))
@@ -303,10 +303,10 @@ def oracle_validation(truth: dict, clamp_cells: list[dict]) -> list[dict]:
             rel = (est - truth[name]) / truth[name] if truth[name] else float("nan")
             rows.append({"quantity": name, "truth": truth[name], "estimate": est, "se": se,
                          "relative_error": rel, "within_10pct": bool(abs(rel) <= 0.10),
-                         "fraction": cell["fraction_committed"]})
+                         "committed_fraction": cell["committed_fraction"]})
         if "layout_commitment" in cell:
             lc = cell["layout_commitment"]["mi_minus_null_mean"]
             rows.append({"quantity": "layout_commitment", "truth": truth["layout_entropy"], "estimate": lc["value"],
                          "se": lc["se"], "relative_error": (lc["value"] - truth["layout_entropy"]) / truth["layout_entropy"],
-                         "within_10pct": None, "fraction": cell["fraction_committed"]})
+                         "within_10pct": None, "committed_fraction": cell["committed_fraction"]})
     return rows

@@ -121,8 +121,8 @@ def start(model: DiffusionPrior, classes: torch.Tensor, knobs: dict) -> DecodeSt
 
 @torch.no_grad()
 def advance(model: DiffusionPrior, state: DecodeState, knobs: dict, generator: torch.Generator,
-            perturbation=None, stop_at: float | None = None) -> DecodeState:
-    """Run reverse steps until done or ``stop_at`` is reached.
+            perturbation=None, cut_fraction: float | None = None) -> DecodeState:
+    """Run reverse steps until done or ``cut_fraction`` is reached.
 
     Randomness per step, in this order: unmasking order (n, N), token draws (n, N, K), and with
     mask-and-replace the revision coins (n, N). Steps that commit nothing (T > N) draw nothing.
@@ -131,7 +131,7 @@ def advance(model: DiffusionPrior, state: DecodeState, knobs: dict, generator: t
     guide = Guidance(model, state.classes, knobs["cfg_scale"], perturbation)
     T, N = state.total_steps, state.tokens.shape[1]
     targets = committed_after_step(N, T)
-    while not state.finished and not state.reached(stop_at):
+    while not state.finished and not state.reached(cut_fraction):
         j = state.step
         n_new = targets[j] - (targets[j - 1] if j else 0)
         revised = 0

@@ -71,12 +71,12 @@ def start(model: IndependentPrior, classes: torch.Tensor, knobs: dict) -> Decode
 
 @torch.no_grad()
 def advance(model: IndependentPrior, state: DecodeState, knobs: dict, generator: torch.Generator,
-            perturbation=None, stop_at: float | None = None) -> DecodeState:
+            perturbation=None, cut_fraction: float | None = None) -> DecodeState:
     """Draw positions state.step, state.step + 1, ... (randomness: (n, K) per position)."""
     if perturbation is not None:
         raise ValueError("the independent family has no embeddings to perturb")
     table = model.log_probs(state.classes)
-    while not state.finished and not state.reached(stop_at):
+    while not state.finished and not state.reached(cut_fraction):
         i = state.step
         log_probs = sampling_log_probs(table[:, i], knobs["temperature"], knobs["top_k"],
                                        knobs["top_p"])

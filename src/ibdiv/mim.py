@@ -72,15 +72,15 @@ def start(model: MIMPrior, classes: torch.Tensor, knobs: dict) -> DecodeState:
 
 @torch.no_grad()
 def advance(model: MIMPrior, state: DecodeState, knobs: dict, generator: torch.Generator,
-            perturbation=None, stop_at: float | None = None) -> DecodeState:
-    """Run decoding steps until done or ``stop_at`` is reached.
+            perturbation=None, cut_fraction: float | None = None) -> DecodeState:
+    """Run decoding steps until done or ``cut_fraction`` is reached.
 
     Randomness per step, in this order: token draws (n, N, K), then choice noise (n, N).
     """
     guide = Guidance(model, state.classes, knobs["cfg_scale"], perturbation)
     T, N = state.total_steps, state.tokens.shape[1]
     targets = committed_after_step(N, T, knobs["schedule"])
-    while not state.finished and not state.reached(stop_at):
+    while not state.finished and not state.reached(cut_fraction):
         t = state.step
         logits = guide.logits(model(guide.batch(state.tokens), guide.classes, **guide.kwargs))
         sampled, lp = draw(sampling_log_probs(logits, knobs["temperature"]), generator)

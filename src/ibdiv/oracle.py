@@ -7,9 +7,9 @@ The process has two steps, so its path/execution split is known by construction 
 2. **execution stage**: rendering noise (``shapes.render``) and tokenisation with the trained
    VQ tokenizer (``vq.encode``); commits all N tokens at once.
 
-Cuts (DESIGN §4, I1): any ``stop_at`` in (0, 1) cuts after the path stage (the known path cut:
-fraction_committed 0, process_fraction 0.5); ``stop_at <= 0`` cuts before it, like the other
-families; ``stop_at >= 1`` (or None) runs to the end. ``resume`` with another generator draws new
+Cuts (DESIGN §4, I1): any ``cut_fraction`` in (0, 1) cuts after the path stage (the known path cut:
+committed_fraction 0, process_fraction 0.5); ``cut_fraction <= 0`` cuts before it, like the other
+families; ``cut_fraction >= 1`` (or None) runs to the end. ``resume`` with another generator draws new
 execution noise for the same layouts; with the same generator state it reproduces the
 uninterrupted run exactly.
 
@@ -84,14 +84,14 @@ def start(model: OraclePrior, classes: torch.Tensor, knobs: dict) -> DecodeState
     return state
 
 
-def _should_stop(state: DecodeState, stop_at: float | None) -> bool:
-    if stop_at is None:
+def _should_stop(state: DecodeState, cut_fraction: float | None) -> bool:
+    if cut_fraction is None:
         return False
-    if stop_at <= 0:
+    if cut_fraction <= 0:
         return True  # like the other families: nothing committed yet already reaches the cut
-    if stop_at < 1:
+    if cut_fraction < 1:
         return state.step >= PATH_STEPS  # the known path cut
-    return state.reached(stop_at)  # >= 1: only when every token is committed (i.e. finished)
+    return state.reached(cut_fraction)  # >= 1: only when every token is committed (i.e. finished)
 
 
 def _numpy_rng(generator: torch.Generator) -> np.random.Generator:
@@ -101,11 +101,11 @@ def _numpy_rng(generator: torch.Generator) -> np.random.Generator:
 
 @torch.no_grad()
 def advance(model: OraclePrior, state: DecodeState, knobs: dict, generator: torch.Generator,
-            perturbation=None, stop_at: float | None = None) -> DecodeState:
+            perturbation=None, cut_fraction: float | None = None) -> DecodeState:
     """Step 1: draw layouts; step 2: render with execution noise and tokenise."""
     if perturbation is not None:
         raise ValueError("the oracle family has no embeddings to perturb")
-    while not state.finished and not _should_stop(state, stop_at):
+    while not state.finished and not _should_stop(state, cut_fraction):
         if state.step == 0:  # path stage
             layouts = shapes.sample_layouts(len(state.classes), _numpy_rng(generator))
             state.trace["layouts"] = [int(v) for v in layouts]
@@ -127,5 +127,5 @@ def layout_of(result) -> np.ndarray:
     trace = result.trace
     layouts = trace.get("layouts")
     if layouts is None:
-        raise ValueError("no layouts yet: the path stage has not run (cut at stop_at <= 0?)")
+        raise ValueError("no layouts yet: the path stage has not run (cut at cut_fraction <= 0?)")
     return np.asarray(layouts, dtype=np.int64)

@@ -48,12 +48,12 @@ def draw_noise(model, target: str | None, sigma: float, n: int, generator: torch
 
 
 def sample_flat(model, n_classes: int, per_class: int, knobs: dict, seed: int, *, noise=(None, 0.0),
-                cut: float | None = None, noise_after=(None, 0.0), noise_seed: int = 0,
+                cut_fraction: float | None = None, noise_after=(None, 0.0), noise_seed: int = 0,
                 batch_size: int = 1024) -> dict:
     """`per_class` complete samples of every class (class-major order).
 
     `noise` = (target or None, sigma) perturbs the whole generation, or only the part before
-    `cut` (a committed fraction) when a cut is given; `noise_after` perturbs only the part
+    the cut when `cut_fraction` (the committed fraction to stop at) is given; `noise_after` perturbs only the part
     after the cut (phase-targeted perturbation, DESIGN §7). A cut without noise changes
     nothing: stopping and resuming with the same generator is the uninterrupted run (the same
     tokens; AR's log-probs after the cut may move by a float32 ulp, since resuming rebuilds its
@@ -67,8 +67,8 @@ def sample_flat(model, n_classes: int, per_class: int, knobs: dict, seed: int, *
         batch = labels[start:start + batch_size].to(device_of(model))
         before = draw_noise(model, noise[0], noise[1], len(batch), noise_gen)
         with torch.no_grad():
-            result = sampling.sample(model, batch, knobs, gen, perturbation=before, stop_at=cut)
-            if cut is not None and result.state is not None:
+            result = sampling.sample(model, batch, knobs, gen, perturbation=before, cut_fraction=cut_fraction)
+            if cut_fraction is not None and result.state is not None:
                 after = draw_noise(model, noise_after[0], noise_after[1], len(batch), noise_gen)
                 result = sampling.resume(model, result.state, knobs, gen, perturbation=after)
         tokens.append(result.tokens.cpu())
@@ -91,7 +91,7 @@ def expand_state(state, repeats: int):
     return state
 
 
-def sample_nested(model, n_classes: int, paths: int, continuations: int, fraction: float, knobs: dict,
+def sample_nested(model, n_classes: int, paths: int, continuations: int, cut_fraction: float, knobs: dict,
                   seed: int, *, before=(None, 0.0), after=(None, 0.0), noise_seed: int = 0) -> dict:
     """Path-clamp design. `before` / `after` = (noise target or None, sigma), applied only to
     the prefix (one draw per path) or only to the continuations (one draw per continuation).
@@ -106,15 +106,15 @@ def sample_nested(model, n_classes: int, paths: int, continuations: int, fractio
     pre = draw_noise(model, before[0], before[1], C * P, noise_gen)
     post = draw_noise(model, after[0], after[1], C * P * R, noise_gen)
     with torch.no_grad():
-        cut = sampling.sample(model, classes, knobs, gen, perturbation=pre, stop_at=fraction)
+        cut = sampling.sample(model, classes, knobs, gen, perturbation=pre, cut_fraction=cut_fraction)
         if cut.state is None:
-            raise ValueError(f"the process finished before committing a fraction {fraction}")
+            raise ValueError(f"the process finished before committing a fraction {cut_fraction}")
         done = sampling.resume(model, expand_state(cut.state, R), knobs, gen, perturbation=post)
     N = done.tokens.shape[1]
     out = {
         "tokens": done.tokens.cpu().numpy().reshape(C, P, R, N),
         "frozen": cut.committed.cpu().numpy().reshape(C, P, N),
-        "fraction_committed": np.float64(cut.fraction_committed),
+        "committed_fraction": np.float64(cut.committed_fraction),
         "process_fraction": np.float64(cut.process_fraction),
     }
     if "layouts" in cut.trace and cut.trace["layouts"] is not None:
@@ -169,19 +169,19 @@ def _noise_cells(probe: dict, knobs: dict) -> list[dict]:
 
 def _enhancement_cells(probe: dict, knobs: dict) -> list[dict]:
     """Condition noise only before the cut (path), codebook noise only after it (execution)."""
-    return [{"knobs": knobs, "cut": probe["fraction"], "noise": ("condition", c), "noise_after": ("codebook", z)}
+    return [{"knobs": knobs, "cut_fraction": probe["cut_fraction"], "noise": ("condition", c), "noise_after": ("codebook", z)}
             for c in probe["condition_sigmas"] for z in probe["codebook_sigmas"]]
 
 
 def _path_clamp_cells(probe: dict, knobs: dict) -> list[dict]:
-    return [{"fraction": f} for f in registry.probe_cells(probe)]
+    return [{"cut_fraction": f} for f in registry.probe_cells(probe)]
 
 
 def _decoupling_cells(probe: dict, knobs: dict) -> list[dict]:
     """Unperturbed, I2 only before the cut, I3 only after it (DESIGN §5)."""
     sigma = probe["sigma"]
     placements = [{}, {"before": ("condition", sigma)}, {"after": ("codebook", sigma)}]
-    return [{"fraction": probe["fraction"], **where} for where in placements]
+    return [{"cut_fraction": probe["cut_fraction"], **where} for where in placements]
 
 
 CELL_SETTINGS = {"sweep": _sweep_cells, "noise": _noise_cells, "enhancement": _enhancement_cells,

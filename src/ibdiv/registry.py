@@ -81,7 +81,7 @@ PROBE_KINDS = {k.name: k for k in (
     ProbeKind("sweep", "flat", perturbing=False, sweeps_knob=True,
               cells=lambda probe: [float(v) for v in probe["values"]]),
     ProbeKind("noise", "flat", perturbing=True, cells=lambda probe: [float(s) for s in probe["sigmas"]]),
-    ProbeKind("path_clamp", "nested", perturbing=False, cells=lambda probe: [float(f) for f in probe["fractions"]]),
+    ProbeKind("path_clamp", "nested", perturbing=False, cells=lambda probe: [float(f) for f in probe["cut_fractions"]]),
     # unperturbed, I2 only before the cut, I3 only after it (DESIGN §5)
     ProbeKind("decoupling", "nested", perturbing=True,
               cells=lambda probe: ["none", "condition_before_cut", "codebook_after_cut"]),

@@ -1,6 +1,6 @@
 """One sampler interface for every family (DESIGN §3, §4).
 
-    result = sample(model, classes, knobs, generator, perturbation=..., stop_at=f)
+    result = sample(model, classes, knobs, generator, perturbation=..., cut_fraction=f)
     more = resume(model, result.state, knobs, generator, perturbation=...)
 
 Each family's implementation (a module such as ``ibdiv.ar``, or an object a config names: see
@@ -13,7 +13,7 @@ learned ones also ``training_loss``. Its traits (learned, exact likelihood, pert
 registry entry.
 
 Reproducibility contract: a process draws all its randomness from the generator it is given,
-in a fixed order per step, so ``sample(stop_at=f)`` followed by ``resume`` with the same
+in a fixed order per step, so ``sample(cut_fraction=f)`` followed by ``resume`` with the same
 generator equals the uninterrupted run; ``resume`` with another generator continues the same
 path with fresh randomness. ``resume`` never modifies the state it is given, so one path can be
 continued many times.
@@ -62,7 +62,7 @@ class SampleResult:
     committed: torch.Tensor  # (n, N) bool
     trace: dict  # per-step lists, e.g. "committed" (tokens per sample after each step)
     state: DecodeState | None  # resumable state at a cut; None when finished
-    fraction_committed: float  # achieved committed fraction at the cut
+    committed_fraction: float  # achieved committed fraction at the cut
     process_fraction: float  # tau: fraction of the process's steps done at the cut
 
 
@@ -84,13 +84,13 @@ def resolve_knobs(family: str, knobs: dict, vocab_size: int) -> dict:
 
 
 def sample(model, classes: torch.Tensor, knobs: dict, generator: torch.Generator, *,
-           perturbation: Perturbation | None = None, stop_at: float | None = None) -> SampleResult:
-    """Generate ``len(classes)`` token grids; with ``stop_at`` stop at the cut and return a state."""
+           perturbation: Perturbation | None = None, cut_fraction: float | None = None) -> SampleResult:
+    """Generate ``len(classes)`` token grids; with ``cut_fraction`` stop at the cut and return a state."""
     family = registry.implementation(model.family)
     knobs = resolve_knobs(model.family, knobs, model.vocab_size)
     _check_perturbation(model, perturbation, len(classes))
     state = family.start(model, classes, knobs)
-    return _run(model, family, state, knobs, generator, perturbation, stop_at)
+    return _run(model, family, state, knobs, generator, perturbation, cut_fraction)
 
 
 def resume(model, state: DecodeState, knobs: dict, generator: torch.Generator, *,
@@ -103,11 +103,11 @@ def resume(model, state: DecodeState, knobs: dict, generator: torch.Generator, *
     return _run(model, family, copy.deepcopy(state), knobs, generator, perturbation, None)
 
 
-def _run(model, family, state, knobs, generator, perturbation, stop_at) -> SampleResult:
+def _run(model, family, state, knobs, generator, perturbation, cut_fraction) -> SampleResult:
     was_training = model.training
     model.eval()  # dropout would add randomness that bypasses the generator
     try:
-        state = family.advance(model, state, knobs, generator, perturbation, stop_at)
+        state = family.advance(model, state, knobs, generator, perturbation, cut_fraction)
     finally:
         model.train(was_training)
     return SampleResult(
@@ -116,7 +116,7 @@ def _run(model, family, state, knobs, generator, perturbation, stop_at) -> Sampl
         committed=state.committed.clone(),
         trace=copy.deepcopy(state.trace),
         state=None if state.finished else state,
-        fraction_committed=state.committed.float().mean().item(),
+        committed_fraction=state.committed.float().mean().item(),
         process_fraction=state.step / state.total_steps,
     )
 

@@ -164,7 +164,7 @@ def summary_table(measurements: pd.DataFrame, generators: pd.DataFrame, probes: 
     sweep = registry.iso_quality_probe(probes)
     decoupling = registry.probe_of_kind(probes, "decoupling")
     clamp = registry.probe_of_kind(probes, "path_clamp")
-    reference_cut = probes[decoupling]["fraction"] if decoupling else None
+    reference_cut = probes[decoupling]["cut_fraction"] if decoupling else None
     structure = generators.set_index(["family", "seed", "point"])["learned_structure_bits"]
     # Compare at a quality every family that learned cross-token structure can reach.
     learned = set(generators[generators.learned_structure_bits > 0].family)

@@ -179,11 +179,7 @@ def iso_quality(measurements: pd.DataFrame, path, sweep_probe: str | None, basel
 
 def _committed(df: pd.DataFrame) -> pd.Series:
     """Achieved committed fraction at the cut (falls back to the requested cell)."""
-    for col in ("fraction_committed", "committed_fraction"):
-        v = _num(df, col)
-        if v.notna().any():
-            return v.fillna(_num(df, "cell"))
-    return _num(df, "cell")
+    return _num(df, "committed_fraction").fillna(_num(df, "cell"))
 
 
 # D_influence as its excess over the shuffle-null mean: a confidence-ranked sampler has a
