@@ -43,7 +43,8 @@ class Family:
     knobs: tuple[str, ...]  # sampler knobs it accepts; their defaults are the implementation's KNOBS
     # What its sampler loads: "prior", the checkpoint train_prior writes (the families configured
     # under `families`); "tokenizer", the dataset's VQ tokenizer (the oracle); "built", nothing:
-    # constructed in code (the calibration generators, never a job of the DAG).
+    # constructed in code (the calibration generators, never a job of the DAG); "checkpoint", a
+    # local folder of published weights, not trained by the DAG (the pretrained backends, DESIGN §12).
     model: str = "prior"
     points: tuple[str, ...] = POINTS
     source: str | None = None  # a "tokenizer" family exists on the datasets of this source only
@@ -73,6 +74,10 @@ _BUILT_IN = (
            model="tokenizer", points=("neutral",), source="shapes"),
     Family("calibration", "ibdiv.calibration", learned=False, exact_likelihood=True, perturbable=True,
            knobs=("temperature",), model="built", points=("neutral",)),
+    # LlamaGen c2i (DESIGN §12): an AR transformer with exact per-token log-probs; its class table
+    # and input code table are what I2 and I3 perturb. Learned, but not by the DAG: no training_loss.
+    Family("llamagen", "ibdiv.llamagen", learned=False, exact_likelihood=True, perturbable=True,
+           knobs=("temperature", "top_k", "top_p", "cfg_scale", "kv_cache"), model="checkpoint"),
 )
 BUILT_IN = {f.name: f for f in _BUILT_IN}
 CONFIGURABLE = tuple(f.name for f in _BUILT_IN if f.model == "prior")  # may appear under `families`
