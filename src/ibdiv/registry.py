@@ -44,7 +44,8 @@ class Family:
     # What its sampler loads: "prior", the checkpoint train_prior writes (the families configured
     # under `families`); "tokenizer", the dataset's VQ tokenizer (the oracle); "built", nothing:
     # constructed in code (the calibration generators, never a job of the DAG); "checkpoint", a
-    # local folder of published weights, not trained by the DAG (the pretrained backends, DESIGN §12).
+    # local folder of published weights, not trained by the DAG (the pretrained backends, DESIGN §12):
+    # its module provides `load_checkpoint(folder, device)` (ibdiv.probes.load_sampler).
     model: str = "prior"
     points: tuple[str, ...] = POINTS
     source: str | None = None  # a "tokenizer" family exists on the datasets of this source only
