@@ -17,9 +17,13 @@ Implemented here (own code, written from the published architecture; DESIGN §12
 
 Verified (tests/test_llamagen.py): on tiny random models, every hook as for the in-house families
 (sigma = 0 bit-identical, cut + resume = uninterrupted, CFG 1 = unguided, knob directions, KV cache
-= full recomputation, save / reload, loader errors); at the published sizes (GPT-B, VQ-16, built on
-the ``meta`` device), the key names and shapes against the reference source. NOT verified: numerical
-agreement with the reference implementation or with released weights (none were run here).
+= full recomputation, save / reload, loader errors); at the published sizes (GPT-B ... XXL, VQ-16,
+built on the ``meta`` device), key names, shapes and parameter counts against the reference source.
+Against the reference code itself (scripts/check_llamagen_reference.py, LlamaGen commit ce98ec4,
+tiny random models loaded into its classes with strict key matching): identical teacher-forced
+logits, identical greedy CFG generations (scales 1, 2, 4), sampled-token log-probs under its
+temperature / top-k / top-p filtering within 5e-6, VQ decoding within 5e-6 and identical encoding.
+NOT verified: released weights (none were loaded here), and anything on a GPU.
 
 Known differences from the reference sampler (autoregressive/models/generate.py):
 * randomness comes from the given CPU generator through Gumbel-max, not ``torch.multinomial`` on

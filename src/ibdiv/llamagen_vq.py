@@ -8,7 +8,9 @@ What the backend needs from it: ``decode`` (token grids -> images, to look at sa
 measure them in image space) and ``encode`` (real images -> token grids, the reference the
 generator is compared with, DESIGN §12).
 
-Facts taken from the reference source (verified by tests/test_llamagen.py on the ``meta`` device):
+Facts taken from the reference source (key names, shapes and the ~72M parameter count checked by
+tests/test_llamagen.py on the ``meta`` device; outputs compared with the reference classes by
+scripts/check_llamagen_reference.py):
 channels ch = 128 with multipliers (1, 1, 2, 2, 4) (four 2x down/up-samplings: 256 px -> 16x16
 tokens), 2 residual blocks per level in the encoder and 3 in the decoder, self-attention only at
 the lowest resolution and in the middle, GroupNorm(32 groups, eps 1e-6), swish, z_channels 256,
