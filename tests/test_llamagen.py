@@ -6,6 +6,7 @@ Reference facts below come from FoundationVision/LlamaGen: autoregressive/models
 autoregressive/models/generate.py (sampling), autoregressive/sample/sample_c2i.py (c2i defaults),
 tokenizer/tokenizer_image/vq_model.py (VQ).
 """
+import argparse
 import json
 import math
 
@@ -99,9 +100,10 @@ def test_gpt_b_has_the_published_key_names_and_shapes():
     assert model.rope.shape == (1 + 256, 768 // 12 // 2, 2)  # cls_token_num + 16 x 16 positions
 
 
-@pytest.mark.parametrize("preset, millions", [("GPT-B", 111), ("GPT-L", 343), ("GPT-XL", 775), ("GPT-XXL", 1400)])
+@pytest.mark.parametrize("preset, millions", [("GPT-B", 111), ("GPT-L", 343), ("GPT-XL", 775), ("GPT-XXL", 1400),
+                                             ("GPT-XXXL", 3900), ("GPT-3B", 3100)])
 def test_published_gpt_parameter_counts(preset, millions):
-    """The counts in gpt.py's comments (GPT_B # 111M ... GPT_XXL # 1.4B)."""
+    """The counts in gpt.py's comments (GPT_B # 111M ... GPT_XXXL # 3.9B, GPT_3B # 3.1B)."""
     with torch.device("meta"):
         model = GPT(gpt_config({"preset": preset}))
     count = sum(p.numel() for p in model.parameters()) / 1e6
@@ -358,6 +360,10 @@ def test_save_and_reload_give_identical_samples_and_images(model, vq, tmp_path):
     assert isinstance(via_probes, GPT) and torch.equal(via_probes.output.weight, model.output.weight)
 
 
+class Opaque:
+    """A class weights_only loading must refuse to rebuild."""
+
+
 def rewrite(folder, part_file, edit):
     path = folder / part_file
     payload = torch.load(path, weights_only=True)
@@ -394,10 +400,17 @@ def test_loader_accepts_only_allow_listed_extra_entries(saved, model):
         load_checkpoint(saved)
 
 
-def test_loader_reads_a_bare_state_dict_and_rejects_other_payloads(saved):
+def test_loader_reads_training_and_fsdp_payloads_and_rejects_other_ones(saved):
     sd = torch.load(saved / "gpt.pt", weights_only=True)["model"]
-    torch.save(sd, saved / "gpt.pt")
+    # train_c2i.py's checkpoint: the run's argparse.Namespace rides along
+    torch.save({"model": sd, "optimizer": {}, "steps": 10, "args": argparse.Namespace(lr=1e-4, gpt_model="GPT-B")},
+               saved / "gpt.pt")
     load_checkpoint(saved)
+    torch.save(sd, saved / "gpt.pt")  # FSDP releases: the bare state dict
+    load_checkpoint(saved)
+    torch.save({"model": sd, "extra": Opaque()}, saved / "gpt.pt")
+    with pytest.raises(ValueError, match=r"gpt\.pt: cannot be read with torch.load\(weights_only=True\)"):
+        load_checkpoint(saved)
     torch.save({"state": 1}, saved / "gpt.pt")
     with pytest.raises(ValueError, match=r"gpt\.pt: expected \{'model': state_dict\}"):
         load_checkpoint(saved)

@@ -35,8 +35,10 @@ Known differences from the reference sampler (autoregressive/models/generate.py)
 """
 from __future__ import annotations
 
+import argparse
 import json
 import math
+import pickle
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -96,13 +98,16 @@ class GPTConfig:
         return -(-hidden // self.multiple_of) * self.multiple_of
 
 
-# Published class-conditional sizes (reference: gpt.py GPT_B ... GPT_XXL; vocab 16384, 1000
-# classes and block 16 x 16 are sample_c2i.py's defaults for 256 px with VQ-16).
+# Published sizes (reference: gpt.py GPT_B ... GPT_XXXL, GPT_3B; vocab 16384 and 1000 classes are
+# sample_c2i.py's defaults). The block is 16 x 16 for 256 px with VQ-16 (c2i_B_256.pt, c2i_L_256.pt);
+# the XL / XXL / 3B c2i releases are 384 px: give "block_size": 576 (24 x 24) beside the preset.
 GPT_PRESETS = {
     "GPT-B": {"dim": 768, "n_layer": 12, "n_head": 12},  # 111M
     "GPT-L": {"dim": 1024, "n_layer": 24, "n_head": 16},  # 343M
     "GPT-XL": {"dim": 1280, "n_layer": 36, "n_head": 20},  # 775M
     "GPT-XXL": {"dim": 1536, "n_layer": 48, "n_head": 24},  # 1.4B
+    "GPT-XXXL": {"dim": 2560, "n_layer": 48, "n_head": 40},  # 3.9B
+    "GPT-3B": {"dim": 3200, "n_layer": 24, "n_head": 32},  # 3.1B (c2i_3B_384.pt)
 }
 
 
@@ -425,9 +430,21 @@ def _configured(make, entry: dict, folder):
         raise ValueError(f"{Path(folder) / SIZES_FILE}: {error}") from error
 
 
+def _read(path: Path):
+    """The pickle, read with weights_only=True. LlamaGen's training script saves {"model",
+    "optimizer", "steps", "args"} with ``args`` an argparse.Namespace (a plain container of its
+    command line): that one class is allowed, nothing else that executes code."""
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError) as error:
+            raise ValueError(f"{path}: cannot be read with torch.load(weights_only=True): {error}") from error
+
+
 def _load_state(model: nn.Module, path: Path, allowed_unexpected: set[str]) -> None:
-    """Strict load: every parameter present with its shape; extra entries only from the allow-list."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    """Strict load: every parameter present with its shape; extra entries only from the allow-list.
+    The state dict is the payload's "model" entry (DDP releases) or the payload itself (FSDP ones)."""
+    payload = _read(path)
     state = payload.get("model", payload) if isinstance(payload, dict) else None
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         top = sorted(payload)[:10] if isinstance(payload, dict) else type(payload).__name__
