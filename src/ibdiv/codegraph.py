@@ -12,7 +12,10 @@ its name, with importlib, when the family is first used. A file that imports the
 therefore taken to import every module its built-in families name (`Family(name, "ibdiv.ar", ...)`
 read from the registry's source): a job runs only some families, but which ones is config, not
 code, and a job that could load a family's module depends on it. A family a config brings itself
-(`families.<name>.implementation`) lives outside the package and is not followed.
+(`families.<name>.implementation`) lives outside the package and is not followed. Neither is a
+pretrained backend (`model="checkpoint"`, DESIGN §12): the in-house jobs never load one, so editing
+a backend must not retrain the in-house priors; a rule that runs a backend declares its module
+itself (`CHECKPOINT_MODEL`).
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from pathlib import Path
 PACKAGE = "ibdiv"
 REGISTRY = ("ibdiv", "registry.py")  # imports its families' modules lazily, by name (see above)
 FAMILY_CALL = "Family"  # registry.Family(name, implementation, ...): the implementation is a module path
+CHECKPOINT_MODEL = "checkpoint"  # Family(..., model="checkpoint"): a pretrained backend, not followed
 
 
 def code_files(script, source_root) -> list[Path]:
@@ -58,10 +62,13 @@ def _imported_names(path: Path, source_root: Path) -> frozenset[str]:
 
 def _registry_family_modules(path: Path) -> set[str]:
     """The modules the registry's built-in families name: the second argument (or the
-    `implementation` keyword) of each `Family(...)` call, up to a ":" (an object in the module)."""
+    `implementation` keyword) of each `Family(...)` call, up to a ":" (an object in the module);
+    not those of pretrained backends (see the module docstring)."""
     modules = set()
     for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) == FAMILY_CALL:
+            if any(k.arg == "model" and getattr(k.value, "value", None) == CHECKPOINT_MODEL for k in node.keywords):
+                continue
             given = [*node.args[1:2], *(k.value for k in node.keywords if k.arg == "implementation")]
             modules.update(a.value.partition(":")[0] for a in given
                            if isinstance(a, ast.Constant) and isinstance(a.value, str))
