@@ -193,8 +193,12 @@ def _knob_type(knob: str, value: float):
 
 
 def load_sampler(family: str, path, device="cpu"):
-    """The model a sampler reads: a trained prior on `device`, or for a "tokenizer" family (the
-    oracle) the tokenizer it wraps (the oracle renders images with numpy: it always runs on the CPU)."""
+    """The model a sampler reads: a trained prior on `device`; for a "checkpoint" family (a
+    pretrained backend) what its module's `load_checkpoint(folder, device)` loads from the folder
+    `path`; for a "tokenizer" family (the oracle) the tokenizer it wraps (the oracle renders images
+    with numpy: it always runs on the CPU)."""
+    if registry.family(family).model == "checkpoint":
+        return registry.implementation(family).load_checkpoint(path, device=device)
     if registry.family(family).model == "tokenizer":
         from ibdiv.tokenizer import load_tokenizer
 

@@ -43,7 +43,9 @@ class Family:
     knobs: tuple[str, ...]  # sampler knobs it accepts; their defaults are the implementation's KNOBS
     # What its sampler loads: "prior", the checkpoint train_prior writes (the families configured
     # under `families`); "tokenizer", the dataset's VQ tokenizer (the oracle); "built", nothing:
-    # constructed in code (the calibration generators, never a job of the DAG).
+    # constructed in code (the calibration generators, never a job of the DAG); "checkpoint", a
+    # local folder of published weights, not trained by the DAG (the pretrained backends, DESIGN §12):
+    # its module provides `load_checkpoint(folder, device)` (ibdiv.probes.load_sampler).
     model: str = "prior"
     points: tuple[str, ...] = POINTS
     source: str | None = None  # a "tokenizer" family exists on the datasets of this source only
@@ -73,6 +75,11 @@ _BUILT_IN = (
            model="tokenizer", points=("neutral",), source="shapes"),
     Family("calibration", "ibdiv.calibration", learned=False, exact_likelihood=True, perturbable=True,
            knobs=("temperature",), model="built", points=("neutral",)),
+    # aMUSEd (DESIGN §12): MIM on diffusers components, prompts as conditions; I2 perturbs the
+    # prompt's text encodings, I3 the transformer's input code rows (ibdiv.amused). Held-out bits:
+    # the absorbing ELBO bound, as the in-house MIM. Learned, but not by the DAG: no training_loss.
+    Family("amused", "ibdiv.amused", learned=False, exact_likelihood=False, perturbable=True,
+           knobs=("steps", "cfg_scale", "choice_temperature", "temperature"), model="checkpoint"),
 )
 BUILT_IN = {f.name: f for f in _BUILT_IN}
 CONFIGURABLE = tuple(f.name for f in _BUILT_IN if f.model == "prior")  # may appear under `families`
