@@ -311,3 +311,37 @@ def test_decode_gives_images_of_the_vq_shape_in_unit_range(model):
     # the VQ decodes the code rows it is given: as the pipeline, force_not_quantize with a codebook lookup
     direct = model.vqvae.decode(tokens.view(6, 8, 8), force_not_quantize=True, shape=(6, 8, 8, 8)).sample.clip(0, 1)
     assert torch.equal(images, direct)
+
+
+@pytest.mark.parametrize("cfg", [1.0, 4.0])
+def test_same_draws_as_the_diffusers_pipeline_when_it_samples_like_us(model, monkeypatch, cfg):
+    """Run AmusedPipeline itself with torch.multinomial replaced by a Gumbel-max draw on the same
+    generator's uniforms (the one change DESIGN §10 makes): it yields our tokens. So the rest of
+    the process (prompt encoding, [neg, pos] guidance, micro-conditioning, mask_len, choice
+    temperature annealing, confidence ranking, the last step) is the pipeline's."""
+    from diffusers import AmusedPipeline
+
+    def gumbel_max(probs, num_samples, generator=None):
+        u = torch.rand(probs.shape, generator=generator).clamp_(min=torch.finfo(torch.float32).tiny)
+        return (probs.log() - torch.log(-torch.log(u))).argmax(-1, keepdim=True)
+
+    pipe = AmusedPipeline(vqvae=model.vqvae, tokenizer=model.tokenizer, text_encoder=model.text_encoder,
+                          transformer=model.transformer, scheduler=model.scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    monkeypatch.setattr(torch, "multinomial", gumbel_max)
+    prompts = [PROMPTS[c] for c in classes()]
+    theirs = pipe(prompts, guidance_scale=cfg, generator=torch.Generator().manual_seed(7),
+                  output_type="latent").images
+    ours = sample(model, classes(), {"cfg_scale": cfg}, torch.Generator().manual_seed(7))
+    assert torch.equal(theirs.reshape(6, N), ours.tokens)
+
+
+def test_probe_designs_run_on_the_backend(model):
+    """The nested design (prefix noise on the prompt, continuation noise on the codebook) and the flat one."""
+    out = probes.sample_nested(model, 3, 2, 3, 0.25, {"cfg_scale": 3.0}, seed=1,
+                               before=("condition", 0.5), after=("codebook", 0.5))
+    assert out["tokens"].shape == (3, 2, 3, N) and out["committed_fraction"] >= 0.25
+    frozen = out["frozen"][:, :, None, :].repeat(3, 2)
+    assert (out["tokens"][:, :, :1] == out["tokens"])[frozen].all()  # continuations keep the prefix
+    flat = probes.sample_flat(model, 3, 2, {}, seed=1, noise=("condition", 0.0))
+    assert (flat["tokens"] == run(model, seed=1).tokens.numpy()).all()

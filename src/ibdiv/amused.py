@@ -49,7 +49,8 @@ is the scheduler's config (``masking_schedule``, "cosine" in the aMUSEd releases
 micro-conditioning the pipeline's defaults (image size = ``sample_size`` x the VQ's scale factor,
 crop (0, 0), aesthetic score 6), set at load time.
 
-Operating points, from the pipeline's defaults (diffusers 0.42.1, pipeline_amused.py ``__call__``:
+Operating points, from the pipeline's defaults (diffusers 0.42.1,
+pipelines/deprecated/amused/pipeline_amused.py ``__call__``, lines 90, 91, 107:
 ``num_inference_steps: int = 12``, ``guidance_scale: float = 10.0``, ``temperature = (2, 0)``):
   neutral  {steps: 12, choice_temperature: 2.0, temperature: 1.0, cfg_scale: 1.0}
   standard {steps: 12, choice_temperature: 2.0, temperature: 1.0, cfg_scale: 10.0}
@@ -84,7 +85,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ibdiv.backbone import DecodeState, draw, gumbel, sampling_log_probs
+from ibdiv.backbone import DecodeState, device_of, draw, gumbel, sampling_log_probs
 from ibdiv.diffusion import heldout_bits_per_token as _absorbing_bound
 
 FAMILY = "amused"
@@ -135,7 +136,8 @@ class AmusedGenerator(nn.Module):
                                    grid=t.sample_size, mask_id=scheduler.config.mask_token_id)
         side = t.sample_size * self.vae_scale_factor  # the pipeline's default height = width
         micro = [side, side, *MICRO_CONDITIONING["crop_coord"], MICRO_CONDITIONING["aesthetic_score"]]
-        self.register_buffer("micro_conds", torch.tensor([micro], dtype=torch.float32), persistent=False)
+        self.register_buffer("micro_conds", torch.tensor([micro], dtype=torch.float32, device=device_of(transformer)),
+                             persistent=False)
         self.set_prompts(list(prompts))
 
     # --- names the sampler and probes read ----------------------------------------------------
@@ -161,7 +163,7 @@ class AmusedGenerator(nn.Module):
     @torch.no_grad()
     def encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(pooled (n, Dp), hidden states (n, L, Dh)) exactly as AmusedPipeline encodes a prompt."""
-        device = self.micro_conds.device
+        device = device_of(self.text_encoder)
         ids = self.tokenizer(prompts, return_tensors="pt", padding="max_length", truncation=True,
                              max_length=self.tokenizer.model_max_length).input_ids.to(device)
         out = self.text_encoder(ids, return_dict=True, output_hidden_states=True)
@@ -236,7 +238,7 @@ class AmusedGenerator(nn.Module):
         n, g = tokens.shape[0], self.config.grid
         vq = self.vqvae
         shape = (n, g, g, vq.config.latent_channels)
-        ids = tokens.reshape(n, g, g).to(self.micro_conds.device)
+        ids = tokens.reshape(n, g, g).to(device_of(vq))
         if vq.dtype == torch.float16 and vq.config.force_upcast:  # the VQ-GAN needs float32 (pipeline)
             vq = vq.float()
         return vq.decode(ids, force_not_quantize=True, shape=shape).sample.clip(0, 1)
@@ -394,10 +396,7 @@ def load_checkpoint(folder, device="cpu", prompts=()) -> AmusedGenerator:
                          f"the text encoder gives {parts['text_encoder'].config.hidden_size}")
     for part in ("vqvae", "transformer", "text_encoder"):
         parts[part] = parts[part].to(device).eval()
-    model = AmusedGenerator(**parts)
-    model.micro_conds = model.micro_conds.to(device)
-    model.set_prompts(list(prompts))
-    return model.eval()
+    return AmusedGenerator(**parts, prompts=prompts).eval()
 
 
 def load_tokenizer(folder, device="cpu"):
