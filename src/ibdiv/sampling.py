@@ -9,8 +9,9 @@ grid, which a resume may not change), ``PRIOR`` (the model class: ``build(K, N, 
 ``from_spec(spec)``; ``fit(tokens, labels)`` for a family that is counted, not learned), ``start``
 and ``advance`` (the generative process over a ``DecodeState``) and ``heldout_bits_per_token``; the
 learned ones also ``training_loss``. Its traits (learned, exact likelihood, perturbable: has
-``cls_emb`` and ``tok_emb`` tables) are the registry's; a model's ``family`` attribute names its
-registry entry.
+``cls_emb`` and ``tok_emb`` tables, or for a prompt-conditioned backend ``condition_scale`` /
+``condition_width`` and ``tok_emb``: ibdiv.amused) are the registry's; a model's ``family``
+attribute names its registry entry.
 
 Reproducibility contract: a process draws all its randomness from the generator it is given,
 in a fixed order per step, so ``sample(cut_fraction=f)`` followed by ``resume`` with the same
