@@ -79,6 +79,11 @@ _BUILT_IN = (
     # and input code table are what I2 and I3 perturb. Learned, but not by the DAG: no training_loss.
     Family("llamagen", "ibdiv.llamagen", learned=False, exact_likelihood=True, perturbable=True,
            knobs=("temperature", "top_k", "top_p", "cfg_scale", "kv_cache"), model="checkpoint"),
+    # aMUSEd (DESIGN §12): MIM on diffusers components, prompts as conditions; I2 perturbs the
+    # prompt's text encodings, I3 the transformer's input code rows (ibdiv.amused). Held-out bits:
+    # the absorbing ELBO bound, as the in-house MIM. Learned, but not by the DAG: no training_loss.
+    Family("amused", "ibdiv.amused", learned=False, exact_likelihood=False, perturbable=True,
+           knobs=("steps", "cfg_scale", "choice_temperature", "temperature"), model="checkpoint"),
 )
 BUILT_IN = {f.name: f for f in _BUILT_IN}
 CONFIGURABLE = tuple(f.name for f in _BUILT_IN if f.model == "prior")  # may appear under `families`

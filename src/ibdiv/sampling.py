@@ -9,8 +9,9 @@ grid, which a resume may not change), ``PRIOR`` (the model class: ``build(K, N, 
 ``from_spec(spec)``; ``fit(tokens, labels)`` for a family that is counted, not learned), ``start``
 and ``advance`` (the generative process over a ``DecodeState``) and ``heldout_bits_per_token``; the
 learned ones also ``training_loss``. Its traits (learned, exact likelihood, perturbable: has
-``cls_emb`` and ``tok_emb`` tables) are the registry's; a model's ``family`` attribute names its
-registry entry.
+``cls_emb`` and ``tok_emb`` tables, or for a prompt-conditioned backend ``condition_scale`` /
+``condition_width`` and ``tok_emb``: ibdiv.amused) are the registry's; a model's ``family``
+attribute names its registry entry.
 
 Reproducibility contract: a process draws all its randomness from the generator it is given,
 in a fixed order per step, so ``sample(cut_fraction=f)`` followed by ``resume`` with the same
@@ -47,8 +48,11 @@ KNOB_CHECKS = {
 class Perturbation:
     """Noise added to what the prior reads: one draw per sample (or per path, in nested designs).
 
-    cond_noise: (n, d) added to the class embedding of the conditional branch.
-    code_noise: (n, K, d) added to the code rows of the token-embedding table (MASK excluded).
+    cond_noise: (n, d) added to the class embedding of the conditional branch. A backend whose
+        condition is not one embedding row (a prompt's text encodings: ibdiv.amused) gives its own
+        flat width ``condition_width`` and splits the row itself.
+    code_noise: (n, K, d) added to the code rows of the token-embedding table (MASK excluded);
+        d is that table's width.
     """
 
     cond_noise: torch.Tensor | None = None
@@ -126,9 +130,9 @@ def _check_perturbation(model, perturbation: Perturbation | None, n: int) -> Non
         return
     if not registry.family(model.family).perturbable:
         raise ValueError(f"family {model.family!r} has no embeddings to perturb")
-    d, K = model.config.d_model, model.config.vocab_size
-    if perturbation.cond_noise is not None and perturbation.cond_noise.shape != (n, d):
-        raise ValueError(f"cond_noise must have shape {(n, d)}, got {tuple(perturbation.cond_noise.shape)}")
+    d_cond, d, K = _condition_width(model), model.tok_emb.weight.shape[1], model.config.vocab_size
+    if perturbation.cond_noise is not None and perturbation.cond_noise.shape != (n, d_cond):
+        raise ValueError(f"cond_noise must have shape {(n, d_cond)}, got {tuple(perturbation.cond_noise.shape)}")
     if perturbation.code_noise is not None and perturbation.code_noise.shape != (n, K, d):
         raise ValueError(f"code_noise must have shape {(n, K, d)}, got {tuple(perturbation.code_noise.shape)}")
 
@@ -141,14 +145,26 @@ def _rms(table: torch.Tensor) -> float:
     return table.detach().pow(2).mean().sqrt().item()
 
 
+def _condition_width(model) -> int:
+    """Width of a cond_noise row: the class embedding's (d_model), or what a backend whose condition
+    is several tensors says (``condition_width``: a prompt's pooled + per-token text encodings)."""
+    return getattr(model, "condition_width", None) or model.config.d_model
+
+
 def condition_noise(model, n: int, sigma: float, generator: torch.Generator) -> torch.Tensor:
-    """(n, d) noise: sigma x per-element RMS of the class rows (NULL excluded) x N(0, I)."""
+    """(n, d) noise: sigma x per-element RMS of the class rows (NULL excluded) x N(0, I).
+
+    A backend with ``condition_scale()`` (a (d,) per-coordinate RMS: one per text tensor of a prompt
+    condition, ibdiv.amused) is scaled by it instead; the class-table families are unchanged."""
+    if hasattr(model, "condition_scale"):
+        scale = sigma * model.condition_scale().to(device_of(model))
+        return scale * gaussian((n, scale.numel()), generator, device_of(model))
     scale = sigma * _rms(model.cls_emb.weight[: model.config.n_classes])
     return scale * gaussian((n, model.config.d_model), generator, device_of(model))
 
 
 def codebook_noise(model, n: int, sigma: float, generator: torch.Generator) -> torch.Tensor:
     """(n, K, d) noise: sigma x per-element RMS of the code rows (MASK excluded) x N(0, I)."""
-    K, d = model.config.vocab_size, model.config.d_model
+    K, d = model.config.vocab_size, model.tok_emb.weight.shape[1]  # d_model in-house; the table's width
     scale = sigma * _rms(model.tok_emb.weight[:K])
     return scale * gaussian((n, K, d), generator, device_of(model))
