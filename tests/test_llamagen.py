@@ -13,7 +13,7 @@ import math
 import pytest
 import torch
 
-from ibdiv import llamagen, probes, registry
+from ibdiv import entropy, llamagen, probes, registry
 from ibdiv.backbone import KVCache, sampling_log_probs
 from ibdiv.llamagen import GPT, GPTConfig, gpt_config, load_checkpoint, load_tokenizer, save_checkpoint
 from ibdiv.llamagen_vq import VQConfig, VQModel
@@ -58,12 +58,7 @@ def classes(n=64):
 
 def position_entropy(tokens: torch.Tensor) -> float:
     """Mean over positions of the plug-in entropy (bits) across samples."""
-    total = 0.0
-    for column in tokens.T:
-        p = torch.bincount(column, minlength=K).float() / len(column)
-        p = p[p > 0]
-        total += -(p * p.log2()).sum().item()
-    return total / tokens.shape[1]
+    return float(entropy.entropy_from_counts(entropy.counts_per_position(tokens.cpu().numpy(), K), "plugin").mean())
 
 
 # --- published sizes (meta device) ---------------------------------------------------------------

@@ -85,8 +85,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ibdiv.backbone import DecodeState, device_of, draw, gumbel, sampling_log_probs
+from ibdiv.backbone import DecodeState, device_of, draw, sampling_log_probs
 from ibdiv.diffusion import heldout_bits_per_token as _absorbing_bound
+from ibdiv.mim import commit_most_confident
 
 FAMILY = "amused"
 
@@ -320,16 +321,7 @@ def advance(model: AmusedGenerator, state: DecodeState, knobs: dict, generator: 
         t = state.step
         logits = branches.logits(model, state.tokens)
         sampled, lp = draw(sampling_log_probs(logits, knobs["temperature"]), generator)
-        choice_noise = gumbel(state.tokens.shape, generator, state.tokens.device)
-        confidence = (lp + temperatures[t].item() * choice_noise).masked_fill(state.committed, math.inf)
-        keep = confidence.topk(targets[t], dim=1).indices
-        committed = torch.zeros_like(state.committed).scatter(1, keep, True)
-        newly = committed & ~state.committed
-        state.tokens = torch.where(newly, sampled, state.tokens)
-        state.logprobs = torch.where(newly, lp, state.logprobs)
-        state.committed = committed
-        state.step += 1
-        state.trace["committed"].append(targets[t])
+        commit_most_confident(state, sampled, lp, temperatures[t].item(), targets[t], generator)
     return state
 
 

@@ -84,15 +84,23 @@ def advance(model: MIMPrior, state: DecodeState, knobs: dict, generator: torch.G
         t = state.step
         logits = guide.logits(model(guide.batch(state.tokens), guide.classes, **guide.kwargs))
         sampled, lp = draw(sampling_log_probs(logits, knobs["temperature"]), generator)
-        choice_noise = gumbel(state.tokens.shape, generator, state.tokens.device)
-        annealing = knobs["choice_temperature"] * (1 - (t + 1) / T)
-        confidence = (lp + annealing * choice_noise).masked_fill(state.committed, math.inf)
-        keep = confidence.topk(targets[t], dim=1).indices
-        committed = torch.zeros_like(state.committed).scatter(1, keep, True)
-        newly = committed & ~state.committed
-        state.tokens = torch.where(newly, sampled, state.tokens)
-        state.logprobs = torch.where(newly, lp, state.logprobs)
-        state.committed = committed
-        state.step += 1
-        state.trace["committed"].append(targets[t])
+        commit_most_confident(state, sampled, lp, knobs["choice_temperature"] * (1 - (t + 1) / T), targets[t],
+                              generator)
     return state
+
+
+def commit_most_confident(state: DecodeState, sampled, lp, choice_temperature: float, n_committed: int,
+                          generator: torch.Generator) -> None:
+    """MaskGIT's commit: keep the `n_committed` positions of highest confidence (the drawn token's
+    log-prob plus `choice_temperature` x Gumbel noise, drawn here); committed positions stay (their
+    confidence is +inf). Updates `state` in place and advances it one step."""
+    choice_noise = gumbel(state.tokens.shape, generator, state.tokens.device)
+    confidence = (lp + choice_temperature * choice_noise).masked_fill(state.committed, math.inf)
+    keep = confidence.topk(n_committed, dim=1).indices
+    committed = torch.zeros_like(state.committed).scatter(1, keep, True)
+    newly = committed & ~state.committed
+    state.tokens = torch.where(newly, sampled, state.tokens)
+    state.logprobs = torch.where(newly, lp, state.logprobs)
+    state.committed = committed
+    state.step += 1
+    state.trace["committed"].append(n_committed)
