@@ -106,7 +106,25 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
-class Backbone(nn.Module):
+class TokenPrior(nn.Module):
+    """The ids every class-conditional prior over K codes shares (what the sampler reads): codes
+    0..K-1, MASK = K right after them, classes 0..C-1 and the NULL class C (CFG's unconditional
+    branch) right after them. Its ``config`` has ``vocab_size`` and ``n_classes``."""
+
+    @property
+    def vocab_size(self) -> int:
+        return self.config.vocab_size
+
+    @property
+    def mask_id(self) -> int:
+        return self.config.vocab_size
+
+    @property
+    def null_class(self) -> int:
+        return self.config.n_classes
+
+
+class Backbone(TokenPrior):
     """Class-conditional transformer over code tokens; subclasses name the family."""
 
     family = "backbone"
@@ -128,17 +146,6 @@ class Backbone(nn.Module):
         self.apply(_init_weights)
         nn.init.normal_(self.pos_emb, std=0.02)
 
-    @property
-    def vocab_size(self) -> int:
-        return self.config.vocab_size
-
-    @property
-    def mask_id(self) -> int:
-        return self.config.vocab_size
-
-    @property
-    def null_class(self) -> int:
-        return self.config.n_classes
 
     @classmethod
     def build(cls, vocab_size: int, seq_len: int, n_classes: int, cfg: dict):

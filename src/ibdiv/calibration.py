@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from ibdiv import ar
-from ibdiv.backbone import DecodeState, draw, sampling_log_probs
+from ibdiv.backbone import DecodeState, TokenPrior, draw, sampling_log_probs
 
 KNOBS = {"temperature": 1.0}
 SCHEDULE_KNOBS: tuple[str, ...] = ()
@@ -63,7 +63,7 @@ class CalibrationConfig:
     seed: int = 0  # the construction's own random tables (not the sampling seed)
 
 
-class CalibrationPrior(nn.Module):
+class CalibrationPrior(TokenPrior):
     family = "calibration"
 
     def __init__(self, config: CalibrationConfig):
@@ -90,14 +90,6 @@ class CalibrationPrior(nn.Module):
         self.register_buffer("mode_codes", (offsets + config.support * torch.arange(M)[None, :, None]) % K)
         # entangled wiring: the class's preference for sharp (first) over soft execution
         self.register_buffer("sharp_dirs", 4.0 * torch.randn(C, 2, d, generator=g) / math.sqrt(d))
-
-    @property
-    def vocab_size(self) -> int:
-        return self.config.vocab_size
-
-    @property
-    def mask_id(self) -> int:
-        return self.config.vocab_size
 
     def mode_logits(self, cond: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         """(n, M) logits of the path choice: the class's own logits, moved by how far the

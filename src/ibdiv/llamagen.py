@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ibdiv import ar
-from ibdiv.backbone import KVCache, causal_mask
+from ibdiv.backbone import KVCache, TokenPrior, causal_mask
 from ibdiv.llamagen_vq import VQ_PRESETS, VQConfig, VQModel
 
 FAMILY = "llamagen"
@@ -236,7 +236,7 @@ class LabelEmbedder(nn.Module):
         self.embedding_table = nn.Embedding(num_classes + 1, dim)  # last row: the null class
 
 
-class GPT(nn.Module):
+class GPT(TokenPrior):  # MASK = K: a placeholder for uncommitted positions, never fed to the network
     """LlamaGen c2i GPT. The sequence is ``[class, z_0, ..., z_{N-1}]``; output i predicts z_i."""
 
     family = FAMILY
@@ -266,19 +266,6 @@ class GPT(nn.Module):
     def tok_emb(self) -> nn.Embedding:
         """The generator's input code table I3 perturbs (all K rows are codes: no MASK row)."""
         return self.tok_embeddings
-
-    @property
-    def vocab_size(self) -> int:
-        return self.config.vocab_size
-
-    @property
-    def mask_id(self) -> int:
-        """Placeholder the DecodeState holds at uncommitted positions; never fed to the network."""
-        return self.config.vocab_size
-
-    @property
-    def null_class(self) -> int:
-        return self.config.num_classes
 
     # --- construction (the PRIOR part of the family contract) ----------------------------------
     @classmethod
