@@ -19,7 +19,7 @@ from ibdiv.sampling import Perturbation, codebook_noise, condition_noise, resume
 
 torch.set_num_threads(1)
 
-PROMPTS = ["a red cat", "a blue dog", "three green birds"]
+PROMPTS = ["a red cat", "a blue dog", "green birds"]  # short: the pipeline does not truncate
 K, N, T = vq_diffusion.TINY_CODES, vq_diffusion.TINY_GRID ** 2, 100
 L, D = vq_diffusion.TINY_TEXT_LENGTH, vq_diffusion.TINY_TEXT_WIDTH
 

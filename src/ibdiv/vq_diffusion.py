@@ -177,8 +177,10 @@ class VQDiffusionGenerator(nn.Module):
         """(n, L, D) as ``VQDiffusionPipeline._encode_prompt``: last hidden state, per-token L2 norm."""
         device = device_of(self.text_encoder)
         max_length = self.tokenizer.model_max_length
-        ids = self.tokenizer(prompts, padding="max_length", max_length=max_length, return_tensors="pt").input_ids
-        ids = ids[:, :max_length]  # the pipeline slices (and warns) instead of truncating
+        # the pipeline pads to max_length without truncating, then slices a longer prompt (losing its
+        # end-of-text token); one prompt at a time here, so that a batch of long prompts is not ragged
+        ids = torch.cat([self.tokenizer(p, padding="max_length", max_length=max_length,
+                                        return_tensors="pt").input_ids[:, :max_length] for p in prompts])
         hidden = self.text_encoder(ids.to(device))[0]
         return hidden / hidden.norm(dim=-1, keepdim=True)
 
