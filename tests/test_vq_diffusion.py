@@ -175,6 +175,17 @@ def test_committed_tokens_are_frozen(model):
     assert torch.equal(done.logprobs[cut.committed], cut.logprobs[cut.committed])
 
 
+def test_the_pipeline_would_replace_codes(model):
+    """The deviation the freezing makes: the unmodified pipeline replaces known codes (on this
+    random network, often); the mask state is absorbing in both."""
+    seen = []
+    pipeline(model)([PROMPTS[c] for c in classes()], guidance_scale=1.0, generator=torch.Generator().manual_seed(7),
+                    output_type="np", callback=lambda i, t, x: seen.append(x.clone()))
+    known = [x != model.mask_id for x in seen]
+    assert all((a <= b).all() for a, b in zip(known, known[1:]))  # never re-masked
+    assert sum(int((a & (x != y)).sum()) for a, x, y in zip(known, seen, seen[1:])) > 0  # but replaced
+
+
 def test_resume_with_fresh_randomness_keeps_the_path_and_the_state(model):
     g = torch.Generator().manual_seed(5)
     cut = sample(model, classes(), {}, g, cut_fraction=0.25)

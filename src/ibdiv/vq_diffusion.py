@@ -46,10 +46,13 @@ Deviations from the pipeline (and why):
   DESIGN §10); the scheduler draws them on the logits' device. On the CPU the streams are equal.
 * Committed tokens are frozen exactly. In the scheduler the mask state is absorbing (a known
   token's posterior gives MASK log-prob ~ -69) but a known token can be *replaced*: q_posterior
-  keeps the forward process's uniform-replacement term (cumulative b_t: K b_tt ~ 1e-6 for the
-  default schedule), and the last step (t = 0) redraws every position from log p(x0). For a
-  trained network that predicts its visible tokens, these changes are rare; for a random tiny
-  network they are frequent. DESIGN §3/§4 need committed = fixed (D_frozen has zero within-path
+  keeps the forward process's uniform-replacement term, and the last step (t = 0) redraws every
+  position from log p(x0). The replacement probability is ~1e-6 only a priori (K b_tt); a posteriori
+  it grows with the network's disbelief in the visible code: measured with the scheduler's
+  q_posterior at K = 4096, a known code k whose p(x0 = k) is 0.9 is replaced with probability
+  ~1e-3 per step (t = 5..70; 0.1 at t = 99), at p = 0.5 ~5e-3 to 2e-2 per step, and at t = 0 with
+  probability 1 - p(x0 = k). For a trained network that predicts its visible tokens these changes
+  are rare; for a random tiny network they are frequent (``test_the_pipeline_would_replace_codes``). DESIGN §3/§4 need committed = fixed (D_frozen has zero within-path
   entropy), so here a position, once it holds a code, keeps it: the pipeline's draw at a committed
   position is discarded. (The equivalence test shows everything else is the pipeline's.)
 * Guidance runs whenever ``cfg_scale != 1`` (every family here); the pipeline guides only for
