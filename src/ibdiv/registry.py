@@ -84,6 +84,12 @@ _BUILT_IN = (
     # the absorbing ELBO bound, as the in-house MIM. Learned, but not by the DAG: no training_loss.
     Family("amused", "ibdiv.amused", learned=False, exact_likelihood=False, perturbable=True,
            knobs=("steps", "cfg_scale", "choice_temperature", "temperature"), model="checkpoint"),
+    # VQ-Diffusion ITHQ (DESIGN §12): discrete diffusion on diffusers components, prompts as
+    # conditions, the scheduler's fixed 100 steps (no steps knob); top_p is the pipeline's
+    # truncation_rate. I2 perturbs the normalised prompt states, I3 the transformer's input code
+    # rows (ibdiv.vq_diffusion). Held-out bits: the absorbing ELBO bound. No training_loss.
+    Family("vq_diffusion", "ibdiv.vq_diffusion", learned=False, exact_likelihood=False, perturbable=True,
+           knobs=("cfg_scale", "top_p", "temperature"), model="checkpoint"),
 )
 BUILT_IN = {f.name: f for f in _BUILT_IN}
 CONFIGURABLE = tuple(f.name for f in _BUILT_IN if f.model == "prior")  # may appear under `families`
