@@ -8,6 +8,7 @@ bytes (numpy's own `savez` stamps the current time into the zip members).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -89,6 +90,15 @@ def load_checkpoint(path, model_cls, config_cls):
     model = model_cls(config_cls(**blob["config"]))
     model.load_state_dict(blob["state"])
     return model.eval()
+
+
+def file_sha256(path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes, read `chunk` bytes at a time (checkpoints are gigabytes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def save_figure(fig, path, **kwargs) -> None:

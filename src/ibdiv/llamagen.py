@@ -392,6 +392,19 @@ def load_tokenizer(folder, device="cpu") -> VQModel:
     return model.to(device).eval()
 
 
+def check_folder(folder) -> Path:
+    """Raise an error naming the folder and the problem unless it is a LlamaGen checkpoint folder
+    whose json names existing files for both networks (weights are checked when they load)."""
+    folder = Path(folder)
+    if folder.is_dir() and not (folder / SIZES_FILE).is_file() and (folder / "model_index.json").is_file():
+        name = json.loads((folder / "model_index.json").read_text()).get("_class_name")
+        raise ValueError(f"{folder} is a {name} checkpoint (model_index.json), not a LlamaGen one "
+                         f"(it has no {SIZES_FILE}): use the amused or vq_diffusion backend for it")
+    for part in ("gpt", "vq"):
+        _entry(folder, part)
+    return folder
+
+
 def _entry(folder, part: str) -> tuple[dict, Path]:
     folder = Path(folder)
     if not folder.is_dir():
