@@ -198,6 +198,10 @@ def load_sampler(family: str, path, device="cpu"):
     `path`; for a "tokenizer" family (the oracle) the tokenizer it wraps (the oracle renders images
     with numpy: it always runs on the CPU)."""
     if registry.family(family).model == "checkpoint":
+        if str(path).endswith(".json"):  # the DAG's backend.json: folder + the configured class ids
+            from ibdiv import pretrained
+
+            return pretrained.load_sampler(family, path, device)
         return registry.implementation(family).load_checkpoint(path, device=device)
     if registry.family(family).model == "tokenizer":
         from ibdiv.tokenizer import load_tokenizer

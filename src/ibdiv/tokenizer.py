@@ -216,4 +216,10 @@ def save_tokenizer(path, model: VQVAE) -> None:
 
 
 def load_tokenizer(path) -> VQVAE:
+    """The dataset's tokenizer; for a `source: pretrained` dataset the file is a pointer to the
+    backend's VQ, loaded behind this interface (ibdiv.pretrained.BackendTokenizer)."""
+    from ibdiv import pretrained
+
+    if pretrained.is_tokenizer_pointer(path):
+        return pretrained.load_tokenizer_pointer(path)
     return load_checkpoint(path, VQVAE, TokenizerConfig)
