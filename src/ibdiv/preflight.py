@@ -33,6 +33,14 @@ def known_class_counts(spec: dict, prepared=None) -> dict[str, int] | None:
     dataset; None where that is not possible (a missing or malformed file: preparing the data
     reports it). `prepared`: the dataset's prepared file, read for digits where it exists."""
     source = spec["source"]
+    if source == "pretrained":
+        if "render_shapes" in spec:
+            return {c["name"]: spec["render_shapes"]["n_per_condition"] for c in spec["conditions"]}
+        folders = [Path(c["images"]) for c in spec["conditions"] if "images" in c]
+        if len(folders) < len(spec["conditions"]) or not all(f.is_dir() for f in folders):
+            return None
+        return {c["name"]: sum(p.suffix.lower() in data.IMAGE_SUFFIXES for p in Path(c["images"]).iterdir())
+                for c in spec["conditions"]}
     if source == "shapes":
         counts = np.bincount(np.arange(spec["n_images"]) % len(shapes.CLASS_NAMES), minlength=len(shapes.CLASS_NAMES))
         return dict(zip(shapes.CLASS_NAMES, counts.tolist()))
@@ -114,6 +122,10 @@ def settings_problems(config: dict, class_counts: dict | None = None) -> list[st
                 f"to at most {probe['paths']}.")
     for name, counts in class_counts.items():
         spec = config["datasets"][name]
+        if spec["source"] == "pretrained":  # the backend's VQ sets K and the grid (not checked here yet)
+            if counts:
+                problems += _split_problems(name, counts, spec["heldout_fraction"], per_class)
+            continue
         problems += _coarse_problems(name, spec["tokenizer"]["codebook_size"], config["measure"].get("coarse_k", []))
         size, grid = spec["image_size"], spec["tokenizer"]["grid"]
         factor = size // grid

@@ -72,6 +72,21 @@ def load_condition_images(folders: list, rgb_size: int, grey_size: int):
     return np.stack(rgb), np.stack(grey), np.asarray(labels, dtype=np.int64)
 
 
+def load_prepared_source(spec: dict, backend: dict):
+    """(Dataset of grey images at spec["image_size"], rgb uint8 at the backend VQ's image size) of a
+    `source: pretrained` dataset entry whose conditions name their folders."""
+    from ibdiv.data import Dataset
+
+    if backend["family"] != "llamagen":
+        raise NotImplementedError(f"pretrained datasets are wired for llamagen only so far, not {backend['family']!r}")
+    from ibdiv import llamagen
+
+    sizes = json.loads((Path(backend["folder"]) / llamagen.SIZES_FILE).read_text())
+    vq_size = backend["grid"] * llamagen.vq_config(sizes["vq"]).downsample
+    rgb, grey, labels = load_condition_images([c["images"] for c in spec["conditions"]], vq_size, spec["image_size"])
+    return Dataset(grey, labels, [c["name"] for c in spec["conditions"]]), rgb
+
+
 # --- checkpoints --------------------------------------------------------------------------------
 
 def build_tiny_checkpoint(folder, backend: str, tiny: dict, n_classes: int, seed: int) -> Path:

@@ -92,7 +92,10 @@ _BUILT_IN = (
            knobs=("cfg_scale", "top_p", "temperature"), model="checkpoint"),
 )
 BUILT_IN = {f.name: f for f in _BUILT_IN}
-CONFIGURABLE = tuple(f.name for f in _BUILT_IN if f.model == "prior")  # may appear under `families`
+CONFIGURABLE = tuple(f.name for f in _BUILT_IN if f.model == "prior")  # may appear under `families`, trained
+# pretrained backends: may appear under `families` too (operating points), never trained; each runs
+# on the `source: pretrained` datasets whose `backend` it is (DESIGN §12)
+BACKENDS = tuple(f.name for f in _BUILT_IN if f.model == "checkpoint")
 
 PROBE_KINDS = {k.name: k for k in (
     ProbeKind("sweep", "flat", perturbing=False, sweeps_knob=True,
@@ -140,10 +143,12 @@ def load_object(path: str):
     return getattr(loaded, attribute) if attribute else loaded
 
 
-def families_for(configured, source: str) -> list[str]:
+def families_for(configured, source: str, backend: str | None = None) -> list[str]:
     """A dataset's families: the configured ones, then those that come with its data source
-    (the oracle of `shapes`)."""
-    return [*configured, *(f.name for f in _BUILT_IN if f.model == "tokenizer" and f.source == source)]
+    (the oracle of `shapes`). A configured pretrained backend belongs only to the `pretrained`
+    datasets whose `backend` it is."""
+    own = [f for f in configured if family(f).model != "checkpoint" or (source == "pretrained" and f == backend)]
+    return [*own, *(f.name for f in _BUILT_IN if f.model == "tokenizer" and f.source == source)]
 
 
 def declare(config: dict) -> None:

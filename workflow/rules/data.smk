@@ -3,6 +3,7 @@
 
 rule prepare_data:
     input:
+        unpack(prepare_inputs),  # a pretrained dataset's condition folders and backend.json
         **script_inputs("prepare_data"),
     output:
         "data/prepared/{dataset}.npz",
