@@ -79,7 +79,7 @@ def load_prepared_source(spec: dict, backend: dict):
 
     if backend["family"] != "llamagen":
         raise NotImplementedError(f"pretrained datasets are wired for llamagen only so far, not {backend['family']!r}")
-    from ibdiv import llamagen
+    llamagen = registry.implementation("llamagen")
 
     sizes = json.loads((Path(backend["folder"]) / llamagen.SIZES_FILE).read_text())
     vq_size = backend["grid"] * llamagen.vq_config(sizes["vq"]).downsample
@@ -96,17 +96,15 @@ def build_tiny_checkpoint(folder, backend: str, tiny: dict, n_classes: int, seed
 
     if backend != "llamagen":
         raise NotImplementedError(f"tiny checkpoints are wired for llamagen only so far, not {backend!r}")
-    from ibdiv import llamagen
-    from ibdiv.llamagen_vq import VQConfig, VQModel
-
-    vq_cfg = VQConfig(**tiny["vq"])
+    llamagen = registry.implementation("llamagen")  # not imported by name: in-house jobs do not depend on it
+    vq_cfg = llamagen.VQConfig(**tiny["vq"])
     grid = tiny["grid"]
     torch.manual_seed(seed)
     gpt = llamagen.GPT.build(vq_cfg.codebook_size, grid * grid, n_classes, tiny["gpt"])
     # as tests/test_llamagen.tiny_gpt: a sharper head than the 0.02 init, so logits are not uniform
     torch.nn.init.normal_(gpt.output.weight, std=tiny.get("output_std", 0.4))
     torch.nn.init.normal_(gpt.cls_embedding.embedding_table.weight, std=1.0)
-    vq = VQModel(vq_cfg)
+    vq = llamagen.VQModel(vq_cfg)
     return llamagen.save_checkpoint(folder, gpt.eval(), vq.eval())
 
 
@@ -115,7 +113,7 @@ def backend_spec(record: dict, class_ids: list[int], image_size: int) -> dict:
     classifier's image size and the token grid (the generator's block)."""
     if record["family"] != "llamagen":
         raise NotImplementedError(f"backend.json is wired for llamagen only so far, not {record['family']!r}")
-    from ibdiv import llamagen
+    llamagen = registry.implementation("llamagen")
 
     sizes = json.loads((Path(record["folder"]) / llamagen.SIZES_FILE).read_text())
     grid = llamagen.gpt_config(sizes["gpt"]).grid
@@ -128,7 +126,7 @@ def select_classes(model, class_ids: list[int]):
     acts on the table of the configured conditions."""
     import torch
 
-    from ibdiv import llamagen
+    llamagen = registry.implementation("llamagen")
 
     table = model.cls_embedding.embedding_table.weight
     n = model.config.num_classes
