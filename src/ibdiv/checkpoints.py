@@ -22,8 +22,10 @@ def record(folder, family: str) -> dict:
         raise ValueError(f"family {family!r} is not a pretrained backend (registry model "
                          f"{registry.family(family).model!r}): it has no checkpoint folder")
     folder = Path(registry.implementation(family).check_folder(folder))
+    # `.snakemake_timestamp`: the marker Snakemake leaves in a directory() output (the tiny
+    # checkpoint the pretrained-smoke DAG builds) is no content of the checkpoint
     files = {path.relative_to(folder).as_posix(): file_sha256(path)
-             for path in sorted(folder.rglob("*")) if path.is_file()}
+             for path in sorted(folder.rglob("*")) if path.is_file() and path.name != ".snakemake_timestamp"}
     listing = "".join(f"{name}\0{digest}\n" for name, digest in files.items())
     return {"family": family, "folder": str(folder), "files": files,
             "sha256": hashlib.sha256(listing.encode()).hexdigest()}
