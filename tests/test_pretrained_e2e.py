@@ -21,7 +21,7 @@ TARGETS = [f"results/tables/{D}/classification.csv", f"results/tables/{D}/genera
 @pytest.fixture(scope="module")
 def pretrained_run(tmp_path_factory):
     work = copy_repository(tmp_path_factory.mktemp("pretrained_smoke"))
-    snakemake(work, *TARGETS, configfile=CONFIG)
+    snakemake(work, "--", *TARGETS, configfile=CONFIG)  # `--`: --configfile takes several values
     return work
 
 
@@ -49,5 +49,5 @@ def test_backend_is_scored_not_trained(pretrained_run):
 
 
 def test_second_run_has_nothing_to_do(pretrained_run):
-    out = snakemake(pretrained_run, "-n", *TARGETS, configfile=CONFIG).stdout
+    out = snakemake(pretrained_run, "-n", "--", *TARGETS, configfile=CONFIG).stdout
     assert "Nothing to be done" in out or "Job stats" not in out, out[-2000:]
