@@ -111,6 +111,16 @@ def script_inputs(name):
     return {"script": script, "code": code}
 
 
+def backend_code(wildcards):
+    """The pretrained backend's own module and every `ibdiv` file it imports. codegraph does not
+    follow backends from the registry (editing one must not retrain the in-house priors), so the
+    rule every backend-loading job depends on (record_checkpoint) declares them itself."""
+    dotted = registry.family(config["datasets"][wildcards.dataset]["backend"]).implementation.partition(":")[0]
+    root = Path(workflow.basedir).resolve()
+    path = root / "src" / (dotted.replace(".", "/") + ".py")
+    return sorted({str(path.relative_to(root)), *(str(f.relative_to(root)) for f in code_files(path, root / "src"))})
+
+
 def all_families():
     """Every family of some dataset, in first-seen order."""
     return list(dict.fromkeys(f for d in DATASETS for f in families_of(d)))

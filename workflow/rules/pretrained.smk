@@ -53,6 +53,8 @@ rule record_checkpoint:
     the class ids of the conditions: the input of every job that loads the backend."""
     input:
         folder=checkpoint_folder,
+        # the backend's code: a real edit reruns every job that loads it (they read backend.json)
+        backend_code=backend_code,
         **script_inputs("record_checkpoint"),
     output:
         "results/{dataset}/backend.json",
