@@ -86,6 +86,7 @@ import torch
 from torch import nn
 
 from ibdiv.backbone import DecodeState, device_of, draw, sampling_log_probs
+from ibdiv.checkpoints import check_pipeline_folder
 from ibdiv.diffusion import heldout_bits_per_token as _absorbing_bound
 from ibdiv.mim import commit_most_confident
 
@@ -102,6 +103,7 @@ CONFIG_FILES = {"vqvae": ("config.json", "VQModel"), "transformer": ("config.jso
                 "scheduler": ("scheduler_config.json", "AmusedScheduler")}
 # Pipelines whose folders share part of this layout, and the backend that reads them.
 OTHER_BACKENDS = {"VQDiffusionPipeline": "vq_diffusion"}
+PIPELINES = ("AmusedPipeline", "AmusedImg2ImgPipeline", "AmusedInpaintPipeline")  # one folder layout
 
 MICRO_CONDITIONING = {"crop_coord": (0, 0), "aesthetic_score": 6}  # the pipeline's defaults
 
@@ -336,33 +338,8 @@ def heldout_bits_per_token(model: AmusedGenerator, tokens, labels, generator: to
 
 def check_folder(folder) -> Path:
     """Raise an error naming the folder and the problem unless it looks like an aMUSEd checkpoint."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"aMUSEd checkpoint folder {folder} does not exist")
-    if (folder / "llamagen.json").is_file():
-        raise ValueError(f"{folder} is a LlamaGen checkpoint (it has llamagen.json), not an aMUSEd one: "
-                         "use the llamagen backend for it")
-    index = folder / "model_index.json"
-    if index.is_file():
-        name = json.loads(index.read_text()).get("_class_name")
-        if not str(name).startswith("Amused"):
-            other = OTHER_BACKENDS.get(name)
-            hint = f": use the {other} backend for it" if other else ""
-            raise ValueError(f"{folder} is a {name} checkpoint (model_index.json), not an aMUSEd one "
-                             f"(AmusedPipeline){hint}")
-    missing = [s for s in SUBFOLDERS if not (folder / s).is_dir()]
-    if missing:
-        raise FileNotFoundError(f"{folder}: missing subfolder(s) {missing} of an aMUSEd checkpoint "
-                                f"(expected {list(SUBFOLDERS)}, the layout AmusedPipeline.save_pretrained writes)")
-    for sub, (file, expected) in CONFIG_FILES.items():
-        path = folder / sub / file
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: {folder / sub} is not a saved {expected}")
-        name = json.loads(path.read_text()).get("_class_name")
-        if name != expected:
-            raise ValueError(f"{path} describes a {name}, not the {expected} of an aMUSEd checkpoint: "
-                             f"{folder} is not an aMUSEd checkpoint")
-    return folder
+    return check_pipeline_folder(folder, described="an aMUSEd", pipelines=PIPELINES, subfolders=SUBFOLDERS,
+                                 config_files=CONFIG_FILES, other_backends=OTHER_BACKENDS)
 
 
 def load_checkpoint(folder, device="cpu", prompts=()) -> AmusedGenerator:

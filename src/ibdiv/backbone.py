@@ -109,7 +109,8 @@ class Block(nn.Module):
 class TokenPrior(nn.Module):
     """The ids every class-conditional prior over K codes shares (what the sampler reads): codes
     0..K-1, MASK = K right after them, classes 0..C-1 and the NULL class C (CFG's unconditional
-    branch) right after them. Its ``config`` has ``vocab_size`` and ``n_classes``."""
+    branch) right after them; and the KV-cached step of a causal one (the AR process). Its
+    ``config`` has ``vocab_size`` and ``n_classes``."""
 
     @property
     def vocab_size(self) -> int:
@@ -122,6 +123,20 @@ class TokenPrior(nn.Module):
     @property
     def null_class(self) -> int:
         return self.config.n_classes
+
+    def forward_step(self, new_tokens, classes, cache: KVCache, *, cond_override=None,
+                     code_table=None) -> torch.Tensor:
+        """Feed ``new_tokens`` (n, m) after what ``cache`` holds; logits (n, K) of the next token.
+
+        On an empty cache the class prefix is fed first, so ``new_tokens`` may have m = 0. The
+        subclass provides ``embed_tokens``, ``condition`` and ``_run`` (its blocks from a position).
+        """
+        assert getattr(self.config, "causal", True), "the KV cache only makes sense for a causal prior"
+        start = cache.length
+        x = self.embed_tokens(new_tokens, code_table)
+        if start == 0:
+            x = torch.cat([self.condition(classes, cond_override)[:, None], x], dim=1)
+        return self._run(x, start, cache)[:, -1]
 
 
 class Backbone(TokenPrior):
@@ -194,20 +209,6 @@ class Backbone(TokenPrior):
             return self._run(x, start=0)
         x = torch.cat([cond, self.embed_tokens(tokens, code_table)], dim=1)
         return self._run(x, start=0)[:, 1:]
-
-    # --- incremental causal pass (AR sampling) ------------------------------------------
-    def forward_step(self, new_tokens, classes, cache: KVCache, *, cond_override=None,
-                     code_table=None) -> torch.Tensor:
-        """Feed ``new_tokens`` (n, m) after what ``cache`` holds; logits (n, K) of the next token.
-
-        On an empty cache the class prefix is fed first, so ``new_tokens`` may have m = 0.
-        """
-        assert self.config.causal, "the KV cache only makes sense for the causal backbone"
-        start = cache.length
-        x = self.embed_tokens(new_tokens, code_table)
-        if start == 0:
-            x = torch.cat([self.condition(classes, cond_override)[:, None], x], dim=1)
-        return self._run(x, start, cache)[:, -1]
 
 
 def _init_weights(module: nn.Module) -> None:

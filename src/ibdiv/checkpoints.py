@@ -10,6 +10,7 @@ jobs reading the checkpoint depend on.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 from ibdiv import registry
@@ -30,3 +31,40 @@ def record(folder, family: str) -> dict:
     return {"family": family, "folder": str(folder), "files": files,
             "sha256": hashlib.sha256(listing.encode()).hexdigest()}
 
+
+
+def check_pipeline_folder(folder, *, described: str, pipelines: tuple[str, ...], subfolders: tuple[str, ...],
+                          config_files: dict, other_backends: dict) -> Path:
+    """Raise an error naming the folder and the problem unless it is a saved diffusers pipeline
+    of this backend: no other backend's marker (llamagen.json, another pipeline in
+    model_index.json, named with the backend that reads it), every component subfolder present,
+    each `config_files` entry {subfolder: (file, class)} naming its class. `described` is the
+    backend as a sentence says it ("an aMUSEd"); `pipelines[0]` is the one save_pretrained writes."""
+    folder = Path(folder)
+    name = described.split(" ", 1)[1]
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{name} checkpoint folder {folder} does not exist")
+    if (folder / "llamagen.json").is_file():
+        raise ValueError(f"{folder} is a LlamaGen checkpoint (it has llamagen.json), not {described} one: "
+                         "use the llamagen backend for it")
+    index = folder / "model_index.json"
+    if index.is_file():
+        found = json.loads(index.read_text()).get("_class_name")
+        if found not in pipelines:
+            other = other_backends.get(found)
+            hint = f": use the {other} backend for it" if other else ""
+            raise ValueError(f"{folder} is a {found} checkpoint (model_index.json), not {described} one "
+                             f"({pipelines[0]}){hint}")
+    missing = [s for s in subfolders if not (folder / s).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{folder}: missing subfolder(s) {missing} of {described} checkpoint "
+                                f"(expected {list(subfolders)}, the layout {pipelines[0]}.save_pretrained writes)")
+    for sub, (file, expected) in config_files.items():
+        path = folder / sub / file
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: {folder / sub} is not a saved {expected}")
+        found = json.loads(path.read_text()).get("_class_name")
+        if found != expected:
+            raise ValueError(f"{path} describes a {found}, not the {expected} of {described} checkpoint: "
+                             f"{folder} is not {described} checkpoint")
+    return folder

@@ -306,15 +306,7 @@ class GPT(TokenPrior):  # MASK = K: a placeholder for uncommitted positions, nev
         x = torch.cat([cond, self.embed_tokens(tokens[:, :-1], code_table)], dim=1)
         return self._run(x, 0, None)
 
-    def forward_step(self, new_tokens, classes, cache: KVCache, *, cond_override=None,
-                     code_table=None) -> torch.Tensor:
-        """Feed ``new_tokens`` (n, m) after what ``cache`` holds; logits (n, K) of the next token.
-        On an empty cache the class token goes first (m may be 0): the reference's prefill."""
-        start = cache.length
-        x = self.embed_tokens(new_tokens, code_table)
-        if start == 0:
-            x = torch.cat([self.condition(classes, cond_override)[:, None], x], dim=1)
-        return self._run(x, start, cache)[:, -1]
+    # forward_step (the KV-cached AR step) is TokenPrior's: the same embed_tokens / condition / _run
 
 
 def _init_weights(module: nn.Module) -> None:

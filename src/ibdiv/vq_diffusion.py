@@ -100,15 +100,15 @@ trained mask ratio matches each row's masked fraction.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ibdiv.amused import TINY_TEXT_LENGTH, tiny_tokenizer
+from ibdiv.amused import PIPELINES as AMUSED_PIPELINES, TINY_TEXT_LENGTH, tiny_tokenizer
 from ibdiv.backbone import DecodeState, device_of, uniform
+from ibdiv.checkpoints import check_pipeline_folder
 from ibdiv.diffusion import heldout_bits_per_token as _absorbing_bound
 
 FAMILY = "vq_diffusion"
@@ -123,7 +123,7 @@ SUBFOLDERS = ("vqvae", "transformer", "scheduler", "text_encoder", "tokenizer", 
 CONFIG_FILES = {"vqvae": ("config.json", "VQModel"), "transformer": ("config.json", "Transformer2DModel"),
                 "scheduler": ("scheduler_config.json", "VQDiffusionScheduler"),
                 EMBEDDINGS: ("config.json", "LearnedClassifierFreeSamplingEmbeddings")}
-OTHER_BACKENDS = {"AmusedPipeline": "amused", "AmusedImg2ImgPipeline": "amused", "AmusedInpaintPipeline": "amused"}
+OTHER_BACKENDS = {name: "amused" for name in AMUSED_PIPELINES}
 
 LOG_ZERO_CLAMP = -70.0  # pipeline L279
 GUMBEL_EPS = 1e-30  # scheduling_vq_diffusion.gumbel_noised
@@ -364,33 +364,8 @@ def heldout_bits_per_token(model: VQDiffusionGenerator, tokens, labels, generato
 
 def check_folder(folder) -> Path:
     """Raise an error naming the folder and the problem unless it looks like a VQ-Diffusion checkpoint."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"VQ-Diffusion checkpoint folder {folder} does not exist")
-    if (folder / "llamagen.json").is_file():
-        raise ValueError(f"{folder} is a LlamaGen checkpoint (it has llamagen.json), not a VQ-Diffusion one: "
-                         "use the llamagen backend for it")
-    index = folder / "model_index.json"
-    if index.is_file():
-        name = json.loads(index.read_text()).get("_class_name")
-        if name != "VQDiffusionPipeline":
-            other = OTHER_BACKENDS.get(name)
-            hint = f": use the {other} backend for it" if other else ""
-            raise ValueError(f"{folder} is a {name} checkpoint (model_index.json), not a VQ-Diffusion one "
-                             f"(VQDiffusionPipeline){hint}")
-    missing = [s for s in SUBFOLDERS if not (folder / s).is_dir()]
-    if missing:
-        raise FileNotFoundError(f"{folder}: missing subfolder(s) {missing} of a VQ-Diffusion checkpoint "
-                                f"(expected {list(SUBFOLDERS)}, the layout VQDiffusionPipeline.save_pretrained writes)")
-    for sub, (file, expected) in CONFIG_FILES.items():
-        path = folder / sub / file
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: {folder / sub} is not a saved {expected}")
-        name = json.loads(path.read_text()).get("_class_name")
-        if name != expected:
-            raise ValueError(f"{path} describes a {name}, not the {expected} of a VQ-Diffusion checkpoint: "
-                             f"{folder} is not a VQ-Diffusion checkpoint")
-    return folder
+    return check_pipeline_folder(folder, described="a VQ-Diffusion", pipelines=("VQDiffusionPipeline",),
+                                 subfolders=SUBFOLDERS, config_files=CONFIG_FILES, other_backends=OTHER_BACKENDS)
 
 
 def load_checkpoint(folder, device="cpu", prompts=()) -> VQDiffusionGenerator:
