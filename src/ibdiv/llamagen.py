@@ -458,9 +458,6 @@ def _load_state(model: nn.Module, path: Path, allowed_unexpected: set[str]) -> N
 # The DAG's backend interface (ibdiv.pretrained reads the same names from every backend module)
 # ----------------------------------------------------------------------------------------------
 
-CONDITION = "class_id"  # what each configured condition names: a class of the checkpoint (ImageNet)
-
-
 def load_conditioned(folder, conditions: list[int], device="cpu") -> GPT:
     """The generator whose class i samples the checkpoint's class ``conditions[i]``, the null row
     kept last: the DAG's labels 0..C-1 are the configured conditions, and condition noise (I2)
@@ -508,6 +505,9 @@ def build_tiny(folder, seed: int, n_classes: int, sizes: dict) -> Path:
     """A random checkpoint of this architecture at ``sizes`` ({"grid", "vq": VQConfig fields,
     "gpt": GPT sizes, optional "output_std"}), written by ``save_checkpoint``. The head and class
     table are drawn wider than the 0.02 init so a random model's logits are not near-uniform."""
+    unknown = sorted(set(sizes) - {"grid", "vq", "gpt", "output_std"})
+    if unknown:
+        raise ValueError(f"tiny llamagen sizes: unknown keys {unknown} (known: grid, vq, gpt, output_std)")
     torch.manual_seed(seed)
     vq_cfg = VQConfig(**sizes["vq"])
     gpt = GPT.build(vq_cfg.codebook_size, sizes["grid"] ** 2, n_classes, sizes["gpt"])

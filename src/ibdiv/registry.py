@@ -49,6 +49,7 @@ class Family:
     model: str = "prior"
     points: tuple[str, ...] = POINTS
     source: str | None = None  # a "tokenizer" family exists on the datasets of this source only
+    condition: str | None = None  # a "checkpoint" family: what each configured condition names for it
 
 
 @dataclass(frozen=True)
@@ -78,18 +79,20 @@ _BUILT_IN = (
     # LlamaGen c2i (DESIGN §12): an AR transformer with exact per-token log-probs; its class table
     # and input code table are what I2 and I3 perturb. Learned, but not by the DAG: no training_loss.
     Family("llamagen", "ibdiv.llamagen", learned=False, exact_likelihood=True, perturbable=True,
-           knobs=("temperature", "top_k", "top_p", "cfg_scale", "kv_cache"), model="checkpoint"),
+           knobs=("temperature", "top_k", "top_p", "cfg_scale", "kv_cache"), model="checkpoint",
+           condition="class_id"),
     # aMUSEd (DESIGN §12): MIM on diffusers components, prompts as conditions; I2 perturbs the
     # prompt's text encodings, I3 the transformer's input code rows (ibdiv.amused). Held-out bits:
     # the absorbing ELBO bound, as the in-house MIM. Learned, but not by the DAG: no training_loss.
     Family("amused", "ibdiv.amused", learned=False, exact_likelihood=False, perturbable=True,
-           knobs=("steps", "cfg_scale", "choice_temperature", "temperature"), model="checkpoint"),
+           knobs=("steps", "cfg_scale", "choice_temperature", "temperature"), model="checkpoint",
+           condition="prompt"),
     # VQ-Diffusion ITHQ (DESIGN §12): discrete diffusion on diffusers components, prompts as
     # conditions, the scheduler's fixed 100 steps (no steps knob); top_p is the pipeline's
     # truncation_rate. I2 perturbs the normalised prompt states, I3 the transformer's input code
     # rows (ibdiv.vq_diffusion). Held-out bits: the absorbing ELBO bound. No training_loss.
     Family("vq_diffusion", "ibdiv.vq_diffusion", learned=False, exact_likelihood=False, perturbable=True,
-           knobs=("cfg_scale", "top_p", "temperature"), model="checkpoint"),
+           knobs=("cfg_scale", "top_p", "temperature"), model="checkpoint", condition="prompt"),
 )
 BUILT_IN = {f.name: f for f in _BUILT_IN}
 CONFIGURABLE = tuple(f.name for f in _BUILT_IN if f.model == "prior")  # may appear under `families`, trained

@@ -217,9 +217,9 @@ def save_tokenizer(path, model: VQVAE) -> None:
 
 def load_tokenizer(path) -> VQVAE:
     """The dataset's tokenizer; for a `source: pretrained` dataset the file is a pointer to the
-    backend's VQ, loaded behind this interface (ibdiv.pretrained.BackendTokenizer)."""
-    from ibdiv import pretrained
+    backend's VQ, loaded behind this interface (ibdiv.backend_vq)."""
+    from ibdiv import backend_vq
 
-    if pretrained.is_tokenizer_pointer(path):
-        return pretrained.load_tokenizer_pointer(path)
+    if backend_vq.is_pointer(path):
+        return backend_vq.load_pointer(path)
     return load_checkpoint(path, VQVAE, TokenizerConfig)

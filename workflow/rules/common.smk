@@ -84,14 +84,10 @@ def condition_folders(dataset):
     return [c["images"] for c in spec["conditions"]]
 
 
-def prepare_inputs(wildcards):
-    """What prepare_data reads beside its code: the condition folders and backend.json of a
-    pretrained dataset (the backend's VQ image size), nothing for an in-house source."""
+def condition_images(wildcards):
+    """What prepare_pretrained_data reads: the demo renders' folder, or each condition's folder."""
     d = wildcards.dataset
-    if d not in PRETRAINED:
-        return {}
-    return {"images": f"data/pretrained/{d}/images" if "render_shapes" in config["datasets"][d] else [],
-            "backend": f"results/{d}/backend.json"}
+    return [f"data/pretrained/{d}/images"] if "render_shapes" in config["datasets"][d] else condition_folders(d)
 
 
 def checkpoint_folder(wildcards):
@@ -283,18 +279,3 @@ def unit_files(wildcards):
 
 def oracle_outputs(dataset):
     return [f"results/tables/{dataset}/oracle_validation.csv"] if "oracle" in families_of(dataset) else []
-
-
-def tiny_n_classes(dataset):
-    """Classes of a tiny checkpoint: its `num_classes` size, else one more than the largest class id."""
-    spec = config["datasets"][dataset]
-    return spec["checkpoint"]["tiny"].get("num_classes", max(c["class_id"] for c in spec["conditions"]) + 1)
-
-
-def render_size(dataset):
-    """Demo images are drawn at the tiny VQ's image size (grid x its downsampling), else at image_size."""
-    spec = config["datasets"][dataset]
-    ckpt = spec["checkpoint"]
-    if isinstance(ckpt, dict):
-        return ckpt["tiny"]["grid"] * 2 ** (len(ckpt["tiny"]["vq"]["ch_mult"]) - 1)
-    return spec["image_size"]

@@ -3,13 +3,14 @@
 
 rule prepare_data:
     input:
-        unpack(prepare_inputs),  # a pretrained dataset's condition folders and backend.json
         **script_inputs("prepare_data"),
     output:
         "data/prepared/{dataset}.npz",
     params:
         spec=dataset_source,
         seed=config["seed"],
+    wildcard_constraints:
+        dataset="|".join(IN_HOUSE) or "NO_DATASET",  # pretrained datasets: prepare_pretrained_data
     log:
         logfile("prepare_data"),
     benchmark:

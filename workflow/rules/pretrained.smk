@@ -1,7 +1,8 @@
-# Pretrained backends (DESIGN §12, issue 13; first cut: llamagen): a `source: pretrained` dataset
-# gets its checkpoint (a tiny random one built here, or the configured folder) recorded in
-# results/{dataset}/backend.json, which every job loading the backend takes as input; its
-# "tokenizer" is a pointer to the backend's VQ; its generator is not trained but scored.
+# Pretrained backends (DESIGN §12; llamagen, amused, vq_diffusion): a `source: pretrained`
+# dataset gets its checkpoint (a tiny random one built here, or the configured folder) checked and
+# recorded in results/{dataset}/backend.json, which every job loading the backend takes as input;
+# its real images come from one folder per condition; its "tokenizer" is a pointer to the
+# backend's VQ; its generator is not trained but scored. Everything downstream is the in-house DAG.
 
 
 rule build_tiny_checkpoint:
@@ -11,9 +12,7 @@ rule build_tiny_checkpoint:
     output:
         directory("data/pretrained/{dataset}/checkpoint"),
     params:
-        backend=lambda w: config["datasets"][w.dataset]["backend"],
-        tiny=lambda w: config["datasets"][w.dataset]["checkpoint"]["tiny"],
-        n_classes=lambda w: tiny_n_classes(w.dataset),
+        spec=lambda w: config["datasets"][w.dataset],
         seed=config["seed"],
     wildcard_constraints:
         dataset="|".join(PRETRAINED) or "NO_DATASET",
@@ -35,7 +34,7 @@ rule render_condition_images:
     params:
         names=lambda w: [c["name"] for c in config["datasets"][w.dataset]["conditions"]],
         n_per_condition=lambda w: config["datasets"][w.dataset]["render_shapes"]["n_per_condition"],
-        image_size=lambda w: render_size(w.dataset),
+        image_size=lambda w: config["datasets"][w.dataset]["image_size"],  # resized to the VQ's size when prepared
         seed=config["seed"],
     wildcard_constraints:
         dataset="|".join(PRETRAINED) or "NO_DATASET",
@@ -50,7 +49,7 @@ rule render_condition_images:
 
 rule record_checkpoint:
     """The checkpoint folder checked by the backend and hashed (ibdiv.checkpoints.record), with
-    the class ids of the conditions: the input of every job that loads the backend."""
+    the conditions as the backend reads them: the input of every job that loads the backend."""
     input:
         folder=checkpoint_folder,
         # the backend's code: a real edit reruns every job that loads it (they read backend.json)
@@ -59,9 +58,7 @@ rule record_checkpoint:
     output:
         "results/{dataset}/backend.json",
     params:
-        backend=lambda w: config["datasets"][w.dataset]["backend"],
-        class_ids=lambda w: [c["class_id"] for c in config["datasets"][w.dataset]["conditions"]],
-        image_size=lambda w: config["datasets"][w.dataset]["image_size"],
+        spec=lambda w: config["datasets"][w.dataset],
     wildcard_constraints:
         dataset="|".join(PRETRAINED) or "NO_DATASET",
     log:
@@ -73,8 +70,31 @@ rule record_checkpoint:
         "../scripts/record_checkpoint.py"
 
 
+rule prepare_pretrained_data:
+    """The real images of every condition: grey at image_size (the classifier), RGB at the
+    backend VQ's size (the reference tokens); the held-out split as for in-house data."""
+    input:
+        images=condition_images,
+        backend="results/{dataset}/backend.json",
+        **script_inputs("prepare_pretrained_data"),
+    output:
+        "data/prepared/{dataset}.npz",
+    params:
+        spec=dataset_source,
+        seed=config["seed"],
+    wildcard_constraints:
+        dataset="|".join(PRETRAINED) or "NO_DATASET",
+    log:
+        logfile("prepare_pretrained_data"),
+    threads: 1
+    conda:
+        "../../envs/ibdiv.yaml"
+    script:
+        "../scripts/prepare_pretrained_data.py"
+
+
 rule backend_tokenizer:
-    """The dataset's tokenizer file: a pointer to the backend's VQ (ibdiv.pretrained), so every
+    """The dataset's tokenizer file: a pointer to the backend's VQ (ibdiv.backend_vq), so every
     rule reading results/{dataset}/tokenizer/model.pt works unchanged."""
     input:
         backend="results/{dataset}/backend.json",

@@ -4,5 +4,5 @@ from ibdiv.runlog import job
 
 p = snakemake.params
 with job(snakemake.log[0], snakemake.threads) as log:
-    folder = pretrained.build_tiny_checkpoint(snakemake.output[0], p.backend, p.tiny, p.n_classes, p.seed)
-    log.info("tiny %s checkpoint (%d classes) in %s", p.backend, p.n_classes, folder)
+    folder = pretrained.build_tiny_checkpoint(snakemake.output[0], p.spec, p.seed)
+    log.info("tiny %s checkpoint in %s", p.spec["backend"], folder)

@@ -5,15 +5,7 @@ from ibdiv.runlog import job
 
 with job(snakemake.log[0], snakemake.threads) as log:
     spec, seed = snakemake.params.spec, snakemake.params.seed
-    extra = {}
-    if spec["source"] == "pretrained":  # real images per condition: grey for the classifier, rgb for the backend's VQ
-        from ibdiv import pretrained
-        from ibdiv.io import load_json
-
-        backend = load_json(snakemake.input.backend)
-        dataset, extra["rgb"] = pretrained.load_prepared_source(spec, backend)
-    else:
-        dataset = data.load_source(spec, derive_seed(seed, snakemake.wildcards.dataset, "data"))
+    dataset = data.load_source(spec, derive_seed(seed, snakemake.wildcards.dataset, "data"))
     heldout = data.stratified_split(dataset.labels, spec["heldout_fraction"], derive_seed(seed, snakemake.wildcards.dataset, "split"))
     log.info("%d images %s, %d classes, %d held out", len(dataset.labels), dataset.images.shape[1:], dataset.n_classes, heldout.sum())
-    data.save_prepared(snakemake.output[0], dataset, heldout, **extra)
+    data.save_prepared(snakemake.output[0], dataset, heldout)
