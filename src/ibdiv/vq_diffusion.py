@@ -100,6 +100,8 @@ trained mask ratio matches each row's masked fraction.
 """
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -253,14 +255,9 @@ class VQDiffusionGenerator(nn.Module):
         return out
 
     # --- decoding -----------------------------------------------------------------------------
-    @torch.no_grad()
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """Token grids (n, N) -> images (n, 3, H, W) in [0, 1], as the pipeline decodes (L288-293)."""
-        n, g, vq = tokens.shape[0], self.config.grid, self.vqvae
-        shape = (n, g, g, vq.config.vq_embed_dim)
-        embeddings = vq.quantize.get_codebook_entry(tokens.to(device_of(vq)), shape=shape)
-        image = vq.decode(embeddings, force_not_quantize=True).sample
-        return (image / 2 + 0.5).clamp(0, 1)
+        return vq_decode(self.vqvae, tokens)
 
 
 PRIOR = VQDiffusionGenerator
@@ -465,3 +462,68 @@ def save_tiny_checkpoint(folder, seed: int = 0, num_train_timesteps: int = 100) 
         f.unlink()
     (folder / "_vocab").rmdir()
     return folder
+
+
+# ----------------------------------------------------------------------------------------------
+# The DAG's backend interface (ibdiv.pretrained reads the same names from every backend module)
+# ----------------------------------------------------------------------------------------------
+
+CONDITION = "prompt"  # what each configured condition names: a text prompt
+
+
+def load_conditioned(folder, conditions: list[str], device="cpu") -> VQDiffusionGenerator:
+    """The generator whose class i samples the prompt ``conditions[i]``: the DAG's labels 0..C-1
+    are the configured prompts, and condition noise (I2) scales to their encodings only."""
+    if not conditions or not all(isinstance(c, str) and c for c in conditions):
+        raise ValueError(f"{folder}: conditions {conditions!r} are not a non-empty list of non-empty prompts")
+    return load_checkpoint(folder, device, prompts=list(conditions))
+
+
+def _config(folder, sub: str) -> dict:
+    return json.loads((check_folder(folder) / sub / "config.json").read_text())
+
+
+def token_grid(folder) -> int:
+    """The side of the generator's token grid (the transformer's sample_size, its height and
+    width), from the folder's config files (no weights read)."""
+    return _config(folder, "transformer")["sample_size"]
+
+
+def vq_image_size(folder) -> int:
+    """The side of the images the VQ encodes to ``token_grid`` codes a side (the grid times the
+    VQ's downsampling factor, 2 ** (levels - 1))."""
+    return token_grid(folder) * 2 ** (len(_config(folder, "vqvae")["block_out_channels"]) - 1)
+
+
+@torch.no_grad()
+def vq_encode(vq, images: torch.Tensor) -> torch.Tensor:
+    """RGB (n, 3, S, S) in [0, 1] -> codes (n, N) in raster order. The VQ works in [-1, 1] (the
+    pipeline maps its output with ``image / 2 + 0.5``), so the images go in as ``2 x - 1``."""
+    latents = vq.encode((images * 2 - 1).to(device_of(vq), vq.dtype)).latents
+    return vq.quantize(latents)[2][2].reshape(len(images), -1)
+
+
+@torch.no_grad()
+def vq_decode(vq, codes: torch.Tensor) -> torch.Tensor:
+    """Codes (n, N) -> RGB (n, 3, S, S) in [0, 1], as VQDiffusionPipeline decodes (L288-293)."""
+    n, g = codes.shape[0], math.isqrt(codes.shape[1])
+    if g * g != codes.shape[1]:
+        raise ValueError(f"{codes.shape[1]} codes per image are not a square grid")
+    embeddings = vq.quantize.get_codebook_entry(codes.to(device_of(vq)), shape=(n, g, g, vq.config.vq_embed_dim))
+    image = vq.decode(embeddings, force_not_quantize=True).sample
+    return (image / 2 + 0.5).clamp(0, 1)
+
+
+def vq_codebook(vq) -> torch.Tensor:
+    """(K, d): the code vectors the quantiser compares (its embedding weight)."""
+    return vq.quantize.embedding.weight.detach()
+
+
+def build_tiny(folder, seed: int, n_classes: int, sizes: dict) -> Path:
+    """A tiny random checkpoint written by ``save_tiny_checkpoint`` (diffusers' test sizes).
+    ``n_classes`` and ``sizes`` are not used: the conditions are prompts, given at load time, and
+    the tiny sizes are fixed; a non-empty ``sizes`` raises ValueError naming its keys."""
+    if sizes:
+        raise ValueError(f"{folder}: the vq_diffusion backend's tiny checkpoint has fixed sizes: "
+                         f"sizes key(s) {sorted(sizes)} cannot be set")
+    return save_tiny_checkpoint(folder, seed)
