@@ -1,4 +1,4 @@
-"""The DAG's backend interface (CONDITION, load_conditioned, token_grid, vq_image_size, vq_encode,
+"""The DAG's backend interface (load_conditioned, token_grid, vq_image_size, vq_encode,
 vq_decode, vq_codebook, build_tiny): the same names and contract in every backend module, checked
 on one tiny random checkpoint per backend, built once per module with the backend's own build_tiny."""
 import hashlib
@@ -61,10 +61,6 @@ def images(n, side, seed=0):
 def codes(n, backend, vq, folder, seed=0):
     K = backend.vq_codebook(vq).shape[0]
     return torch.randint(0, K, (n, backend.token_grid(folder) ** 2), generator=torch.Generator().manual_seed(seed))
-
-
-def test_condition_names_what_the_conditions_are(name, backend):
-    assert backend.CONDITION == ("class_id" if name == "llamagen" else "prompt")
 
 
 def test_grid_and_image_size_from_configs_match_the_loaded_models(backend, folder, generator, vq):

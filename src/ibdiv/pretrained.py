@@ -4,7 +4,7 @@ A `datasets.<name>` entry with `source: pretrained` names a backend (a registry 
 model is "checkpoint": llamagen, amused, vq_diffusion), its checkpoint (a local folder, or
 `{tiny: sizes}` for a random model the DAG builds) and `conditions`: [{name, class_id | prompt,
 images}]. Condition i of the list is the DAG's class label i everywhere (token caches,
-classifier, tables); what it names for the backend (`module.CONDITION`: an ImageNet class id, a
+classifier, tables); what it names for the backend (an ImageNet class id, a
 prompt: the registry's `Family.condition`) is applied when the generator loads
 (`module.load_conditioned`).
 

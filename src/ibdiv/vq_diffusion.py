@@ -468,8 +468,6 @@ def save_tiny_checkpoint(folder, seed: int = 0, num_train_timesteps: int = 100) 
 # The DAG's backend interface (ibdiv.pretrained reads the same names from every backend module)
 # ----------------------------------------------------------------------------------------------
 
-CONDITION = "prompt"  # what each configured condition names: a text prompt
-
 
 def load_conditioned(folder, conditions: list[str], device="cpu") -> VQDiffusionGenerator:
     """The generator whose class i samples the prompt ``conditions[i]``: the DAG's labels 0..C-1
