@@ -21,7 +21,7 @@ settings.load_profile("ibdiv")
 
 ROOT = Path(__file__).resolve().parents[1]
 COPIED = ["Snakefile", "workflow", "src", "profiles", "envs", "scripts", "config.yaml", "config.smoke.yaml",
-          "config.quick.yaml", "config.pretrained-smoke.yaml", ".gitignore", "pyproject.toml"]
+          "config.quick.yaml", "config.pretrained-smoke.yaml", "config.pretrained.yaml", ".gitignore", "pyproject.toml"]
 
 
 def snakemake(workdir, *args, check=True, configfile="config.smoke.yaml"):

@@ -148,3 +148,17 @@ def test_in_house_jobs_do_not_depend_on_the_backends(script):
     backend module and not ibdiv.pretrained (only the backend_vq adapter, whose pointer check they run)."""
     files = {p.name for p in codegraph.code_files(ROOT / "workflow" / "scripts" / f"{script}.py", ROOT / "src")}
     assert not files & {"llamagen.py", "llamagen_vq.py", "amused.py", "vq_diffusion.py", "pretrained.py", "checkpoints.py"}
+
+
+def test_the_gpu_config_left_unfilled_stops_at_once_naming_what_to_fill_in(tmp_path):
+    from conftest import copy_repository, snakemake
+
+    work = copy_repository(tmp_path)
+    proc = snakemake(work, "-n", check=False, configfile="config.pretrained.yaml")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    for dataset, folder in (("imagenet_llamagen", "a LlamaGen folder"), ("imagenet_amused", "amused/amused-256"),
+                            ("imagenet_vq_diffusion", "microsoft/vq-diffusion-ithq")):
+        assert f"datasets.{dataset}.checkpoint is not set: fill in the path of" in out and folder in out
+        assert f"datasets.{dataset}.conditions[0] (goldfish).images is not set" in out
+    assert "Job stats" not in out  # nothing planned, nothing run

@@ -90,6 +90,17 @@ def condition_images(wildcards):
     return [f"data/pretrained/{d}/images"] if "render_shapes" in config["datasets"][d] else condition_folders(d)
 
 
+def checkpoint_stamp(wildcards):
+    """Sizes and mtimes of a configured checkpoint folder's files (a param of record_checkpoint: a
+    file replaced in place reruns the record); none for the tiny folder the DAG builds itself."""
+    ckpt = config["datasets"][wildcards.dataset]["checkpoint"]
+    if isinstance(ckpt, dict):
+        return []
+    from ibdiv.checkpoints import stamp  # numpy via ibdiv.io: only where a pretrained dataset is configured
+
+    return stamp(ckpt)
+
+
 def checkpoint_folder(wildcards):
     """A pretrained dataset's checkpoint folder: the tiny one the DAG builds, or the configured one."""
     ckpt = config["datasets"][wildcards.dataset]["checkpoint"]

@@ -59,6 +59,7 @@ rule record_checkpoint:
         "results/{dataset}/backend.json",
     params:
         spec=lambda w: config["datasets"][w.dataset],
+        stamp=checkpoint_stamp,
     wildcard_constraints:
         dataset="|".join(PRETRAINED) or "NO_DATASET",
     log:
@@ -123,6 +124,7 @@ rule score_checkpoint:
         metrics="results/{dataset}/priors/{family}/seed{seed}/metrics.json",
     params:
         device=DEVICE,
+        seed=config["seed"],
     wildcard_constraints:
         dataset="|".join(PRETRAINED) or "NO_DATASET",
         family="|".join(BACKEND_FAMILIES) or "NO_FAMILY",

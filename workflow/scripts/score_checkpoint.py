@@ -3,6 +3,7 @@ import torch
 
 from ibdiv import devices, probes, registry, tokens
 from ibdiv.io import save_json
+from ibdiv.seeds import derive_seed
 from ibdiv.runlog import job
 
 w = snakemake.wildcards
@@ -12,8 +13,10 @@ with job(snakemake.log[0], snakemake.threads) as log:
     module = registry.implementation(w.family)
     device = next(model.parameters()).device
     with torch.no_grad():
+        # the ELBO bound of MIM / diffusion backends draws masks: from a seeded CPU generator (DESIGN §10)
+        masks = torch.Generator().manual_seed(derive_seed(snakemake.params.seed, w.dataset, w.family, w.seed, "score"))
         bits = float(module.heldout_bits_per_token(model, torch.from_numpy(held.tokens).to(device),
-                                                   torch.from_numpy(held.labels).to(device)))
+                                                   torch.from_numpy(held.labels).to(device), masks))
     metrics = {"family": w.family, "seed": int(w.seed), "heldout_bits_per_token": bits,
                "n_parameters": sum(p.numel() for p in model.parameters()),
                "likelihood": "exact NLL" if registry.family(w.family).exact_likelihood else "ELBO bound",
