@@ -86,7 +86,7 @@ import torch
 from torch import nn
 
 from ibdiv.backbone import DecodeState, device_of, draw, sampling_log_probs
-from ibdiv.checkpoints import check_pipeline_folder
+from ibdiv.checkpoints import check_pipeline_folder, checked_prompts, fixed_tiny_sizes, pipeline_sizes
 from ibdiv.diffusion import heldout_bits_per_token as _absorbing_bound
 from ibdiv.mim import commit_most_confident
 
@@ -444,25 +444,17 @@ def save_tiny_checkpoint(folder, seed: int = 0) -> Path:
 def load_conditioned(folder, conditions: list[str], device="cpu") -> AmusedGenerator:
     """The generator whose class i samples the prompt ``conditions[i]``: the DAG's labels 0..C-1
     are the configured prompts, and condition noise (I2) scales to their encodings only."""
-    if not conditions or not all(isinstance(c, str) and c for c in conditions):
-        raise ValueError(f"{folder}: conditions {conditions!r} are not a non-empty list of non-empty prompts")
-    return load_checkpoint(folder, device, prompts=list(conditions))
-
-
-def _config(folder, sub: str) -> dict:
-    return json.loads((check_folder(folder) / sub / "config.json").read_text())
+    return load_checkpoint(folder, device, prompts=checked_prompts(folder, conditions))
 
 
 def token_grid(folder) -> int:
-    """The side of the generator's token grid (the transformer's sample_size), from the folder's
-    config files (no weights read)."""
-    return _config(folder, "transformer")["sample_size"]
+    """The side of the generator's token grid (the transformer's sample_size; no weights read)."""
+    return pipeline_sizes(check_folder(folder))[0]
 
 
 def vq_image_size(folder) -> int:
-    """The side of the images the VQ encodes to ``token_grid`` codes a side (the grid times the
-    VQ's downsampling factor, as AmusedPipeline's vae_scale_factor)."""
-    return token_grid(folder) * 2 ** (len(_config(folder, "vqvae")["block_out_channels"]) - 1)
+    """The side of the images the VQ encodes to ``token_grid`` codes a side."""
+    return pipeline_sizes(check_folder(folder))[1]
 
 
 def _working(vq):
@@ -498,9 +490,7 @@ def vq_codebook(vq) -> torch.Tensor:
 
 def build_tiny(folder, seed: int, n_classes: int, sizes: dict) -> Path:
     """A tiny random checkpoint written by ``save_tiny_checkpoint`` (diffusers' test sizes).
-    ``n_classes`` and ``sizes`` are not used: the conditions are prompts, given at load time, and
-    the tiny sizes are fixed; a non-empty ``sizes`` raises ValueError naming its keys."""
-    if sizes:
-        raise ValueError(f"{folder}: the amused backend's tiny checkpoint has fixed sizes: "
-                         f"sizes key(s) {sorted(sizes)} cannot be set")
+    ``n_classes`` is not used (the conditions are prompts, given at load time); ``sizes`` must be
+    empty (the sizes are fixed)."""
+    fixed_tiny_sizes(folder, FAMILY, sizes)
     return save_tiny_checkpoint(folder, seed)

@@ -85,3 +85,26 @@ def check_pipeline_folder(folder, *, described: str, pipelines: tuple[str, ...],
             raise ValueError(f"{path} describes a {found}, not the {expected} of {described} checkpoint: "
                              f"{folder} is not {described} checkpoint")
     return folder
+
+
+def pipeline_sizes(folder: Path) -> tuple[int, int]:
+    """(token grid side, VQ image side) of a checked diffusers pipeline folder, from its config
+    files (no weights read): the transformer's sample_size, times the VQ's downsampling factor
+    2 ** (levels - 1) (the pipelines' vae_scale_factor)."""
+    config = lambda sub: json.loads((Path(folder) / sub / "config.json").read_text())
+    grid = int(config("transformer")["sample_size"])
+    return grid, grid * 2 ** (len(config("vqvae")["block_out_channels"]) - 1)
+
+
+def checked_prompts(folder, conditions) -> list[str]:
+    """The conditions of a text backend: a non-empty list of non-empty prompts."""
+    if not conditions or not all(isinstance(c, str) and c for c in conditions):
+        raise ValueError(f"{folder}: conditions {conditions!r} are not a non-empty list of non-empty prompts")
+    return list(conditions)
+
+
+def fixed_tiny_sizes(folder, backend: str, sizes: dict) -> None:
+    """A text backend's tiny checkpoint has diffusers' test sizes: a config that sets any fails."""
+    if sizes:
+        raise ValueError(f"{folder}: the {backend} backend's tiny checkpoint has fixed sizes: "
+                         f"sizes key(s) {sorted(sizes)} cannot be set")

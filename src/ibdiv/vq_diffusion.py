@@ -100,7 +100,6 @@ trained mask ratio matches each row's masked fraction.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,7 +109,7 @@ from torch import nn
 
 from ibdiv.amused import PIPELINES as AMUSED_PIPELINES, TINY_TEXT_LENGTH, tiny_tokenizer
 from ibdiv.backbone import DecodeState, device_of, uniform
-from ibdiv.checkpoints import check_pipeline_folder
+from ibdiv.checkpoints import check_pipeline_folder, checked_prompts, fixed_tiny_sizes, pipeline_sizes
 from ibdiv.diffusion import heldout_bits_per_token as _absorbing_bound
 
 FAMILY = "vq_diffusion"
@@ -472,25 +471,17 @@ def save_tiny_checkpoint(folder, seed: int = 0, num_train_timesteps: int = 100) 
 def load_conditioned(folder, conditions: list[str], device="cpu") -> VQDiffusionGenerator:
     """The generator whose class i samples the prompt ``conditions[i]``: the DAG's labels 0..C-1
     are the configured prompts, and condition noise (I2) scales to their encodings only."""
-    if not conditions or not all(isinstance(c, str) and c for c in conditions):
-        raise ValueError(f"{folder}: conditions {conditions!r} are not a non-empty list of non-empty prompts")
-    return load_checkpoint(folder, device, prompts=list(conditions))
-
-
-def _config(folder, sub: str) -> dict:
-    return json.loads((check_folder(folder) / sub / "config.json").read_text())
+    return load_checkpoint(folder, device, prompts=checked_prompts(folder, conditions))
 
 
 def token_grid(folder) -> int:
-    """The side of the generator's token grid (the transformer's sample_size, its height and
-    width), from the folder's config files (no weights read)."""
-    return _config(folder, "transformer")["sample_size"]
+    """The side of the generator's token grid (the transformer's sample_size; no weights read)."""
+    return pipeline_sizes(check_folder(folder))[0]
 
 
 def vq_image_size(folder) -> int:
-    """The side of the images the VQ encodes to ``token_grid`` codes a side (the grid times the
-    VQ's downsampling factor, 2 ** (levels - 1))."""
-    return token_grid(folder) * 2 ** (len(_config(folder, "vqvae")["block_out_channels"]) - 1)
+    """The side of the images the VQ encodes to ``token_grid`` codes a side."""
+    return pipeline_sizes(check_folder(folder))[1]
 
 
 @torch.no_grad()
@@ -519,9 +510,7 @@ def vq_codebook(vq) -> torch.Tensor:
 
 def build_tiny(folder, seed: int, n_classes: int, sizes: dict) -> Path:
     """A tiny random checkpoint written by ``save_tiny_checkpoint`` (diffusers' test sizes).
-    ``n_classes`` and ``sizes`` are not used: the conditions are prompts, given at load time, and
-    the tiny sizes are fixed; a non-empty ``sizes`` raises ValueError naming its keys."""
-    if sizes:
-        raise ValueError(f"{folder}: the vq_diffusion backend's tiny checkpoint has fixed sizes: "
-                         f"sizes key(s) {sorted(sizes)} cannot be set")
+    ``n_classes`` is not used (the conditions are prompts, given at load time); ``sizes`` must be
+    empty (the sizes are fixed)."""
+    fixed_tiny_sizes(folder, FAMILY, sizes)
     return save_tiny_checkpoint(folder, seed)
