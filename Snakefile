@@ -45,6 +45,7 @@ wildcard_constraints:
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/tokenizer.smk"
+include: "workflow/rules/pretrained.smk"
 include: "workflow/rules/generators.smk"
 include: "workflow/rules/probes.smk"
 include: "workflow/rules/report.smk"

@@ -26,8 +26,8 @@ K, N, C = 8, 6, 3
 
 def test_schema_families_are_the_registry_s():
     families = SCHEMA["properties"]["families"]
-    assert list(families["properties"]) == list(registry.CONFIGURABLE)
-    not_configured = [f for f in registry.BUILT_IN if f not in registry.CONFIGURABLE]
+    assert list(families["properties"]) == list(registry.CONFIGURABLE) + list(registry.BACKENDS)
+    not_configured = [f for f in registry.BUILT_IN if f not in registry.CONFIGURABLE + registry.BACKENDS]
     assert families["propertyNames"]["not"]["enum"] == not_configured
     for name in ("family", "own_family"):
         assert SCHEMA["$defs"][name]["required"][-2:] == list(registry.POINTS)

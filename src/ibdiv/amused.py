@@ -86,7 +86,7 @@ import torch
 from torch import nn
 
 from ibdiv.backbone import DecodeState, device_of, draw, sampling_log_probs
-from ibdiv.checkpoints import check_pipeline_folder
+from ibdiv.checkpoints import check_pipeline_folder, checked_prompts, fixed_tiny_sizes, pipeline_sizes
 from ibdiv.diffusion import heldout_bits_per_token as _absorbing_bound
 from ibdiv.mim import commit_most_confident
 
@@ -173,9 +173,11 @@ class AmusedGenerator(nn.Module):
         return out.text_embeds, out.hidden_states[-2]
 
     def set_prompts(self, prompts: list[str]) -> None:
-        """Condition c becomes prompts[c]; the negative is the empty prompt (the pipeline's default)."""
+        """Condition c becomes prompts[c]; the negative is the empty prompt (the pipeline's default).
+        One prompt at a time (as the pipeline encodes a single prompt): a prompt's encodings do not
+        depend on the other prompts set (a batched CPU matmul can differ in the last bit)."""
         if prompts:
-            pooled, hidden = self.encode(list(prompts))
+            pooled, hidden = (torch.cat(parts) for parts in zip(*(self.encode([p]) for p in prompts)))
         else:  # no condition yet: empty tables of the right widths
             pooled, hidden = (x[:0] for x in self.encode([""]))
         neg_pooled, neg_hidden = self.encode([""])
@@ -235,16 +237,9 @@ class AmusedGenerator(nn.Module):
         return self.network(tokens, pooled, hidden, code_table)
 
     # --- decoding ---------------------------------------------------------------------------------
-    @torch.no_grad()
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """Token grids (n, N) -> images (n, 3, H, W) in [0, 1], as the pipeline decodes them."""
-        n, g = tokens.shape[0], self.config.grid
-        vq = self.vqvae
-        shape = (n, g, g, vq.config.latent_channels)
-        ids = tokens.reshape(n, g, g).to(device_of(vq))
-        if vq.dtype == torch.float16 and vq.config.force_upcast:  # the VQ-GAN needs float32 (pipeline)
-            vq = vq.float()
-        return vq.decode(ids, force_not_quantize=True, shape=shape).sample.clip(0, 1)
+        return vq_decode(self.vqvae, tokens)
 
 
 PRIOR = AmusedGenerator
@@ -439,3 +434,63 @@ def save_tiny_checkpoint(folder, seed: int = 0) -> Path:
         f.unlink()
     (folder / "_vocab").rmdir()
     return folder
+
+
+# ----------------------------------------------------------------------------------------------
+# The DAG's backend interface (ibdiv.pretrained reads the same names from every backend module)
+# ----------------------------------------------------------------------------------------------
+
+
+def load_conditioned(folder, conditions: list[str], device="cpu") -> AmusedGenerator:
+    """The generator whose class i samples the prompt ``conditions[i]``: the DAG's labels 0..C-1
+    are the configured prompts, and condition noise (I2) scales to their encodings only."""
+    return load_checkpoint(folder, device, prompts=checked_prompts(folder, conditions))
+
+
+def token_grid(folder) -> int:
+    """The side of the generator's token grid (the transformer's sample_size; no weights read)."""
+    return pipeline_sizes(check_folder(folder))[0]
+
+
+def vq_image_size(folder) -> int:
+    """The side of the images the VQ encodes to ``token_grid`` codes a side."""
+    return pipeline_sizes(check_folder(folder))[1]
+
+
+def _working(vq):
+    """The VQ as the pipeline runs it: float32 if it is float16 and asks for upcasting."""
+    return vq.float() if vq.dtype == torch.float16 and vq.config.force_upcast else vq
+
+
+@torch.no_grad()
+def vq_encode(vq, images: torch.Tensor) -> torch.Tensor:
+    """RGB (n, 3, S, S) in [0, 1] -> codes (n, N) in raster order. The VQ sees [0, 1] as is
+    (AmusedImg2ImgPipeline: VaeImageProcessor(do_normalize=False), then
+    ``vqvae.quantize(vqvae.encode(image).latents)[2][2]``)."""
+    vq = _working(vq)
+    latents = vq.encode(images.to(device_of(vq), vq.dtype)).latents
+    return vq.quantize(latents)[2][2].reshape(len(images), -1)
+
+
+@torch.no_grad()
+def vq_decode(vq, codes: torch.Tensor) -> torch.Tensor:
+    """Codes (n, N) -> RGB (n, 3, S, S) in [0, 1], as AmusedPipeline decodes (output clipped)."""
+    n, g = codes.shape[0], math.isqrt(codes.shape[1])
+    if g * g != codes.shape[1]:
+        raise ValueError(f"{codes.shape[1]} codes per image are not a square grid")
+    vq = _working(vq)
+    ids = codes.reshape(n, g, g).to(device_of(vq))
+    return vq.decode(ids, force_not_quantize=True, shape=(n, g, g, vq.config.latent_channels)).sample.clip(0, 1)
+
+
+def vq_codebook(vq) -> torch.Tensor:
+    """(K, d): the code vectors the quantiser compares (its embedding weight)."""
+    return vq.quantize.embedding.weight.detach()
+
+
+def build_tiny(folder, seed: int, n_classes: int, sizes: dict) -> Path:
+    """A tiny random checkpoint written by ``save_tiny_checkpoint`` (diffusers' test sizes).
+    ``n_classes`` is not used (the conditions are prompts, given at load time); ``sizes`` must be
+    empty (the sizes are fixed)."""
+    fixed_tiny_sizes(folder, FAMILY, sizes)
+    return save_tiny_checkpoint(folder, seed)

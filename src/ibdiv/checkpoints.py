@@ -6,6 +6,12 @@ time is spent, and hashes its content: every file's SHA-256 under its path relat
 and one digest over that list. The digest depends on the bytes only, not on timestamps, so a copy
 hashes the same and a replaced checkpoint does not; a rule that writes this record is what the
 jobs reading the checkpoint depend on.
+
+`stamp(folder)` is the cheap part the Snakefile reads while it builds the DAG: each file's size
+and modification time. Snakemake notices an input folder change only when files are added or
+removed (the folder's own mtime), not when one is replaced in place; the stamp, given to the
+recording rule as a param, makes any replaced file rerun the record, and the record's hash decides
+what else reruns.
 """
 from __future__ import annotations
 
@@ -17,14 +23,27 @@ from ibdiv import registry
 from ibdiv.io import file_sha256
 
 
+SNAKEMAKE_MARKER = ".snakemake_timestamp"  # what Snakemake leaves in a directory() output: not content
+
+
+def checkpoint_files(folder) -> list[Path]:
+    return [path for path in sorted(Path(folder).rglob("*")) if path.is_file() and path.name != SNAKEMAKE_MARKER]
+
+
+def stamp(folder) -> list[str]:
+    """"path size mtime_ns" of every file of the folder (empty if it does not exist): no file is read."""
+    folder = Path(folder)
+    return [f"{p.relative_to(folder).as_posix()} {p.stat().st_size} {p.stat().st_mtime_ns}"
+            for p in checkpoint_files(folder)] if folder.is_dir() else []
+
+
 def record(folder, family: str) -> dict:
     """{"family", "folder", "files": {relative path: sha256}, "sha256"} of a checked folder."""
     if registry.family(family).model != "checkpoint":
         raise ValueError(f"family {family!r} is not a pretrained backend (registry model "
                          f"{registry.family(family).model!r}): it has no checkpoint folder")
     folder = Path(registry.implementation(family).check_folder(folder))
-    files = {path.relative_to(folder).as_posix(): file_sha256(path)
-             for path in sorted(folder.rglob("*")) if path.is_file()}
+    files = {path.relative_to(folder).as_posix(): file_sha256(path) for path in checkpoint_files(folder)}
     listing = "".join(f"{name}\0{digest}\n" for name, digest in files.items())
     return {"family": family, "folder": str(folder), "files": files,
             "sha256": hashlib.sha256(listing.encode()).hexdigest()}
@@ -66,3 +85,26 @@ def check_pipeline_folder(folder, *, described: str, pipelines: tuple[str, ...],
             raise ValueError(f"{path} describes a {found}, not the {expected} of {described} checkpoint: "
                              f"{folder} is not {described} checkpoint")
     return folder
+
+
+def pipeline_sizes(folder: Path) -> tuple[int, int]:
+    """(token grid side, VQ image side) of a checked diffusers pipeline folder, from its config
+    files (no weights read): the transformer's sample_size, times the VQ's downsampling factor
+    2 ** (levels - 1) (the pipelines' vae_scale_factor)."""
+    config = lambda sub: json.loads((Path(folder) / sub / "config.json").read_text())
+    grid = int(config("transformer")["sample_size"])
+    return grid, grid * 2 ** (len(config("vqvae")["block_out_channels"]) - 1)
+
+
+def checked_prompts(folder, conditions) -> list[str]:
+    """The conditions of a text backend: a non-empty list of non-empty prompts."""
+    if not conditions or not all(isinstance(c, str) and c for c in conditions):
+        raise ValueError(f"{folder}: conditions {conditions!r} are not a non-empty list of non-empty prompts")
+    return list(conditions)
+
+
+def fixed_tiny_sizes(folder, backend: str, sizes: dict) -> None:
+    """A text backend's tiny checkpoint has diffusers' test sizes: a config that sets any fails."""
+    if sizes:
+        raise ValueError(f"{folder}: the {backend} backend's tiny checkpoint has fixed sizes: "
+                         f"sizes key(s) {sorted(sizes)} cannot be set")

@@ -237,10 +237,12 @@ def stratified_split(labels: np.ndarray, heldout_fraction: float, seed: int) -> 
 
 # ----------------------------------------------------------------------------- prepared files
 
-def save_prepared(path, data: Dataset, heldout: np.ndarray) -> None:
-    """Store images as uint8 (4x smaller; the pipeline's VQ reconstruction error is far larger)."""
+def save_prepared(path, data: Dataset, heldout: np.ndarray, **extra) -> None:
+    """Store images as uint8 (4x smaller; the pipeline's VQ reconstruction error is far larger).
+    `extra`: further arrays (a pretrained dataset's `rgb` images at the backend's size)."""
     save_npz(
         path,
+        **extra,
         images=np.round(data.images * 255).astype(np.uint8),
         labels=data.labels,
         layouts=data.layouts if data.layouts is not None else np.full(len(data.labels), -1),

@@ -452,3 +452,65 @@ def _load_state(model: nn.Module, path: Path, allowed_unexpected: set[str]) -> N
     if wrong:
         raise ValueError(f"{path}: shape mismatch: " + "; ".join(wrong))
     model.load_state_dict({k: state[k] for k in expected})
+
+
+# ----------------------------------------------------------------------------------------------
+# The DAG's backend interface (ibdiv.pretrained reads the same names from every backend module)
+# ----------------------------------------------------------------------------------------------
+
+def load_conditioned(folder, conditions: list[int], device="cpu") -> GPT:
+    """The generator whose class i samples the checkpoint's class ``conditions[i]``, the null row
+    kept last: the DAG's labels 0..C-1 are the configured conditions, and condition noise (I2)
+    scales to the rows of the configured classes only."""
+    model = load_checkpoint(folder, device)
+    n = model.config.num_classes
+    if not conditions or min(conditions) < 0 or max(conditions) >= n:
+        raise ValueError(f"{folder}: class ids {list(conditions)} are not all among the checkpoint's {n} classes")
+    table = model.cls_embedding.embedding_table.weight.detach()
+    state = model.state_dict()
+    state["cls_embedding.embedding_table.weight"] = table[torch.as_tensor([*conditions, n], device=table.device)]
+    selected = GPT(GPTConfig(**{**model.spec(), "num_classes": len(conditions)}))
+    selected.load_state_dict(state)
+    return selected.to(device).eval()
+
+
+def token_grid(folder) -> int:
+    """The side of the generator's token grid, from the sizes file (no weights read)."""
+    entry, _ = _entry(folder, "gpt")
+    return _configured(gpt_config, entry, folder).grid
+
+
+def vq_image_size(folder) -> int:
+    """The side of the images the VQ encodes to ``token_grid`` codes a side."""
+    entry, _ = _entry(folder, "vq")
+    return token_grid(folder) * _configured(vq_config, entry, folder).downsample
+
+
+def vq_encode(vq: VQModel, images: torch.Tensor) -> torch.Tensor:
+    """RGB (n, 3, S, S) in [0, 1] -> codes (n, N) in raster order."""
+    return vq.encode(images)
+
+
+def vq_decode(vq: VQModel, codes: torch.Tensor) -> torch.Tensor:
+    """Codes (n, N) -> RGB (n, 3, S, S) in [0, 1]."""
+    return vq.decode(codes)
+
+
+def vq_codebook(vq: VQModel) -> torch.Tensor:
+    """(K, d): the vectors the quantiser compares (l2-normalised), for the coarse K -> K' map."""
+    return vq.quantize.codebook().detach()
+
+
+def build_tiny(folder, seed: int, n_classes: int, sizes: dict) -> Path:
+    """A random checkpoint of this architecture at ``sizes`` ({"grid", "vq": VQConfig fields,
+    "gpt": GPT sizes, optional "output_std"}), written by ``save_checkpoint``. The head and class
+    table are drawn wider than the 0.02 init so a random model's logits are not near-uniform."""
+    unknown = sorted(set(sizes) - {"grid", "vq", "gpt", "output_std"})
+    if unknown:
+        raise ValueError(f"tiny llamagen sizes: unknown keys {unknown} (known: grid, vq, gpt, output_std)")
+    torch.manual_seed(seed)
+    vq_cfg = VQConfig(**sizes["vq"])
+    gpt = GPT.build(vq_cfg.codebook_size, sizes["grid"] ** 2, n_classes, sizes["gpt"])
+    nn.init.normal_(gpt.output.weight, std=sizes.get("output_std", 0.4))
+    nn.init.normal_(gpt.cls_embedding.embedding_table.weight, std=1.0)
+    return save_checkpoint(folder, gpt.eval(), VQModel(vq_cfg).eval())

@@ -33,6 +33,14 @@ def known_class_counts(spec: dict, prepared=None) -> dict[str, int] | None:
     dataset; None where that is not possible (a missing or malformed file: preparing the data
     reports it). `prepared`: the dataset's prepared file, read for digits where it exists."""
     source = spec["source"]
+    if source == "pretrained":
+        if "render_shapes" in spec:
+            return {c["name"]: spec["render_shapes"]["n_per_condition"] for c in spec["conditions"]}
+        folders = [Path(c["images"]) for c in spec["conditions"] if c.get("images")]
+        if len(folders) < len(spec["conditions"]) or not all(f.is_dir() for f in folders):
+            return None
+        return {c["name"]: sum(p.suffix.lower() in data.IMAGE_SUFFIXES for p in Path(c["images"]).iterdir())
+                for c in spec["conditions"]}
     if source == "shapes":
         counts = np.bincount(np.arange(spec["n_images"]) % len(shapes.CLASS_NAMES), minlength=len(shapes.CLASS_NAMES))
         return dict(zip(shapes.CLASS_NAMES, counts.tolist()))
@@ -114,6 +122,11 @@ def settings_problems(config: dict, class_counts: dict | None = None) -> list[st
                 f"to at most {probe['paths']}.")
     for name, counts in class_counts.items():
         spec = config["datasets"][name]
+        if spec["source"] == "pretrained":  # the backend's VQ sets K and the grid: record_checkpoint checks it
+            problems += _pretrained_problems(name, spec)
+            if counts:
+                problems += _split_problems(name, counts, spec["heldout_fraction"], per_class)
+            continue
         problems += _coarse_problems(name, spec["tokenizer"]["codebook_size"], config["measure"].get("coarse_k", []))
         size, grid = spec["image_size"], spec["tokenizer"]["grid"]
         factor = size // grid
@@ -125,6 +138,44 @@ def settings_problems(config: dict, class_counts: dict | None = None) -> list[st
                 f"of two. Set datasets.{name}.tokenizer.grid to one of {fits}, or change image_size.")
         if counts:
             problems += _split_problems(name, counts, spec["heldout_fraction"], per_class)
+    return problems
+
+
+# what a user fills in for each backend (README "Run on the paper's models (GPU)")
+CHECKPOINT_FOLDERS = {
+    "llamagen": "a LlamaGen folder: llamagen.json naming the GPT file (e.g. c2i_B_256.pt) and the VQ file (vq_ds16_c2i.pt)",
+    "amused": "the diffusers folder of amused/amused-256 (model_index.json, vqvae/, transformer/, text_encoder/, ...)",
+    "vq_diffusion": "the diffusers folder of microsoft/vq-diffusion-ithq (model_index.json, vqvae/, transformer/, ...)",
+}
+
+
+def _pretrained_problems(name: str, spec: dict) -> list[str]:
+    """A pretrained dataset's checkpoint and conditions, checked before any job (and any GPU time):
+    unset or missing paths, and conditions that do not name what the backend reads."""
+    from ibdiv import registry
+
+    backend, checkpoint = spec["backend"], spec["checkpoint"]
+    problems = []
+    if checkpoint is None:
+        problems.append(f"datasets.{name}.checkpoint is not set: fill in the path of {CHECKPOINT_FOLDERS[backend]}.")
+    elif isinstance(checkpoint, str) and not Path(checkpoint).is_dir():
+        problems.append(f"datasets.{name}.checkpoint: {checkpoint} is not a folder: fill in the path of "
+                        f"{CHECKPOINT_FOLDERS[backend]}.")
+    key = registry.family(backend).condition
+    for i, condition in enumerate(spec["conditions"]):
+        where = f"datasets.{name}.conditions[{i}] ({condition['name']})"
+        other = sorted({"class_id", "prompt"} - {key} & set(condition))
+        if key not in condition:
+            problems.append(f"{where}: the {backend} backend is conditioned on a {key}: set {key}.")
+        if other:
+            problems.append(f"{where}: the {backend} backend reads no {other[0]} (it is conditioned on a {key}): remove it.")
+        if "render_shapes" in spec:
+            continue
+        folder = condition.get("images")
+        if folder is None:
+            problems.append(f"{where}.images is not set: fill in a folder of real images of {condition['name']}.")
+        elif not Path(folder).is_dir() or not any(p.suffix.lower() in data.IMAGE_SUFFIXES for p in Path(folder).iterdir()):
+            problems.append(f"{where}.images: {folder} is not a folder with images ({', '.join(sorted(data.IMAGE_SUFFIXES))}).")
     return problems
 
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -198,6 +200,9 @@ def load_sampler(family: str, path, device="cpu"):
     `path`; for a "tokenizer" family (the oracle) the tokenizer it wraps (the oracle renders images
     with numpy: it always runs on the CPU)."""
     if registry.family(family).model == "checkpoint":
+        if str(path).endswith(".json"):  # the DAG's backend.json: the folder and the configured conditions
+            spec = json.loads(Path(path).read_text())
+            return registry.implementation(family).load_conditioned(spec["folder"], spec["conditions"], device)
         return registry.implementation(family).load_checkpoint(path, device=device)
     if registry.family(family).model == "tokenizer":
         from ibdiv.tokenizer import load_tokenizer

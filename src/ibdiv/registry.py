@@ -49,6 +49,7 @@ class Family:
     model: str = "prior"
     points: tuple[str, ...] = POINTS
     source: str | None = None  # a "tokenizer" family exists on the datasets of this source only
+    condition: str | None = None  # a "checkpoint" family: what each configured condition names for it
 
 
 @dataclass(frozen=True)
@@ -78,21 +79,26 @@ _BUILT_IN = (
     # LlamaGen c2i (DESIGN §12): an AR transformer with exact per-token log-probs; its class table
     # and input code table are what I2 and I3 perturb. Learned, but not by the DAG: no training_loss.
     Family("llamagen", "ibdiv.llamagen", learned=False, exact_likelihood=True, perturbable=True,
-           knobs=("temperature", "top_k", "top_p", "cfg_scale", "kv_cache"), model="checkpoint"),
+           knobs=("temperature", "top_k", "top_p", "cfg_scale", "kv_cache"), model="checkpoint",
+           condition="class_id"),
     # aMUSEd (DESIGN §12): MIM on diffusers components, prompts as conditions; I2 perturbs the
     # prompt's text encodings, I3 the transformer's input code rows (ibdiv.amused). Held-out bits:
     # the absorbing ELBO bound, as the in-house MIM. Learned, but not by the DAG: no training_loss.
     Family("amused", "ibdiv.amused", learned=False, exact_likelihood=False, perturbable=True,
-           knobs=("steps", "cfg_scale", "choice_temperature", "temperature"), model="checkpoint"),
+           knobs=("steps", "cfg_scale", "choice_temperature", "temperature"), model="checkpoint",
+           condition="prompt"),
     # VQ-Diffusion ITHQ (DESIGN §12): discrete diffusion on diffusers components, prompts as
     # conditions, the scheduler's fixed 100 steps (no steps knob); top_p is the pipeline's
     # truncation_rate. I2 perturbs the normalised prompt states, I3 the transformer's input code
     # rows (ibdiv.vq_diffusion). Held-out bits: the absorbing ELBO bound. No training_loss.
     Family("vq_diffusion", "ibdiv.vq_diffusion", learned=False, exact_likelihood=False, perturbable=True,
-           knobs=("cfg_scale", "top_p", "temperature"), model="checkpoint"),
+           knobs=("cfg_scale", "top_p", "temperature"), model="checkpoint", condition="prompt"),
 )
 BUILT_IN = {f.name: f for f in _BUILT_IN}
-CONFIGURABLE = tuple(f.name for f in _BUILT_IN if f.model == "prior")  # may appear under `families`
+CONFIGURABLE = tuple(f.name for f in _BUILT_IN if f.model == "prior")  # may appear under `families`, trained
+# pretrained backends: may appear under `families` too (operating points), never trained; each runs
+# on the `source: pretrained` datasets whose `backend` it is (DESIGN §12)
+BACKENDS = tuple(f.name for f in _BUILT_IN if f.model == "checkpoint")
 
 PROBE_KINDS = {k.name: k for k in (
     ProbeKind("sweep", "flat", perturbing=False, sweeps_knob=True,
@@ -140,10 +146,12 @@ def load_object(path: str):
     return getattr(loaded, attribute) if attribute else loaded
 
 
-def families_for(configured, source: str) -> list[str]:
+def families_for(configured, source: str, backend: str | None = None) -> list[str]:
     """A dataset's families: the configured ones, then those that come with its data source
-    (the oracle of `shapes`)."""
-    return [*configured, *(f.name for f in _BUILT_IN if f.model == "tokenizer" and f.source == source)]
+    (the oracle of `shapes`). A configured pretrained backend belongs only to the `pretrained`
+    datasets whose `backend` it is."""
+    own = [f for f in configured if family(f).model != "checkpoint" or (source == "pretrained" and f == backend)]
+    return [*own, *(f.name for f in _BUILT_IN if f.model == "tokenizer" and f.source == source)]
 
 
 def declare(config: dict) -> None:

@@ -216,4 +216,10 @@ def save_tokenizer(path, model: VQVAE) -> None:
 
 
 def load_tokenizer(path) -> VQVAE:
+    """The dataset's tokenizer; for a `source: pretrained` dataset the file is a pointer to the
+    backend's VQ, loaded behind this interface (ibdiv.backend_vq)."""
+    from ibdiv import backend_vq
+
+    if backend_vq.is_pointer(path):
+        return backend_vq.load_pointer(path)
     return load_checkpoint(path, VQVAE, TokenizerConfig)

@@ -32,7 +32,8 @@ def encode_dataset(data_path, tokenizer_path) -> dict:
 
     vq = load_tokenizer(tokenizer_path)
     arrays = load_npz(data_path)
-    codes = vq.encode(arrays["images"].astype(np.float32) / 255.0)
+    # a pretrained dataset keeps colour images at the backend's size beside the grey ones
+    codes = vq.encode(arrays["rgb"] if "rgb" in arrays else arrays["images"].astype(np.float32) / 255.0)
     return {
         "tokens": codes.astype(compact_dtype(vq.cfg.codebook_size)),
         "labels": arrays["labels"],

@@ -100,6 +100,7 @@ trained mask ratio matches each row's masked fraction.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,7 +109,7 @@ from torch import nn
 
 from ibdiv.amused import PIPELINES as AMUSED_PIPELINES, TINY_TEXT_LENGTH, tiny_tokenizer
 from ibdiv.backbone import DecodeState, device_of, uniform
-from ibdiv.checkpoints import check_pipeline_folder
+from ibdiv.checkpoints import check_pipeline_folder, checked_prompts, fixed_tiny_sizes, pipeline_sizes
 from ibdiv.diffusion import heldout_bits_per_token as _absorbing_bound
 
 FAMILY = "vq_diffusion"
@@ -253,14 +254,9 @@ class VQDiffusionGenerator(nn.Module):
         return out
 
     # --- decoding -----------------------------------------------------------------------------
-    @torch.no_grad()
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """Token grids (n, N) -> images (n, 3, H, W) in [0, 1], as the pipeline decodes (L288-293)."""
-        n, g, vq = tokens.shape[0], self.config.grid, self.vqvae
-        shape = (n, g, g, vq.config.vq_embed_dim)
-        embeddings = vq.quantize.get_codebook_entry(tokens.to(device_of(vq)), shape=shape)
-        image = vq.decode(embeddings, force_not_quantize=True).sample
-        return (image / 2 + 0.5).clamp(0, 1)
+        return vq_decode(self.vqvae, tokens)
 
 
 PRIOR = VQDiffusionGenerator
@@ -465,3 +461,56 @@ def save_tiny_checkpoint(folder, seed: int = 0, num_train_timesteps: int = 100) 
         f.unlink()
     (folder / "_vocab").rmdir()
     return folder
+
+
+# ----------------------------------------------------------------------------------------------
+# The DAG's backend interface (ibdiv.pretrained reads the same names from every backend module)
+# ----------------------------------------------------------------------------------------------
+
+
+def load_conditioned(folder, conditions: list[str], device="cpu") -> VQDiffusionGenerator:
+    """The generator whose class i samples the prompt ``conditions[i]``: the DAG's labels 0..C-1
+    are the configured prompts, and condition noise (I2) scales to their encodings only."""
+    return load_checkpoint(folder, device, prompts=checked_prompts(folder, conditions))
+
+
+def token_grid(folder) -> int:
+    """The side of the generator's token grid (the transformer's sample_size; no weights read)."""
+    return pipeline_sizes(check_folder(folder))[0]
+
+
+def vq_image_size(folder) -> int:
+    """The side of the images the VQ encodes to ``token_grid`` codes a side."""
+    return pipeline_sizes(check_folder(folder))[1]
+
+
+@torch.no_grad()
+def vq_encode(vq, images: torch.Tensor) -> torch.Tensor:
+    """RGB (n, 3, S, S) in [0, 1] -> codes (n, N) in raster order. The VQ works in [-1, 1] (the
+    pipeline maps its output with ``image / 2 + 0.5``), so the images go in as ``2 x - 1``."""
+    latents = vq.encode((images * 2 - 1).to(device_of(vq), vq.dtype)).latents
+    return vq.quantize(latents)[2][2].reshape(len(images), -1)
+
+
+@torch.no_grad()
+def vq_decode(vq, codes: torch.Tensor) -> torch.Tensor:
+    """Codes (n, N) -> RGB (n, 3, S, S) in [0, 1], as VQDiffusionPipeline decodes (L288-293)."""
+    n, g = codes.shape[0], math.isqrt(codes.shape[1])
+    if g * g != codes.shape[1]:
+        raise ValueError(f"{codes.shape[1]} codes per image are not a square grid")
+    embeddings = vq.quantize.get_codebook_entry(codes.to(device_of(vq)), shape=(n, g, g, vq.config.vq_embed_dim))
+    image = vq.decode(embeddings, force_not_quantize=True).sample
+    return (image / 2 + 0.5).clamp(0, 1)
+
+
+def vq_codebook(vq) -> torch.Tensor:
+    """(K, d): the code vectors the quantiser compares (its embedding weight)."""
+    return vq.quantize.embedding.weight.detach()
+
+
+def build_tiny(folder, seed: int, n_classes: int, sizes: dict) -> Path:
+    """A tiny random checkpoint written by ``save_tiny_checkpoint`` (diffusers' test sizes).
+    ``n_classes`` is not used (the conditions are prompts, given at load time); ``sizes`` must be
+    empty (the sizes are fixed)."""
+    fixed_tiny_sizes(folder, FAMILY, sizes)
+    return save_tiny_checkpoint(folder, seed)

@@ -13,6 +13,12 @@ sys.path.pop(0)
 registry.declare(config)
 
 DATASETS = list(config["datasets"])
+# `source: pretrained` datasets (DESIGN §12): a backend's checkpoint and real images per condition;
+# their tokenizer is the backend's VQ (rules in pretrained.smk), the others train their own
+PRETRAINED = [d for d in DATASETS if config["datasets"][d]["source"] == "pretrained"]
+IN_HOUSE = [d for d in DATASETS if d not in PRETRAINED]
+PRIOR_FAMILIES = [f for f in config["families"] if registry.family(f).model == "prior"]  # trained by the DAG
+BACKEND_FAMILIES = [f for f in config["families"] if registry.family(f).model == "checkpoint"]
 SEEDS = [str(s) for s in config["seeds"]]
 POINTS = list(registry.POINTS)
 
@@ -60,9 +66,45 @@ def dataset_section(section):
 
 
 def dataset_source(wildcards):
-    """The dataset entry without the tokenizer/classifier sections (what prepare_data reads)."""
+    """The dataset entry without the tokenizer/classifier sections (what prepare_data reads);
+    a pretrained dataset's condition folders with the demo renders' paths filled in."""
     spec = config["datasets"][wildcards.dataset]
-    return {k: v for k, v in spec.items() if k not in ("tokenizer", "classifier")}
+    out = {k: v for k, v in spec.items() if k not in ("tokenizer", "classifier", "checkpoint")}
+    if spec["source"] == "pretrained":
+        out["conditions"] = [{**c, "images": f} for c, f in zip(spec["conditions"], condition_folders(wildcards.dataset))]
+    return out
+
+
+def condition_folders(dataset):
+    """The real-image folder of each condition of a pretrained dataset (the demo renders where
+    `render_shapes` is set)."""
+    spec = config["datasets"][dataset]
+    if "render_shapes" in spec:
+        return [f"data/pretrained/{dataset}/images/{c['name']}" for c in spec["conditions"]]
+    return [c["images"] for c in spec["conditions"]]
+
+
+def condition_images(wildcards):
+    """What prepare_pretrained_data reads: the demo renders' folder, or each condition's folder."""
+    d = wildcards.dataset
+    return [f"data/pretrained/{d}/images"] if "render_shapes" in config["datasets"][d] else condition_folders(d)
+
+
+def checkpoint_stamp(wildcards):
+    """Sizes and mtimes of a configured checkpoint folder's files (a param of record_checkpoint: a
+    file replaced in place reruns the record); none for the tiny folder the DAG builds itself."""
+    ckpt = config["datasets"][wildcards.dataset]["checkpoint"]
+    if isinstance(ckpt, dict):
+        return []
+    from ibdiv.checkpoints import stamp  # numpy via ibdiv.io: only where a pretrained dataset is configured
+
+    return stamp(ckpt)
+
+
+def checkpoint_folder(wildcards):
+    """A pretrained dataset's checkpoint folder: the tiny one the DAG builds, or the configured one."""
+    ckpt = config["datasets"][wildcards.dataset]["checkpoint"]
+    return f"data/pretrained/{wildcards.dataset}/checkpoint" if isinstance(ckpt, dict) else ckpt
 
 
 def script_inputs(name):
@@ -74,6 +116,16 @@ def script_inputs(name):
     root = Path(workflow.basedir).resolve()
     code = [str(path.relative_to(root)) for path in code_files(root / script, root / "src")]
     return {"script": script, "code": code}
+
+
+def backend_code(wildcards):
+    """The pretrained backend's own module and every `ibdiv` file it imports. codegraph does not
+    follow backends from the registry (editing one must not retrain the in-house priors), so the
+    rule every backend-loading job depends on (record_checkpoint) declares them itself."""
+    dotted = registry.family(config["datasets"][wildcards.dataset]["backend"]).implementation.partition(":")[0]
+    root = Path(workflow.basedir).resolve()
+    path = root / "src" / (dotted.replace(".", "/") + ".py")
+    return sorted({str(path.relative_to(root)), *(str(f.relative_to(root)) for f in code_files(path, root / "src"))})
 
 
 def all_families():
@@ -91,7 +143,8 @@ def benchfile(rule):
 
 def families_of(dataset):
     """Configured families, plus the oracle where the dataset's true generator is known."""
-    return registry.families_for(config["families"], config["datasets"][dataset]["source"])
+    spec = config["datasets"][dataset]
+    return registry.families_for(config["families"], spec["source"], spec.get("backend"))
 
 
 def points_of(family):
@@ -111,6 +164,8 @@ def sampler_model(wildcards):
     """The model a sampler reads: the prior checkpoint, or for the oracle the tokenizer."""
     if registry.family(wildcards.family).model == "tokenizer":
         return f"results/{wildcards.dataset}/tokenizer/model.pt"
+    if registry.family(wildcards.family).model == "checkpoint":  # the checkpoint's record + class ids
+        return f"results/{wildcards.dataset}/backend.json"
     return f"results/{wildcards.dataset}/priors/{wildcards.family}/seed{wildcards.seed}/model.pt"
 
 
@@ -134,14 +189,20 @@ def probe_spec(wildcards):
 
 
 def prior_runs():
-    """(family, seed) of every trained prior (the oracle is not trained)."""
-    return [(f, s) for f in config["families"] for s in SEEDS]
+    """(family, seed) of every trained prior (the oracle and the pretrained backends are not trained)."""
+    return [(f, s) for f in PRIOR_FAMILIES for s in SEEDS]
+
+
+def scored_families(dataset):
+    """Families of a dataset with held-out bits/token: the trained priors, and the pretrained
+    backend (scored on the real held-out tokens by score_checkpoint)."""
+    return [f for f in families_of(dataset) if registry.family(f).model in ("prior", "checkpoint")]
 
 
 def generator_table_inputs(wildcards):
     d = wildcards.dataset
     return {
-        "priors": [f"results/{d}/priors/{f}/seed{s}/metrics.json" for f in config["families"] for s in SEEDS],
+        "priors": [f"results/{d}/priors/{f}/seed{s}/metrics.json" for f in scored_families(d) for s in SEEDS],
         "baseline": f"results/{d}/samples/measure.json",
         "classifier": f"results/{d}/classifier/metrics.json",
     }
@@ -219,8 +280,8 @@ def unit_files(wildcards):
     """Every file of one DVC unit (priors / samples / probes) of a dataset: what its manifest lists."""
     d, unit = wildcards.dataset, wildcards.unit
     if unit == "priors":
-        return [f"results/{d}/priors/{f}/seed{s}/{name}" for f in config["families"] for s in SEEDS
-                for name in ("model.pt", "curve.csv", "metrics.json")]
+        return [f"results/{d}/priors/{f}/seed{s}/{name}" for f in scored_families(d) for s in SEEDS
+                for name in (("model.pt", "curve.csv", "metrics.json") if f in PRIOR_FAMILIES else ("metrics.json",))]
     if unit == "samples":
         return [*sample_paths("results/{dataset}/samples/{family}/seed{seed}/{point}/baseline.npz", d),
                 f"results/{d}/samples/measure.json"]

@@ -9,6 +9,8 @@ rule prepare_data:
     params:
         spec=dataset_source,
         seed=config["seed"],
+    wildcard_constraints:
+        dataset="|".join(IN_HOUSE) or "NO_DATASET",  # pretrained datasets: prepare_pretrained_data
     log:
         logfile("prepare_data"),
     benchmark:

@@ -16,7 +16,7 @@ rule train_prior:
         seed=config["seed"],
         device=DEVICE,
     wildcard_constraints:
-        family="|".join(config["families"]),
+        family="|".join(PRIOR_FAMILIES) or "NO_FAMILY",  # pretrained backends are scored, not trained
     log:
         "results/logs/train_prior/{dataset}_{family}_seed{seed}.log",
     benchmark:

@@ -11,6 +11,8 @@ rule train_tokenizer:
     params:
         cfg=dataset_section("tokenizer"),
         seed=config["seed"],
+    wildcard_constraints:
+        dataset="|".join(IN_HOUSE) or "NO_DATASET",  # a pretrained dataset's is the backend's VQ
     log:
         logfile("train_tokenizer"),
     benchmark:

@@ -1,0 +1,95 @@
+"""End to end on the pretrained backends (DESIGN §12): the whole DAG on config.pretrained-smoke.yaml
+(tiny random LlamaGen, aMUSEd and VQ-Diffusion checkpoints and demo reference images, all built by
+the DAG), report included, in a temporary copy of the repository."""
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import copy_repository, snakemake
+
+pytestmark = pytest.mark.e2e
+pytest.importorskip("diffusers")
+CONFIG = "config.pretrained-smoke.yaml"
+BACKENDS = {"llamagen_tiny": "llamagen", "amused_tiny": "amused", "vq_diffusion_tiny": "vq_diffusion"}
+
+
+@pytest.fixture(scope="module")
+def pretrained_run(tmp_path_factory):
+    work = copy_repository(tmp_path_factory.mktemp("pretrained_smoke"))
+    snakemake(work, configfile=CONFIG)
+    snakemake(work, "--report", "results/report.html", configfile=CONFIG)
+    return work
+
+
+@pytest.fixture(scope="module")
+def config(pretrained_run):
+    return yaml.safe_load((pretrained_run / CONFIG).read_text())
+
+
+@pytest.mark.parametrize("dataset", BACKENDS)
+def test_every_backend_is_probed_and_classified(pretrained_run, config, dataset):
+    backend = BACKENDS[dataset]
+    tables = pretrained_run / f"results/tables/{dataset}"
+    labels = pd.read_csv(tables / "classification.csv")
+    assert set(labels["family"]) == {backend, "independent"}  # the structure reference is trained on its tokens
+    assert labels["label"].notna().all()
+    measured = pd.read_csv(tables / "measurements.csv")
+    probed = set(measured.loc[measured["family"] == backend, "probe"])
+    assert set(config["probes"]) <= probed, set(config["probes"]) - probed
+    enhancement = pd.read_csv(tables / "enhancement.csv")
+    assert (enhancement["family"] == backend).any()
+
+
+@pytest.mark.parametrize("dataset", BACKENDS)
+def test_tokens_are_the_backend_vq_s_codes_of_the_real_images(pretrained_run, config, dataset):
+    spec = config["datasets"][dataset]
+    backend = json.loads((pretrained_run / f"results/{dataset}/backend.json").read_text())
+    key = "class_id" if spec["backend"] == "llamagen" else "prompt"
+    assert backend["conditions"] == [c[key] for c in spec["conditions"]]
+    assert ".snakemake_timestamp" not in backend["files"]
+    cache = np.load(pretrained_run / f"results/{dataset}/tokens.npz")
+    assert cache["tokens"].shape == (spec["render_shapes"]["n_per_condition"] * len(spec["conditions"]),
+                                     backend["grid"] ** 2)
+    assert 0 <= cache["tokens"].min() and cache["tokens"].max() < int(cache["codebook_size"])
+
+
+@pytest.mark.parametrize("dataset", BACKENDS)
+def test_backend_is_scored_not_trained(pretrained_run, dataset):
+    backend = BACKENDS[dataset]
+    generators = pd.read_csv(pretrained_run / f"results/tables/{dataset}/generators.csv")
+    assert set(generators["family"]) == {backend, "independent"}
+    assert generators["heldout_bits_per_token"].notna().all()
+    assert not (pretrained_run / f"results/{dataset}/priors/{backend}/seed0/model.pt").exists()
+
+
+def test_report_shows_every_backend(pretrained_run):
+    html = (pretrained_run / "results/report.html").read_text(errors="ignore")
+    for dataset in BACKENDS:
+        assert dataset in html
+
+
+def test_second_run_has_nothing_to_do(pretrained_run):
+    out = snakemake(pretrained_run, "-n", configfile=CONFIG).stdout
+    assert "Nothing to be done" in out or "Job stats" not in out, out[-2000:]
+
+
+def test_a_checkpoint_file_replaced_in_place_reruns_the_record(pretrained_run, config):
+    """A configured folder (here a copy of the tiny one): recorded once, then nothing to do; a file
+    rewritten in place (same folder listing, so the folder's mtime is unchanged) reruns the record."""
+    work = pretrained_run
+    shutil.copytree(work / "data/pretrained/llamagen_tiny/checkpoint", work / "ckpt_copy")
+    config["datasets"]["llamagen_tiny"]["checkpoint"] = "ckpt_copy"
+    (work / "config.variant.yaml").write_text(yaml.safe_dump(config))
+    target = ["--", "results/llamagen_tiny/backend.json"]
+    snakemake(work, *target, configfile="config.variant.yaml")
+    recorded = json.loads((work / "results/llamagen_tiny/backend.json").read_text())
+    assert recorded["folder"] == "ckpt_copy"
+    assert "Job stats" not in snakemake(work, "-n", *target, configfile="config.variant.yaml").stdout
+    sizes = work / "ckpt_copy" / "llamagen.json"
+    sizes.write_text(sizes.read_text() + "\n")
+    out = snakemake(work, "-n", *target, configfile="config.variant.yaml").stdout
+    assert "record_checkpoint" in out and "Job stats" in out, out[-2000:]

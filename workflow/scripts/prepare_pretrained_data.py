@@ -1,0 +1,14 @@
+"""Snakemake adapter: a pretrained dataset's real images (one folder per condition) prepared."""
+from ibdiv import data, pretrained
+from ibdiv.io import load_json
+from ibdiv.runlog import job
+from ibdiv.seeds import derive_seed
+
+with job(snakemake.log[0], snakemake.threads) as log:
+    spec, seed = snakemake.params.spec, snakemake.params.seed
+    backend = load_json(snakemake.input.backend)
+    dataset, rgb = pretrained.load_prepared_source(spec, backend)
+    heldout = data.stratified_split(dataset.labels, spec["heldout_fraction"], derive_seed(seed, snakemake.wildcards.dataset, "split"))
+    log.info("%d images, grey %s, rgb %s, %d conditions, %d held out", len(dataset.labels), dataset.images.shape[1:],
+             rgb.shape[1:], dataset.n_classes, heldout.sum())
+    data.save_prepared(snakemake.output[0], dataset, heldout, rgb=rgb)
