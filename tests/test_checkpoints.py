@@ -45,3 +45,17 @@ def test_a_folder_of_another_backend_or_none_is_named(llamagen_folder, tmp_path)
 def test_only_pretrained_backends_have_a_checkpoint_folder(llamagen_folder):
     with pytest.raises(ValueError, match="'ar' is not a pretrained backend"):
         checkpoints.record(llamagen_folder, "ar")
+
+
+def test_stamp_sees_a_file_replaced_in_place_and_not_the_snakemake_marker(tmp_path):
+    folder = tmp_path / "ckpt"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.pt").write_bytes(b"12345")
+    (folder / "sub" / "b.json").write_text("{}")
+    before = checkpoints.stamp(folder)
+    assert [line.split()[0] for line in before] == ["a.pt", "sub/b.json"]
+    (folder / ".snakemake_timestamp").write_text("")
+    assert checkpoints.stamp(folder) == before
+    (folder / "a.pt").write_bytes(b"123456")  # same listing, other content
+    assert checkpoints.stamp(folder) != before
+    assert checkpoints.stamp(tmp_path / "missing") == []

@@ -90,6 +90,13 @@ def condition_images(wildcards):
     return [f"data/pretrained/{d}/images"] if "render_shapes" in config["datasets"][d] else condition_folders(d)
 
 
+def backend_entry(wildcards):
+    """What the backend rules read of a pretrained dataset's entry (not its classifier settings,
+    whose change must not rerun the checkpoint's record)."""
+    spec = config["datasets"][wildcards.dataset]
+    return {k: spec[k] for k in ("backend", "checkpoint", "conditions", "image_size")}
+
+
 def checkpoint_stamp(wildcards):
     """Sizes and mtimes of a configured checkpoint folder's files (a param of record_checkpoint: a
     file replaced in place reruns the record); none for the tiny folder the DAG builds itself."""
@@ -164,7 +171,7 @@ def sampler_model(wildcards):
     """The model a sampler reads: the prior checkpoint, or for the oracle the tokenizer."""
     if registry.family(wildcards.family).model == "tokenizer":
         return f"results/{wildcards.dataset}/tokenizer/model.pt"
-    if registry.family(wildcards.family).model == "checkpoint":  # the checkpoint's record + class ids
+    if registry.family(wildcards.family).model == "checkpoint":  # the checkpoint's record + conditions
         return f"results/{wildcards.dataset}/backend.json"
     return f"results/{wildcards.dataset}/priors/{wildcards.family}/seed{wildcards.seed}/model.pt"
 

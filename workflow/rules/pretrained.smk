@@ -12,7 +12,7 @@ rule build_tiny_checkpoint:
     output:
         directory("data/pretrained/{dataset}/checkpoint"),
     params:
-        spec=lambda w: config["datasets"][w.dataset],
+        spec=backend_entry,
         seed=config["seed"],
     wildcard_constraints:
         dataset="|".join(PRETRAINED) or "NO_DATASET",
@@ -58,7 +58,7 @@ rule record_checkpoint:
     output:
         "results/{dataset}/backend.json",
     params:
-        spec=lambda w: config["datasets"][w.dataset],
+        spec=backend_entry,
         stamp=checkpoint_stamp,
     wildcard_constraints:
         dataset="|".join(PRETRAINED) or "NO_DATASET",
