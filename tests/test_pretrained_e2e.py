@@ -1,6 +1,7 @@
 """End to end on the pretrained backends (DESIGN §12): the whole DAG on config.pretrained-smoke.yaml
 (tiny random LlamaGen, aMUSEd and VQ-Diffusion checkpoints and demo reference images, all built by
 the DAG), report included, in a temporary copy of the repository."""
+import copy
 import json
 import shutil
 
@@ -77,19 +78,26 @@ def test_second_run_has_nothing_to_do(pretrained_run):
     assert "Nothing to be done" in out or "Job stats" not in out, out[-2000:]
 
 
-def test_a_checkpoint_file_replaced_in_place_reruns_the_record(pretrained_run, config):
-    """A configured folder (here a copy of the tiny one): recorded once, then nothing to do; a file
-    rewritten in place (same folder listing, so the folder's mtime is unchanged) reruns the record."""
-    work = pretrained_run
+def test_a_user_s_checkpoint_folder_and_image_folders_run_and_a_replaced_file_reruns_the_record(pretrained_run, config):
+    """What a GPU user configures: a checkpoint folder (here a copy of the tiny one) and a folder of
+    real images per condition (copies of the renders). The dataset runs to its labels; then
+    nothing is left to do; a file rewritten in place (same listing, so the folder's own mtime is
+    unchanged) reruns the record."""
+    work, config = pretrained_run, copy.deepcopy(config)
     shutil.copytree(work / "data/pretrained/llamagen_tiny/checkpoint", work / "ckpt_copy")
-    config["datasets"]["llamagen_tiny"]["checkpoint"] = "ckpt_copy"
-    (work / "config.variant.yaml").write_text(yaml.safe_dump(config))
-    target = ["--", "results/llamagen_tiny/backend.json"]
-    snakemake(work, *target, configfile="config.variant.yaml")
-    recorded = json.loads((work / "results/llamagen_tiny/backend.json").read_text())
-    assert recorded["folder"] == "ckpt_copy"
-    assert "Job stats" not in snakemake(work, "-n", *target, configfile="config.variant.yaml").stdout
+    shutil.copytree(work / "data/pretrained/llamagen_tiny/images", work / "user_images")
+    spec = config["datasets"]["llamagen_tiny"]
+    spec["checkpoint"] = "ckpt_copy"
+    del spec["render_shapes"]
+    for condition in spec["conditions"]:
+        condition["images"] = f"user_images/{condition['name']}"
+    (work / "config.user.yaml").write_text(yaml.safe_dump({**config, "datasets": {"llamagen_tiny": spec}}))
+    target = ["--", "results/tables/llamagen_tiny/classification.csv"]
+    snakemake(work, *target, configfile="config.user.yaml")
+    assert json.loads((work / "results/llamagen_tiny/backend.json").read_text())["folder"] == "ckpt_copy"
+    assert "llamagen" in set(pd.read_csv(work / "results/tables/llamagen_tiny/classification.csv")["family"])
+    assert "Job stats" not in snakemake(work, "-n", *target, configfile="config.user.yaml").stdout
     sizes = work / "ckpt_copy" / "llamagen.json"
     sizes.write_text(sizes.read_text() + "\n")
-    out = snakemake(work, "-n", *target, configfile="config.variant.yaml").stdout
+    out = snakemake(work, "-n", *target, configfile="config.user.yaml").stdout
     assert "record_checkpoint" in out and "Job stats" in out, out[-2000:]
