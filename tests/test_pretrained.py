@@ -142,6 +142,16 @@ def test_preflight_names_what_to_fill_in(tmp_path):
     assert preflight._pretrained_problems("d", ok) == []
 
 
+def test_a_backend_must_be_configured_under_families():
+    import yaml
+
+    config = yaml.safe_load((ROOT / "config.pretrained-smoke.yaml").read_text())
+    del config["families"]["amused"]
+    problems = preflight.settings_problems(config)
+    assert any(p.startswith("datasets.amused_tiny.backend is amused, which is not under `families`") for p in problems)
+    assert not any("llamagen_tiny.backend" in p for p in problems)
+
+
 @pytest.mark.parametrize("script", ["encode_tokens", "measure_probe", "sample_probe", "train_prior", "prepare_data"])
 def test_in_house_jobs_do_not_depend_on_the_backends(script):
     """Editing a backend (or this wiring) must rerun no in-house job: their code inputs hold no

@@ -124,6 +124,10 @@ def settings_problems(config: dict, class_counts: dict | None = None) -> list[st
         spec = config["datasets"][name]
         if spec["source"] == "pretrained":  # the backend's VQ sets K and the grid: record_checkpoint checks it
             problems += _pretrained_problems(name, spec)
+            if spec["backend"] not in config["families"]:
+                problems.append(f"datasets.{name}.backend is {spec['backend']}, which is not under `families`: add "
+                                f"families.{spec['backend']} with its operating points (neutral, standard), or "
+                                f"nothing of the backend is sampled.")
             if counts:
                 problems += _split_problems(name, counts, spec["heldout_fraction"], per_class)
             continue
