@@ -78,6 +78,17 @@ def test_second_run_has_nothing_to_do(pretrained_run):
     assert "Nothing to be done" in out or "Job stats" not in out, out[-2000:]
 
 
+@pytest.mark.parametrize("dataset", BACKENDS)
+def test_same_config_and_seed_give_byte_identical_backend_samples(pretrained_run, dataset):
+    """A backend's baseline cache, drawn again by a forced rerun of its job, is the same bytes."""
+    backend = BACKENDS[dataset]
+    cache = f"results/{dataset}/samples/{backend}/seed0/standard/baseline.npz"
+    before = (pretrained_run / cache).read_bytes()
+    snakemake(pretrained_run, "--forcerun", "sample_baseline", "--allowed-rules", "sample_baseline", "--", cache,
+              configfile=CONFIG)
+    assert (pretrained_run / cache).read_bytes() == before
+
+
 def test_a_user_s_checkpoint_folder_and_image_folders_run_and_a_replaced_file_reruns_the_record(pretrained_run, config):
     """What a GPU user configures: a checkpoint folder (here a copy of the tiny one) and a folder of
     real images per condition (copies of the renders). The dataset runs to its labels; then
