@@ -81,7 +81,7 @@ def test_empty_or_unreadable_condition_folder_is_named(tmp_path):
         pretrained.load_condition_images([tmp_path / "empty"], 12, 8)
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "x.png").write_bytes(b"not a png")
-    with pytest.raises(DatasetError, match="x.png: not a readable image"):
+    with pytest.raises(DatasetError, match="x.png: unreadable image"):
         pretrained.load_condition_images([tmp_path / "bad"], 12, 8)
 
 

@@ -111,6 +111,27 @@ def load_npz_dataset(path) -> Dataset:
     return _relabel(images, labels, names, str(path))
 
 
+def image_files(folder, kind: str) -> list[Path]:
+    """The image files of a folder, sorted; a DatasetError naming the folder if there are none
+    (`kind`: what the folder is, for the message: "class", "condition")."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+    if not files:
+        raise DatasetError(f"{folder}: {kind} folder missing or without images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files
+
+
+def read_image(file, mode: str):
+    """The PIL image of a file converted to `mode` ("L", "RGB"); a DatasetError naming the file."""
+    from PIL import Image
+
+    try:
+        with Image.open(file) as im:
+            return im.convert(mode)
+    except Exception as exc:
+        raise DatasetError(f"{file}: unreadable image ({exc})") from exc
+
+
 def load_image_folder(path, image_size: int) -> Dataset:
     """Bring-your-own folder with one sub-folder of images per class."""
     from PIL import Image
@@ -121,15 +142,8 @@ def load_image_folder(path, image_size: int) -> Dataset:
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir())
     images, labels = [], []
     for label, class_dir in enumerate(class_dirs):
-        files = sorted(p for p in class_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise DatasetError(f"{class_dir}: class folder contains no images")
-        for file in files:
-            try:
-                with Image.open(file) as im:
-                    gray = im.convert("L").resize((image_size, image_size), Image.BILINEAR)
-            except Exception as exc:
-                raise DatasetError(f"{file}: unreadable image ({exc})") from exc
+        for file in image_files(class_dir, "class"):
+            gray = read_image(file, "L").resize((image_size, image_size), Image.BILINEAR)
             images.append(np.asarray(gray, dtype=np.float32) / 255.0)
             labels.append(label)
     if not class_dirs:

@@ -79,20 +79,12 @@ def load_condition_images(folders: list, rgb_size: int, grey_size: int):
     labels int64 = index of the folder in `folders`)."""
     from PIL import Image
 
-    from ibdiv.data import IMAGE_SUFFIXES, DatasetError
+    from ibdiv.data import image_files, read_image
 
     rgb, grey, labels = [], [], []
     for label, folder in enumerate(folders):
-        files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) \
-            if Path(folder).is_dir() else []
-        if not files:
-            raise DatasetError(f"{folder}: condition folder missing or without images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        for file in files:
-            try:
-                with Image.open(file) as im:
-                    colour = im.convert("RGB")
-            except OSError as error:
-                raise DatasetError(f"{file}: not a readable image: {error}") from error
+        for file in image_files(folder, "condition"):
+            colour = read_image(file, "RGB")
             rgb.append(np.asarray(colour.resize((rgb_size, rgb_size), Image.BICUBIC), dtype=np.uint8).transpose(2, 0, 1))
             grey.append(np.asarray(colour.convert("L").resize((grey_size, grey_size), Image.BILINEAR),
                                    dtype=np.float32) / 255.0)
