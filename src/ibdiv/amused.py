@@ -379,22 +379,26 @@ TINY_GRID = 8  # 8 x 8 = 64 tokens (even: the tiny U-ViT downsamples by 2)
 TINY_TEXT_LENGTH = 16  # tokenizer max length and text positions (CLIP uses 77)
 
 
-def tiny_tokenizer(folder):
+def tiny_tokenizer():
     """A CLIPTokenizer built offline: lowercase letters, digits and a few marks (plain and
-    word-final), no merges. Every prompt of such characters tokenises to real ids (not unk)."""
+    word-final), no merges. Every prompt of such characters tokenises to real ids (not unk).
+    Its files are read once, from a temporary folder: the pipeline's save_pretrained writes them
+    again into the checkpoint's tokenizer/."""
+    import tempfile
+
     from transformers import CLIPTokenizer
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     chars = "abcdefghijklmnopqrstuvwxyz0123456789.,!?'-"
     vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
     for c in chars:
         vocab[c] = len(vocab)
         vocab[c + "</w>"] = len(vocab)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    return CLIPTokenizer(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"),
-                         model_max_length=TINY_TEXT_LENGTH)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "vocab.json").write_text(json.dumps(vocab))
+        (folder / "merges.txt").write_text("#version: 0.2\n")
+        return CLIPTokenizer(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"),
+                             model_max_length=TINY_TEXT_LENGTH)
 
 
 def save_tiny_checkpoint(folder, seed: int = 0) -> Path:
@@ -422,7 +426,7 @@ def save_tiny_checkpoint(folder, seed: int = 0) -> Path:
         out_channels=3, sample_size=2 * TINY_GRID, up_block_types=["UpDecoderBlock2D"] * 2,
         mid_block_add_attention=False, lookup_from_codebook=True)
     scheduler = AmusedScheduler(mask_token_id=vocab - 1)
-    tokenizer = tiny_tokenizer(folder / "_vocab")
+    tokenizer = tiny_tokenizer()
     text_encoder = CLIPTextModelWithProjection(CLIPTextConfig(
         bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=8, intermediate_size=8,
         layer_norm_eps=1e-05, num_attention_heads=1, num_hidden_layers=2, vocab_size=128,
@@ -430,9 +434,6 @@ def save_tiny_checkpoint(folder, seed: int = 0) -> Path:
     pipe = AmusedPipeline(vqvae=vqvae, tokenizer=tokenizer, text_encoder=text_encoder,
                           transformer=transformer, scheduler=scheduler)
     pipe.save_pretrained(folder)
-    for f in (folder / "_vocab").iterdir():
-        f.unlink()
-    (folder / "_vocab").rmdir()
     return folder
 
 

@@ -444,7 +444,7 @@ def save_tiny_checkpoint(folder, seed: int = 0, num_train_timesteps: int = 100) 
         cross_attention_dim=TINY_TEXT_WIDTH, num_embeds_ada_norm=max(100, num_train_timesteps),
         norm_type="ada_norm", activation_fn="geglu-approximate", attention_bias=True)
     scheduler = VQDiffusionScheduler(num_vec_classes=TINY_CODES + 1, num_train_timesteps=num_train_timesteps)
-    tokenizer = tiny_tokenizer(folder / "_vocab")
+    tokenizer = tiny_tokenizer()
     text_encoder = CLIPTextModel(CLIPTextConfig(
         bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=TINY_TEXT_WIDTH, intermediate_size=37,
         layer_norm_eps=1e-05, num_attention_heads=4, num_hidden_layers=2, vocab_size=128,
@@ -457,9 +457,6 @@ def save_tiny_checkpoint(folder, seed: int = 0, num_train_timesteps: int = 100) 
     pipe = VQDiffusionPipeline(vqvae=vqvae, text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer,
                                scheduler=scheduler, learned_classifier_free_sampling_embeddings=learned)
     pipe.save_pretrained(folder)
-    for f in (folder / "_vocab").iterdir():
-        f.unlink()
-    (folder / "_vocab").rmdir()
     return folder
 
 
