@@ -14,10 +14,11 @@ import time
 
 import torch
 
-from ibdiv import mim, registry
-from ibdiv.config import load_config
-from ibdiv.sampling import sample
-from ibdiv.train_prior import DEFAULT_CFG
+from ibdiv.families import mim
+from ibdiv.core import registry
+from ibdiv.core.config import load_config
+from ibdiv.families.sampling import sample
+from ibdiv.families.training import DEFAULT_CFG
 
 N, K, C = 16, 64, 8
 ARCH = {**DEFAULT_CFG, "d_model": 96, "n_layers": 3, "n_heads": 4}

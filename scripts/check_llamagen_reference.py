@@ -1,4 +1,4 @@
-"""Cross-check ibdiv.llamagen against the reference LlamaGen code on tiny random models.
+"""Cross-check ibdiv.backends.llamagen against the reference LlamaGen code on tiny random models.
 
     python scripts/check_llamagen_reference.py /path/to/LlamaGen   # a local checkout (not shipped)
 
@@ -17,9 +17,10 @@ import types
 
 import torch
 
-from ibdiv import llamagen, sampling
-from ibdiv.backbone import sampling_log_probs
-from ibdiv.llamagen_vq import VQConfig, VQModel
+from ibdiv.backends import llamagen
+from ibdiv.families import sampling
+from ibdiv.families.backbone import sampling_log_probs
+from ibdiv.backends.llamagen_vq import VQConfig, VQModel
 
 K, G, C = 64, 4, 10
 N = G * G

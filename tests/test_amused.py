@@ -1,4 +1,4 @@
-"""The aMUSEd backend (ibdiv.amused) on a tiny randomly initialised checkpoint.
+"""The aMUSEd backend (ibdiv.backends.amused) on a tiny randomly initialised checkpoint.
 
 The checkpoint is built with diffusers' own aMUSEd test sizes, saved with
 ``AmusedPipeline.save_pretrained`` and read back through the real loaders, so these tests cover
@@ -14,8 +14,10 @@ import torch
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
-from ibdiv import amused, probes, registry  # noqa: E402
-from ibdiv.sampling import Perturbation, codebook_noise, condition_noise, resume, sample  # noqa: E402
+from ibdiv.backends import amused  # noqa: E402
+from ibdiv.measure import probes
+from ibdiv.core import registry
+from ibdiv.families.sampling import Perturbation, codebook_noise, condition_noise, resume, sample  # noqa: E402
 
 torch.set_num_threads(1)
 

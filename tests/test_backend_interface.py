@@ -6,8 +6,8 @@ import hashlib
 import pytest
 import torch
 
-from ibdiv import amused, llamagen, vq_diffusion
-from ibdiv.sampling import sample
+from ibdiv.backends import amused, llamagen, vq_diffusion
+from ibdiv.families.sampling import sample
 
 torch.set_num_threads(1)
 

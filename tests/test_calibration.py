@@ -12,8 +12,8 @@ import pytest
 import torch
 import yaml
 
-from ibdiv import calibration_suite as cal
-from ibdiv import probes
+from ibdiv.verdict import calibration_suite as cal
+from ibdiv.measure import probes
 
 CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
 PROBE = CONFIG["probes"]["decoupling"]

@@ -1,13 +1,13 @@
-"""A pretrained backend's checkpoint folder as a pipeline input (ibdiv.checkpoints): checked by the
+"""A pretrained backend's checkpoint folder as a pipeline input (ibdiv.backends.checkpoints): checked by the
 backend before any weights load, hashed by content (not timestamps)."""
 import shutil
 
 import pytest
 import torch
 
-from ibdiv import checkpoints
-from ibdiv.llamagen import GPT, GPTConfig, save_checkpoint
-from ibdiv.llamagen_vq import VQConfig, VQModel
+from ibdiv.backends import checkpoints
+from ibdiv.backends.llamagen import GPT, GPTConfig, save_checkpoint
+from ibdiv.backends.llamagen_vq import VQConfig, VQModel
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests for ibdiv.classification: every branch of the DESIGN §5 rule, delta-method SEs, seed
+"""Tests for ibdiv.verdict.classification: every branch of the DESIGN §5 rule, delta-method SEs, seed
 stability, and that the module knows no family names."""
 
 import math
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from ibdiv import classification as C
+from ibdiv.verdict import classification as C
 
 TH = {"delta_min": 0.7, "margin_se": 2.0, "eta_band": 0.0}
 REPO = Path(__file__).resolve().parents[1]

@@ -12,9 +12,11 @@ from hypothesis import strategies as st
 
 from conftest import ROOT
 
-from ibdiv import coarse, diagnostics, entropy, preflight, tables
-from ibdiv.config import ConfigError, validate_config
-from ibdiv.seeds import derive_seed
+from ibdiv.measure import coarse, diagnostics, entropy
+from ibdiv.pipeline import preflight
+from ibdiv.report import tables
+from ibdiv.core.config import ConfigError, validate_config
+from ibdiv.core.seeds import derive_seed
 
 
 def codebook(n=64, d=8, seed=0):

@@ -1,11 +1,11 @@
-"""The code inputs of every rule are derived from its script's imports (ibdiv.codegraph)."""
+"""The code inputs of every rule are derived from its script's imports (ibdiv.pipeline.codegraph)."""
 import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-from ibdiv.codegraph import code_files
+from ibdiv.pipeline.codegraph import code_files
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
@@ -27,36 +27,36 @@ def test_follows_imports_transitively_including_function_level_and_relative_ones
     write(src / "ibdiv/b.py", "def helper():\n    from ibdiv import c  # runs when called\n    return c\n")
     write(src / "ibdiv/c.py", "try:\n    from .sub import e\nexcept ImportError:\n    pass\n")
     write(src / "ibdiv/sub/__init__.py", "")
-    write(src / "ibdiv/sub/e.py", "import ibdiv.io\n")
-    write(src / "ibdiv/io.py", "")
+    write(src / "ibdiv/sub/e.py", "import ibdiv.core.io\n")
+    write(src / "ibdiv/core/io.py", "")
     write(src / "ibdiv/unused.py", "")
-    write(src / "ibdiv/config.py", "")
+    write(src / "ibdiv/core/config.py", "")
     write(tmp_path / "script.py", "import os\nfrom ibdiv import a\nx = snakemake.input\n")
     found = names(code_files(tmp_path / "script.py", src), src)
     assert found == {"ibdiv/__init__.py", "ibdiv/a.py", "ibdiv/b.py", "ibdiv/c.py", "ibdiv/sub/__init__.py",
-                     "ibdiv/sub/e.py", "ibdiv/io.py"}
+                     "ibdiv/sub/e.py", "ibdiv/core/io.py"}
 
 
 def test_attributes_imported_from_a_module_are_not_files(tmp_path):
     src = tmp_path / "src"
     write(src / "ibdiv/__init__.py", "")
-    write(src / "ibdiv/io.py", "def save_npz(): pass\n")
-    write(tmp_path / "script.py", "from ibdiv.io import save_npz\n")
-    assert names(code_files(tmp_path / "script.py", src), src) == {"ibdiv/__init__.py", "ibdiv/io.py"}
+    write(src / "ibdiv/core/io.py", "def save_npz(): pass\n")
+    write(tmp_path / "script.py", "from ibdiv.core.io import save_npz\n")
+    assert names(code_files(tmp_path / "script.py", src), src) == {"ibdiv/__init__.py", "ibdiv/core/io.py"}
 
 
 def test_no_job_runs_the_config_validation():
     """Editing the schema validation must not make any job's code look changed."""
     for script in (ROOT / "workflow/scripts").glob("*.py"):
         files = names(code_files(script, SRC), SRC)
-        assert "ibdiv/config.py" not in files, script.name
-        assert "ibdiv/io.py" in files and "ibdiv/runlog.py" in files, script.name  # every adapter logs and writes
+        assert "ibdiv/core/config.py" not in files, script.name
+        assert "ibdiv/core/io.py" in files and "ibdiv/core/runlog.py" in files, script.name  # every adapter logs and writes
 
 
 def test_a_file_importing_the_registry_depends_on_every_family_module_it_names():
     """The registry imports a family's module by name (importlib) when the family is first used:
     no import statement names ar.py, mim.py, ..., yet a job that loads a family runs them."""
-    from ibdiv import registry
+    from ibdiv.core import registry
 
     for script in ("sample_baseline", "measure_probe", "train_prior"):
         found = names(code_files(ROOT / f"workflow/scripts/{script}.py", SRC), SRC)
@@ -69,16 +69,16 @@ def test_a_file_importing_the_registry_depends_on_every_family_module_it_names()
 def test_lazy_family_modules_are_read_from_the_registry_source(tmp_path):
     src = tmp_path / "src"
     write(src / "ibdiv/__init__.py", "")
-    write(src / "ibdiv/registry.py", 'import importlib\n_BUILT_IN = (Family("x", "ibdiv.fam_x", learned=True),\n'
+    write(src / "ibdiv/core/registry.py", 'import importlib\n_BUILT_IN = (Family("x", "ibdiv.fam_x", learned=True),\n'
                                      '    Family("y", implementation="ibdiv.fam_y:Obj"),\n'
                                      '    Family("z", "ibdiv.backend_z", model="checkpoint"))\n')
     write(src / "ibdiv/backend_z.py", "")  # a pretrained backend: not followed
     write(src / "ibdiv/fam_x.py", "from ibdiv import helper\n")
     write(src / "ibdiv/fam_y.py", "")
     write(src / "ibdiv/helper.py", "")
-    write(tmp_path / "script.py", "from ibdiv import registry\n")
+    write(tmp_path / "script.py", "from ibdiv.core import registry\n")
     assert names(code_files(tmp_path / "script.py", src), src) == {
-        "ibdiv/__init__.py", "ibdiv/registry.py", "ibdiv/fam_x.py", "ibdiv/fam_y.py", "ibdiv/helper.py"}
+        "ibdiv/__init__.py", "ibdiv/core/registry.py", "ibdiv/fam_x.py", "ibdiv/fam_y.py", "ibdiv/helper.py"}
 
 
 def test_the_static_graph_covers_what_python_imports():
@@ -93,10 +93,10 @@ for name in sys.argv[1:]:
     for key in [k for k in sys.modules if k == "ibdiv" or k.startswith("ibdiv.")]:
         del sys.modules[key]
     importlib.import_module(name)
-    if "ibdiv.registry" in sys.modules:
-        registry = sys.modules["ibdiv.registry"]
+    if "ibdiv.core.registry" in sys.modules:
+        registry = sys.modules["ibdiv.core.registry"]
         for family, traits in registry.BUILT_IN.items():
-            if traits.model != "checkpoint":  # pretrained backends are not followed (ibdiv.codegraph)
+            if traits.model != "checkpoint":  # pretrained backends are not followed (ibdiv.pipeline.codegraph)
                 registry.implementation(family)
     loaded[name] = sorted(sys.modules[k].__file__ for k in sys.modules if k == "ibdiv" or k.startswith("ibdiv."))
 print(json.dumps(loaded))

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ibdiv.config import ConfigError, load_config, validate_config
-from ibdiv.seeds import derive_seed
+from ibdiv.core.config import ConfigError, load_config, validate_config
+from ibdiv.core.seeds import derive_seed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,7 +61,7 @@ def test_training_settings_have_one_source(config):
     """train_prior.DEFAULT_CFG, the schema's `prior` keys and config.yaml's `prior` agree: the same
     keys, and the code's defaults are the default run's values (a config that leaves a key out
     trains like the default run)."""
-    from ibdiv.train_prior import DEFAULT_CFG
+    from ibdiv.families.training import DEFAULT_CFG
 
     schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
     assert set(DEFAULT_CFG) == set(schema["properties"]["prior"]["properties"]) == set(config["prior"])
@@ -81,8 +81,8 @@ def test_mask_and_replace_runs_end_to_end_from_config():
     `prior`, and the diffusion sampler revises committed tokens at the configured point."""
     import torch
 
-    from ibdiv import sampling
-    from ibdiv.train_prior import train_prior
+    from ibdiv.families import sampling
+    from ibdiv.families.training import train_prior
 
     config = yaml.safe_load((ROOT / "config.smoke.yaml").read_text())
     config["prior"].update(replace_fraction=0.3, steps=10, eval_every=10)

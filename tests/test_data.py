@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 import pytest
 
-from ibdiv import data, shapes
+from ibdiv.data import datasets, shapes
 
 
 def _write_npz(path, **arrays):
@@ -20,7 +20,7 @@ def good_arrays():
 
 
 def test_npz_loads_and_scales_to_unit_range(tmp_path, good_arrays):
-    d = data.load_npz_dataset(_write_npz(tmp_path / "ok.npz", **good_arrays))
+    d = datasets.load_npz_dataset(_write_npz(tmp_path / "ok.npz", **good_arrays))
     assert d.images.dtype == np.float32 and d.images.max() <= 1.0 and d.images.max() > 0.5
     assert d.n_classes == 4 and list(d.labels[:4]) == [0, 1, 2, 3]
 
@@ -42,18 +42,18 @@ def test_npz_loads_and_scales_to_unit_range(tmp_path, good_arrays):
 def test_bad_npz_names_file_and_problem(tmp_path, good_arrays, mutate, problem):
     mutate(good_arrays)
     path = _write_npz(tmp_path / "bad.npz", **good_arrays)
-    with pytest.raises(data.DatasetError) as err:
-        data.load_npz_dataset(path)
+    with pytest.raises(datasets.DatasetError) as err:
+        datasets.load_npz_dataset(path)
     assert str(path) in str(err.value) and problem in str(err.value)
 
 
 def test_missing_and_corrupt_files(tmp_path):
-    with pytest.raises(data.DatasetError, match="nope.npz: file not found"):
-        data.load_npz_dataset(tmp_path / "nope.npz")
+    with pytest.raises(datasets.DatasetError, match="nope.npz: file not found"):
+        datasets.load_npz_dataset(tmp_path / "nope.npz")
     corrupt = tmp_path / "corrupt.npz"
     corrupt.write_bytes(b"not a zip file")
-    with pytest.raises(data.DatasetError, match="corrupt.npz: not a readable .npz"):
-        data.load_npz_dataset(corrupt)
+    with pytest.raises(datasets.DatasetError, match="corrupt.npz: not a readable .npz"):
+        datasets.load_npz_dataset(corrupt)
 
 
 def test_image_folder_loads_classes_from_subfolders(tmp_path):
@@ -63,7 +63,7 @@ def test_image_folder_loads_classes_from_subfolders(tmp_path):
         (tmp_path / name).mkdir()
         for i in range(3):
             Image.fromarray(np.full((12, 12), 40 * i, dtype=np.uint8)).save(tmp_path / name / f"{i}.png")
-    d = data.load_image_folder(tmp_path, 8)
+    d = datasets.load_image_folder(tmp_path, 8)
     assert d.images.shape == (6, 8, 8) and d.class_names == ["cat", "dog"]
     assert list(d.labels) == [0, 0, 0, 1, 1, 1]
 
@@ -75,8 +75,8 @@ def test_image_folder_unreadable_image_named(tmp_path):
         (tmp_path / name).mkdir()
         Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(tmp_path / name / "0.png")
     (tmp_path / "b" / "broken.png").write_bytes(b"garbage")
-    with pytest.raises(data.DatasetError, match=r"broken.png: unreadable image"):
-        data.load_image_folder(tmp_path, 8)
+    with pytest.raises(datasets.DatasetError, match=r"broken.png: unreadable image"):
+        datasets.load_image_folder(tmp_path, 8)
 
 
 def test_image_folder_with_one_class_fails(tmp_path):
@@ -84,15 +84,15 @@ def test_image_folder_with_one_class_fails(tmp_path):
 
     (tmp_path / "only").mkdir()
     Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(tmp_path / "only" / "0.png")
-    with pytest.raises(data.DatasetError, match="only one class"):
-        data.load_image_folder(tmp_path, 8)
+    with pytest.raises(datasets.DatasetError, match="only one class"):
+        datasets.load_image_folder(tmp_path, 8)
 
 
 def test_checksum_mismatch_names_file(tmp_path):
     f = tmp_path / "blob.gz"
     f.write_bytes(b"abc")
-    with pytest.raises(data.DatasetError, match=r"blob.gz: SHA-256 mismatch"):
-        data._check_sha256(f, "0" * 64)
+    with pytest.raises(datasets.DatasetError, match=r"blob.gz: SHA-256 mismatch"):
+        datasets._check_sha256(f, "0" * 64)
 
 
 def test_restricted_unpickler_refuses_code(tmp_path):
@@ -103,38 +103,38 @@ def test_restricted_unpickler_refuses_code(tmp_path):
     f = tmp_path / "evil.gz"
     with gzip.open(f, "wb") as g:
         pickle.dump(Evil(), g)
-    with pytest.raises(data.DatasetError, match="builtins.print is not allowed"):
-        data._restricted_unpickle(f)
+    with pytest.raises(datasets.DatasetError, match="builtins.print is not allowed"):
+        datasets._restricted_unpickle(f)
     ok = tmp_path / "ok.gz"
     with gzip.open(ok, "wb") as g:
         pickle.dump(np.arange(5), g)
-    assert list(data._restricted_unpickle(ok)) == [0, 1, 2, 3, 4]
+    assert list(datasets._restricted_unpickle(ok)) == [0, 1, 2, 3, 4]
 
 
 def test_animals_loads_pinned_package_data():
-    d = data.load_animals()
+    d = datasets.load_animals()
     assert d.images.shape == (10000, 28, 28) and d.n_classes == 10
     assert np.bincount(d.labels).tolist() == [1000] * 10
-    assert data.resize(d.images[:5], 16).shape == (5, 16, 16)
+    assert datasets.resize(d.images[:5], 16).shape == (5, 16, 16)
 
 
 def test_digits_loads():
-    d = data.load_digits()
+    d = datasets.load_digits()
     assert d.images.shape == (1797, 8, 8) and d.images.max() == 1.0
 
 
 def test_stratified_split_takes_fraction_from_every_class():
     labels = np.repeat(np.arange(5), [10, 20, 30, 40, 50])
-    held = data.stratified_split(labels, 0.2, seed=1)
+    held = datasets.stratified_split(labels, 0.2, seed=1)
     assert [held[labels == c].sum() for c in range(5)] == [2, 4, 6, 8, 10]
-    assert (held == data.stratified_split(labels, 0.2, seed=1)).all()
+    assert (held == datasets.stratified_split(labels, 0.2, seed=1)).all()
 
 
 def test_prepared_roundtrip_keeps_split_and_layouts(tmp_path):
     images, labels, layouts = shapes.generate(64, 16, seed=3)
-    held = data.stratified_split(labels, 0.25, seed=0)
-    data.save_prepared(tmp_path / "p.npz", data.Dataset(images, labels, list(shapes.CLASS_NAMES), layouts), held)
-    train = data.load_prepared(tmp_path / "p.npz", "train")
+    held = datasets.stratified_split(labels, 0.25, seed=0)
+    datasets.save_prepared(tmp_path / "p.npz", datasets.Dataset(images, labels, list(shapes.CLASS_NAMES), layouts), held)
+    train = datasets.load_prepared(tmp_path / "p.npz", "train")
     assert len(train.labels) == (~held).sum() and (train.layouts == layouts[~held]).all()
     assert np.abs(train.images - images[~held]).max() <= 0.5 / 255 + 1e-6
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from ibdiv import devices, probes
-from ibdiv.train_prior import save_model, train_prior
+from ibdiv.core import devices
+from ibdiv.measure import probes
+from ibdiv.families.training import save_model, train_prior
 
 K, N, C = 16, 16, 3
 TINY = {"d_model": 16, "n_layers": 1, "n_heads": 2, "dropout": 0.1, "batch_size": 32, "warmup": 2,

@@ -103,12 +103,12 @@ def test_drift_is_detected(tmp_path):
     errors = "\n".join(drift(tmp_path))
     assert "figures/probes" in errors and "is not tracked by any DVC stage" in errors
     # ... and a code dep that no job of the stage reads (the config validation)
-    extra = "      - workflow/scripts/summary.py\n      - src/ibdiv/config.py\n"
+    extra = "      - workflow/scripts/summary.py\n      - src/ibdiv/core/config.py\n"
     (tmp_path / "dvc.yaml").write_text(dvc_yaml.replace(" probe_grids manifest", " manifest")
                                        .replace("      - workflow/scripts/summary.py\n", extra))
     errors = drift(tmp_path)
     assert any("made by probe_grids, not in --allowed-rules" in e for e in errors)
-    assert any(e.endswith("summary: code dep src/ibdiv/config.py is read by no job of the stage") for e in errors)
+    assert any(e.endswith("summary: code dep src/ibdiv/core/config.py is read by no job of the stage") for e in errors)
     # the probes stage without the quality reference its measuring jobs read
     probes = dvc_yaml.index("  probes:")
     no_reference = dvc_yaml[:probes] + dvc_yaml[probes:].replace("        - results/${key}/reference\n", "", 1)
@@ -118,7 +118,7 @@ def test_drift_is_detected(tmp_path):
 
 def test_metrics_are_flat_numbers_per_dataset_family_point(tmp_path):
     """results/metrics.json (DVC's metrics): means over seeds, numbers only, missing ones left out."""
-    from ibdiv.tables import dvc_metrics
+    from ibdiv.report.tables import dvc_metrics
 
     (tmp_path / "stability.csv").write_text(
         "dataset,family,point,kappa_mean,delta_mean,eta_mean,decoupling_index_mean,rho_infl_mean,consensus\n"

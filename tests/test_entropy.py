@@ -1,4 +1,4 @@
-"""Tests for ibdiv.entropy: estimators, resampling helpers, estimands and the path split."""
+"""Tests for ibdiv.measure.entropy: estimators, resampling helpers, estimands and the path split."""
 from __future__ import annotations
 
 import math
@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from ibdiv import entropy as E
-from ibdiv.entropy import METHODS
+from ibdiv.measure import entropy as E
+from ibdiv.measure.entropy import METHODS
 
 FAST = settings(max_examples=60, deadline=None)
 

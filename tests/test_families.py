@@ -10,17 +10,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from ibdiv import ar, diffusion, entropy, mim, registry
-from ibdiv.config import load_config
-from ibdiv.backbone import KVCache, sampling_log_probs
-from ibdiv.sampling import (
+from ibdiv.families import ar, diffusion, mim
+from ibdiv.measure import entropy
+from ibdiv.core import registry
+from ibdiv.core.config import load_config
+from ibdiv.families.backbone import KVCache, sampling_log_probs
+from ibdiv.families.sampling import (
     Perturbation,
     codebook_noise,
     condition_noise,
     resume,
     sample,
 )
-from ibdiv.train_prior import (
+from ibdiv.families.training import (
     DEFAULT_CFG,
     heldout_bits_per_token,
     load_model,
@@ -136,7 +138,7 @@ CONFIGS = sorted(Path(__file__).resolve().parents[1].glob("config*.yaml"))
 def backend_models(tmp_path_factory):
     """A tiny random model of each pretrained backend, conditioned on two conditions."""
     pytest.importorskip("diffusers")
-    from ibdiv import pretrained
+    from ibdiv.backends import pretrained
 
     sizes = {"llamagen": {"grid": 4, "gpt": {"dim": 32, "n_layer": 1, "n_head": 2, "multiple_of": 32},
                           "vq": {"codebook_size": K, "codebook_embed_dim": 8, "ch": 32, "ch_mult": [1, 2],

@@ -1,4 +1,4 @@
-"""Tests for the result figures in ibdiv.figures: each writes PNG + PDF + CSV, the CSV holds exactly
+"""Tests for the result figures in ibdiv.report.figures: each writes PNG + PDF + CSV, the CSV holds exactly
 the numbers drawn (checked against the source table), and families that could not be measured
 (all-NaN rows) are skipped without error. Tables are synthetic, shaped like the pipeline's
 measurements.csv / summary.csv / classification.csv and round-tripped through CSV so the dtypes
@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ibdiv.figures import diagnostic_plots as F
-from ibdiv import registry
-from ibdiv.registry import NESTED_KINDS
+from ibdiv.report.figures import diagnostic_plots as F
+from ibdiv.core import registry
+from ibdiv.core.registry import NESTED_KINDS
 
 Z = 1.96
 SEEDS = (0, 1)
@@ -319,7 +319,7 @@ def test_a_missing_column_raises_instead_of_drawing_not_measured(measurements, t
 
 
 def test_image_grid_tiles_images_row_major_with_gaps():
-    from ibdiv.figures.grids import image_grid
+    from ibdiv.report.figures.grids import image_grid
 
     images = np.stack([np.full((3, 2), v / 10) for v in range(6)])
     fig = image_grid(images, rows=2, cols=3, row_labels=["a", "b"])
@@ -333,7 +333,7 @@ def test_image_grid_tiles_images_row_major_with_gaps():
 
 
 def test_sample_grid_decodes_only_the_shown_samples(tmp_path):
-    from ibdiv.figures.grids import sample_grid
+    from ibdiv.report.figures.grids import sample_grid
 
     decoded = []
 

@@ -1,10 +1,10 @@
-"""The report's landing tables (ibdiv.findings): what a reader sees first must be the pipeline's
+"""The report's landing tables (ibdiv.report.findings): what a reader sees first must be the pipeline's
 own numbers, each with its SE, and say plainly when something was not measured."""
 import math
 
 import pandas as pd
 
-from ibdiv import findings
+from ibdiv.report import findings
 
 
 def test_plus_minus_shows_the_se_only_when_there_is_one_and_a_dash_for_nothing():

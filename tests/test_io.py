@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from ibdiv.io import atomic_path, load_npz, save_npz, save_torch
+from ibdiv.core.io import atomic_path, load_npz, save_npz, save_torch
 
 
 def test_same_weights_give_the_same_checkpoint_bytes(tmp_path):

@@ -13,11 +13,13 @@ import math
 import pytest
 import torch
 
-from ibdiv import entropy, llamagen, probes, registry
-from ibdiv.backbone import KVCache, sampling_log_probs
-from ibdiv.llamagen import GPT, GPTConfig, gpt_config, load_checkpoint, load_tokenizer, save_checkpoint
-from ibdiv.llamagen_vq import VQConfig, VQModel
-from ibdiv.sampling import Perturbation, codebook_noise, condition_noise, resume, sample
+from ibdiv.measure import entropy, probes
+from ibdiv.backends import llamagen
+from ibdiv.core import registry
+from ibdiv.families.backbone import KVCache, sampling_log_probs
+from ibdiv.backends.llamagen import GPT, GPTConfig, gpt_config, load_checkpoint, load_tokenizer, save_checkpoint
+from ibdiv.backends.llamagen_vq import VQConfig, VQModel
+from ibdiv.families.sampling import Perturbation, codebook_noise, condition_noise, resume, sample
 
 torch.set_num_threads(1)
 

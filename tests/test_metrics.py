@@ -1,4 +1,4 @@
-"""Tests for ibdiv.metrics: analytic cases, invariants (hypothesis) and brute-force references."""
+"""Tests for ibdiv.measure.metrics: analytic cases, invariants (hypothesis) and brute-force references."""
 
 import itertools
 
@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from ibdiv import metrics as M
+from ibdiv.measure import metrics as M
 
 FAST = settings(max_examples=25, deadline=None)
 
@@ -326,7 +326,7 @@ def _reference(seed=0, n_per_class=60, classes=3, d=6, N=8, K=5):
 
 
 def test_quality_metrics_equal_n_and_distribution_sensitivity():
-    from ibdiv.diagnostics import quality_metrics
+    from ibdiv.measure.diagnostics import quality_metrics
 
     ref = _reference()
     rng = np.random.default_rng(1)
@@ -343,7 +343,7 @@ def test_quality_metrics_equal_n_and_distribution_sensitivity():
 
 
 def test_quality_metrics_memorisation_sees_training_copies():
-    from ibdiv.diagnostics import quality_metrics
+    from ibdiv.measure.diagnostics import quality_metrics
 
     ref = _reference()
     labels = np.repeat(np.arange(3), 50)
@@ -366,7 +366,7 @@ def test_memorisation_reuses_a_given_reference_distance():
 
 
 def test_quality_reference_round_trips_through_its_file(tmp_path):
-    from ibdiv.diagnostics import load_quality_reference, quality_metrics, save_quality_reference
+    from ibdiv.measure.diagnostics import load_quality_reference, quality_metrics, save_quality_reference
 
     ref = _reference()
     save_quality_reference(tmp_path / "quality.npz", ref)

@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from ibdiv import oracle, registry, shapes, tokenizer
-from ibdiv.oracle import OraclePrior, layout_of
-from ibdiv.sampling import Perturbation, resume, sample
+from ibdiv.families import oracle
+from ibdiv.core import registry
+from ibdiv.data import shapes, tokenizer
+from ibdiv.families.oracle import OraclePrior, layout_of
+from ibdiv.families.sampling import Perturbation, resume, sample
 
 torch.set_num_threads(1)
 
@@ -158,7 +160,7 @@ def test_tokens_are_the_shapes_process(model):
 def test_ground_truth_renders_the_configured_executions_per_layout(model):
     """measure.oracle_executions has an effect: more renders per layout, less small-N bias
     (the plug-in entropy is biased down at N = 3, so D_exec rises with executions)."""
-    from ibdiv.diagnostics import oracle_ground_truth
+    from ibdiv.measure.diagnostics import oracle_ground_truth
 
     few = oracle_ground_truth(model.vq, executions=3, seed=0, method="plugin")
     many = oracle_ground_truth(model.vq, executions=40, seed=0, method="plugin")
@@ -170,8 +172,8 @@ def test_ground_truth_renders_the_configured_executions_per_layout(model):
 def test_ground_truth_through_a_code_map(model):
     """The coarse truth counts the same renders through the map: the identity map gives the
     full-K split, and merging codes (plug-in) cannot raise D_exec or D_tot."""
-    from ibdiv import coarse
-    from ibdiv.diagnostics import oracle_ground_truth
+    from ibdiv.measure import coarse
+    from ibdiv.measure.diagnostics import oracle_ground_truth
 
     K = model.vq.cfg.codebook_size
     maps = {K: np.arange(K), 4: coarse.tokenizer_maps(model.vq, [4], seed=0)[4]}

@@ -11,7 +11,8 @@ import yaml
 
 from conftest import snakemake
 
-from ibdiv import classifier, data, findings, tokens
+from ibdiv.data import classifier, datasets, tokens
+from ibdiv.report import findings
 
 TABLE = 1e-5  # tables are written with 6 significant digits
 pytestmark = pytest.mark.e2e
@@ -35,7 +36,7 @@ def test_token_cache_matches_prepared_data(smoke_run):
 def test_classifier_metrics_are_its_own_predictions(smoke_run):
     metrics = json.loads((smoke_run / "results/shapes/classifier/metrics.json").read_text())
     model = classifier.load_classifier(smoke_run / "results/shapes/classifier/model.pt")
-    held = data.load_prepared(smoke_run / "data/prepared/shapes.npz", "heldout")
+    held = datasets.load_prepared(smoke_run / "data/prepared/shapes.npz", "heldout")
     pred = classifier.predict(model, held.images)
     assert metrics["heldout_accuracy"] == pytest.approx(np.mean(pred["pred"] == held.labels))
     assert metrics["heldout_layout_accuracy"] == pytest.approx(np.mean(pred["layout_pred"] == held.layouts))

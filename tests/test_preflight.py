@@ -1,5 +1,5 @@
 """Settings that depend on the data fail before any job runs, naming the remedy (README "Config"):
-unit tests of ibdiv.preflight, and Snakemake refusing to start on a bring-your-own .npz whose
+unit tests of ibdiv.pipeline.preflight, and Snakemake refusing to start on a bring-your-own .npz whose
 held-out split is too small for the matched N (the case of issue 14, which used to fail in
 measure_reference after ~20 minutes of training)."""
 import subprocess
@@ -11,7 +11,8 @@ import yaml
 
 from conftest import ROOT, copy_repository
 
-from ibdiv import data, preflight, shapes
+from ibdiv.data import datasets, shapes
+from ibdiv.pipeline import preflight
 
 
 def default_config(dataset: dict, **measure) -> dict:
@@ -59,7 +60,7 @@ def test_fraction_remedy_is_the_smallest_that_works():
 def test_heldout_count_is_what_the_split_takes():
     for n in (1, 2, 3, 7, 10, 25, 37, 500):
         for f in (0.1, 0.2, 0.25, 0.5, 0.9):
-            held = data.stratified_split(np.zeros(n, dtype=int), f, seed=0)
+            held = datasets.stratified_split(np.zeros(n, dtype=int), f, seed=0)
             assert held.sum() == preflight.heldout_count(n, f)
 
 
@@ -101,7 +102,7 @@ def test_class_counts_are_read_without_building_the_data(tmp_path, byo_npz):
     assert preflight.known_class_counts({"source": "folder", "path": str(folder)}) == {"cat": 3, "dog": 2}
     images, labels, layouts = shapes.generate(64, 16, seed=3)
     prepared = tmp_path / "p.npz"
-    data.save_prepared(prepared, data.Dataset(images, labels, list(shapes.CLASS_NAMES), layouts), labels < 2)
+    datasets.save_prepared(prepared, datasets.Dataset(images, labels, list(shapes.CLASS_NAMES), layouts), labels < 2)
     assert preflight.known_class_counts({"source": "digits"}, prepared) == dict.fromkeys(shapes.CLASS_NAMES, 8)
 
 
@@ -109,7 +110,7 @@ def test_packaged_datasets_counts():
     digits = preflight.known_class_counts({"source": "digits"})
     assert sum(digits.values()) == 1797 and min(digits.values()) == 174
     animals = preflight.known_class_counts({"source": "animals"})
-    assert animals == {name: 1000 for name in data.ANIMALS_CLASS_NAMES}  # 200 held out at 0.2: the default N
+    assert animals == {name: 1000 for name in datasets.ANIMALS_CLASS_NAMES}  # 200 held out at 0.2: the default N
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "config.quick.yaml", "config.smoke.yaml"])

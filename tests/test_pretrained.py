@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from ibdiv import checkpoints, codegraph, llamagen, preflight, pretrained, probes, tokenizer
+from ibdiv.backends import checkpoints, llamagen, pretrained
+from ibdiv.pipeline import codegraph, preflight
+from ibdiv.measure import probes
+from ibdiv.data import tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_LLAMAGEN = {"grid": 4, "gpt": {"dim": 32, "n_layer": 1, "n_head": 2, "multiple_of": 32},
@@ -74,7 +77,7 @@ def test_condition_folders_load_as_rgb_and_grey(tmp_path):
 
 
 def test_empty_or_unreadable_condition_folder_is_named(tmp_path):
-    from ibdiv.data import DatasetError
+    from ibdiv.data.datasets import DatasetError
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="empty: condition folder missing or without images"):
@@ -86,11 +89,11 @@ def test_empty_or_unreadable_condition_folder_is_named(tmp_path):
 
 
 def test_tokenizer_pointer_gives_the_in_house_interface(built, tmp_path):
-    from ibdiv import backend_vq
+    from ibdiv.data import backend_tokenizer
 
     backend, _, record, _ = built
     K, grid, vq_size = SIZES[backend]
-    backend_vq.write_pointer(tmp_path / "model.pt", record)
+    backend_tokenizer.write_pointer(tmp_path / "model.pt", record)
     vq = tokenizer.load_tokenizer(tmp_path / "model.pt")
     assert (vq.cfg.codebook_size, vq.cfg.grid, vq.cfg.image_size, vq.vq_image_size) == (K, grid, 16, vq_size)
     assert vq.quantizer.codebook.shape[0] == K
@@ -155,7 +158,7 @@ def test_a_backend_must_be_configured_under_families():
 @pytest.mark.parametrize("script", ["encode_tokens", "measure_probe", "sample_probe", "train_prior", "prepare_data"])
 def test_in_house_jobs_do_not_depend_on_the_backends(script):
     """Editing a backend (or this wiring) must rerun no in-house job: their code inputs hold no
-    backend module and not ibdiv.pretrained (only the backend_vq adapter, whose pointer check they run)."""
+    backend module and not ibdiv.backends.pretrained (only the backend_vq adapter, whose pointer check they run)."""
     files = {p.name for p in codegraph.code_files(ROOT / "workflow" / "scripts" / f"{script}.py", ROOT / "src")}
     assert not files & {"llamagen.py", "llamagen_vq.py", "amused.py", "vq_diffusion.py", "pretrained.py", "checkpoints.py"}
 

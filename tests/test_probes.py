@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from ibdiv import diagnostics, probes, registry, train_prior
+from ibdiv.measure import diagnostics, probes
+from ibdiv.core import registry
+from ibdiv.families import training
 
 torch.set_num_threads(1)
 K, N, C = 16, 16, 3
@@ -19,7 +21,7 @@ def models():
     labels = torch.arange(240) % C
     tokens[:, 8:] = tokens[:, :8]  # some cross-token structure to learn
     cfg = {"steps": 200, "d_model": 32, "n_layers": 1, "n_heads": 2, "eval_every": 100}
-    return {f: train_prior.train_prior(f, tokens, labels, tokens[:48], labels[:48], K=K, C=C, cfg=cfg, seed=0,
+    return {f: training.train_prior(f, tokens, labels, tokens[:48], labels[:48], K=K, C=C, cfg=cfg, seed=0,
                                        progress=False)[0] for f in registry.CONFIGURABLE}
 
 

@@ -12,9 +12,11 @@ import pytest
 import torch
 import yaml
 
-from ibdiv import probes, registry, sampling, train_prior
-from ibdiv.backbone import DecodeState, draw, sampling_log_probs
-from ibdiv.config import ConfigError, validate_config
+from ibdiv.measure import probes
+from ibdiv.core import registry
+from ibdiv.families import sampling, training
+from ibdiv.families.backbone import DecodeState, draw, sampling_log_probs
+from ibdiv.core.config import ConfigError, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
@@ -53,13 +55,13 @@ def test_built_in_entries_match_their_modules(name):
     assert set(fam.knobs) == set(module.KNOBS)
     assert fam.learned == hasattr(module, "training_loss")
     if fam.model == "prior":  # a tiny instance tells whether there are tables to perturb
-        model = module.PRIOR.build(K, N, C, train_prior.resolve_cfg({"d_model": 8, "n_layers": 1, "n_heads": 2}))
+        model = module.PRIOR.build(K, N, C, training.resolve_cfg({"d_model": 8, "n_layers": 1, "n_heads": 2}))
         assert fam.perturbable == (hasattr(model, "cls_emb") and hasattr(model, "tok_emb"))
         assert fam.learned or hasattr(model, "fit")
 
 
 def test_the_registry_does_not_import_torch():
-    code = "import sys; from ibdiv import registry; registry.family('ar'); assert 'torch' not in sys.modules"
+    code = "import sys; from ibdiv.core import registry; registry.family('ar'); assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
 
 
@@ -192,10 +194,10 @@ def test_a_config_family_is_registered_with_its_class_traits(config):
 def test_a_config_family_trains_saves_samples_and_checks_its_knobs(config, tmp_path):
     registry.declare(config)
     (x, y), (vx, vy) = toy_tokens(), toy_tokens(60, seed=1)
-    model, curve, bits = train_prior.train_prior("toy", x, y, vx, vy, K=K, C=C, cfg={}, seed=0, progress=False)
+    model, curve, bits = training.train_prior("toy", x, y, vx, vy, K=K, C=C, cfg={}, seed=0, progress=False)
     assert model.family == "toy" and bits < math.log2(K) and curve[0]["heldout_bits"] == bits  # counted
-    train_prior.save_model(tmp_path / "toy.pt", model)
-    model = train_prior.load_model(tmp_path / "toy.pt")
+    training.save_model(tmp_path / "toy.pt", model)
+    model = training.load_model(tmp_path / "toy.pt")
     classes, gen = torch.arange(600) % C, lambda: torch.Generator().manual_seed(3)
     hot = sampling.sample(model, classes, {}, gen())
     cold = sampling.sample(model, classes, config["families"]["toy"]["standard"], gen())

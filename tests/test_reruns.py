@@ -13,7 +13,7 @@ import pytest
 import yaml
 from conftest import copy_repository, snakemake
 
-from ibdiv.codegraph import code_files
+from ibdiv.pipeline.codegraph import code_files
 
 pytestmark = pytest.mark.e2e
 
@@ -44,7 +44,7 @@ def planned(work) -> list[tuple[str, dict]]:
 
 
 def test_editing_figure_code_plans_only_figure_jobs(finished):
-    figures = finished / "src/ibdiv/figures/style.py"
+    figures = finished / "src/ibdiv/report/figures/style.py"
     figures.write_text(figures.read_text() + "\n# a real edit: the checksum changes\n")
     rules = Counter(rule for rule, _ in planned(finished))
     assert rules and set(rules) <= FIGURE_RULES, rules
@@ -56,10 +56,10 @@ def test_editing_a_downstream_module_plans_its_importers_and_what_follows(finish
     """metrics.py is imported (through diagnostics) only by the measuring rules and the
     calibration suite: no tokenizer, training or sampling job reruns."""
     importers = {script.stem for script in (finished / "workflow/scripts").glob("*.py")
-                 if finished / "src/ibdiv/metrics.py" in code_files(script, finished / "src")}
+                 if finished / "src/ibdiv/measure/metrics.py" in code_files(script, finished / "src")}
     assert importers == {"measure_baseline", "measure_probe", "measure_reference", "oracle_validation",
                          "label_calibration"}
-    metrics = finished / "src/ibdiv/metrics.py"
+    metrics = finished / "src/ibdiv/measure/metrics.py"
     metrics.write_text(metrics.read_text() + "\n# a real edit: the checksum changes\n")
     rules = {rule for rule, _ in planned(finished)}
     downstream = {"generators_table", "diagnostics_tables", "diagnostic_figures", "findings_tables", "summary",
@@ -70,7 +70,7 @@ def test_editing_a_downstream_module_plans_its_importers_and_what_follows(finish
 def test_editing_the_config_validation_plans_nothing(finished):
     """Jobs read their settings from Snakemake's params; the schema and its validation code are
     no job's input."""
-    for path in (finished / "src/ibdiv/config.py", finished / "workflow/schemas/config.schema.yaml"):
+    for path in (finished / "src/ibdiv/core/config.py", finished / "workflow/schemas/config.schema.yaml"):
         path.write_text(path.read_text() + "\n# a real edit: the checksum changes\n")
     assert planned(finished) == []
 

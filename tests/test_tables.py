@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ibdiv import tables
+from ibdiv.report import tables
 
 
 def test_flatten_turns_estimates_into_value_and_se_columns():
@@ -115,7 +115,7 @@ def test_iso_target_is_the_middle_of_the_common_accuracy_range():
 
 
 def test_rho_infl_comes_from_the_unperturbed_decoupling_cell_else_the_nearest_clamp_cut():
-    from ibdiv.tables import _rho_at
+    from ibdiv.report.tables import _rho_at
 
     clamp = pd.DataFrame({"probe": "path_clamp", "cell": ["0.125", "0.25", "0.5"], "rho_infl": [0.1, 0.5, 0.9]})
     decoupling = pd.DataFrame({"probe": "decoupling", "cell": ["none", "condition_before_cut", "codebook_after_cut"],

@@ -3,8 +3,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ibdiv import shapes, tokenizer, tokens
-from ibdiv.io import save_npz
+from ibdiv.data import shapes, tokenizer, tokens
+from ibdiv.core.io import save_npz
 
 torch.set_num_threads(1)
 CFG = tokenizer.TokenizerConfig(image_size=16, grid=4, codebook_size=16, code_dim=8, channels=16)

@@ -1,4 +1,4 @@
-"""The VQ-Diffusion backend (ibdiv.vq_diffusion) on a tiny randomly initialised checkpoint.
+"""The VQ-Diffusion backend (ibdiv.backends.vq_diffusion) on a tiny randomly initialised checkpoint.
 
 The checkpoint is built with diffusers' own VQ-Diffusion test sizes, saved with
 ``VQDiffusionPipeline.save_pretrained`` and read back component by component through the real
@@ -14,8 +14,10 @@ import torch
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
-from ibdiv import probes, registry, vq_diffusion  # noqa: E402
-from ibdiv.sampling import Perturbation, codebook_noise, condition_noise, resume, sample  # noqa: E402
+from ibdiv.measure import probes  # noqa: E402
+from ibdiv.core import registry
+from ibdiv.backends import vq_diffusion
+from ibdiv.families.sampling import Perturbation, codebook_noise, condition_noise, resume, sample  # noqa: E402
 
 torch.set_num_threads(1)
 

@@ -6,8 +6,8 @@ from pathlib import Path
 # graph (codegraph: stdlib only), both from this checkout's src/ like the jobs' code; `declare`
 # adds the families the config brings itself, and fails naming the key.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from ibdiv import registry
-from ibdiv.codegraph import code_files
+from ibdiv.core import registry
+from ibdiv.pipeline.codegraph import code_files
 
 sys.path.pop(0)
 registry.declare(config)
@@ -37,14 +37,14 @@ def gpus(wildcards):
 
 def check_settings_against_data():
     """Settings that depend on the data (matched N per class vs held-out images, token grid vs
-    image size, ...) fail here, before any job, naming the key to change (ibdiv.preflight:
+    image size, ...) fail here, before any job, naming the key to change (ibdiv.pipeline.preflight:
     the images per class are read without building the datasets; no job imports it)."""
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # this checkout's library
     try:
-        from ibdiv.preflight import check_dataset_settings, known_class_counts
+        from ibdiv.pipeline.preflight import check_dataset_settings, known_class_counts
     except ImportError:  # a bare Snakemake (e.g. --sdm conda without the package): jobs still fail later
         return
     finally:
@@ -103,7 +103,7 @@ def checkpoint_stamp(wildcards):
     ckpt = config["datasets"][wildcards.dataset]["checkpoint"]
     if isinstance(ckpt, dict):
         return []
-    from ibdiv.checkpoints import stamp  # numpy via ibdiv.io: only where a pretrained dataset is configured
+    from ibdiv.backends.checkpoints import stamp  # numpy via ibdiv.core.io: only where a pretrained dataset is configured
 
     return stamp(ckpt)
 
@@ -116,7 +116,7 @@ def checkpoint_folder(wildcards):
 
 def script_inputs(name):
     """The adapter `workflow/scripts/<name>.py` and every `ibdiv` file it imports, directly or
-    through the package (read with ast by ibdiv.codegraph, not typed here, so they cannot drift
+    through the package (read with ast by ibdiv.pipeline.codegraph, not typed here, so they cannot drift
     from the code). Declared as inputs so that a real edit (checksum) reruns the rule while a
     mere timestamp change does not (see profiles/default)."""
     script = f"workflow/scripts/{name}.py"

@@ -48,7 +48,7 @@ rule render_condition_images:
 
 
 rule record_checkpoint:
-    """The checkpoint folder checked by the backend and hashed (ibdiv.checkpoints.record), with
+    """The checkpoint folder checked by the backend and hashed (ibdiv.backends.checkpoints.record), with
     the conditions as the backend reads them: the input of every job that loads the backend."""
     input:
         folder=checkpoint_folder,
@@ -95,7 +95,7 @@ rule prepare_pretrained_data:
 
 
 rule backend_tokenizer:
-    """The dataset's tokenizer file: a pointer to the backend's VQ (ibdiv.backend_vq), so every
+    """The dataset's tokenizer file: a pointer to the backend's VQ (ibdiv.data.backend_tokenizer), so every
     rule reading results/{dataset}/tokenizer/model.pt works unchanged."""
     input:
         backend="results/{dataset}/backend.json",

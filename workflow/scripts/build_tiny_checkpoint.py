@@ -1,6 +1,6 @@
 """Snakemake adapter: a tiny random checkpoint folder of a pretrained backend's architecture."""
-from ibdiv import pretrained
-from ibdiv.runlog import job
+from ibdiv.backends import pretrained
+from ibdiv.core.runlog import job
 
 p = snakemake.params
 with job(snakemake.log[0], snakemake.threads) as log:

@@ -1,8 +1,8 @@
 """Snakemake adapter: the label calibration figure (confusion shares and SE ratios)."""
 import pandas as pd
 
-from ibdiv.figures import calibration_plots
-from ibdiv.runlog import job
+from ibdiv.report.figures import calibration_plots
+from ibdiv.core.runlog import job
 
 with job(snakemake.log[0], snakemake.threads):
     confusion = pd.read_csv(snakemake.input.confusion, index_col="case")

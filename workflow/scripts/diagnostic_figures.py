@@ -2,9 +2,9 @@
 drawn at full K (coarse_k 0); the coarse alphabets' numbers are in the tables."""
 import pandas as pd
 
-from ibdiv import registry
-from ibdiv.figures import diagnostic_plots
-from ibdiv.runlog import job
+from ibdiv.core import registry
+from ibdiv.report.figures import diagnostic_plots
+from ibdiv.core.runlog import job
 
 out, probes = snakemake.output, snakemake.params.probes
 with job(snakemake.log[0], snakemake.threads) as log:

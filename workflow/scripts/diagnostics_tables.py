@@ -2,9 +2,10 @@
 (at full K and at every coarse alphabet: the coarse_k column, 0 = full K)."""
 import pandas as pd
 
-from ibdiv import registry, tables
-from ibdiv.io import save_text
-from ibdiv.runlog import job
+from ibdiv.core import registry
+from ibdiv.report import tables
+from ibdiv.core.io import save_text
+from ibdiv.core.runlog import job
 
 p = snakemake.params
 with job(snakemake.log[0], snakemake.threads) as log:

@@ -1,6 +1,6 @@
 """Snakemake adapter: encode every image into a compact token cache."""
-from ibdiv import tokens
-from ibdiv.runlog import job
+from ibdiv.data import tokens
+from ibdiv.core.runlog import job
 
 with job(snakemake.log[0], snakemake.threads) as log:
     cache = tokens.encode_dataset(snakemake.input.data, snakemake.input.tokenizer)

@@ -1,9 +1,9 @@
-"""Snakemake adapter: the report's landing tables of one dataset (ibdiv.findings)."""
+"""Snakemake adapter: the report's landing tables of one dataset (ibdiv.report.findings)."""
 import pandas as pd
 
-from ibdiv import findings
-from ibdiv.io import save_text
-from ibdiv.runlog import job
+from ibdiv.report import findings
+from ibdiv.core.io import save_text
+from ibdiv.core.runlog import job
 
 i, o = snakemake.input, snakemake.output
 with job(snakemake.log[0], snakemake.threads) as log:

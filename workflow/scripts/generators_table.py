@@ -1,7 +1,7 @@
 """Snakemake adapter: one table of every family, seed and operating point of a dataset."""
-from ibdiv.io import save_text
-from ibdiv.runlog import job
-from ibdiv.tables import generators_table
+from ibdiv.core.io import save_text
+from ibdiv.core.runlog import job
+from ibdiv.report.tables import generators_table
 
 with job(snakemake.log[0], snakemake.threads) as log:
     table = generators_table(snakemake.input.priors, snakemake.input.baseline, snakemake.input.classifier)

@@ -1,9 +1,9 @@
 """Snakemake adapter: the label calibration suite (confusion table) and the SE calibration."""
 import pandas as pd
 
-from ibdiv import calibration_suite
-from ibdiv.io import save_text
-from ibdiv.runlog import job
+from ibdiv.verdict import calibration_suite
+from ibdiv.core.io import save_text
+from ibdiv.core.runlog import job
 
 p, out = snakemake.params, snakemake.output
 with job(snakemake.log[0], snakemake.threads) as log:

@@ -1,6 +1,6 @@
 """Snakemake adapter: the SHA-256 of every file of one unit, as JSON."""
-from ibdiv.io import file_sha256, save_json
-from ibdiv.runlog import job
+from ibdiv.core.io import file_sha256, save_json
+from ibdiv.core.runlog import job
 
 with job(snakemake.log[0], snakemake.threads) as log:
     digests = {path: file_sha256(path) for path in sorted(snakemake.input.files)}

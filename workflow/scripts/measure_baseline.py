@@ -1,10 +1,12 @@
 """Snakemake adapter: every flat estimand and quality metric of every baseline sample cache of a dataset."""
 import numpy as np
 
-from ibdiv import classifier, coarse, diagnostics, registry, tokenizer
-from ibdiv.seeds import derive_seed
-from ibdiv.io import load_npz, save_json
-from ibdiv.runlog import job
+from ibdiv.data import classifier, tokenizer
+from ibdiv.measure import coarse, diagnostics
+from ibdiv.core import registry
+from ibdiv.core.seeds import derive_seed
+from ibdiv.core.io import load_npz, save_json
+from ibdiv.core.runlog import job
 
 w, p = snakemake.wildcards, snakemake.params
 with job(snakemake.log[0], snakemake.threads) as log:

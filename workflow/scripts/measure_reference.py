@@ -2,10 +2,11 @@
 the quality reference every measuring job compares its samples with."""
 import numpy as np
 
-from ibdiv import classifier, coarse, data, diagnostics, tokenizer, tokens
-from ibdiv.seeds import derive_seed
-from ibdiv.io import save_json
-from ibdiv.runlog import job
+from ibdiv.data import classifier, datasets, tokenizer, tokens
+from ibdiv.measure import coarse, diagnostics
+from ibdiv.core.seeds import derive_seed
+from ibdiv.core.io import save_json
+from ibdiv.core.runlog import job
 
 w, p = snakemake.wildcards, snakemake.params
 with job(snakemake.log[0], snakemake.threads) as log:
@@ -23,7 +24,7 @@ with job(snakemake.log[0], snakemake.threads) as log:
     maps = coarse.tokenizer_maps(vq, p.measure.get("coarse_k", []), p.seed)
     measured = diagnostics.measure_coarse(cache, maps, p.measure, run_seed, nested=False)
     row["coarse"] = {k: {**cells[0], "code_map": maps[int(k)].tolist()} for k, cells in measured.items()}
-    images = data.load_prepared(snakemake.input.data, "heldout")
+    images = datasets.load_prepared(snakemake.input.data, "heldout")
     reference = diagnostics.quality_reference(images.images, images.labels, held.tokens, train.tokens, cnn)
     row["heldout_nn_hamming"] = reference["heldout_nn_hamming"]  # memorisation's baseline
     diagnostics.save_quality_reference(snakemake.output.quality, reference)

@@ -3,11 +3,12 @@
 through the same map (DESIGN §13)."""
 import pandas as pd
 
-from ibdiv import coarse, diagnostics, tokenizer
-from ibdiv.figures import calibration_plots
-from ibdiv.seeds import derive_seed
-from ibdiv.io import load_json, save_text
-from ibdiv.runlog import job
+from ibdiv.measure import coarse, diagnostics
+from ibdiv.data import tokenizer
+from ibdiv.report.figures import calibration_plots
+from ibdiv.core.seeds import derive_seed
+from ibdiv.core.io import load_json, save_text
+from ibdiv.core.runlog import job
 
 w, p = snakemake.wildcards, snakemake.params
 with job(snakemake.log[0], snakemake.threads) as log:

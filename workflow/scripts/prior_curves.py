@@ -2,8 +2,8 @@
 seed, step, train_loss, heldout_bits), the file DVC plots (one line per run, see dvc.yaml)."""
 import pandas as pd
 
-from ibdiv.io import save_text
-from ibdiv.runlog import job
+from ibdiv.core.io import save_text
+from ibdiv.core.runlog import job
 
 with job(snakemake.log[0], snakemake.threads) as log:
     tables = []

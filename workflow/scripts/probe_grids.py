@@ -1,10 +1,11 @@
 """Snakemake adapter: decoded sample grids of every probe cache (first seed, neutral point)."""
 from pathlib import Path
 
-from ibdiv import registry, tokenizer
-from ibdiv.figures import grids
-from ibdiv.io import load_npz
-from ibdiv.runlog import job
+from ibdiv.core import registry
+from ibdiv.data import tokenizer
+from ibdiv.report.figures import grids
+from ibdiv.core.io import load_npz
+from ibdiv.core.runlog import job
 
 w, p = snakemake.wildcards, snakemake.params
 with job(snakemake.log[0], snakemake.threads) as log:

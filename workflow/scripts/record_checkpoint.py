@@ -1,7 +1,7 @@
 """Snakemake adapter: check and hash a backend's checkpoint folder; add the conditions."""
-from ibdiv import checkpoints, pretrained
-from ibdiv.io import save_json
-from ibdiv.runlog import job
+from ibdiv.backends import checkpoints, pretrained
+from ibdiv.core.io import save_json
+from ibdiv.core.runlog import job
 
 spec = snakemake.params.spec
 with job(snakemake.log[0], snakemake.threads) as log:

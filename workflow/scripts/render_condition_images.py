@@ -1,7 +1,7 @@
 """Snakemake adapter: demo reference images, one PNG folder per condition."""
-from ibdiv import pretrained
-from ibdiv.runlog import job
-from ibdiv.seeds import derive_seed
+from ibdiv.backends import pretrained
+from ibdiv.core.runlog import job
+from ibdiv.core.seeds import derive_seed
 
 p = snakemake.params
 with job(snakemake.log[0], snakemake.threads) as log:

@@ -1,9 +1,11 @@
 """Snakemake adapter: the baseline sample cache of one family at one operating point."""
 import numpy as np
 
-from ibdiv import devices, probes, registry, tokens
-from ibdiv.io import save_npz
-from ibdiv.runlog import job
+from ibdiv.core import devices, registry
+from ibdiv.measure import probes
+from ibdiv.data import tokens
+from ibdiv.core.io import save_npz
+from ibdiv.core.runlog import job
 
 w, p = snakemake.wildcards, snakemake.params
 with job(snakemake.log[0], snakemake.threads) as log:

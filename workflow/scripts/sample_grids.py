@@ -1,10 +1,10 @@
 """Snakemake adapter: decoded grids of every baseline sample cache (rows = classes)."""
 from pathlib import Path
 
-from ibdiv import tokenizer
-from ibdiv.figures import grids
-from ibdiv.io import load_npz
-from ibdiv.runlog import job
+from ibdiv.data import tokenizer
+from ibdiv.report.figures import grids
+from ibdiv.core.io import load_npz
+from ibdiv.core.runlog import job
 
 w, p = snakemake.wildcards, snakemake.params
 with job(snakemake.log[0], snakemake.threads) as log:

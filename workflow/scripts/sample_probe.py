@@ -1,10 +1,12 @@
 """Snakemake adapter: draw every cell of one probe for one family / seed / operating point."""
 import numpy as np
 
-from ibdiv import devices, probes, registry, tokens
-from ibdiv.seeds import derive_seed
-from ibdiv.io import load_npz, save_npz
-from ibdiv.runlog import job
+from ibdiv.core import devices, registry
+from ibdiv.measure import probes
+from ibdiv.data import tokens
+from ibdiv.core.seeds import derive_seed
+from ibdiv.core.io import load_npz, save_npz
+from ibdiv.core.runlog import job
 
 w, p = snakemake.wildcards, snakemake.params
 with job(snakemake.log[0], snakemake.threads) as log:

@@ -1,10 +1,12 @@
 """Snakemake adapter: a pretrained backend's held-out bits/token on the real held-out tokens."""
 import torch
 
-from ibdiv import devices, probes, registry, tokens
-from ibdiv.io import save_json
-from ibdiv.seeds import derive_seed
-from ibdiv.runlog import job
+from ibdiv.core import devices, registry
+from ibdiv.measure import probes
+from ibdiv.data import tokens
+from ibdiv.core.io import save_json
+from ibdiv.core.seeds import derive_seed
+from ibdiv.core.runlog import job
 
 w = snakemake.wildcards
 with job(snakemake.log[0], snakemake.threads) as log:

@@ -1,8 +1,8 @@
 """Snakemake adapter: the headline numbers of every dataset in one JSON file, and the flat
 numbers DVC compares experiments by (results/metrics.json)."""
-from ibdiv.io import save_json
-from ibdiv.runlog import job
-from ibdiv.tables import dvc_metrics, headline_summary
+from ibdiv.core.io import save_json
+from ibdiv.core.runlog import job
+from ibdiv.report.tables import dvc_metrics, headline_summary
 
 i = snakemake.input
 with job(snakemake.log[0], snakemake.threads) as log:

@@ -1,15 +1,15 @@
 """Snakemake adapter: train the evaluation CNN and report held-out accuracy."""
 import numpy as np
 
-from ibdiv import classifier, data, shapes
-from ibdiv.seeds import derive_seed
-from ibdiv.io import save_json
-from ibdiv.runlog import job
+from ibdiv.data import classifier, datasets, shapes
+from ibdiv.core.seeds import derive_seed
+from ibdiv.core.io import save_json
+from ibdiv.core.runlog import job
 
 with job(snakemake.log[0], snakemake.threads) as log:
     cfg, name = snakemake.params.cfg, snakemake.wildcards.dataset
-    train = data.load_prepared(snakemake.input.data, "train")
-    heldout = data.load_prepared(snakemake.input.data, "heldout")
+    train = datasets.load_prepared(snakemake.input.data, "train")
+    heldout = datasets.load_prepared(snakemake.input.data, "heldout")
     n_layouts = shapes.N_LAYOUTS if train.layouts is not None else 0
     model = classifier.train_classifier(
         train.images, train.labels, train.layouts, classifier.ClassifierConfig(train.n_classes, n_layouts),

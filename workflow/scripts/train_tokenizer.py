@@ -1,15 +1,15 @@
 """Snakemake adapter: train the VQ-VAE tokenizer and save its learning curve."""
 import pandas as pd
 
-from ibdiv import data, tokenizer
-from ibdiv.seeds import derive_seed
-from ibdiv.io import save_text
-from ibdiv.runlog import job
+from ibdiv.data import datasets, tokenizer
+from ibdiv.core.seeds import derive_seed
+from ibdiv.core.io import save_text
+from ibdiv.core.runlog import job
 
 with job(snakemake.log[0], snakemake.threads) as log:
     cfg, name = snakemake.params.cfg, snakemake.wildcards.dataset
-    train = data.load_prepared(snakemake.input.data, "train")
-    heldout = data.load_prepared(snakemake.input.data, "heldout")
+    train = datasets.load_prepared(snakemake.input.data, "train")
+    heldout = datasets.load_prepared(snakemake.input.data, "heldout")
     arch = {k: cfg[k] for k in ("grid", "codebook_size", "code_dim", "channels")}
     model, curve = tokenizer.train_tokenizer(
         train.images, heldout.images, tokenizer.TokenizerConfig(image_size=train.images.shape[1], **arch),

@@ -1,0 +1,214 @@
+"""Probe designs: which samples to draw for each probe (DESIGN §4).
+
+Two designs cover every probe:
+
+- *flat*: `per_class` samples of every class per cell (a knob value, a noise level).
+  All cells share the sampling seed (common random numbers), and perturbation noise comes
+  from its own generator, so a cell whose perturbation is zero (σ = 0, temperature 1) is
+  bit-identical to the baseline cache, and differences between cells are not blurred by
+  independent sampling noise.
+- *nested* (path clamp, I1): per class P path prefixes cut where a fraction f of tokens is
+  committed, then R continuations of each path with fresh randomness. A perturbation acting
+  before the cut is drawn once per path (it shaped the shared prefix); one acting after it is
+  drawn independently for every continuation (each is its own generation). Shared after-cut
+  noise would be a path variable by construction and move within-path entropy into
+  between-path entropy (DESIGN §4).
+
+A cell that is the run's baseline cache bit for bit (the enhancement's (0, 0) cell) is copied
+from it, not drawn again (registry.baseline_cell, `baseline_as_cell`).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ibdiv.core import registry
+from ibdiv.families import sampling
+from ibdiv.families.backbone import device_of
+
+NOISE_TARGETS = {"condition": "cond_noise", "codebook": "code_noise"}
+
+
+def sampling_seed(base_seed: int, dataset: str, family: str, seed, point: str) -> int:
+    """The sampling seed of a run's baseline cache. Every probe of the run reuses it, which
+    is what makes an unperturbed probe cell bit-identical to the baseline."""
+    from ibdiv.core.seeds import derive_seed
+
+    return derive_seed(base_seed, dataset, family, seed, point, "baseline")
+
+
+def draw_noise(model, target: str | None, sigma: float, n: int, generator: torch.Generator):
+    """A Perturbation for n samples (None when there is nothing to perturb)."""
+    if target is None:
+        return None
+    make = {"condition": sampling.condition_noise, "codebook": sampling.codebook_noise}[target]
+    return sampling.Perturbation(**{NOISE_TARGETS[target]: make(model, n, sigma, generator)})
+
+
+def sample_flat(model, n_classes: int, per_class: int, knobs: dict, seed: int, *, noise=(None, 0.0),
+                cut_fraction: float | None = None, noise_after=(None, 0.0), noise_seed: int = 0,
+                batch_size: int = 1024) -> dict:
+    """`per_class` complete samples of every class (class-major order).
+
+    `noise` = (target or None, sigma) perturbs the whole generation, or only the part before
+    the cut when `cut_fraction` (the committed fraction to stop at) is given; `noise_after` perturbs only the part
+    after the cut (phase-targeted perturbation, DESIGN §7). A cut without noise changes
+    nothing: stopping and resuming with the same generator is the uninterrupted run (the same
+    tokens; AR's log-probs after the cut may move by a float32 ulp, since resuming rebuilds its
+    KV cache from the prefix in one pass).
+    Returns numpy arrays tokens (n, N), labels (n,), logprobs (n, N) float32.
+    """
+    labels = torch.arange(n_classes).repeat_interleave(per_class)
+    gen, noise_gen = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(noise_seed)
+    tokens, logprobs = [], []
+    for start in range(0, len(labels), batch_size):
+        batch = labels[start:start + batch_size].to(device_of(model))
+        before = draw_noise(model, noise[0], noise[1], len(batch), noise_gen)
+        with torch.no_grad():
+            result = sampling.sample(model, batch, knobs, gen, perturbation=before, cut_fraction=cut_fraction)
+            if cut_fraction is not None and result.state is not None:
+                after = draw_noise(model, noise_after[0], noise_after[1], len(batch), noise_gen)
+                result = sampling.resume(model, result.state, knobs, gen, perturbation=after)
+        tokens.append(result.tokens.cpu())
+        logprobs.append(result.logprobs.cpu())
+    return {"tokens": torch.cat(tokens).numpy(), "labels": labels.numpy(),
+            "logprobs": torch.cat(logprobs).numpy().astype(np.float32)}
+
+
+def expand_state(state, repeats: int):
+    """Each sample of a cut state repeated `repeats` times (consecutively)."""
+    state = copy.deepcopy(state)
+    n = len(state.classes)
+    for f in dataclasses.fields(state):
+        value = getattr(state, f.name)
+        if torch.is_tensor(value) and value.ndim and value.shape[0] == n:
+            setattr(state, f.name, value.repeat_interleave(repeats, 0))
+    for key, value in state.trace.items():
+        if isinstance(value, list) and len(value) == n and key == "layouts":
+            state.trace[key] = [v for v in value for _ in range(repeats)]
+    return state
+
+
+def sample_nested(model, n_classes: int, paths: int, continuations: int, cut_fraction: float, knobs: dict,
+                  seed: int, *, before=(None, 0.0), after=(None, 0.0), noise_seed: int = 0) -> dict:
+    """Path-clamp design. `before` / `after` = (noise target or None, sigma), applied only to
+    the prefix (one draw per path) or only to the continuations (one draw per continuation).
+
+    Returns tokens (C, P, R, N), frozen (C, P, N) (committed at the cut), the achieved
+    committed fraction, the process fraction tau at the cut, and for the oracle the true
+    layout of every path (C, P).
+    """
+    C, P, R = n_classes, paths, continuations
+    classes = torch.arange(C).repeat_interleave(P).to(device_of(model))
+    gen, noise_gen = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(noise_seed)
+    pre = draw_noise(model, before[0], before[1], C * P, noise_gen)
+    post = draw_noise(model, after[0], after[1], C * P * R, noise_gen)
+    with torch.no_grad():
+        cut = sampling.sample(model, classes, knobs, gen, perturbation=pre, cut_fraction=cut_fraction)
+        if cut.state is None:
+            raise ValueError(f"the process finished before committing a fraction {cut_fraction}")
+        done = sampling.resume(model, expand_state(cut.state, R), knobs, gen, perturbation=post)
+    N = done.tokens.shape[1]
+    out = {
+        "tokens": done.tokens.cpu().numpy().reshape(C, P, R, N),
+        "frozen": cut.committed.cpu().numpy().reshape(C, P, N),
+        "committed_fraction": np.float64(cut.committed_fraction),
+        "process_fraction": np.float64(cut.process_fraction),
+    }
+    if "layouts" in cut.trace and cut.trace["layouts"] is not None:
+        out["path_layouts"] = np.asarray(cut.trace["layouts"], dtype=np.int64).reshape(C, P)
+    return out
+
+
+def probe_cells(probe: dict) -> list:
+    """The cell labels of a probe, in cache order (the registry's)."""
+    return registry.probe_cells(probe)
+
+
+def run_probe(model, probe: dict, n_classes: int, knobs: dict, *, per_class: int, seed: int,
+              noise_seed: int, batch_size: int = 1024, given: dict | None = None) -> dict:
+    """Every cell of one probe; arrays stacked along a leading cell axis. `given`: {cell index:
+    cell arrays} already drawn elsewhere (`baseline_as_cell`), taken as they are instead of sampled.
+    Each cell seeds its own generators, so skipping one leaves the others' draws unchanged."""
+    design = registry.probe_kind(probe["kind"]).design
+    cells = CELL_SETTINGS[probe["kind"]](probe, knobs)
+    given = given or {}
+    if design == "flat":
+        flat = [given[i] if i in given else
+                sample_flat(model, n_classes, per_class, seed=seed, noise_seed=noise_seed, batch_size=batch_size,
+                            **cell) for i, cell in enumerate(cells)]
+        return {"tokens": np.stack([c["tokens"] for c in flat]), "labels": flat[0]["labels"],
+                "logprobs": np.stack([c["logprobs"] for c in flat])}
+    nested = [given[i] if i in given else
+              sample_nested(model, n_classes, probe["paths"], probe["continuations"], knobs=knobs, seed=seed,
+                            noise_seed=noise_seed, **cell) for i, cell in enumerate(cells)]
+    return {key: np.stack([c[key] for c in nested]) for key in nested[0]}
+
+
+def baseline_as_cell(cache: dict, *, seed: int) -> dict:
+    """The run's baseline cache as a flat probe cell (registry.baseline_cell), in the arrays and
+    dtypes sample_flat returns; refuses a baseline drawn with another seed."""
+    if int(cache["seed"]) != seed:  # the baseline's own record of its seed
+        raise ValueError(f"the baseline cache was drawn with seed {int(cache['seed'])}, this run samples with {seed}")
+    return {"tokens": cache["tokens"].astype(np.int64), "labels": cache["labels"], "logprobs": cache["logprobs"]}
+
+
+# What each cell of a probe samples, per kind, in the order of registry.probe_cells: keyword
+# arguments of sample_flat (knobs and noise placement) or sample_nested (cut and noise placement).
+
+def _sweep_cells(probe: dict, knobs: dict) -> list[dict]:
+    return [{"knobs": {**knobs, probe["knob"]: _knob_type(probe["knob"], v)}} for v in probe["values"]]
+
+
+def _noise_cells(probe: dict, knobs: dict) -> list[dict]:
+    """The same noise at every phase of the generation."""
+    return [{"knobs": knobs, "noise": (probe["target"], s)} for s in probe["sigmas"]]
+
+
+def _enhancement_cells(probe: dict, knobs: dict) -> list[dict]:
+    """Condition noise only before the cut (path), codebook noise only after it (execution)."""
+    return [{"knobs": knobs, "cut_fraction": probe["cut_fraction"], "noise": ("condition", c), "noise_after": ("codebook", z)}
+            for c in probe["condition_sigmas"] for z in probe["codebook_sigmas"]]
+
+
+def _path_clamp_cells(probe: dict, knobs: dict) -> list[dict]:
+    return [{"cut_fraction": f} for f in registry.probe_cells(probe)]
+
+
+def _decoupling_cells(probe: dict, knobs: dict) -> list[dict]:
+    """Unperturbed, I2 only before the cut, I3 only after it (DESIGN §5)."""
+    sigma = probe["sigma"]
+    placements = [{}, {"before": ("condition", sigma)}, {"after": ("codebook", sigma)}]
+    return [{"cut_fraction": probe["cut_fraction"], **where} for where in placements]
+
+
+CELL_SETTINGS = {"sweep": _sweep_cells, "noise": _noise_cells, "enhancement": _enhancement_cells,
+                 "path_clamp": _path_clamp_cells, "decoupling": _decoupling_cells}
+
+
+def _knob_type(knob: str, value: float):
+    return int(value) if knob in ("top_k", "steps") else float(value)
+
+
+def load_sampler(family: str, path, device="cpu"):
+    """The model a sampler reads: a trained prior on `device`; for a "checkpoint" family (a
+    pretrained backend) what its module's `load_checkpoint(folder, device)` loads from the folder
+    `path`; for a "tokenizer" family (the oracle) the tokenizer it wraps (the oracle renders images
+    with numpy: it always runs on the CPU)."""
+    if registry.family(family).model == "checkpoint":
+        if str(path).endswith(".json"):  # the DAG's backend.json: the folder and the configured conditions
+            spec = json.loads(Path(path).read_text())
+            return registry.implementation(family).load_conditioned(spec["folder"], spec["conditions"], device)
+        return registry.implementation(family).load_checkpoint(path, device=device)
+    if registry.family(family).model == "tokenizer":
+        from ibdiv.data.tokenizer import load_tokenizer
+
+        return registry.implementation(family).PRIOR(load_tokenizer(path))
+    from ibdiv.families.training import load_model
+
+    return load_model(path).to(device)

@@ -1,0 +1,367 @@
+"""Aggregate per-run JSON measurements into tables (one row per run)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ibdiv.core import registry
+from ibdiv.core.io import load_json
+
+
+def _keys(run: dict) -> dict:
+    """family / seed / point of one run of a measure.json."""
+    return {key: run[key] for key in ("family", "seed", "point")}
+
+
+def generators_table(prior_paths, baseline_path, classifier_path) -> pd.DataFrame:
+    """Likelihood, learned joint structure and conditioning accuracy per family, seed and point.
+
+    learned_structure_bits = independent family's held-out bits/token minus the family's
+    (same seed): how much cross-token structure the family learned (DESIGN §2). For MIM and
+    diffusion the family's number is an ELBO bound, so their structure is a lower bound.
+    """
+    priors = pd.DataFrame([load_json(p) for p in prior_paths])
+    quality = pd.DataFrame([{**_keys(run), "conditioning_accuracy": run["measurements"][0]["conditioning_accuracy"]}
+                            for run in load_json(baseline_path)["runs"]])
+    table = quality.merge(priors, on=["family", "seed"], how="left")
+    independent = priors[priors.family == registry.STRUCTURE_REFERENCE].set_index("seed")["heldout_bits_per_token"]
+    table["independent_bits_per_token"] = table["seed"].map(independent)
+    table["learned_structure_bits"] = table["independent_bits_per_token"] - table["heldout_bits_per_token"]
+    real_accuracy = load_json(classifier_path)["heldout_accuracy"]
+    table["classifier_heldout_accuracy"] = real_accuracy
+    table["accuracy_ratio"] = table["conditioning_accuracy"] / real_accuracy
+    return table.sort_values(["family", "seed", "point"]).reset_index(drop=True)
+
+
+def flatten(measurement: dict, prefix: str = "") -> dict:
+    """Nested measurement dict -> flat columns: {"d": {"value", "se"}} -> d, d_se; other
+    sub-dicts -> name_key. Lists and strings are dropped (they are not table cells)."""
+    out = {}
+    for key, value in measurement.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and "value" in value and "se" in value:
+            out[name], out[f"{name}_se"] = value["value"], value["se"]
+        elif isinstance(value, dict):
+            out.update(flatten(value, f"{name}_"))
+        elif isinstance(value, (int, float, bool)) or value is None:
+            out[name] = value
+    return out
+
+
+FULL_K = 0  # coarse_k of rows measured on the tokenizer's own codes (no coarse-graining)
+
+
+def measurements_table(reference_path, measured_paths) -> pd.DataFrame:
+    """One row per family x seed x point x probe x cell x alphabet, plus the real data's
+    reference rows.
+
+    measured_paths: the baseline's and every probe's measure.json ({probe, kind, runs: [{family,
+    seed, point, cells, measurements, coarse}]}); the baseline is the probe "baseline" with one
+    cell "". `coarse_k` is FULL_K (0) for the full codebook and K' for coarse tokens (DESIGN
+    §13): a K' row repeats its full-K row and overwrites the per-position estimands (H_pos, D,
+    the path split, ρ_infl, the decoupling responses) with their coarse values, so the pooled
+    H(Z), I(Z;C) and everything read from images (accuracy, quality, layout commitment) stay
+    the full-K numbers and every downstream rule reads a K' slice like the full-K one.
+    """
+    reference = load_json(reference_path)
+    keys = {"family": "data", "seed": -1, "point": "", "probe": "reference", "kind": "flat", "cell": ""}
+    rows = _with_coarse(keys, reference, reference.get("coarse", {}))
+    for path in measured_paths:
+        m = load_json(path)
+        for run in m["runs"]:
+            coarse = run.get("coarse", {})
+            for i, (cell, values) in enumerate(zip(run["cells"], run["measurements"])):
+                keys = {**_keys(run), "probe": m["probe"], "kind": m["kind"], "cell": cell}
+                rows += _with_coarse(keys, values, {k: cells[i] for k, cells in coarse.items()})
+    return pd.DataFrame(rows)
+
+
+def _with_coarse(keys: dict, full: dict, coarse: dict) -> list[dict]:
+    """The full-K row of one cell and one row per coarse alphabet K' ({str(K'): values})."""
+    row = {**keys, "coarse_k": FULL_K, **flatten({k: v for k, v in full.items() if k != "coarse"})}
+    return [row] + [{**row, **flatten(values), "coarse_k": int(k)} for k, values in coarse.items()]
+
+
+def at_alphabet(table: pd.DataFrame, coarse_k: int = FULL_K) -> pd.DataFrame:
+    """The rows of one alphabet (a table written before coarse_k existed is all full K)."""
+    if "coarse_k" not in table.columns:
+        return table if coarse_k == FULL_K else table.iloc[:0]
+    return table[table["coarse_k"] == coarse_k]
+
+
+def alphabets(table: pd.DataFrame) -> list[int]:
+    """FULL_K first, then every K' present, ascending."""
+    return sorted(set(table["coarse_k"]) | {FULL_K}) if "coarse_k" in table.columns else [FULL_K]
+
+
+def classification_tables(measurements: pd.DataFrame, generators: pd.DataFrame, probes: dict, thresholds: dict,
+                          dataset: str) -> dict[str, pd.DataFrame]:
+    """summary, classification and classification_stability of every alphabet, stacked with a
+    coarse_k column after `point`: the same summary and rule applied to each alphabet's slice."""
+    from ibdiv.verdict import classification
+
+    out = {"summary": [], "classification": [], "stability": []}
+    for k in alphabets(measurements):
+        summary = summary_table(at_alphabet(measurements, k), generators, probes, thresholds["iso_accuracy"])
+        summary.insert(0, "dataset", dataset)
+        classified = classification.classify_rows(summary, thresholds)
+        for name, table in (("summary", summary), ("classification", classified),
+                            ("stability", classification.stability(classified))):
+            table.insert(table.columns.get_loc("point") + 1, "coarse_k", k)
+            out[name].append(table)
+    return {name: pd.concat(tables, ignore_index=True) for name, tables in out.items()}
+
+
+def iso_quality_diversity(points: pd.DataFrame, target_accuracy: float) -> tuple[float, float]:
+    """D (and SE) interpolated linearly at `target_accuracy` along a sweep (columns
+    conditioning_accuracy, d, d_se and, when measured, conditioning_accuracy_se); NaN when the
+    sweep does not bracket the target.
+
+    The SE propagates both the D and the accuracy uncertainty of the two bracketing points
+    (delta method, points independent): with w the target's position between them and s the
+    slope dD/dacc, Var = (1-w)² se_lo² + w² se_hi² + s² ((1-w)² sa_lo² + w² sa_hi²). Errors
+    in accuracy move the interpolation point along the slope.
+    """
+    pts = points.sort_values("conditioning_accuracy")
+    acc, d, se = (pts[c].to_numpy(float) for c in ("conditioning_accuracy", "d", "d_se"))
+    acc_se = (pts["conditioning_accuracy_se"].to_numpy(float) if "conditioning_accuracy_se" in pts
+              else np.zeros_like(acc))
+    if len(acc) < 2 or not acc[0] <= target_accuracy <= acc[-1]:
+        return float("nan"), float("nan")
+    hi = int(np.clip(np.searchsorted(acc, target_accuracy, side="left"), 1, len(acc) - 1))
+    lo = hi - 1
+    width = acc[hi] - acc[lo]
+    if width <= 0:  # equal accuracies: nothing to interpolate along
+        return float(d[lo:hi + 1].mean()), float(np.hypot(se[lo], se[hi]) / 2)
+    w, slope = (target_accuracy - acc[lo]) / width, (d[hi] - d[lo]) / width
+    value = d[lo] + w * (d[hi] - d[lo])
+    var = ((1 - w) * se[lo]) ** 2 + (w * se[hi]) ** 2 + slope ** 2 * (((1 - w) * acc_se[lo]) ** 2 + (w * acc_se[hi]) ** 2)
+    return float(value), float(np.sqrt(var))
+
+
+def iso_target(measurements: pd.DataFrame, sweep: str | None, point: str, iso_accuracy, families=None) -> float:
+    """The common accuracy at which families are compared (DESIGN §2, matched quality).
+
+    A number is a fraction of the real data's accuracy. "auto" takes the middle of the
+    accuracy range that every family's sweep (with its baseline) covers at this operating
+    point, so each family's D can be interpolated there; NaN when the ranges do not overlap.
+    `families` restricts the overlap (default: every family with sweep rows).
+    """
+    ref = measurements[measurements.probe == "reference"].iloc[0]
+    if iso_accuracy != "auto":
+        return float(iso_accuracy) * float(ref["conditioning_accuracy"])
+    rows = measurements[(measurements.point == point) & measurements.probe.isin(["baseline", sweep])]
+    swept = set(rows[rows.probe == sweep].family)
+    rows = rows[rows.family.isin(swept if families is None else swept & set(families))]
+    ranges = rows.groupby("family").conditioning_accuracy.agg(["min", "max"])
+    low, high = ranges["min"].max(), ranges["max"].min()
+    return float((low + high) / 2) if sweep and low <= high else float("nan")
+
+
+def summary_table(measurements: pd.DataFrame, generators: pd.DataFrame, probes: dict, iso_accuracy) -> pd.DataFrame:
+    """Per family x seed x point: the inputs of the strategy classification (DESIGN §5)."""
+    ref = measurements[measurements.probe == "reference"].iloc[0]
+    sweep = registry.iso_quality_probe(probes)
+    decoupling = registry.probe_of_kind(probes, "decoupling")
+    clamp = registry.probe_of_kind(probes, "path_clamp")
+    reference_cut = probes[decoupling]["cut_fraction"] if decoupling else None
+    structure = generators.set_index(["family", "seed", "point"])["learned_structure_bits"]
+    # Compare at a quality every family that learned cross-token structure can reach.
+    learned = set(generators[generators.learned_structure_bits > 0].family)
+    targets = {point: iso_target(measurements, sweep, point, iso_accuracy, learned)
+               for point in set(measurements.point) - {""}}
+    rows = []
+    runs = measurements[measurements.probe == "baseline"]
+    for _, base in runs.iterrows():
+        key = (base["family"], base["seed"], base["point"])
+        mine = measurements[(measurements.family == key[0]) & (measurements.seed == key[1]) & (measurements.point == key[2])]
+        row = {"family": key[0], "seed": key[1], "point": key[2], "target_accuracy": targets[key[2]],
+               "conditioning_accuracy": base["conditioning_accuracy"],
+               "learned_structure_bits": structure.get(key, float("nan"))}
+        for col in ("h_z", "h_pos", "d"):
+            row[col], row[f"{col}_se"] = base[col], base[f"{col}_se"]
+            row[f"{col}_data"], row[f"{col}_data_se"] = ref[col], ref[f"{col}_se"]
+        sweep_rows = pd.concat([mine[mine.probe == sweep], base.to_frame().T]) if sweep else base.to_frame().T
+        row["d_iso"], row["d_iso_se"] = iso_quality_diversity(sweep_rows, targets[key[2]])
+        row["rho_infl"] = _rho_at(mine[mine.probe.isin([decoupling, clamp])], reference_cut)
+        row.update(_decoupling_responses(mine[mine.probe == decoupling]))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _rho_at(rows: pd.DataFrame, fraction) -> float:
+    """D_influence / D_tot at the reference cut: the decoupling probe's unperturbed cell (it is
+    sampled at every operating point), else the path-clamp cut nearest the reference fraction."""
+    if fraction is None:
+        return float("nan")
+    unperturbed = rows[rows["cell"] == "none"]
+    if not unperturbed.empty:
+        return float(unperturbed["rho_infl"].iloc[0])
+    cuts = rows[pd.to_numeric(rows["cell"], errors="coerce").notna()]
+    if cuts.empty:
+        return float("nan")
+    nearest = (cuts["cell"].astype(float) - fraction).abs().idxmin()
+    return float(cuts.loc[nearest, "rho_infl"])
+
+
+def _decoupling_responses(cells: pd.DataFrame) -> dict:
+    """The decoupling matrix's responses with their paired SEs (measured with the unperturbed
+    cell: diagnostics.decoupling_responses), and Δ's SE."""
+    names = [f"r_{probe}_{col}" for probe in ("i2", "i3") for col in ("path", "exec", "infl")] + ["decoupling_index"]
+    none = cells[cells["cell"] == "none"]
+    if none.empty:
+        return {k: float("nan") for n in names for k in (n, f"{n}_se")}
+    row = none.iloc[0]
+    return {k: float(row[f"responses_{k}"]) for n in names for k in (n, f"{n}_se")}
+
+
+def enhancement_table(measurements: pd.DataFrame, probes: dict, point: str = "neutral") -> pd.DataFrame:
+    """Diversity at matched quality (DESIGN §7), per family x seed x flat probe.
+
+    For each flat probe (its cells plus the baseline) the best D among settings whose
+    conditioning accuracy is at least the baseline's: how much diversity the knob buys
+    without losing quality. `gain` = the enhancement probe's best D minus this probe's
+    (SE from both cells' SEs); the headline compares with the best usual knob.
+    """
+    enhancement = registry.probe_of_kind(probes, "enhancement")
+    flat = [n for n, p in probes.items() if p["kind"] in registry.FLAT_KINDS]
+    rows = []
+    base_rows = measurements[(measurements.probe == "baseline") & (measurements.point == point)]
+    for _, base in base_rows.iterrows():
+        mine = measurements[(measurements.family == base.family) & (measurements.seed == base.seed)
+                            & (measurements.point == point)]
+        for probe in flat:
+            cells = mine[mine.probe == probe]
+            if cells.empty:
+                continue
+            pts = pd.concat([cells, base.to_frame().T])
+            ok = pts[pts.conditioning_accuracy.astype(float) >= float(base.conditioning_accuracy) - 1e-12]
+            best = ok.loc[ok.d.astype(float).idxmax()]
+            rows.append({"family": base.family, "seed": base.seed, "point": point, "probe": probe,
+                         "best_cell": best.cell if best.probe != "baseline" else "baseline",
+                         "d_best": float(best.d), "d_best_se": float(best.d_se),
+                         "accuracy_at_best": float(best.conditioning_accuracy),
+                         "baseline_d": float(base.d), "baseline_accuracy": float(base.conditioning_accuracy)})
+    table = pd.DataFrame(rows)
+    if table.empty or enhancement is None:
+        return table
+    enh = table[table.probe == enhancement].set_index(["family", "seed"])
+    key = list(zip(table.family, table.seed))
+    table["gain"] = [enh.d_best.get(k, np.nan) - d for k, d in zip(key, table.d_best)]
+    table["gain_se"] = [float(np.hypot(enh.d_best_se.get(k, np.nan), se)) for k, se in zip(key, table.d_best_se)]
+    return table
+
+
+def enhancement_headline(table: pd.DataFrame, enhancement: str, measurements: pd.DataFrame,
+                         point: str = "neutral") -> pd.DataFrame:
+    """Per family x seed: the enhancement's D minus the best usual knob's, **cross-fitted**.
+
+    The cells are chosen on another seed (the enhancement's best cell at matched quality, and
+    the usual knob and cell with the highest D there) and D is read at those cells on this
+    seed, so the max over many cells does not inflate the gain (winner's curse, DESIGN §5).
+    With one seed nothing can be cross-fitted: the gain is NaN and `selected_on_seed` empty.
+    """
+    rows = []
+    for (family, seed), group in table.groupby(["family", "seed"]):
+        if enhancement not in set(group.probe) or (group.probe != enhancement).sum() == 0:
+            continue
+        row = {"family": family, "seed": seed, "selected_on_seed": None, "best_usual_knob": None,
+               "best_usual_cell": None, "enhancement_cell": None, "d_enhancement": np.nan, "d_usual": np.nan,
+               "gain": np.nan, "gain_se": np.nan, "gain_vs_baseline": np.nan, "accuracy_enhancement": np.nan}
+        other = table[(table.family == family) & (table.seed != seed)]
+        if not other.empty:
+            chosen_seed = sorted(other.seed)[0]
+            chosen = other[other.seed == chosen_seed]
+            usual = chosen[chosen.probe != enhancement]
+            best = usual.loc[usual.d_best.idxmax()]
+            enh_cell = chosen[chosen.probe == enhancement].best_cell.iloc[0]
+            enh = _cell_row(measurements, family, seed, point, enhancement, enh_cell)
+            use = _cell_row(measurements, family, seed, point, best.probe, best.best_cell)
+            base = _cell_row(measurements, family, seed, point, "baseline", "baseline")
+            row.update(selected_on_seed=chosen_seed, best_usual_knob=best.probe, best_usual_cell=best.best_cell,
+                       enhancement_cell=enh_cell, d_enhancement=float(enh.d), d_usual=float(use.d),
+                       gain=float(enh.d) - float(use.d), gain_se=float(np.hypot(enh.d_se, use.d_se)),
+                       gain_vs_baseline=float(enh.d) - float(base.d),
+                       accuracy_enhancement=float(enh.conditioning_accuracy))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _cell_row(measurements: pd.DataFrame, family, seed, point, probe: str, cell) -> pd.Series:
+    """One measured cell of a run; cell "baseline" is the run's baseline."""
+    mine = measurements[(measurements.family == family) & (measurements.seed == seed) & (measurements.point == point)]
+    if cell == "baseline" or probe == "baseline":
+        return mine[mine.probe == "baseline"].iloc[0]
+    return mine[(mine.probe == probe) & (mine.cell.astype(str) == str(cell))].iloc[0]
+
+
+def headline_summary(datasets, stability_paths, classification_paths, headline_paths, generator_paths) -> dict:
+    """results/summary.json: per dataset the labels (and whether all seeds agree), the numbers
+    behind them with SEs across seeds, learned structure, and the enhancement gains; all at
+    full K, and under "coarse" the labels and numbers of every coarse alphabet K' (DESIGN §13)."""
+    out = {}
+    for name, stab, cls, head, gen in zip(datasets, stability_paths, classification_paths, headline_paths, generator_paths):
+        stability, classified, generators = pd.read_csv(stab), pd.read_csv(cls), pd.read_csv(gen)
+        try:
+            headline = pd.read_csv(head)
+        except pd.errors.EmptyDataError:
+            headline = pd.DataFrame()
+        gains = {}
+        for family, group in (headline.groupby("family") if len(headline) else []):
+            gains[family] = {"gain_bits_mean": _nan_none(group.gain.mean()),
+                             "gain_se_per_seed": [_nan_none(v) for v in group.gain_se],
+                             "best_usual_knob_per_seed": group.best_usual_knob.tolist(),
+                             "gain_vs_baseline_mean": _nan_none(group.gain_vs_baseline.mean())}
+        families = {k: _label_entries(at_alphabet(stability, k), at_alphabet(classified, k), generators)
+                    for k in alphabets(stability)}
+        out[name] = {"families": families.pop(FULL_K), "enhancement": gains,
+                     "coarse": {str(k): entries for k, entries in families.items()}}
+    return out
+
+
+def _label_entries(stability: pd.DataFrame, classified: pd.DataFrame, generators: pd.DataFrame) -> dict:
+    """{family: {point: label, stability and numbers}} of one alphabet's tables."""
+    families = {}
+    for _, row in stability.iterrows():
+        per_seed = classified[(classified.family == row.family) & (classified.point == row.point)]
+        entry = {"label": row.consensus, "stable": bool(row.stable), "labels_per_seed": per_seed.label.tolist(),
+                 "rules_per_seed": per_seed.rule.tolist()}
+        for q in ("kappa", "delta", "delta_iso", "eta", "decoupling_index", "rho_infl"):
+            entry[q] = {"mean": _nan_none(row.get(f"{q}_mean")), "se_across_seeds": _nan_none(row.get(f"{q}_seed_se"))}
+        gen = generators[(generators.family == row.family) & (generators.point == row.point)]
+        entry["learned_structure_bits"] = _nan_none(gen.learned_structure_bits.mean()) if len(gen) else None
+        entry["conditioning_accuracy"] = _nan_none(gen.conditioning_accuracy.mean()) if len(gen) else None
+        families.setdefault(row.family, {})[row.point] = entry
+    return families
+
+
+def _nan_none(value):
+    """JSON has no NaN: missing numbers become null."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if np.isnan(value) else value
+
+
+def dvc_metrics(datasets, stability_paths, generator_paths) -> dict:
+    """results/metrics.json, DVC's metrics (`dvc exp show`, `dvc metrics diff`): per dataset,
+    family and operating point the numbers experiments are compared by, means over seeds:
+    κ, δ, η, Δ (decoupling_index), ρ_infl, conditioning accuracy and held-out bits/token.
+    Numbers only; a quantity not measured for a row is left out. Full K only: the coarse
+    alphabets' numbers are in summary.json and the tables."""
+    quantities = ("kappa", "delta", "eta", "decoupling_index", "rho_infl")
+    out = {}
+    for name, stab, gen in zip(datasets, stability_paths, generator_paths):
+        rows = {}
+        for _, row in at_alphabet(pd.read_csv(stab)).iterrows():
+            rows[(row.family, row.point)] = {q: row.get(f"{q}_mean") for q in quantities}
+        for (family, point), group in pd.read_csv(gen).groupby(["family", "point"], sort=False):
+            rows.setdefault((family, point), {}).update(
+                conditioning_accuracy=group.conditioning_accuracy.mean(),
+                heldout_bits_per_token=group.heldout_bits_per_token.mean())
+        out[name] = {}
+        for (family, point), values in rows.items():
+            numbers = {k: float(v) for k, v in values.items() if _nan_none(v) is not None}
+            out[name].setdefault(family, {})[point] = numbers
+    return out

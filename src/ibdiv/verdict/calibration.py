@@ -1,0 +1,184 @@
+"""Synthetic token generators with known behaviour, for calibrating the diagnostics (DESIGN §5).
+
+A verdict (a label, an SE, a null) is trusted once a constructed case with known truth shows it.
+`CalibrationPrior` is a tiny generator behind the normal sampler interface: it has a condition
+embedding table and a code-embedding table, so the real probes (condition noise I2, codebook
+noise I3, the path clamp I1) act on it exactly as on a trained family, but its mechanism is
+written out by hand:
+
+* the **path**: position 0 picks one of M modes from logits b_cm + <e - e_c, V_cm> (e the
+  condition embedding it reads, e_c the clean one, so I2 reshapes the mode distribution);
+  positions 1 .. n_path-1 then spell the mode out (they are committed with it);
+* the **execution**: every later position j draws a code near a mode-specific target t(c, m, j),
+  among a small support of L codes, with logits gain * <W_k, W_t> / d (W the code-embedding
+  table, so I3 reshapes the spread around the target).
+
+Two ways to wire the execution make the cases of DESIGN §5:
+
+* ``decoupled``: the target is a fixed lookup of the mode and the supports of different modes
+  are disjoint; the gain is the same for every mode. Condition noise before the cut can only move
+  the path, codebook noise after it only the spread around a known target: path and execution
+  diversity respond to different interventions.
+* ``entangled``: the continuation reads the path *through the code table*: its query is the
+  (perturbed) embedding of the mode token, and the gain grows with how strongly the class prefers
+  the mode. Codebook noise after the cut then blurs which continuation a path leads to (moves
+  D_path and D_exec in opposite directions), and condition noise before it changes the mix of
+  sharp and soft modes (moves both). Each intervention moves both columns.
+
+Temperature (the one knob) scales every logit: sampled hotter or colder than the data's own
+distribution (temperature 1), the generator spreads or concentrates its conditional diversity,
+which is how the Diversity- and Compression-Prioritized cases are built.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ibdiv.families import ar
+from ibdiv.families.backbone import DecodeState, TokenPrior, draw, sampling_log_probs
+
+KNOBS = {"temperature": 1.0}
+SCHEDULE_KNOBS: tuple[str, ...] = ()
+WIRINGS = ("decoupled", "entangled")
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """Sizes as in the in-house `shapes` setting: 8 classes, 4x4 tokens, K = 64."""
+
+    wiring: str = "decoupled"
+    n_classes: int = 8
+    vocab_size: int = 64
+    seq_len: int = 16
+    d_model: int = 16
+    n_modes: int = 4
+    n_path: int = 4  # positions committed with the mode: the path is decided at f = n_path / N
+    support: int = 4  # codes an execution step chooses among
+    path_gain: float = 1.5  # spread of the clean mode logits
+    path_sensitivity: float = 2.5  # how far condition noise moves them (jitter SD ~ sigma x this)
+    exec_gain: float = 2.0
+    seed: int = 0  # the construction's own random tables (not the sampling seed)
+
+
+class CalibrationPrior(TokenPrior):
+    family = "calibration"
+
+    def __init__(self, config: CalibrationConfig):
+        super().__init__()
+        if config.wiring not in WIRINGS:
+            raise ValueError(f"wiring must be one of {WIRINGS}, got {config.wiring!r}")
+        C, K, N, d, M = config.n_classes, config.vocab_size, config.seq_len, config.d_model, config.n_modes
+        if M * config.support > K:
+            raise ValueError("n_modes * support must not exceed the vocabulary")
+        self.config = config
+        g = torch.Generator().manual_seed(config.seed)
+        self.cls_emb = nn.Embedding(C + 1, d)  # last row: the null class (unused, as in Backbone)
+        self.tok_emb = nn.Embedding(K + 1, d)  # last row: MASK (never read; perturbations skip it)
+        with torch.no_grad():
+            self.cls_emb.weight.copy_(torch.randn(C + 1, d, generator=g))
+            self.tok_emb.weight.copy_(torch.randn(K + 1, d, generator=g))
+        # clean mode logits (SD path_gain) and the directions along which a change of the
+        # condition embedding moves them (norm ~ path_sensitivity)
+        self.register_buffer("mode_base", config.path_gain * torch.randn(C, M, generator=g))
+        self.register_buffer("mode_dirs", config.path_sensitivity * torch.randn(C, M, d, generator=g) / math.sqrt(d))
+        # the code that spells mode m at position i of class c: modes sit `support` codes apart,
+        # so their supports {t, ..., t + L - 1} never overlap
+        offsets = torch.randint(0, K, (C, 1, N), generator=g)
+        self.register_buffer("mode_codes", (offsets + config.support * torch.arange(M)[None, :, None]) % K)
+        # entangled wiring: the class's preference for sharp (first) over soft execution
+        self.register_buffer("sharp_dirs", 4.0 * torch.randn(C, 2, d, generator=g) / math.sqrt(d))
+
+    def mode_logits(self, cond: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """(n, M) logits of the path choice: the class's own logits, moved by how far the
+        (possibly perturbed) condition embedding is from the clean one."""
+        shift = torch.einsum("nd,nmd->nm", cond - self.cls_emb(classes), self.mode_dirs[classes])
+        return self.mode_base[classes] + shift
+
+    def sharpness_logits(self, cond: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """(n, 2) logits of sharp vs soft execution; clean, every class prefers sharp by 2 nats."""
+        clean = torch.einsum("nd,nkd->nk", self.cls_emb(classes), self.sharp_dirs[classes])
+        noisy = torch.einsum("nd,nkd->nk", cond, self.sharp_dirs[classes])
+        return noisy - clean + torch.tensor([2.0, 0.0])
+
+    def exec_logits(self, codes: torch.Tensor, mode: torch.Tensor, sharp: torch.Tensor, classes: torch.Tensor,
+                    position: int) -> torch.Tensor:
+        """(n, K) logits of position `position` given the path (mode, and for the entangled wiring
+        the sharpness its prefix set), reading the code table `codes` ((n, K, d) or (K, d));
+        -inf outside the target's support."""
+        cfg = self.config
+        n, K, d = len(classes), cfg.vocab_size, cfg.d_model
+        codes = codes.expand(n, K, d)
+        if cfg.wiring == "entangled":  # the spread is set by the path; the table it reads is the clean one
+            codes = self.tok_emb.weight[:K].expand(n, K, d)
+            gain = torch.where(sharp, 2.0 * cfg.exec_gain, 0.0)
+        else:
+            gain = torch.full((n,), cfg.exec_gain)
+        target = self.mode_codes[classes, mode, position]
+        support = (target[:, None] + torch.arange(cfg.support)) % K  # (n, L), disjoint across modes
+        candidates = torch.gather(codes, 1, support[..., None].expand(n, cfg.support, d))
+        scores = torch.einsum("nld,nd->nl", candidates, codes[torch.arange(n), target]) / d
+        return torch.full((n, K), -math.inf).scatter(1, support, gain[:, None] * scores)
+
+    def misread_probability(self, codes: torch.Tensor) -> torch.Tensor:
+        """Entangled wiring: how often a continuation loses track of its path, (n,) or scalar.
+
+        It reads its prefix through the code table; the further that table is from the one it
+        was built with (mean squared deviation per element, in units of the table's own
+        variance), the more often it re-draws its mode from the class's prior instead."""
+        clean = self.tok_emb.weight[: self.config.vocab_size]
+        deviation = (codes - clean).pow(2).mean((-2, -1)) / clean.pow(2).mean()
+        return (2.0 * deviation).clamp(max=1.0)
+
+
+PRIOR = CalibrationPrior
+start = ar.start  # raster order, one token per step: a cut at f commits the first f·N tokens
+
+
+@torch.no_grad()
+def advance(model: CalibrationPrior, state: DecodeState, knobs: dict, generator: torch.Generator,
+            perturbation=None, cut_fraction: float | None = None) -> DecodeState:
+    """One token per step in raster order (a cut at f commits the first f·N tokens, like AR)."""
+    cfg, classes = model.config, state.classes
+    cond = model.cls_emb(classes)
+    codes = model.tok_emb.weight[: cfg.vocab_size]
+    if perturbation is not None and perturbation.cond_noise is not None:
+        cond = cond + perturbation.cond_noise
+    if perturbation is not None and perturbation.code_noise is not None:
+        codes = codes + perturbation.code_noise
+    while not state.finished and not state.reached(cut_fraction):
+        i = state.step
+        mode, sharp = _path_of(model, state)
+        logits = torch.full((len(classes), cfg.vocab_size), -math.inf)
+        if i == 0:
+            logits.scatter_(1, model.mode_codes[classes, :, 0], model.mode_logits(cond, classes))
+        elif i == 1 and cfg.wiring == "entangled":  # the path also decides how sharply it is executed
+            logits.scatter_(1, (model.mode_codes[classes, mode, 1][:, None] + torch.tensor([0, 1])) % cfg.vocab_size,
+                            model.sharpness_logits(cond, classes))
+        elif i < cfg.n_path:  # spelled out by the mode: probability one
+            logits.scatter_(1, model.mode_codes[classes, mode, i][:, None], 0.0)
+        else:
+            if cfg.wiring == "entangled":  # every step consumes the same draws, misread or not
+                misread = torch.rand(len(classes), generator=generator) < model.misread_probability(codes)
+                redrawn = torch.multinomial(model.mode_logits(model.cls_emb(classes), classes).softmax(-1), 1,
+                                            generator=generator)[:, 0]
+                mode = torch.where(misread, redrawn, mode)
+            logits = model.exec_logits(codes, mode, sharp, classes, i)
+        log_probs = sampling_log_probs(logits, knobs["temperature"])
+        state.tokens[:, i], state.logprobs[:, i] = draw(log_probs, generator)
+        state.committed[:, i] = True
+        state.step += 1
+        state.trace["committed"].append(state.step)
+    return state
+
+
+def _path_of(model: CalibrationPrior, state: DecodeState) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mode each sample's first token spells, and whether its second token chose sharp
+    execution (entangled wiring); mode 0 / sharp before they are drawn."""
+    codes = model.mode_codes[state.classes, :, 0]  # (n, M)
+    mode = (codes == state.tokens[:, :1]).long().argmax(1)
+    sharp = state.tokens[:, 1] == model.mode_codes[state.classes, mode, 1]
+    return mode, sharp
+
