@@ -19,7 +19,7 @@ _src = os.path.join(workflow.basedir, "src")
 if _src not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_src, os.environ.get("PYTHONPATH")]))
 
-# `--configfile config.quick.yaml` replaces config.yaml instead of merging into it, so
+# `--configfile config/quick.yaml` replaces config.yaml instead of merging into it, so
 # a smaller config never inherits the default datasets.
 if not workflow.overwrite_configfiles:
 

@@ -25,8 +25,8 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COPIED = ["Snakefile", "workflow", "src", "profiles", "envs", "config.yaml", "config.smoke.yaml", "config.quick.yaml"]
-CONFIGS = {"smoke": "config.smoke.yaml", "quick": "config.quick.yaml", "default": "config.yaml"}
+COPIED = ["Snakefile", "workflow", "src", "profiles", "envs", "config.yaml", "config"]
+CONFIGS = {"smoke": "config/smoke.yaml", "quick": "config/quick.yaml", "default": "config.yaml"}
 
 
 def snakemake(workdir: Path, *args: str) -> tuple[float, dict]:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up (if needed), run the main job (the default config, end to end) and build the
-# HTML report. Extra arguments go to snakemake (e.g. --configfile config.quick.yaml, -n).
+# HTML report. Extra arguments go to snakemake (e.g. --configfile config/quick.yaml, -n).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

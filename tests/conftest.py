@@ -20,11 +20,11 @@ settings.load_profile("ibdiv")
 
 
 ROOT = Path(__file__).resolve().parents[1]
-COPIED = ["Snakefile", "workflow", "src", "profiles", "envs", "scripts", "config.yaml", "config.smoke.yaml",
-          "config.quick.yaml", "config.pretrained-smoke.yaml", "config.pretrained.yaml", ".gitignore", "pyproject.toml"]
+COPIED = ["Snakefile", "workflow", "src", "profiles", "envs", "scripts", "config.yaml", "config", ".gitignore",
+          "pyproject.toml"]
 
 
-def snakemake(workdir, *args, check=True, configfile="config.smoke.yaml"):
+def snakemake(workdir, *args, check=True, configfile="config/smoke.yaml"):
     """Snakemake on the smoke config in `workdir`; raises with its output tail on failure."""
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", configfile, *args]
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)

@@ -11,7 +11,7 @@ from ibdiv.core.seeds import derive_seed
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "config.quick.yaml", "config.smoke.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "config/quick.yaml", "config/smoke.yaml"])
 def test_shipped_configs_validate(name):
     load_config(ROOT / name)
 
@@ -84,7 +84,7 @@ def test_mask_and_replace_runs_end_to_end_from_config():
     from ibdiv.families import sampling
     from ibdiv.families.training import train_prior
 
-    config = yaml.safe_load((ROOT / "config.smoke.yaml").read_text())
+    config = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
     config["prior"].update(replace_fraction=0.3, steps=10, eval_every=10)
     config["families"]["diffusion"]["neutral"]["mask_and_replace"] = True
     validate_config(config)

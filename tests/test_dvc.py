@@ -145,7 +145,7 @@ def _repo_with_smoke_run(repo, smoke_run):
     finished smoke run's data, results and Snakemake metadata."""
     for name in SHARED:
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, repo / name)
-    shutil.copy(ROOT / "config.smoke.yaml", repo / "config.yaml")
+    shutil.copy(ROOT / "config/smoke.yaml", repo / "config.yaml")
     for name in ("data", "results", ".snakemake"):
         shutil.copytree(smoke_run / name, repo / name, symlinks=True)
     for command in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.email", "t@ibdiv"],

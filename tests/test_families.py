@@ -131,7 +131,8 @@ def test_out_of_range_knob_raises(models, knobs):
         sample(models["ar"], one_class(2), knobs, gen())
 
 
-CONFIGS = sorted(Path(__file__).resolve().parents[1].glob("config*.yaml"))
+CONFIGS = [Path(__file__).resolve().parents[1] / "config.yaml",
+           *sorted((Path(__file__).resolve().parents[1] / "config").glob("*.yaml"))]
 
 
 @pytest.fixture(scope="module")

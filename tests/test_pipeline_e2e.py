@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_token_cache_matches_prepared_data(smoke_run):
-    cfg = yaml.safe_load((smoke_run / "config.smoke.yaml").read_text())["datasets"]["shapes"]
+    cfg = yaml.safe_load((smoke_run / "config/smoke.yaml").read_text())["datasets"]["shapes"]
     raw = np.load(smoke_run / "data/prepared/shapes.npz")
     cache = np.load(smoke_run / "results/shapes/tokens.npz")
     K, grid = cfg["tokenizer"]["codebook_size"], cfg["tokenizer"]["grid"]
@@ -70,7 +70,7 @@ def test_generators_table_matches_per_run_files(smoke_run):
     import pandas as pd
 
     table = pd.read_csv(smoke_run / "results/tables/shapes/generators.csv")
-    cfg = yaml.safe_load((smoke_run / "config.smoke.yaml").read_text())
+    cfg = yaml.safe_load((smoke_run / "config/smoke.yaml").read_text())
     expected = {(f, p) for f in cfg["families"] for p in ("neutral", "standard")} | {("oracle", "neutral")}
     assert set(zip(table.family, table.point)) == expected
     runs = json.loads((smoke_run / "results/shapes/samples/measure.json").read_text())["runs"]
@@ -87,7 +87,7 @@ def test_generators_table_matches_per_run_files(smoke_run):
 
 
 def test_baseline_cache_is_compact_and_complete(smoke_run):
-    cfg = yaml.safe_load((smoke_run / "config.smoke.yaml").read_text())
+    cfg = yaml.safe_load((smoke_run / "config/smoke.yaml").read_text())
     cache = np.load(smoke_run / "results/shapes/samples/ar/seed0/standard/baseline.npz")
     n = cfg["sampling"]["baseline_per_class"] * 8
     assert cache["tokens"].shape == (n, 16) and cache["tokens"].dtype == np.uint8
@@ -145,7 +145,7 @@ def test_measurement_and_classification_tables(smoke_run):
 def test_coarse_alphabets_are_measured_beside_full_k(smoke_run):
     """measure.coarse_k: every cell of every table once per alphabet, the per-position estimands
     at K' (clipped at log2 K'), the pooled H(Z) at full K; labels per alphabet."""
-    coarse_k = yaml.safe_load((smoke_run / "config.smoke.yaml").read_text())["measure"]["coarse_k"]
+    coarse_k = yaml.safe_load((smoke_run / "config/smoke.yaml").read_text())["measure"]["coarse_k"]
     assert coarse_k, "the smoke config should exercise coarse-graining"
     m = pd.read_csv(smoke_run / "results/tables/shapes/measurements.csv")
     keys = ["family", "seed", "point", "probe", "cell"]
@@ -199,7 +199,7 @@ def test_second_run_has_nothing_to_do(smoke_run):
 
 
 def test_misspelt_config_key_fails_naming_it(smoke_run, tmp_path):
-    bad = yaml.safe_load((smoke_run / "config.smoke.yaml").read_text())
+    bad = yaml.safe_load((smoke_run / "config/smoke.yaml").read_text())
     bad["datasets"]["shapes"]["tokenizer"]["codebok_size"] = 8
     (smoke_run / "config.bad.yaml").write_text(yaml.safe_dump(bad))
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", "config.bad.yaml"],

@@ -113,7 +113,7 @@ def test_packaged_datasets_counts():
     assert animals == {name: 1000 for name in datasets.ANIMALS_CLASS_NAMES}  # 200 held out at 0.2: the default N
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "config.quick.yaml", "config.smoke.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "config/quick.yaml", "config/smoke.yaml"])
 def test_shipped_configs_fit_their_data(name):
     config = yaml.safe_load((ROOT / name).read_text())
     preflight.check_dataset_settings(config, {d: preflight.known_class_counts(s) for d, s in config["datasets"].items()})
@@ -123,7 +123,7 @@ def test_snakemake_refuses_to_start_on_a_byo_npz_too_small_for_the_matched_n(tmp
     """The smoke config with the default matched N (200) on the issue's dataset: asking for the
     prepared data fails at start-up with the remedy; no job runs, nothing is written."""
     copy_repository(tmp_path)
-    config = yaml.safe_load((ROOT / "config.smoke.yaml").read_text())
+    config = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
     config["measure"]["per_class"] = config["sampling"]["baseline_per_class"] = 200
     shapes_spec = {k: v for k, v in config["datasets"]["shapes"].items() if k != "n_images"}
     config["datasets"] = {"byo": {**shapes_spec, "source": "npz", "path": str(byo_npz), "heldout_fraction": 0.2}}

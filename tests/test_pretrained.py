@@ -148,7 +148,7 @@ def test_preflight_names_what_to_fill_in(tmp_path):
 def test_a_backend_must_be_configured_under_families():
     import yaml
 
-    config = yaml.safe_load((ROOT / "config.pretrained-smoke.yaml").read_text())
+    config = yaml.safe_load((ROOT / "config/pretrained-smoke.yaml").read_text())
     del config["families"]["amused"]
     problems = preflight.settings_problems(config)
     assert any(p.startswith("datasets.amused_tiny.backend is amused, which is not under `families`") for p in problems)
@@ -167,7 +167,7 @@ def test_the_gpu_config_left_unfilled_stops_at_once_naming_what_to_fill_in(tmp_p
     from conftest import copy_repository, snakemake
 
     work = copy_repository(tmp_path)
-    proc = snakemake(work, "-n", check=False, configfile="config.pretrained.yaml")
+    proc = snakemake(work, "-n", check=False, configfile="config/pretrained.yaml")
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     for dataset, folder in (("imagenet_llamagen", "a LlamaGen folder"), ("imagenet_amused", "amused/amused-256"),

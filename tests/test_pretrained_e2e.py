@@ -1,4 +1,4 @@
-"""End to end on the pretrained backends (DESIGN §12): the whole DAG on config.pretrained-smoke.yaml
+"""End to end on the pretrained backends (DESIGN §12): the whole DAG on config/pretrained-smoke.yaml
 (tiny random LlamaGen, aMUSEd and VQ-Diffusion checkpoints and demo reference images, all built by
 the DAG), report included, in a temporary copy of the repository."""
 import copy
@@ -14,7 +14,7 @@ from conftest import copy_repository, snakemake
 
 pytestmark = pytest.mark.e2e
 pytest.importorskip("diffusers")
-CONFIG = "config.pretrained-smoke.yaml"
+CONFIG = "config/pretrained-smoke.yaml"
 BACKENDS = {"llamagen_tiny": "llamagen", "amused_tiny": "amused", "vq_diffusion_tiny": "vq_diffusion"}
 
 

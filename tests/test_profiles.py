@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def dry_run(workdir, *args):
-    return subprocess.run([sys.executable, "-m", "snakemake", "--dry-run", "--configfile", "config.smoke.yaml", *args],
+    return subprocess.run([sys.executable, "-m", "snakemake", "--dry-run", "--configfile", "config/smoke.yaml", *args],
                           cwd=workdir, capture_output=True, text=True)
 
 
@@ -24,7 +24,7 @@ def test_slurm_profile_dry_run_plans_every_rule_with_its_resources():
 
 def test_slurm_profile_executor_is_validated(tmp_path):
     """The check above can fail: a misspelt executor is rejected by the dry run."""
-    for name in ("Snakefile", "workflow", "src", "profiles", "envs", "config.yaml", "config.smoke.yaml"):
+    for name in ("Snakefile", "workflow", "src", "profiles", "envs", "config.yaml", "config"):
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, tmp_path / name)
     profile = tmp_path / "profiles/slurm/config.yaml"
     profile.write_text(profile.read_text().replace("executor: slurm", "executor: slurmx"))

@@ -20,7 +20,7 @@ from ibdiv.core.config import ConfigError, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
-SHIPPED = ["config.yaml", "config.quick.yaml", "config.smoke.yaml"]
+SHIPPED = ["config.yaml", "config/quick.yaml", "config/smoke.yaml"]
 K, N, C = 8, 6, 3
 
 
@@ -167,7 +167,7 @@ def config(monkeypatch):
     """The smoke config plus the toy family; the families declared here stay in this test."""
     monkeypatch.setattr(registry, "_declared", {})
     monkeypatch.setattr(registry, "_loaded", {})
-    config = yaml.safe_load((ROOT / "config.smoke.yaml").read_text())
+    config = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
     config["families"]["toy"] = {"implementation": TOY, "neutral": {}, "standard": {"temperature": 0.5}}
     return config
 

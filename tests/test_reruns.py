@@ -75,9 +75,9 @@ def test_editing_the_config_validation_plans_nothing(finished):
     assert planned(finished) == []
 
 def test_changing_one_probe_sigma_plans_that_probe_and_its_dependents(finished):
-    config = yaml.safe_load((finished / "config.smoke.yaml").read_text())
+    config = yaml.safe_load((finished / "config/smoke.yaml").read_text())
     config["probes"]["codebook_noise"]["sigmas"] = [0.0, 0.5]
-    (finished / "config.smoke.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (finished / "config/smoke.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     jobs = planned(finished)
     sampled = [w for rule, w in jobs if rule == "sample_probe"]
     measured = [w for rule, w in jobs if rule == "measure_probe"]
@@ -92,9 +92,9 @@ def test_changing_one_probe_sigma_plans_that_probe_and_its_dependents(finished):
 def test_changing_coarse_alphabets_plans_only_measuring_and_what_follows(finished):
     """measure.coarse_k (DESIGN §13) is read by the measuring jobs only: no training, sampling
     or calibration job may hold `measure` whole in its params."""
-    config = yaml.safe_load((finished / "config.smoke.yaml").read_text())
+    config = yaml.safe_load((finished / "config/smoke.yaml").read_text())
     config["measure"]["coarse_k"] = [*config["measure"].get("coarse_k", []), 4]
-    (finished / "config.smoke.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (finished / "config/smoke.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     rules = {rule for rule, _ in planned(finished)}
     assert {"measure_reference", "measure_baseline", "measure_probe", "diagnostics_tables", "oracle_validation"} <= rules
     assert rules <= {"measure_reference", "measure_baseline", "measure_probe", "generators_table",
@@ -106,7 +106,7 @@ def test_rewriting_unchanged_files_plans_nothing(finished):
     """What a `git checkout` or a copy does: same bytes, new timestamps."""
     later = time.time() + 60
     for path in [*(finished / "src").rglob("*.py"), *(finished / "workflow").rglob("*"), finished / "Snakefile",
-                 finished / "config.smoke.yaml"]:
+                 finished / "config/smoke.yaml"]:
         if path.is_file():
             path.write_bytes(path.read_bytes())
             os.utime(path, (later, later))
@@ -121,7 +121,7 @@ def test_killed_run_leaves_no_finished_looking_output_and_rerun_completes(finish
     original = {p.relative_to(finished): p.read_bytes() for p in probes.rglob("samples.npz")}
     shutil.rmtree(probes)
     shutil.rmtree(finished / "results/tables")
-    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config.smoke.yaml"],
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/smoke.yaml"],
                             cwd=finished, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and len(list(probes.rglob("samples.npz"))) < 3:

@@ -50,7 +50,7 @@ def local_cluster():
 
 
 def run_through_slurm(work):
-    cmd = [sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "--configfile", "config.smoke.yaml",
+    cmd = [sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "--configfile", "config/smoke.yaml",
            "--slurm-status-command", "squeue",
            # The smoke jobs take seconds; the plugin's default 40 s before the first status
            # query (and after every finished job) would make the run mostly waiting.
