@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Version and share results with DVC (README "Sharing results"). Snakemake computes; DVC records
+# Version and share results with DVC (docs/sharing.md). Snakemake computes; DVC records
 # what was computed (dvc.lock), pushes it to the remote, and restores it in another clone.
 #   record [message]  after a complete run: hash every stage's outputs into dvc.lock, git-commit it
 #   push              upload the recorded outputs (and DVC's run cache) to the default remote
