@@ -71,7 +71,7 @@ def test_any_fraction_cuts_after_the_path_stage(model, fraction):
     assert layout_of(cut).shape == (8,) and np.array_equal(layout_of(cut), layout_of(cut.state))
 
 
-def test_stop_at_zero_and_one(model):
+def test_cut_fraction_zero_and_one(model):
     before = sample(model, one_class(4), {}, gen(1), cut_fraction=0.0)
     assert before.process_fraction == 0.0 and before.state is not None
     with pytest.raises(ValueError, match="path stage"):

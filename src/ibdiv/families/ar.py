@@ -65,8 +65,5 @@ def advance(model: ARPrior, state: DecodeState, knobs: dict, generator: torch.Ge
         logits = guide.logits(model.forward_step(new, guide.classes, cache, **guide.kwargs))
         fed = i
         log_probs = sampling_log_probs(logits, knobs["temperature"], knobs["top_k"], knobs["top_p"])
-        state.tokens[:, i], state.logprobs[:, i] = draw(log_probs, generator)
-        state.committed[:, i] = True
-        state.step += 1
-        state.trace["committed"].append(state.step)
+        state.commit_next(*draw(log_probs, generator))
     return state

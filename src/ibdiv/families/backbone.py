@@ -354,6 +354,14 @@ class DecodeState:
     def finished(self) -> bool:
         return self.step >= self.total_steps
 
+    def commit_next(self, tokens: torch.Tensor, logprobs: torch.Tensor) -> None:
+        """Commit position `step` in every sample (the raster-order families: one token a step)."""
+        i = self.step
+        self.tokens[:, i], self.logprobs[:, i] = tokens, logprobs
+        self.committed[:, i] = True
+        self.step += 1
+        self.trace["committed"].append(self.step)
+
     def reached(self, cut_fraction: float | None) -> bool:
         """True when a fraction >= cut_fraction of the tokens is committed in every sample."""
         if cut_fraction is None:

@@ -80,8 +80,5 @@ def advance(model: IndependentPrior, state: DecodeState, knobs: dict, generator:
         i = state.step
         log_probs = sampling_log_probs(table[:, i], knobs["temperature"], knobs["top_k"],
                                        knobs["top_p"])
-        state.tokens[:, i], state.logprobs[:, i] = draw(log_probs, generator)
-        state.committed[:, i] = True
-        state.step += 1
-        state.trace["committed"].append(state.step)
+        state.commit_next(*draw(log_probs, generator))
     return state

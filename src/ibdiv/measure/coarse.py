@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+FULL_K = 0  # the `coarse_k` of numbers measured on the tokenizer's own K codes (no coarse-graining)
 MAX_ITER = 300
 
 

@@ -11,6 +11,8 @@ import math
 
 import pandas as pd
 
+from ibdiv.measure.coarse import FULL_K
+
 # the strategy quantities of DESIGN §5, in the order a reader meets them
 QUANTITIES = {"kappa": "κ", "delta": "δ", "eta": "η", "decoupling_index": "Δ", "rho_infl": "ρ_infl"}
 
@@ -71,11 +73,11 @@ def classification_table(classification: pd.DataFrame) -> pd.DataFrame:
 
 def _alphabet(row) -> dict:
     """The per-position alphabet of a row (DESIGN §13): nothing for tables without coarse
-    alphabets; else "full K" for coarse_k 0 and "K' = 16" for 16 clusters."""
+    alphabets; else "full K" for coarse_k FULL_K and "K' = 16" for 16 clusters."""
     if "coarse_k" not in row.index:
         return {}
     k = int(row.coarse_k)
-    return {"alphabet": "full K" if k == 0 else f"K' = {k}"}
+    return {"alphabet": "full K" if k == FULL_K else f"K' = {k}"}
 
 
 def generators_summary(generators: pd.DataFrame) -> pd.DataFrame:

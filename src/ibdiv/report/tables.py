@@ -6,6 +6,7 @@ import pandas as pd
 
 from ibdiv.core import registry
 from ibdiv.core.io import load_json
+from ibdiv.measure.coarse import FULL_K
 
 
 def _keys(run: dict) -> dict:
@@ -48,7 +49,6 @@ def flatten(measurement: dict, prefix: str = "") -> dict:
     return out
 
 
-FULL_K = 0  # coarse_k of rows measured on the tokenizer's own codes (no coarse-graining)
 
 
 def measurements_table(reference_path, measured_paths) -> pd.DataFrame:

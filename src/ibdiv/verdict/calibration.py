@@ -167,10 +167,7 @@ def advance(model: CalibrationPrior, state: DecodeState, knobs: dict, generator:
                 mode = torch.where(misread, redrawn, mode)
             logits = model.exec_logits(codes, mode, sharp, classes, i)
         log_probs = sampling_log_probs(logits, knobs["temperature"])
-        state.tokens[:, i], state.logprobs[:, i] = draw(log_probs, generator)
-        state.committed[:, i] = True
-        state.step += 1
-        state.trace["committed"].append(state.step)
+        state.commit_next(*draw(log_probs, generator))
     return state
 
 
