@@ -1,9 +1,12 @@
 """Atomic, byte-stable writes: the basis of resumable runs and byte-identical caches."""
+import os
+import stat
+
 import numpy as np
 import pytest
 import torch
 
-from ibdiv.core.io import atomic_path, load_npz, save_npz, save_torch
+from ibdiv.core.io import atomic_path, load_npz, save_json, save_npz, save_torch
 
 
 def test_same_weights_give_the_same_checkpoint_bytes(tmp_path):
@@ -28,3 +31,15 @@ def test_a_failed_write_leaves_neither_the_output_nor_a_temp_file(tmp_path):
             tmp.write_text("half")
             raise RuntimeError("killed mid-write")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_outputs_are_as_readable_as_the_umask_says(tmp_path, umask, mode):
+    """A colleague on a shared cluster reads results/ (mkstemp alone would leave every file 600)."""
+    old = os.umask(umask)
+    try:
+        save_json(tmp_path / "a.json", {"x": 1})
+        save_npz(tmp_path / "b.npz", x=np.arange(3))
+    finally:
+        os.umask(old)
+    assert {stat.S_IMODE((tmp_path / name).stat().st_mode) for name in ("a.json", "b.npz")} == {mode}
