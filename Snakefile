@@ -2,7 +2,7 @@
 # Thin entry point: config + schema validation, rule files, and the default target.
 import os
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -26,7 +26,13 @@ if not workflow.overwrite_configfiles:
     configfile: "config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# Every schema error at once, one dotted key a line, before any job (ibdiv.core.config).
+from ibdiv.core.config import ConfigError, validate_config
+
+try:
+    validate_config(config)
+except ConfigError as error:
+    raise SystemExit(f"ibdiv: {error}") from None
 
 
 report: "workflow/report/workflow.rst"

@@ -97,3 +97,22 @@ def test_mask_and_replace_runs_end_to_end_from_config():
     knobs = config["families"]["diffusion"]["neutral"]
     result = sampling.sample(model, torch.arange(3).repeat(20), knobs, torch.Generator().manual_seed(1))
     assert sum(result.trace["revised"]) > 0
+
+
+def test_snakemake_names_every_schema_error_at_once_before_any_job(tmp_path):
+    """Three bad values: all three named, one dotted key a line, and nothing planned or run."""
+    import subprocess
+    import sys
+
+    config = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
+    config["seed"] = -1
+    config["measure"]["per_class"] = -3
+    config["datasets"]["shapes"]["heldout_fraction"] = 1.5
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(tmp_path / "bad.yaml")],
+                          cwd=ROOT, capture_output=True, text=True)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    named = [line.strip() for line in out.splitlines() if line.startswith("  ") and ": " in line]
+    assert [line.split(":")[0] for line in named] == ["datasets.shapes.heldout_fraction", "measure.per_class", "seed"], out
+    assert "Job stats" not in out and "Traceback" not in out
