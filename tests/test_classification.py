@@ -266,3 +266,11 @@ def test_module_mentions_no_family_names():
 def test_family_name_does_not_influence_label():
     a = classify(row(family="x", d=2.5), row(family="y", d=2.5))
     assert a.label[0] == a.label[1] and a.rule[0] == a.rule[1]
+
+
+def test_report_caption_defines_the_ratios_as_the_code_computes_them():
+    """κ = H(Z)_gen / H(Z)_data (a generator that uses fewer codes than the data has κ < 1)."""
+    caption = (Path(__file__).resolve().parents[1] / "workflow/report/workflow.rst").read_text()
+    assert "κ = H(Z)_gen / H(Z)_data" in caption and "δ = D_gen / D_data" in caption
+    kappa, _ = C.ratio_se(np.array([3.0]), np.array([0.0]), np.array([6.0]), np.array([0.0]))
+    assert kappa[0] == pytest.approx(0.5)  # ratio_se(gen, se, data, se) = gen / data, as in classify_rows
