@@ -116,3 +116,20 @@ def test_snakemake_names_every_schema_error_at_once_before_any_job(tmp_path):
     named = [line.strip() for line in out.splitlines() if line.startswith("  ") and ": " in line]
     assert [line.split(":")[0] for line in named] == ["datasets.shapes.heldout_fraction", "measure.per_class", "seed"], out
     assert "Job stats" not in out and "Traceback" not in out
+
+
+def test_the_built_wheel_carries_the_schema_and_validates_outside_the_checkout(tmp_path):
+    """Not only editable installs: a wheel's ibdiv.core.config finds its schema in the package."""
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(ROOT),
+                    "-w", str(tmp_path / "wheel")], check=True, capture_output=True)
+    (wheel,) = (tmp_path / "wheel").glob("ibdiv-*.whl")
+    zipfile.ZipFile(wheel).extractall(tmp_path / "site")
+    assert (tmp_path / "site/ibdiv/core/config.schema.yaml").is_file()
+    check = ("import sys, yaml; from ibdiv.core import config; assert config.__file__.startswith(sys.argv[1]); "
+             "config.validate_config(yaml.safe_load(open(sys.argv[2])))")
+    subprocess.run([sys.executable, "-c", check, str(tmp_path / "site"), str(ROOT / "config.yaml")],
+                   cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"}, check=True)

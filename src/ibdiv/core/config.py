@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")  # a link to workflow/schemas/ in the checkout, a copy in the wheel
 
 
 class ConfigError(ValueError):
