@@ -178,3 +178,12 @@ def test_post_deploy_installs_the_locked_animal_mnist_without_dependencies():
     entry = NODEPS["animal-mnist"]
     assert f"animal-mnist=={entry.version} --hash=sha256:{entry.hashes[0]}" in script
     assert "--no-deps" in script and "--require-hashes" in script
+
+
+def test_env_file_covers_the_pretrained_extra():
+    """The aMUSEd and VQ-Diffusion jobs import diffusers / transformers: a conda run needs them too."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    env = env_pip_requirements()
+    for line in project["optional-dependencies"]["pretrained"]:
+        req = Requirement(line)
+        assert canonicalize_name(req.name) in env, f"envs/ibdiv.yaml lacks the pretrained extra's {req.name}"
