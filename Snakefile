@@ -1,6 +1,7 @@
 # ibdiv: information-bottleneck diagnostics of generative diversity.
 # Thin entry point: config + schema validation, rule files, and the default target.
 import os
+import sys
 
 from snakemake.utils import min_version
 
@@ -33,6 +34,14 @@ try:
     validate_config(config)
 except ConfigError as error:
     raise SystemExit(f"ibdiv: {error}") from None
+
+# A result changed since its unit's manifest recorded it (truncated, edited, half-copied) is set
+# aside and rebuilt, never trusted (ibdiv.pipeline.integrity).
+from ibdiv.pipeline import integrity
+
+_damaged = integrity.damaged_files()
+for _name, _moved in zip(_damaged, integrity.set_aside(_damaged)):
+    print(f"ibdiv: {_name} differs from its manifest: set aside to {_moved}; it is rebuilt", file=sys.stderr)
 
 
 report: "workflow/report/workflow.rst"

@@ -1,6 +1,7 @@
 """Atomic, byte-stable writes: the basis of resumable runs and byte-identical caches."""
 import os
 import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,3 +44,38 @@ def test_outputs_are_as_readable_as_the_umask_says(tmp_path, umask, mode):
     finally:
         os.umask(old)
     assert {stat.S_IMODE((tmp_path / name).stat().st_mode) for name in ("a.json", "b.npz")} == {mode}
+
+
+def test_a_damaged_npz_names_the_file_and_the_remedy(tmp_path):
+    from ibdiv.core.io import DamagedFileError
+
+    save_npz(tmp_path / "cache.npz", x=np.arange(100))
+    data = (tmp_path / "cache.npz").read_bytes()
+    (tmp_path / "cache.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DamagedFileError, match=r"cache\.npz: damaged .*Delete it and rerun"):
+        load_npz(tmp_path / "cache.npz")
+    with pytest.raises(FileNotFoundError):
+        load_npz(tmp_path / "missing.npz")
+
+
+def test_files_changed_after_their_manifest_are_found_and_set_aside(tmp_path):
+    import json
+    import time
+
+    from ibdiv.pipeline import integrity
+
+    unit = tmp_path / "results/shapes/samples"
+    save_npz(unit / "a.npz", x=np.arange(10))
+    save_npz(unit / "b.npz", x=np.arange(20))
+    digests = {f"results/shapes/samples/{n}": integrity._sha256(unit / n) for n in ("a.npz", "b.npz")}
+    (unit / "manifest.json").write_text(json.dumps(digests))
+    assert integrity.damaged_files(tmp_path) == []
+    time.sleep(0.01)
+    (unit / "b.npz").write_bytes((unit / "b.npz").read_bytes())  # same bytes, newer: not damaged
+    truncated = (unit / "a.npz").read_bytes()[:50]
+    (unit / "a.npz").write_bytes(truncated)
+    damaged = integrity.damaged_files(tmp_path)
+    assert damaged == [Path("results/shapes/samples/a.npz")]
+    (moved,) = integrity.set_aside(damaged, tmp_path)
+    assert not (unit / "a.npz").exists() and moved.read_bytes() == truncated  # kept, not deleted
+    assert moved == tmp_path / "results/.damaged/shapes/samples/a.npz"

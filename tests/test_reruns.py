@@ -156,3 +156,17 @@ def test_same_config_and_seed_give_byte_identical_results(smoke_run, tmp_path_fa
     assert kinds[".npz"] > 20 and kinds[".csv"] > 5 and kinds[".pt"] > 5, kinds
     measured = {p.parent.name for p in compared if p.name == "measure.json"}  # baselines, reference, every probe
     assert measured >= {"samples", "reference", "path_clamp", "decoupling", "enhancement"}, measured
+
+
+def test_a_damaged_cache_is_set_aside_and_rebuilt_to_the_same_bytes(finished):
+    """Truncate a sample cache (a full disk, a half-finished copy): the next run notices that it
+    differs from its unit's manifest, keeps it under results/.damaged/ and rebuilds it."""
+    cache = finished / "results/shapes/samples/ar/seed0/neutral/baseline.npz"
+    original = cache.read_bytes()
+    time.sleep(0.01)
+    cache.write_bytes(original[: len(original) // 3])
+    out = snakemake(finished)
+    assert "baseline.npz differs from its manifest" in out.stdout + out.stderr
+    assert cache.read_bytes() == original
+    assert (finished / "results/.damaged/shapes/samples/ar/seed0/neutral/baseline.npz").read_bytes() == original[: len(original) // 3]
+    assert "Nothing to be done" in snakemake(finished, "--dry-run").stdout

@@ -53,9 +53,20 @@ def save_npz(path, **arrays) -> None:
             zf.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=_FIXED_ZIP_TIME), buf.getvalue())
 
 
+class DamagedFileError(ValueError):
+    """A result that exists but cannot be read: its message names the file and the remedy."""
+
+
 def load_npz(path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as f:
-        return {k: f[k] for k in f.files}
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except (zipfile.BadZipFile, ValueError, EOFError, KeyError, OSError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise DamagedFileError(f"{path}: damaged or not an .npz written by ibdiv ({type(error).__name__}: {error}). "
+                               "Delete it and rerun: the pipeline rebuilds it (a result listed in a unit manifest "
+                               "is set aside and rebuilt automatically)") from error
 
 
 def save_json(path, obj) -> None:
