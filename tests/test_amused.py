@@ -6,7 +6,6 @@ the loading code as well as every sampler hook (DESIGN §12).
 """
 import json
 import math
-import shutil
 
 import pytest
 import torch
@@ -15,9 +14,7 @@ pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
 from ibdiv.backends import amused  # noqa: E402
-from ibdiv.measure import probes
-from ibdiv.core import registry
-from ibdiv.families.sampling import Perturbation, codebook_noise, condition_noise, resume, sample  # noqa: E402
+from ibdiv.families.sampling import codebook_noise, condition_noise, sample  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -81,47 +78,6 @@ def test_save_and_reload_gives_identical_samples(folder, model, tmp_path):
     assert torch.equal(a.tokens, b.tokens) and torch.equal(a.logprobs, b.logprobs)
 
 
-def test_load_sampler_reads_a_checkpoint_folder(folder):
-    assert registry.family("amused").model == "checkpoint"
-    loaded = probes.load_sampler("amused", folder)
-    assert isinstance(loaded, amused.AmusedGenerator) and loaded.config.n_classes == 0
-    loaded.set_prompts(PROMPTS[:2])
-    assert loaded.config.n_classes == 2 and loaded.prompts == PROMPTS[:2]
-
-
-def test_loader_errors_name_the_folder_and_the_problem(folder, tmp_path):
-    with pytest.raises(FileNotFoundError, match="nowhere.*does not exist"):
-        amused.load_checkpoint(tmp_path / "nowhere")
-    broken = tmp_path / "broken"
-    shutil.copytree(folder, broken)
-    shutil.rmtree(broken / "text_encoder")
-    with pytest.raises(FileNotFoundError, match=rf"{broken}.*missing subfolder.*text_encoder"):
-        amused.load_checkpoint(broken)
-    # a LlamaGen folder
-    (tmp_path / "llamagen").mkdir()
-    (tmp_path / "llamagen" / "llamagen.json").write_text("{}")
-    with pytest.raises(ValueError, match=r"llamagen.*LlamaGen checkpoint.*llamagen backend"):
-        amused.load_checkpoint(tmp_path / "llamagen")
-    # a VQ-Diffusion folder (model index) and one without an index whose transformer is another class
-    vqd = tmp_path / "vqd"
-    shutil.copytree(folder, vqd)
-    (vqd / "model_index.json").write_text(json.dumps({"_class_name": "VQDiffusionPipeline"}))
-    with pytest.raises(ValueError, match=r"vqd is a VQDiffusionPipeline checkpoint.*vq_diffusion backend"):
-        amused.load_checkpoint(vqd)
-    (vqd / "model_index.json").unlink()
-    config = json.loads((vqd / "transformer" / "config.json").read_text())
-    (vqd / "transformer" / "config.json").write_text(json.dumps({**config, "_class_name": "Transformer2DModel"}))
-    with pytest.raises(ValueError, match=r"Transformer2DModel, not the UVit2DModel.*vqd is not an aMUSEd"):
-        amused.load_checkpoint(vqd)
-    # a subfolder whose weights are gone: the library's error, prefixed with the subfolder
-    nowts = tmp_path / "noweights"
-    shutil.copytree(folder, nowts)
-    for f in (nowts / "vqvae").glob("*.safetensors"):
-        f.unlink()
-    with pytest.raises(ValueError, match=r"noweights/vqvae: cannot load the VQModel"):
-        amused.load_checkpoint(nowts)
-
-
 # --- the process ----------------------------------------------------------------------------------
 
 def test_committed_counts_are_the_schedulers(model):
@@ -142,61 +98,16 @@ def test_committed_counts_are_the_schedulers(model):
     assert result.trace["committed"] == amused.committed_after_step(N, 12)
 
 
-def test_same_seed_same_tokens_and_complete_logprobs(model):
-    a, b, c = run(model, seed=0), run(model, seed=0), run(model, seed=1)
-    assert torch.equal(a.tokens, b.tokens) and not torch.equal(a.tokens, c.tokens)
-    assert a.committed.all() and (a.tokens >= 0).all() and (a.tokens < K).all()
-    assert torch.isfinite(a.logprobs).all() and (a.logprobs <= 0).all()
-    assert a.state is None and a.committed_fraction == 1.0 and a.process_fraction == 1.0
-
-
 @pytest.mark.parametrize("fraction", [1 / 8, 1 / 4, 1 / 2])
-def test_cut_and_resume_with_the_same_generator_equals_uninterrupted(model, fraction):
-    knobs = {"cfg_scale": 3.0}
-    whole = run(model, knobs, seed=3)
-    g = torch.Generator().manual_seed(3)
-    cut = sample(model, classes(), knobs, g, cut_fraction=fraction)
-    done = resume(model, cut.state, knobs, g)
-    assert torch.equal(done.tokens, whole.tokens) and torch.equal(done.logprobs, whole.logprobs)
-    # the cut is the first step with >= f N committed, and says so
+def test_the_cut_is_the_first_step_with_the_fraction_committed(model, fraction):
+    """(Cut + resume = uninterrupted: tests/test_backend_interface.py.) The cut is the first step
+    with >= f N committed, and says so."""
+    cut = sample(model, classes(), {"cfg_scale": 3.0}, torch.Generator().manual_seed(3), cut_fraction=fraction)
     counts = amused.committed_after_step(N, 12)
     step = next(i for i, c in enumerate(counts) if c >= fraction * N)
     assert cut.committed_fraction == counts[step] / N >= fraction
     assert step == 0 or counts[step - 1] / N < fraction
     assert cut.process_fraction == (step + 1) / 12
-    assert torch.isnan(cut.logprobs[~cut.committed]).all() and (cut.tokens[~cut.committed] == -1).all()
-
-
-def test_resume_with_fresh_randomness_keeps_the_path_and_the_state(model):
-    g = torch.Generator().manual_seed(5)
-    cut = sample(model, classes(), {}, g, cut_fraction=0.25)
-    before = cut.state.tokens.clone()
-    expanded = probes.expand_state(cut.state, 4)
-    more = resume(model, expanded, {}, torch.Generator().manual_seed(9))
-    assert torch.equal(cut.state.tokens, before)  # resume leaves the state alone
-    frozen = cut.committed.repeat_interleave(4, 0)
-    assert torch.equal(more.tokens[frozen], cut.tokens.repeat_interleave(4, 0)[frozen])
-    assert not torch.equal(more.tokens[0], more.tokens[1])  # continuations differ
-    with pytest.raises(ValueError, match="step grid"):
-        resume(model, cut.state, {"steps": 8}, g)
-
-
-def test_cfg_1_is_unguided_and_other_scales_run_negative_then_positive(model):
-    batches = []
-    hook = model.transformer.register_forward_pre_hook(
-        lambda module, args, kwargs: batches.append(kwargs["pooled_text_emb"].clone()), with_kwargs=True)
-    try:
-        plain, one = run(model), run(model, {"cfg_scale": 1.0})
-        assert all(len(b) == 6 for b in batches)  # no negative branch at scale 1
-        batches.clear()
-        guided = run(model, {"cfg_scale": 4.0})
-    finally:
-        hook.remove()
-    assert torch.equal(plain.tokens, one.tokens) and torch.equal(plain.logprobs, one.logprobs)
-    assert not torch.equal(plain.tokens, guided.tokens)
-    first = batches[0]  # [negative x n, positive x n], as the pipeline
-    assert torch.equal(first[:6], model.negative_prompt_embeds.expand(6, -1))
-    assert torch.equal(first[6:], model.prompt_embeds[classes()])
 
 
 def test_guidance_is_the_pipelines_formula_on_logits(model):
@@ -243,30 +154,6 @@ def test_heldout_bits_are_a_finite_bound(model):
 
 # --- interventions -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("cfg", [1.0, 3.0])
-def test_zero_sigma_perturbations_are_bit_identical(model, cfg):
-    n, g = len(classes()), torch.Generator().manual_seed(0)
-    base = run(model, {"cfg_scale": cfg})
-    for perturbation in (Perturbation(cond_noise=condition_noise(model, n, 0.0, g)),
-                         Perturbation(code_noise=codebook_noise(model, n, 0.0, g))):
-        other = run(model, {"cfg_scale": cfg}, perturbation=perturbation)
-        assert torch.equal(other.tokens, base.tokens) and torch.equal(other.logprobs, base.logprobs)
-
-
-@pytest.mark.parametrize("kind", ["cond", "code"])
-def test_positive_sigma_changes_tokens(model, kind):
-    n, g = len(classes()), torch.Generator().manual_seed(0)
-    noise = (Perturbation(cond_noise=condition_noise(model, n, 1.0, g)) if kind == "cond"
-             else Perturbation(code_noise=codebook_noise(model, n, 1.0, g)))
-    assert not torch.equal(run(model, {"cfg_scale": 3.0}, perturbation=noise).tokens, run(model, {"cfg_scale": 3.0}).tokens)
-
-
-def test_condition_noise_leaves_the_negative_branch_alone(model):
-    """At scale 0 the guided logits are the negative branch's only: condition noise has no effect."""
-    noise = Perturbation(cond_noise=condition_noise(model, 6, 1.0, torch.Generator().manual_seed(0)))
-    assert torch.equal(run(model, {"cfg_scale": 0.0}, perturbation=noise).tokens, run(model, {"cfg_scale": 0.0}).tokens)
-
-
 def test_noise_maps_onto_the_text_tensors_and_code_rows(model):
     noise = condition_noise(model, 6, 0.5, torch.Generator().manual_seed(0))
     dp, width = model.prompt_embeds.shape[1], model.encoder_hidden_states[0].numel()
@@ -290,15 +177,6 @@ def test_noise_maps_onto_the_text_tensors_and_code_rows(model):
     assert torch.equal(clean, same)
     all_masked = torch.full((6, N), model.mask_id)
     assert torch.equal(model.network(all_masked, p, h), model.network(all_masked, p, h, model.tok_emb.weight[:K] + code))
-
-
-def test_perturbation_shapes_are_checked(model):
-    with pytest.raises(ValueError, match="cond_noise must have shape"):
-        run(model, perturbation=Perturbation(cond_noise=torch.zeros(6, 8)))
-    with pytest.raises(ValueError, match="code_noise must have shape"):
-        run(model, perturbation=Perturbation(code_noise=torch.zeros(6, K + 1, 8)))
-    with pytest.raises(ValueError, match="has no prompt"):
-        sample(model, torch.tensor([3]), {}, torch.Generator())
 
 
 # --- decoding -------------------------------------------------------------------------------------
@@ -337,13 +215,3 @@ def test_same_draws_as_the_diffusers_pipeline_when_it_samples_like_us(model, mon
     ours = sample(model, classes(), {"cfg_scale": cfg}, torch.Generator().manual_seed(7))
     assert torch.equal(theirs.reshape(6, N), ours.tokens)
 
-
-def test_probe_designs_run_on_the_backend(model):
-    """The nested design (prefix noise on the prompt, continuation noise on the codebook) and the flat one."""
-    out = probes.sample_nested(model, 3, 2, 3, 0.25, {"cfg_scale": 3.0}, seed=1,
-                               before=("condition", 0.5), after=("codebook", 0.5))
-    assert out["tokens"].shape == (3, 2, 3, N) and out["committed_fraction"] >= 0.25
-    frozen = out["frozen"][:, :, None, :].repeat(3, 2)
-    assert (out["tokens"][:, :, :1] == out["tokens"])[frozen].all()  # continuations keep the prefix
-    flat = probes.sample_flat(model, 3, 2, {}, seed=1, noise=("condition", 0.0))
-    assert (flat["tokens"] == run(model, seed=1).tokens.numpy()).all()

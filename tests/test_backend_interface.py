@@ -1,13 +1,19 @@
-"""The DAG's backend interface (load_conditioned, token_grid, vq_image_size, vq_encode,
-vq_decode, vq_codebook, build_tiny): the same names and contract in every backend module, checked
-on one tiny random checkpoint per backend, built once per module with the backend's own build_tiny."""
+"""The backend contract every pretrained backend module keeps (ibdiv.backends.protocol.Backend):
+the DAG's interface (load_conditioned, token_grid, vq_image_size, vq_encode, vq_decode, vq_codebook,
+build_tiny), the loader errors, the sampler hooks (determinism, cut + resume, guidance, sigma = 0
+bit-identical) and the probe designs, checked on one tiny random checkpoint per backend, built once
+per module with the backend's own build_tiny. What is specific to one backend stays in its own
+test file (tests/test_llamagen.py, tests/test_amused.py, tests/test_vq_diffusion.py)."""
 import hashlib
+import json
+import shutil
 
 import pytest
 import torch
 
 from ibdiv.backends import amused, llamagen, vq_diffusion
-from ibdiv.families.sampling import sample
+from ibdiv.families.sampling import Perturbation, codebook_noise, condition_noise, resume, sample
+from ibdiv.measure import probes
 
 torch.set_num_threads(1)
 
@@ -51,7 +57,7 @@ def generator(name, backend, folder):
 
 @pytest.fixture(scope="module")
 def vq(backend, folder):
-    return backend.load_tokenizer(folder)
+    return backend.load_vq(folder)
 
 
 def images(n, side, seed=0):
@@ -128,3 +134,247 @@ def test_build_tiny_is_reproducible_and_rejects_sizes_it_cannot_set(name, backen
     if name in DIFFUSERS:
         with pytest.raises(ValueError, match="grid"):
             backend.build_tiny(tmp_path / "sized", SEED, N_CLASSES, {"grid": 4})
+
+
+# --- the module interface -------------------------------------------------------------------------
+
+def test_every_checkpoint_family_module_satisfies_the_backend_protocol():
+    from ibdiv.backends import protocol
+    from ibdiv.core import registry
+
+    members = protocol.members()
+    assert {"load_checkpoint", "load_conditioned", "load_vq", "start", "advance", "FOLDER_MARKER"} <= set(members)
+    checkpoint_families = [f for f in registry.BUILT_IN.values() if f.model == "checkpoint"]
+    assert {f.name for f in checkpoint_families} == set(BACKENDS)
+    for family in checkpoint_families:
+        module = registry.implementation(family.name)
+        missing = sorted(m for m in members if not hasattr(module, m))
+        assert not missing, f"{family.name} lacks {missing} of ibdiv.backends.protocol.Backend"
+        not_callable = sorted(m for m, call in members.items() if call and not callable(getattr(module, m)))
+        assert not not_callable, f"{family.name}: {not_callable} are not callable"
+        assert module.FAMILY == family.name and set(module.KNOBS) == set(family.knobs)
+        assert isinstance(module.FOLDER_MARKER, str) and isinstance(module.FOLDER_CLASSES, tuple)
+
+
+# --- loader errors (every backend) ----------------------------------------------------------------
+
+# what to take away from a good folder, and the error that names it
+MISSING = {"llamagen": ("llamagen.json", r"llamagen\.json is missing"),
+           "amused": ("text_encoder", r"{folder}.*missing subfolder.*text_encoder"),
+           "vq_diffusion": ("learned_classifier_free_sampling_embeddings",
+                            r"{folder}.*missing subfolder.*learned_classifier_free")}
+
+
+def remove(path):
+    shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def test_loader_errors_name_the_folder_and_the_problem(name, backend, folder, tmp_path):
+    from ibdiv.core import registry
+
+    with pytest.raises(FileNotFoundError, match="checkpoint folder .*nowhere does not exist"):
+        backend.load_checkpoint(tmp_path / "nowhere")
+    broken = shutil.copytree(folder, tmp_path / "broken")
+    part, message = MISSING[name]
+    remove(broken / part)
+    with pytest.raises(FileNotFoundError, match=message.format(folder=broken)):
+        backend.load_checkpoint(broken)
+    # the folder of another backend (its marker instead of this backend's) names the backend to use
+    assert registry.backend_owning(folder) == name
+    for other in BACKENDS:
+        if other == name:
+            continue
+        module = BACKENDS[other]
+        foreign = shutil.copytree(folder, tmp_path / f"like_{other}")
+        (foreign / backend.FOLDER_MARKER).unlink()
+        (foreign / module.FOLDER_MARKER).write_text(json.dumps({"_class_name": module.FOLDER_CLASSES[0]})
+                                                    if module.FOLDER_CLASSES else "{}")
+        assert registry.backend_owning(foreign) == other
+        what = module.FOLDER_CLASSES[0] if module.FOLDER_CLASSES else module.DESCRIBED.split(" ", 1)[1]
+        for load in (backend.load_checkpoint, backend.check_folder, backend.load_vq, backend.token_grid):
+            with pytest.raises(ValueError, match=rf"like_{other} is a {what} checkpoint.*use the {other} backend"):
+                load(foreign)
+    (tmp_path / "nobody").mkdir()
+    assert registry.backend_owning(tmp_path / "nobody") is None
+    if name in DIFFUSERS:
+        diffusers_component_errors(name, backend, folder, tmp_path)
+
+
+def diffusers_component_errors(name, backend, folder, tmp_path):
+    """A pipeline of no backend; a folder without an index whose transformer is the other diffusers
+    backend's class; a component without weights: the library's error, prefixed with the subfolder."""
+    other = BACKENDS[next(d for d in DIFFUSERS if d != name)]
+    ours, theirs = backend.CONFIG_FILES["transformer"][1], other.CONFIG_FILES["transformer"][1]
+    described = backend.DESCRIBED
+    unknown = shutil.copytree(folder, tmp_path / "unknown")
+    (unknown / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    with pytest.raises(ValueError, match=rf"unknown is a StableDiffusionPipeline checkpoint.*not {described} one "
+                                         rf"\({backend.PIPELINES[0]}\)"):
+        backend.load_checkpoint(unknown)
+    (unknown / "model_index.json").unlink()
+    config = json.loads((unknown / "transformer" / "config.json").read_text())
+    (unknown / "transformer" / "config.json").write_text(json.dumps({**config, "_class_name": theirs}))
+    with pytest.raises(ValueError, match=rf"{theirs}, not the {ours}.*unknown is not {described}"):
+        backend.load_checkpoint(unknown)
+    for sub, cls in (("vqvae", "VQModel"), ("transformer", ours)):
+        nowts = shutil.copytree(folder, tmp_path / f"noweights_{sub}")
+        for f in (nowts / sub).glob("*.safetensors"):
+            f.unlink()
+        with pytest.raises(ValueError, match=rf"noweights_{sub}/{sub}: cannot load the {cls}"):
+            backend.load_checkpoint(nowts)
+
+
+# --- the sampler hooks (every backend) ------------------------------------------------------------
+
+def n_conditions(name, generator):
+    return generator.config.num_classes if name == "llamagen" else generator.config.n_classes
+
+
+@pytest.fixture(scope="module")
+def classes(name, generator):
+    return torch.arange(n_conditions(name, generator)).repeat_interleave(2)
+
+
+def run(generator, classes, knobs=None, seed=0, **kw):
+    return sample(generator, classes, knobs or {}, torch.Generator().manual_seed(seed), **kw)
+
+
+def test_same_seed_same_tokens_and_complete_logprobs(generator, classes):
+    a, b, c = run(generator, classes, seed=0), run(generator, classes, seed=0), run(generator, classes, seed=1)
+    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.logprobs, b.logprobs)
+    assert not torch.equal(a.tokens, c.tokens)
+    assert a.committed.all() and (a.tokens >= 0).all() and (a.tokens < generator.vocab_size).all()
+    assert torch.isfinite(a.logprobs).all() and (a.logprobs <= 0).all()
+    assert a.state is None and a.committed_fraction == 1.0 and a.process_fraction == 1.0
+
+
+@pytest.mark.parametrize("fraction", [1 / 8, 1 / 4, 0.3, 1 / 2])
+def test_cut_and_resume_with_the_same_generator_equals_uninterrupted(name, generator, classes, fraction):
+    knobs = {"cfg_scale": 3.0}
+    whole = run(generator, classes, knobs, seed=3)
+    g = torch.Generator().manual_seed(3)
+    cut = sample(generator, classes, knobs, g, cut_fraction=fraction)
+    assert cut.committed_fraction >= fraction and cut.process_fraction < 1
+    assert torch.isnan(cut.logprobs[~cut.committed]).all() and (cut.tokens[~cut.committed] == -1).all()
+    done = resume(generator, cut.state, knobs, g)
+    assert torch.equal(done.tokens, whole.tokens)
+    if name in DIFFUSERS:
+        assert torch.equal(done.logprobs, whole.logprobs)
+    else:  # the KV cache is rebuilt from the committed prefix on resume
+        torch.testing.assert_close(done.logprobs, whole.logprobs)
+
+
+def test_resume_with_fresh_randomness_keeps_the_path_and_leaves_the_state(name, generator, classes):
+    g = torch.Generator().manual_seed(5)
+    cut = sample(generator, classes, {}, g, cut_fraction=0.25)
+    before = cut.state.tokens.clone()
+    expanded = probes.expand_state(cut.state, 4)
+    more = resume(generator, expanded, {}, torch.Generator().manual_seed(9))
+    assert torch.equal(cut.state.tokens, before)  # resume leaves the state alone
+    frozen = cut.committed.repeat_interleave(4, 0)
+    assert torch.equal(more.tokens[frozen], cut.tokens.repeat_interleave(4, 0)[frozen])
+    assert not torch.equal(more.tokens[0], more.tokens[1])  # continuations differ
+    first, second = (resume(generator, cut.state, {}, torch.Generator().manual_seed(s)) for s in (1, 2))
+    again = resume(generator, cut.state, {}, torch.Generator().manual_seed(1))
+    prefix = cut.committed
+    assert torch.equal(first.tokens[prefix], cut.tokens[prefix]) and torch.equal(second.tokens[prefix], cut.tokens[prefix])
+    assert not torch.equal(first.tokens, second.tokens) and torch.equal(first.tokens, again.tokens)
+    knobs, message = STEP_GRID_CHANGE[name]  # a resume runs on the step grid of its cut
+    with pytest.raises(ValueError, match=message):
+        resume(generator, cut.state, knobs, g)
+
+
+# a resume that would change the step grid: amused has a steps knob, the others have none
+STEP_GRID_CHANGE = {"llamagen": ({"steps": 8}, "unknown knob"), "amused": ({"steps": 8}, "step grid"),
+                    "vq_diffusion": ({"steps": 50}, "unknown knob")}
+
+
+# the transformer keyword that carries each diffusers backend's prompt condition
+CONDITION_INPUT = {"amused": ("pooled_text_emb", "prompt_embeds"), "vq_diffusion": ("encoder_hidden_states", "prompt_embeds")}
+
+
+def test_cfg_1_is_unguided_and_other_scales_run_negative_then_positive(name, generator, classes):
+    batches = []
+    if name in DIFFUSERS:
+        key, _ = CONDITION_INPUT[name]
+        hook = generator.transformer.register_forward_pre_hook(
+            lambda module, args, kwargs: batches.append(kwargs[key].clone()), with_kwargs=True)
+    try:
+        plain, one = run(generator, classes), run(generator, classes, {"cfg_scale": 1.0})
+        assert all(len(b) == len(classes) for b in batches)  # no negative branch at scale 1
+        batches.clear()
+        guided = run(generator, classes, {"cfg_scale": 4.0})
+    finally:
+        if name in DIFFUSERS:
+            hook.remove()
+    assert torch.equal(plain.tokens, one.tokens) and torch.equal(plain.logprobs, one.logprobs)
+    assert not torch.equal(plain.tokens, guided.tokens)
+    if name in DIFFUSERS:  # [negative x n, positive x n], as the pipelines
+        n, first = len(classes), batches[0]
+        negative = getattr(generator, "negative_" + CONDITION_INPUT[name][1])
+        assert torch.equal(first[:n], negative.expand(n, *negative.shape[1:]))
+        assert torch.equal(first[n:], generator.prompt_embeds[classes])
+
+
+# --- interventions (every backend) ----------------------------------------------------------------
+
+@pytest.mark.parametrize("cfg", [1.0, 2.0, 3.0])
+def test_zero_sigma_perturbations_are_bit_identical(generator, classes, cfg):
+    n, g = len(classes), torch.Generator().manual_seed(0)
+    base = run(generator, classes, {"cfg_scale": cfg})
+    cond, code = condition_noise(generator, n, 0.0, g), codebook_noise(generator, n, 0.0, g)
+    for perturbation in (Perturbation(cond_noise=cond), Perturbation(code_noise=code), Perturbation(cond, code)):
+        other = run(generator, classes, {"cfg_scale": cfg}, perturbation=perturbation)
+        assert torch.equal(other.tokens, base.tokens) and torch.equal(other.logprobs, base.logprobs)
+
+
+@pytest.mark.parametrize("kind", ["cond", "code"])
+def test_positive_sigma_changes_tokens(name, generator, classes, kind):
+    n, g = len(classes), torch.Generator().manual_seed(0)
+    noise = (Perturbation(cond_noise=condition_noise(generator, n, 1.0, g)) if kind == "cond"
+             else Perturbation(code_noise=codebook_noise(generator, n, 1.0, g)))
+    knobs = {} if name == "llamagen" else {"cfg_scale": 3.0}  # the tiny diffusers networks hardly read an unguided prompt
+    assert not torch.equal(run(generator, classes, knobs, perturbation=noise).tokens, run(generator, classes, knobs).tokens)
+
+
+def test_condition_noise_leaves_the_negative_branch_alone(generator, classes):
+    """At scale 0 the guided logits are the negative branch's only: condition noise has no effect."""
+    noise = Perturbation(cond_noise=condition_noise(generator, len(classes), 1.0, torch.Generator().manual_seed(0)))
+    knobs = {"cfg_scale": 0.0}
+    assert torch.equal(run(generator, classes, knobs, perturbation=noise).tokens, run(generator, classes, knobs).tokens)
+
+
+def test_perturbation_shapes_are_checked(name, generator, classes):
+    n, K, d = len(classes), generator.vocab_size, generator.tok_emb.weight.shape[1]
+    with pytest.raises(ValueError, match="cond_noise must have shape"):
+        run(generator, classes, perturbation=Perturbation(cond_noise=torch.zeros(n, 7)))
+    with pytest.raises(ValueError, match="code_noise must have shape"):
+        run(generator, classes, perturbation=Perturbation(code_noise=torch.zeros(n, K + 1, d)))
+    if name in DIFFUSERS:
+        with pytest.raises(ValueError, match="has no prompt"):
+            sample(generator, torch.tensor([len(PROMPTS)]), {}, torch.Generator())
+
+
+def test_probe_designs_run_on_the_backend(name, generator, classes):
+    """The nested design (prefix noise on the condition, continuation noise on the codebook) and the flat one."""
+    C, N = n_conditions(name, generator), generator.config.grid ** 2
+    out = probes.sample_nested(generator, C, 2, 3, 0.25, {"cfg_scale": 3.0}, seed=1,
+                               before=("condition", 0.5), after=("codebook", 0.5))
+    assert out["tokens"].shape == (C, 2, 3, N) and out["committed_fraction"] >= 0.25
+    frozen = out["frozen"][:, :, None, :].repeat(3, 2)
+    assert (out["tokens"][:, :, :1] == out["tokens"])[frozen].all()  # continuations keep the prefix
+    assert len({tuple(t) for t in out["tokens"][0, 0]}) > 1  # and differ
+    flat = probes.sample_flat(generator, C, 2, {}, seed=1, noise=("condition", 0.0))
+    assert (flat["tokens"] == run(generator, classes, seed=1).tokens.numpy()).all()
+
+
+def test_load_sampler_reads_a_checkpoint_folder(name, backend, folder):
+    from ibdiv.core import registry
+
+    assert registry.family(name).model == "checkpoint"
+    loaded = probes.load_sampler(name, folder)  # how a DAG job loads a checkpoint family
+    assert isinstance(loaded, backend.PRIOR) and loaded.family == name and not loaded.training
+    if name in DIFFUSERS:
+        assert loaded.config.n_classes == 0
+        loaded.set_prompts(PROMPTS[:1])
+        assert loaded.config.n_classes == 1 and loaded.prompts == PROMPTS[:1]

@@ -48,7 +48,7 @@ def test_backend_json_holds_record_conditions_and_sizes(built):
     backend, spec, record, _ = built
     K, grid, vq_size = SIZES[backend]
     key = "class_id" if backend == "llamagen" else "prompt"
-    assert record["family"] == backend and record["implementation"] == f"ibdiv.{backend}"
+    assert record["family"] == backend and record["implementation"] == f"ibdiv.backends.{backend}"
     assert record["conditions"] == [c[key] for c in spec["conditions"]]
     assert (record["grid"], record["vq_image_size"], record["image_size"]) == (grid, vq_size, 16)
     assert len(record["sha256"]) == 64 and record["files"]

@@ -77,7 +77,6 @@ Held-out bits per token: the absorbing-diffusion ELBO bound of the in-house MIM 
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,9 +84,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ibdiv.backends.diffusers_common import (
+    MODEL_INDEX, TINY_TEXT_LENGTH, Branches, PipelineInterface, PromptedGenerator, load_components, reading_codes,
+    square_side, tiny_text_tokenizer,
+)
+from ibdiv.backends.diffusers_common import heldout_bits_per_token as heldout_bits_per_token  # the family contract's
+from ibdiv.backends.diffusers_common import vq_codebook as vq_codebook  # the DAG's backend interface
 from ibdiv.families.backbone import DecodeState, device_of, draw, sampling_log_probs
-from ibdiv.backends.checkpoints import check_pipeline_folder, checked_prompts, fixed_tiny_sizes, pipeline_sizes
-from ibdiv.families.masking import heldout_bits_per_token as _absorbing_bound
 from ibdiv.families.mim import commit_most_confident
 
 FAMILY = "amused"
@@ -101,9 +104,12 @@ SUBFOLDERS = ("vqvae", "transformer", "scheduler", "text_encoder", "tokenizer")
 # The class each subfolder's config must name (what AmusedPipeline.save_pretrained writes).
 CONFIG_FILES = {"vqvae": ("config.json", "VQModel"), "transformer": ("config.json", "UVit2DModel"),
                 "scheduler": ("scheduler_config.json", "AmusedScheduler")}
-# Pipelines whose folders share part of this layout, and the backend that reads them.
-OTHER_BACKENDS = {"VQDiffusionPipeline": "vq_diffusion"}
 PIPELINES = ("AmusedPipeline", "AmusedImg2ImgPipeline", "AmusedInpaintPipeline")  # one folder layout
+
+# The checkpoint folder (ibdiv.backends.protocol.Backend): what identifies it, what to fill in.
+DESCRIBED = "an aMUSEd"
+FOLDER_MARKER, FOLDER_CLASSES = MODEL_INDEX, PIPELINES
+FOLDER_HINT = "the diffusers folder of amused/amused-256 (model_index.json, vqvae/, transformer/, text_encoder/, ...)"
 
 MICRO_CONDITIONING = {"crop_coord": (0, 0), "aesthetic_score": 6}  # the pipeline's defaults
 
@@ -123,7 +129,7 @@ class AmusedConfig:
 # The model: components plus the encoded prompts
 # ----------------------------------------------------------------------------------------------
 
-class AmusedGenerator(nn.Module):
+class AmusedGenerator(PromptedGenerator):
     """aMUSEd's networks plus the text encodings of the prompts the class ids stand for."""
 
     family = FAMILY
@@ -144,14 +150,6 @@ class AmusedGenerator(nn.Module):
         self.set_prompts(list(prompts))
 
     # --- names the sampler and probes read ----------------------------------------------------
-    @property
-    def vocab_size(self) -> int:
-        return self.config.vocab_size
-
-    @property
-    def mask_id(self) -> int:
-        return self.config.mask_id
-
     @property
     def tok_emb(self) -> nn.Embedding:
         """The input code-embedding table (rows 0..K-1 are the codes I3 perturbs)."""
@@ -205,6 +203,13 @@ class AmusedGenerator(nn.Module):
             hidden = hidden + cond_noise[:, dp:].reshape(hidden.shape).to(hidden.dtype)
         return pooled, hidden
 
+    def with_negative(self, conditions):
+        """(pooled, hidden) of a guided batch: [negative (the empty prompt), positive], as the pipeline."""
+        pooled, hidden = conditions
+        n = len(pooled)
+        return (torch.cat([self.negative_prompt_embeds.expand(n, -1), pooled]),
+                torch.cat([self.negative_encoder_hidden_states.expand(n, -1, -1), hidden]))
+
     # --- the network ----------------------------------------------------------------------------
     def network(self, tokens: torch.Tensor, pooled, hidden, code_table=None) -> torch.Tensor:
         """Logits (B, N, K) for token grids (B, N) (MASK where unknown), float32.
@@ -212,23 +217,9 @@ class AmusedGenerator(nn.Module):
         ``code_table`` (B, K, D): code rows read instead of the table's (per sample).
         """
         g, B = self.config.grid, tokens.shape[0]
-        handle = None
-        if code_table is not None:
-            K = self.config.vocab_size
-
-            def read_perturbed(module, args, output):
-                ids = args[0]
-                rows = torch.arange(B, device=ids.device).view(B, *([1] * (ids.ndim - 1)))
-                codes = code_table[rows, ids.clamp(max=K - 1)].to(output.dtype)
-                return torch.where((ids < K)[..., None], codes, output)
-
-            handle = self.tok_emb.register_forward_hook(read_perturbed)
-        try:
+        with reading_codes(self.tok_emb, code_table, self.config.vocab_size, B):
             out = self.transformer(tokens.view(B, g, g), micro_conds=self.micro_conds.to(hidden.dtype).expand(B, -1),
                                    pooled_text_emb=pooled, encoder_hidden_states=hidden)
-        finally:
-            if handle is not None:
-                handle.remove()
         return out.flatten(2).transpose(1, 2).float()  # (B, K, g, g) -> (B, N, K), raster order as the scheduler
 
     def forward(self, tokens, classes, *, cond_override=None, code_table=None) -> torch.Tensor:
@@ -249,32 +240,12 @@ PRIOR = AmusedGenerator
 # Family contract (ibdiv.families.sampling)
 # ----------------------------------------------------------------------------------------------
 
-class _Branches:
-    """The network inputs of one batch: [negative, positive] when guided, as the pipeline."""
-
-    def __init__(self, model: AmusedGenerator, classes, cfg_scale: float, perturbation):
-        cond_noise = perturbation.cond_noise if perturbation is not None else None
-        code_noise = perturbation.code_noise if perturbation is not None else None
-        pooled, hidden = model.conditions(classes, cond_noise)
-        code_table = None
-        if code_noise is not None:
-            code_table = model.tok_emb.weight[: model.vocab_size] + code_noise
-        self.scale, self.guided = cfg_scale, cfg_scale != 1.0
-        if self.guided:
-            n = len(classes)
-            pooled = torch.cat([model.negative_prompt_embeds.expand(n, -1), pooled])
-            hidden = torch.cat([model.negative_encoder_hidden_states.expand(n, -1, -1), hidden])
-            if code_table is not None:
-                code_table = torch.cat([code_table, code_table])
-        self.pooled, self.hidden, self.code_table = pooled, hidden, code_table
+class _Branches(Branches):
+    """The network inputs of one batch (conditions = (pooled, hidden)): [negative, positive] when guided."""
 
     def logits(self, model: AmusedGenerator, tokens: torch.Tensor) -> torch.Tensor:
-        batch = torch.cat([tokens, tokens]) if self.guided else tokens
-        raw = model.network(batch, self.pooled, self.hidden, self.code_table)
-        if not self.guided:
-            return raw
-        uncond, cond = raw.chunk(2)
-        return uncond + self.scale * (cond - uncond)
+        """Guided logits (B, N, K) of token grids: ``uncond + g (cond - uncond)``, as the pipeline."""
+        return self.guide(model.network(self.batch(tokens), *self.conditions, self.code_table))
 
 
 def committed_after_step(N: int, steps: int, schedule: str = "cosine") -> list[int]:
@@ -297,14 +268,13 @@ def choice_temperatures(choice_temperature: float, steps: int) -> torch.Tensor:
 
 def start(model: AmusedGenerator, classes: torch.Tensor, knobs: dict) -> DecodeState:
     """Every position masked (the pipeline's initial latents)."""
-    if len(classes) and int(classes.max()) >= model.config.n_classes:
-        raise ValueError(f"class id {int(classes.max())} has no prompt: {model.config.n_classes} prompts are set")
+    model.check_classes(classes)
     schedule = {key: knobs[key] for key in SCHEDULE_KNOBS}
     return DecodeState.fresh(classes, model.config.seq_len, model.mask_id, knobs["steps"], schedule)
 
 
 @torch.no_grad()
-def advance(model: AmusedGenerator, state: DecodeState, knobs: dict, generator: torch.Generator,
+def advance(model: AmusedGenerator, state: DecodeState, knobs: dict, gen: torch.Generator,
             perturbation=None, cut_fraction: float | None = None) -> DecodeState:
     """Run steps until done or ``cut_fraction`` is reached.
 
@@ -317,25 +287,14 @@ def advance(model: AmusedGenerator, state: DecodeState, knobs: dict, generator: 
     while not state.finished and not state.reached(cut_fraction):
         t = state.step
         logits = branches.logits(model, state.tokens)
-        sampled, lp = draw(sampling_log_probs(logits, knobs["temperature"]), generator)
-        commit_most_confident(state, sampled, lp, temperatures[t].item(), targets[t], generator)
+        sampled, lp = draw(sampling_log_probs(logits, knobs["temperature"]), gen)
+        commit_most_confident(state, sampled, lp, temperatures[t].item(), targets[t], gen)
     return state
-
-
-def heldout_bits_per_token(model: AmusedGenerator, tokens, labels, generator: torch.Generator) -> float:
-    """Absorbing-diffusion ELBO bound (bits/token) of token grids under their prompts."""
-    return _absorbing_bound(model, tokens, labels, generator)
 
 
 # ----------------------------------------------------------------------------------------------
 # Checkpoint folder
 # ----------------------------------------------------------------------------------------------
-
-def check_folder(folder) -> Path:
-    """Raise an error naming the folder and the problem unless it looks like an aMUSEd checkpoint."""
-    return check_pipeline_folder(folder, described="an aMUSEd", pipelines=PIPELINES, subfolders=SUBFOLDERS,
-                                 config_files=CONFIG_FILES, other_backends=OTHER_BACKENDS)
-
 
 def load_checkpoint(folder, device="cpu", prompts=()) -> AmusedGenerator:
     """The generator of a checkpoint folder, in eval mode on ``device``, conditioned on ``prompts``
@@ -344,13 +303,9 @@ def load_checkpoint(folder, device="cpu", prompts=()) -> AmusedGenerator:
     from transformers import CLIPTextModelWithProjection, CLIPTokenizer
 
     folder = check_folder(folder)
-    parts = {}
-    for sub, cls in (("vqvae", VQModel), ("transformer", UVit2DModel), ("scheduler", AmusedScheduler),
-                     ("text_encoder", CLIPTextModelWithProjection), ("tokenizer", CLIPTokenizer)):
-        try:
-            parts[sub] = cls.from_pretrained(folder / sub, local_files_only=True)
-        except (OSError, ValueError, EnvironmentError) as error:
-            raise ValueError(f"{folder / sub}: cannot load the {cls.__name__} of an aMUSEd checkpoint: {error}") from error
+    parts = load_components(folder, (("vqvae", VQModel), ("transformer", UVit2DModel), ("scheduler", AmusedScheduler),
+                                     ("text_encoder", CLIPTextModelWithProjection), ("tokenizer", CLIPTokenizer)),
+                            DESCRIBED)
     t, s = parts["transformer"].config, parts["scheduler"].config
     if s.mask_token_id != t.vocab_size - 1:
         raise ValueError(f"{folder}: the scheduler's mask_token_id {s.mask_token_id} is not the transformer's "
@@ -363,42 +318,11 @@ def load_checkpoint(folder, device="cpu", prompts=()) -> AmusedGenerator:
     return AmusedGenerator(**parts, prompts=prompts).eval()
 
 
-def load_tokenizer(folder, device="cpu"):
-    """The checkpoint's VQ model (decodes tokens; encodes the real reference images)."""
-    from diffusers import VQModel
-
-    folder = check_folder(folder)
-    return VQModel.from_pretrained(folder / "vqvae", local_files_only=True).to(device).eval()
-
-
 # ----------------------------------------------------------------------------------------------
 # Tiny checkpoints for tests (randomly initialised, the diffusers test sizes)
 # ----------------------------------------------------------------------------------------------
 
 TINY_GRID = 8  # 8 x 8 = 64 tokens (even: the tiny U-ViT downsamples by 2)
-TINY_TEXT_LENGTH = 16  # tokenizer max length and text positions (CLIP uses 77)
-
-
-def tiny_tokenizer():
-    """A CLIPTokenizer built offline: lowercase letters, digits and a few marks (plain and
-    word-final), no merges. Every prompt of such characters tokenises to real ids (not unk).
-    Its files are read once, from a temporary folder: the pipeline's save_pretrained writes them
-    again into the checkpoint's tokenizer/."""
-    import tempfile
-
-    from transformers import CLIPTokenizer
-
-    chars = "abcdefghijklmnopqrstuvwxyz0123456789.,!?'-"
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for c in chars:
-        vocab[c] = len(vocab)
-        vocab[c + "</w>"] = len(vocab)
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        (folder / "vocab.json").write_text(json.dumps(vocab))
-        (folder / "merges.txt").write_text("#version: 0.2\n")
-        return CLIPTokenizer(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"),
-                             model_max_length=TINY_TEXT_LENGTH)
 
 
 def save_tiny_checkpoint(folder, seed: int = 0) -> Path:
@@ -426,7 +350,7 @@ def save_tiny_checkpoint(folder, seed: int = 0) -> Path:
         out_channels=3, sample_size=2 * TINY_GRID, up_block_types=["UpDecoderBlock2D"] * 2,
         mid_block_add_attention=False, lookup_from_codebook=True)
     scheduler = AmusedScheduler(mask_token_id=vocab - 1)
-    tokenizer = tiny_tokenizer()
+    tokenizer = tiny_text_tokenizer()
     text_encoder = CLIPTextModelWithProjection(CLIPTextConfig(
         bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=8, intermediate_size=8,
         layer_norm_eps=1e-05, num_attention_heads=1, num_hidden_layers=2, vocab_size=128,
@@ -438,25 +362,8 @@ def save_tiny_checkpoint(folder, seed: int = 0) -> Path:
 
 
 # ----------------------------------------------------------------------------------------------
-# The DAG's backend interface (ibdiv.backends.pretrained reads the same names from every backend module)
+# The DAG's backend interface (ibdiv.backends.protocol.Backend: the same names in every backend module)
 # ----------------------------------------------------------------------------------------------
-
-
-def load_conditioned(folder, conditions: list[str], device="cpu") -> AmusedGenerator:
-    """The generator whose class i samples the prompt ``conditions[i]``: the DAG's labels 0..C-1
-    are the configured prompts, and condition noise (I2) scales to their encodings only."""
-    return load_checkpoint(folder, device, prompts=checked_prompts(folder, conditions))
-
-
-def token_grid(folder) -> int:
-    """The side of the generator's token grid (the transformer's sample_size; no weights read)."""
-    return pipeline_sizes(check_folder(folder))[0]
-
-
-def vq_image_size(folder) -> int:
-    """The side of the images the VQ encodes to ``token_grid`` codes a side."""
-    return pipeline_sizes(check_folder(folder))[1]
-
 
 def _working(vq):
     """The VQ as the pipeline runs it: float32 if it is float16 and asks for upcasting."""
@@ -476,22 +383,14 @@ def vq_encode(vq, images: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def vq_decode(vq, codes: torch.Tensor) -> torch.Tensor:
     """Codes (n, N) -> RGB (n, 3, S, S) in [0, 1], as AmusedPipeline decodes (output clipped)."""
-    n, g = codes.shape[0], math.isqrt(codes.shape[1])
-    if g * g != codes.shape[1]:
-        raise ValueError(f"{codes.shape[1]} codes per image are not a square grid")
+    n, g = codes.shape[0], square_side(codes)
     vq = _working(vq)
     ids = codes.reshape(n, g, g).to(device_of(vq))
     return vq.decode(ids, force_not_quantize=True, shape=(n, g, g, vq.config.latent_channels)).sample.clip(0, 1)
 
 
-def vq_codebook(vq) -> torch.Tensor:
-    """(K, d): the code vectors the quantiser compares (its embedding weight)."""
-    return vq.quantize.embedding.weight.detach()
-
-
-def build_tiny(folder, seed: int, n_classes: int, sizes: dict) -> Path:
-    """A tiny random checkpoint written by ``save_tiny_checkpoint`` (diffusers' test sizes).
-    ``n_classes`` is not used (the conditions are prompts, given at load time); ``sizes`` must be
-    empty (the sizes are fixed)."""
-    fixed_tiny_sizes(folder, FAMILY, sizes)
-    return save_tiny_checkpoint(folder, seed)
+# check_folder, load_conditioned, token_grid, vq_image_size, load_vq and build_tiny: the layout above
+# and this module's loader and tiny builder, behind the functions both diffusers backends share
+_INTERFACE = PipelineInterface(FAMILY, DESCRIBED, PIPELINES, SUBFOLDERS, CONFIG_FILES, load_checkpoint,
+                               save_tiny_checkpoint)
+check_folder, load_conditioned, token_grid, vq_image_size, load_vq, build_tiny = _INTERFACE.functions()

@@ -7,7 +7,7 @@ Implemented here (own code, written from the published architecture; DESIGN §12
   ``wqkv`` and ``wo``, SwiGLU ``feed_forward.w1/w2/w3``), 2-D RoPE over the token grid, ``norm``,
   ``output``. Inference only: no dropout, drop-path or label dropout.
 * The VQ ds16 tokenizer (encoder and decoder) in ``ibdiv.backends.llamagen_vq``.
-* A checkpoint folder (``save_checkpoint`` / ``load_checkpoint`` / ``load_tokenizer``): the release's
+* A checkpoint folder (``save_checkpoint`` / ``load_checkpoint`` / ``load_vq``): the release's
   torch pickles ``{"model": state_dict}`` plus ``llamagen.json`` naming the files and their sizes.
 * The family contract of ``ibdiv.families.sampling``: raster-order sampling with a KV cache, cut / resume,
   CFG, temperature / top-k / top-p, per-token log-probs, condition and codebook noise. The
@@ -46,9 +46,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ibdiv.backends.checkpoints import refuse_other_backends
+from ibdiv.backends.llamagen_vq import VQ_PRESETS, VQConfig, VQModel
 from ibdiv.families import ar
 from ibdiv.families.backbone import KVCache, TokenPrior, causal_mask
-from ibdiv.backends.llamagen_vq import VQ_PRESETS, VQConfig, VQModel
 
 FAMILY = "llamagen"
 
@@ -330,16 +331,16 @@ def start(model: GPT, classes: torch.Tensor, knobs: dict):
     return ar.start(model, classes, knobs)
 
 
-def advance(model: GPT, state, knobs: dict, generator: torch.Generator, perturbation=None,
+def advance(model: GPT, state, knobs: dict, gen: torch.Generator, perturbation=None,
             cut_fraction: float | None = None):
     """Raster-order sampling up to the end or the cut (see ar.advance: KV cache rebuilt from the
     committed prefix on entry, CFG batch [cond, uncond], one Gumbel-max draw per token)."""
-    return ar.advance(model, state, knobs, generator, perturbation, cut_fraction)
+    return ar.advance(model, state, knobs, gen, perturbation, cut_fraction)
 
 
-def heldout_bits_per_token(model: GPT, tokens, labels, generator=None) -> float:
+def heldout_bits_per_token(model: GPT, tokens, labels, gen=None) -> float:
     """Exact NLL of token grids (e.g. the reference images encoded by the backend's VQ)."""
-    return ar.heldout_bits_per_token(model, tokens, labels, generator)
+    return ar.heldout_bits_per_token(model, tokens, labels, gen)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -347,6 +348,10 @@ def heldout_bits_per_token(model: GPT, tokens, labels, generator=None) -> float:
 # ----------------------------------------------------------------------------------------------
 
 SIZES_FILE = "llamagen.json"
+# The checkpoint folder (ibdiv.backends.protocol.Backend): what identifies it, what to fill in.
+DESCRIBED = "a LlamaGen"
+FOLDER_MARKER, FOLDER_CLASSES = SIZES_FILE, ()  # the sizes file: its presence is enough
+FOLDER_HINT = "a LlamaGen folder: llamagen.json naming the GPT file (e.g. c2i_B_256.pt) and the VQ file (vq_ds16_c2i.pt)"
 GPT_FILE, VQ_FILE = "gpt.pt", "vq.pt"  # names save_checkpoint writes; the json may name others
 # Entries a release may carry that are not parameters here (derived from sizes or training-only).
 ALLOWED_UNEXPECTED = {"gpt": {"freqs_cis"}, "vq": {"quantize.codebook_used"}}
@@ -376,8 +381,8 @@ def load_checkpoint(folder, device="cpu") -> GPT:
     return model.to(device).eval()
 
 
-def load_tokenizer(folder, device="cpu") -> VQModel:
-    """The VQ tokenizer of a checkpoint folder (decodes samples, encodes the real reference)."""
+def load_vq(folder, device="cpu") -> VQModel:
+    """The image VQ of a checkpoint folder (decodes samples, encodes the real reference)."""
     entry, path = _entry(folder, "vq")
     model = VQModel(_configured(vq_config, entry, folder))
     _load_state(model, path, ALLOWED_UNEXPECTED["vq"])
@@ -386,15 +391,11 @@ def load_tokenizer(folder, device="cpu") -> VQModel:
 
 def check_folder(folder) -> Path:
     """Raise an error naming the folder and the problem unless it is a LlamaGen checkpoint folder
-    whose json names existing files for both networks (weights are checked when they load)."""
-    folder = Path(folder)
-    if folder.is_dir() and not (folder / SIZES_FILE).is_file() and (folder / "model_index.json").is_file():
-        name = json.loads((folder / "model_index.json").read_text()).get("_class_name")
-        raise ValueError(f"{folder} is a {name} checkpoint (model_index.json), not a LlamaGen one "
-                         f"(it has no {SIZES_FILE}): use the amused or vq_diffusion backend for it")
+    (not another backend's) whose json names existing files for both networks (weights are checked
+    when they load)."""
     for part in ("gpt", "vq"):
         _entry(folder, part)
-    return folder
+    return Path(folder)
 
 
 def _entry(folder, part: str) -> tuple[dict, Path]:
@@ -403,6 +404,7 @@ def _entry(folder, part: str) -> tuple[dict, Path]:
         raise FileNotFoundError(f"llamagen checkpoint folder {folder} does not exist")
     sizes_path = folder / SIZES_FILE
     if not sizes_path.is_file():
+        refuse_other_backends(folder, FAMILY, DESCRIBED)
         raise FileNotFoundError(f"{sizes_path} is missing: it names the checkpoint files and their sizes, "
                                 f'e.g. {{"gpt": {{"file": "c2i_B_256.pt", "preset": "GPT-B"}}, '
                                 f'"vq": {{"file": "vq_ds16_c2i.pt", "preset": "VQ-16"}}}}')

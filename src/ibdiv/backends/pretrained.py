@@ -10,7 +10,8 @@ prompt: the registry's `Family.condition`) is applied when the generator loads
 
 Every backend module offers the same few names, so nothing here depends on which one it is:
 load_conditioned, token_grid, vq_image_size, build_tiny, heldout_bits_per_token,
-load_tokenizer and vq_encode / vq_decode / vq_codebook (read by `ibdiv.data.backend_tokenizer`).
+load_vq and vq_encode / vq_decode / vq_codebook (read by `ibdiv.data.backend_tokenizer`); the whole
+interface is `ibdiv.backends.protocol.Backend`.
 
 What the rest of the pipeline reads stays what it was:
 * `data/prepared/<d>.npz`: grey images at `image_size` (the in-house classifier's input), plus

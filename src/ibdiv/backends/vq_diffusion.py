@@ -100,17 +100,19 @@ trained mask ratio matches each row's masked fraction.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ibdiv.backends.amused import PIPELINES as AMUSED_PIPELINES, TINY_TEXT_LENGTH, tiny_tokenizer
+from ibdiv.backends.diffusers_common import (
+    MODEL_INDEX, TINY_TEXT_LENGTH, Branches, PipelineInterface, PromptedGenerator, load_components, reading_codes,
+    square_side, tiny_text_tokenizer,
+)
+from ibdiv.backends.diffusers_common import heldout_bits_per_token as heldout_bits_per_token  # the family contract's
+from ibdiv.backends.diffusers_common import vq_codebook as vq_codebook  # the DAG's backend interface
 from ibdiv.families.backbone import DecodeState, device_of, uniform
-from ibdiv.backends.checkpoints import check_pipeline_folder, checked_prompts, fixed_tiny_sizes, pipeline_sizes
-from ibdiv.families.masking import heldout_bits_per_token as _absorbing_bound
 
 FAMILY = "vq_diffusion"
 
@@ -124,7 +126,12 @@ SUBFOLDERS = ("vqvae", "transformer", "scheduler", "text_encoder", "tokenizer", 
 CONFIG_FILES = {"vqvae": ("config.json", "VQModel"), "transformer": ("config.json", "Transformer2DModel"),
                 "scheduler": ("scheduler_config.json", "VQDiffusionScheduler"),
                 EMBEDDINGS: ("config.json", "LearnedClassifierFreeSamplingEmbeddings")}
-OTHER_BACKENDS = {name: "amused" for name in AMUSED_PIPELINES}
+PIPELINES = ("VQDiffusionPipeline",)
+
+# The checkpoint folder (ibdiv.backends.protocol.Backend): what identifies it, what to fill in.
+DESCRIBED = "a VQ-Diffusion"
+FOLDER_MARKER, FOLDER_CLASSES = MODEL_INDEX, PIPELINES
+FOLDER_HINT = "the diffusers folder of microsoft/vq-diffusion-ithq (model_index.json, vqvae/, transformer/, ...)"
 
 LOG_ZERO_CLAMP = -70.0  # pipeline L279
 GUMBEL_EPS = 1e-30  # scheduling_vq_diffusion.gumbel_noised
@@ -140,7 +147,7 @@ class VQDiffusionConfig:
     steps: int  # the scheduler's num_train_timesteps
 
 
-class VQDiffusionGenerator(nn.Module):
+class VQDiffusionGenerator(PromptedGenerator):
     """VQ-Diffusion's networks plus the encodings of the prompts the class ids stand for."""
 
     family = FAMILY
@@ -159,21 +166,9 @@ class VQDiffusionGenerator(nn.Module):
         self.set_prompts(list(prompts))
 
     @property
-    def vocab_size(self) -> int:
-        return self.config.vocab_size
-
-    @property
-    def mask_id(self) -> int:
-        return self.config.mask_id
-
-    @property
     def tok_emb(self) -> nn.Embedding:
         """The input code-embedding table (rows 0..K-1 are the codes I3 perturbs; row K = MASK)."""
         return self.transformer.latent_image_embedding.emb
-
-    @property
-    def condition_width(self) -> int:
-        return self.prompt_embeds[0].numel() if len(self.prompt_embeds) else self.negative_prompt_embeds.numel()
 
     # --- prompts ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -201,6 +196,11 @@ class VQDiffusionGenerator(nn.Module):
         self.prompts = list(prompts)
         self.config.n_classes = len(self.prompts)
 
+    @property
+    def condition_width(self) -> int:
+        """Width of one flattened condition: L x D."""
+        return self.prompt_embeds[0].numel() if len(self.prompt_embeds) else self.negative_prompt_embeds.numel()
+
     def condition_scale(self) -> torch.Tensor:
         """(L D,) per-coordinate noise scale: the per-element RMS of the normalised prompt states."""
         if not self.prompts:
@@ -215,26 +215,16 @@ class VQDiffusionGenerator(nn.Module):
             hidden = hidden + cond_noise.reshape(hidden.shape).to(hidden.dtype)
         return hidden
 
+    def with_negative(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(2n, L, D) of a guided batch: [negative (the learned table), positive], as the pipeline."""
+        negative = self.negative_prompt_embeds.to(hidden.dtype).expand(len(hidden), -1, -1)
+        return torch.cat([negative, hidden])
+
     # --- the network --------------------------------------------------------------------------
     def network(self, tokens: torch.Tensor, hidden: torch.Tensor, timestep, code_table=None) -> torch.Tensor:
         """log p(x0) (B, K, N) (the transformer's layout) for token grids (B, N) at one timestep."""
-        B = tokens.shape[0]
-        handle = None
-        if code_table is not None:
-            K = self.config.vocab_size
-
-            def read_perturbed(module, args, output):
-                ids = args[0]
-                rows = torch.arange(B, device=ids.device).view(B, *([1] * (ids.ndim - 1)))
-                codes = code_table[rows, ids.clamp(max=K - 1)].to(output.dtype)
-                return torch.where((ids < K)[..., None], codes, output)
-
-            handle = self.tok_emb.register_forward_hook(read_perturbed)
-        try:
+        with reading_codes(self.tok_emb, code_table, self.config.vocab_size, tokens.shape[0]):
             return self.transformer(tokens, encoder_hidden_states=hidden, timestep=timestep).sample
-        finally:
-            if handle is not None:
-                handle.remove()
 
     def timestep_for(self, masked_fraction: torch.Tensor) -> torch.Tensor:
         """The training timestep whose cumulative mask probability is closest to each fraction."""
@@ -275,51 +265,33 @@ def truncate(log_p_x_0: torch.Tensor, truncation_rate: float) -> torch.Tensor:
     return log_p_x_0.masked_fill(~keep, -torch.inf)
 
 
-def gumbel_noise(shape, generator: torch.Generator, device) -> torch.Tensor:
+def gumbel_noise(shape, gen: torch.Generator, device) -> torch.Tensor:
     """The scheduler's Gumbel formula on uniforms from the CPU generator (DESIGN §10)."""
-    u = uniform(shape, generator, device)
+    u = uniform(shape, gen, device)
     return -torch.log(-torch.log(u + GUMBEL_EPS) + GUMBEL_EPS)
 
 
-class _Branches:
-    """The network inputs of one batch: [negative, positive] when guided, as the pipeline."""
-
-    def __init__(self, model: VQDiffusionGenerator, classes, cfg_scale: float, perturbation):
-        cond_noise = perturbation.cond_noise if perturbation is not None else None
-        code_noise = perturbation.code_noise if perturbation is not None else None
-        hidden = model.conditions(classes, cond_noise)
-        code_table = None
-        if code_noise is not None:
-            code_table = model.tok_emb.weight[: model.vocab_size] + code_noise
-        self.scale, self.guided = cfg_scale, cfg_scale != 1.0
-        if self.guided:
-            n = len(classes)
-            negative = model.negative_prompt_embeds.to(hidden.dtype).expand(n, -1, -1)
-            hidden = torch.cat([negative, hidden])
-            if code_table is not None:
-                code_table = torch.cat([code_table, code_table])
-        self.hidden, self.code_table = hidden, code_table
+class _Branches(Branches):
+    """The network inputs of one batch (conditions = the encoded prompts): [negative, positive] when guided."""
 
     def log_p_x_0(self, model: VQDiffusionGenerator, tokens: torch.Tensor, timestep) -> torch.Tensor:
-        batch = torch.cat([tokens, tokens]) if self.guided else tokens
-        out = model.network(batch, self.hidden, timestep, self.code_table)
+        """log p(x0) (B, K, N); guided: ``uncond + g (cond - uncond)`` renormalised with logsumexp (L271-274)."""
+        out = model.network(self.batch(tokens), self.conditions, timestep, self.code_table)
         if not self.guided:
             return out
-        uncond, cond = out.chunk(2)
-        out = uncond + self.scale * (cond - uncond)
+        out = self.guide(out)
         return out - torch.logsumexp(out, dim=1, keepdim=True)
 
 
 def start(model: VQDiffusionGenerator, classes: torch.Tensor, knobs: dict) -> DecodeState:
     """Every position masked (the pipeline's initial latents)."""
-    if len(classes) and int(classes.max()) >= model.config.n_classes:
-        raise ValueError(f"class id {int(classes.max())} has no prompt: {model.config.n_classes} prompts are set")
+    model.check_classes(classes)
     return DecodeState.fresh(classes, model.config.seq_len, model.mask_id, model.config.steps, {},
                              trace_keys=("committed", "committed_max"))
 
 
 @torch.no_grad()
-def advance(model: VQDiffusionGenerator, state: DecodeState, knobs: dict, generator: torch.Generator,
+def advance(model: VQDiffusionGenerator, state: DecodeState, knobs: dict, gen: torch.Generator,
             perturbation=None, cut_fraction: float | None = None) -> DecodeState:
     """Run steps until done or until every sample has >= ``cut_fraction`` N committed.
 
@@ -335,7 +307,7 @@ def advance(model: VQDiffusionGenerator, state: DecodeState, knobs: dict, genera
             log_p = torch.log_softmax(log_p / knobs["temperature"], dim=1)
         log_p = truncate(log_p, knobs["top_p"]).clamp(LOG_ZERO_CLAMP)
         posterior = log_p if int(t) == 0 else model.scheduler.q_posterior(log_p, state.tokens, t)
-        drawn = (posterior + gumbel_noise(posterior.shape, generator, posterior.device)).argmax(dim=1)
+        drawn = (posterior + gumbel_noise(posterior.shape, gen, posterior.device)).argmax(dim=1)
         code_lp = torch.log_softmax(posterior[:, :K], dim=1)
         lp = code_lp.gather(1, drawn.clamp(max=K - 1)[:, None]).squeeze(1)
         newly = (drawn < K) & ~state.committed
@@ -349,20 +321,9 @@ def advance(model: VQDiffusionGenerator, state: DecodeState, knobs: dict, genera
     return state
 
 
-def heldout_bits_per_token(model: VQDiffusionGenerator, tokens, labels, generator: torch.Generator) -> float:
-    """Absorbing-diffusion ELBO bound (bits/token) of token grids under their prompts."""
-    return _absorbing_bound(model, tokens, labels, generator)
-
-
 # ----------------------------------------------------------------------------------------------
 # Checkpoint folder
 # ----------------------------------------------------------------------------------------------
-
-def check_folder(folder) -> Path:
-    """Raise an error naming the folder and the problem unless it looks like a VQ-Diffusion checkpoint."""
-    return check_pipeline_folder(folder, described="a VQ-Diffusion", pipelines=("VQDiffusionPipeline",),
-                                 subfolders=SUBFOLDERS, config_files=CONFIG_FILES, other_backends=OTHER_BACKENDS)
-
 
 def load_checkpoint(folder, device="cpu", prompts=()) -> VQDiffusionGenerator:
     """The generator of a checkpoint folder, in eval mode on ``device``, conditioned on ``prompts``."""
@@ -373,15 +334,10 @@ def load_checkpoint(folder, device="cpu", prompts=()) -> VQDiffusionGenerator:
     from transformers import CLIPTextModel, CLIPTokenizer
 
     folder = check_folder(folder)
-    parts = {}
-    for sub, cls in (("vqvae", VQModel), ("transformer", Transformer2DModel), ("scheduler", VQDiffusionScheduler),
-                     ("text_encoder", CLIPTextModel), ("tokenizer", CLIPTokenizer),
-                     (EMBEDDINGS, LearnedClassifierFreeSamplingEmbeddings)):
-        try:
-            parts[sub] = cls.from_pretrained(folder / sub, local_files_only=True)
-        except (OSError, ValueError, EnvironmentError) as error:
-            raise ValueError(f"{folder / sub}: cannot load the {cls.__name__} of a VQ-Diffusion checkpoint: "
-                             f"{error}") from error
+    parts = load_components(folder, (("vqvae", VQModel), ("transformer", Transformer2DModel),
+                                     ("scheduler", VQDiffusionScheduler), ("text_encoder", CLIPTextModel),
+                                     ("tokenizer", CLIPTokenizer), (EMBEDDINGS, LearnedClassifierFreeSamplingEmbeddings)),
+                            DESCRIBED)
     t, s = parts["transformer"].config, parts["scheduler"].config
     if t.num_vector_embeds is None:
         raise ValueError(f"{folder}: the transformer does not read discrete latents (num_vector_embeds is unset)")
@@ -402,14 +358,6 @@ def load_checkpoint(folder, device="cpu", prompts=()) -> VQDiffusionGenerator:
     return VQDiffusionGenerator(**parts, prompts=prompts).eval()
 
 
-def load_tokenizer(folder, device="cpu"):
-    """The checkpoint's VQ model (decodes tokens; encodes the real reference images)."""
-    from diffusers import VQModel
-
-    folder = check_folder(folder)
-    return VQModel.from_pretrained(folder / "vqvae", local_files_only=True).to(device).eval()
-
-
 # ----------------------------------------------------------------------------------------------
 # Tiny checkpoints for tests (randomly initialised, diffusers' test sizes)
 # ----------------------------------------------------------------------------------------------
@@ -425,7 +373,7 @@ def save_tiny_checkpoint(folder, seed: int = 0, num_train_timesteps: int = 100) 
     Sizes: diffusers' own test configuration (tests/pipelines/vq_diffusion/test_vq_diffusion.py:
     VQModel [32, 64], latent 3, 11 codes; Transformer2DModel 12 vector embeds, 1 head of 32,
     ada_norm with 100 timestep embeddings), on a 6 x 6 token grid; the offline tiny CLIP tokenizer
-    of the amused backend; learned negative embeddings drawn at random (zeros at construction)
+    of ``diffusers_common``; learned negative embeddings drawn at random (zeros at construction)
     and normalised per token as the positive ones.
     """
     from diffusers import Transformer2DModel, VQDiffusionPipeline, VQDiffusionScheduler, VQModel
@@ -444,7 +392,7 @@ def save_tiny_checkpoint(folder, seed: int = 0, num_train_timesteps: int = 100) 
         cross_attention_dim=TINY_TEXT_WIDTH, num_embeds_ada_norm=max(100, num_train_timesteps),
         norm_type="ada_norm", activation_fn="geglu-approximate", attention_bias=True)
     scheduler = VQDiffusionScheduler(num_vec_classes=TINY_CODES + 1, num_train_timesteps=num_train_timesteps)
-    tokenizer = tiny_tokenizer()
+    tokenizer = tiny_text_tokenizer()
     text_encoder = CLIPTextModel(CLIPTextConfig(
         bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=TINY_TEXT_WIDTH, intermediate_size=37,
         layer_norm_eps=1e-05, num_attention_heads=4, num_hidden_layers=2, vocab_size=128,
@@ -461,25 +409,8 @@ def save_tiny_checkpoint(folder, seed: int = 0, num_train_timesteps: int = 100) 
 
 
 # ----------------------------------------------------------------------------------------------
-# The DAG's backend interface (ibdiv.backends.pretrained reads the same names from every backend module)
+# The DAG's backend interface (ibdiv.backends.protocol.Backend: the same names in every backend module)
 # ----------------------------------------------------------------------------------------------
-
-
-def load_conditioned(folder, conditions: list[str], device="cpu") -> VQDiffusionGenerator:
-    """The generator whose class i samples the prompt ``conditions[i]``: the DAG's labels 0..C-1
-    are the configured prompts, and condition noise (I2) scales to their encodings only."""
-    return load_checkpoint(folder, device, prompts=checked_prompts(folder, conditions))
-
-
-def token_grid(folder) -> int:
-    """The side of the generator's token grid (the transformer's sample_size; no weights read)."""
-    return pipeline_sizes(check_folder(folder))[0]
-
-
-def vq_image_size(folder) -> int:
-    """The side of the images the VQ encodes to ``token_grid`` codes a side."""
-    return pipeline_sizes(check_folder(folder))[1]
-
 
 @torch.no_grad()
 def vq_encode(vq, images: torch.Tensor) -> torch.Tensor:
@@ -492,22 +423,14 @@ def vq_encode(vq, images: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def vq_decode(vq, codes: torch.Tensor) -> torch.Tensor:
     """Codes (n, N) -> RGB (n, 3, S, S) in [0, 1], as VQDiffusionPipeline decodes (L288-293)."""
-    n, g = codes.shape[0], math.isqrt(codes.shape[1])
-    if g * g != codes.shape[1]:
-        raise ValueError(f"{codes.shape[1]} codes per image are not a square grid")
+    n, g = codes.shape[0], square_side(codes)
     embeddings = vq.quantize.get_codebook_entry(codes.to(device_of(vq)), shape=(n, g, g, vq.config.vq_embed_dim))
     image = vq.decode(embeddings, force_not_quantize=True).sample
     return (image / 2 + 0.5).clamp(0, 1)
 
 
-def vq_codebook(vq) -> torch.Tensor:
-    """(K, d): the code vectors the quantiser compares (its embedding weight)."""
-    return vq.quantize.embedding.weight.detach()
-
-
-def build_tiny(folder, seed: int, n_classes: int, sizes: dict) -> Path:
-    """A tiny random checkpoint written by ``save_tiny_checkpoint`` (diffusers' test sizes).
-    ``n_classes`` is not used (the conditions are prompts, given at load time); ``sizes`` must be
-    empty (the sizes are fixed)."""
-    fixed_tiny_sizes(folder, FAMILY, sizes)
-    return save_tiny_checkpoint(folder, seed)
+# check_folder, load_conditioned, token_grid, vq_image_size, load_vq and build_tiny: the layout above
+# and this module's loader and tiny builder, behind the functions both diffusers backends share
+_INTERFACE = PipelineInterface(FAMILY, DESCRIBED, PIPELINES, SUBFOLDERS, CONFIG_FILES, load_checkpoint,
+                               save_tiny_checkpoint)
+check_folder, load_conditioned, token_grid, vq_image_size, load_vq, build_tiny = _INTERFACE.functions()

@@ -250,3 +250,30 @@ def baseline_cell(probe: dict, per_class: int, baseline_per_class: int) -> int |
     if 0 not in conditions or 0 not in codebooks:
         return None
     return conditions.index(0) * len(codebooks) + codebooks.index(0)  # cells are condition-major
+
+
+# --- checkpoint folders ---------------------------------------------------------------------
+
+def backend_owning(folder) -> str | None:
+    """The pretrained backend (a family whose model is "checkpoint") whose checkpoint folder
+    `folder` is, by the marker each backend module declares: its FOLDER_MARKER file is in the
+    folder and, where the module lists FOLDER_CLASSES, the marker's `_class_name` is one of them
+    (a diffusers model_index.json). None when no backend claims it. Imports the backend modules
+    (and torch) when called, not when this module is."""
+    import json
+    from pathlib import Path
+
+    for name in BACKENDS:
+        module = implementation(name)
+        marker = Path(folder) / module.FOLDER_MARKER
+        if not marker.is_file():
+            continue
+        if not module.FOLDER_CLASSES:
+            return name
+        try:
+            found = json.loads(marker.read_text())
+        except ValueError:
+            continue
+        if isinstance(found, dict) and found.get("_class_name") in module.FOLDER_CLASSES:
+            return name
+    return None

@@ -65,7 +65,7 @@ class BackendTokenizer:
 
     def __init__(self, module, folder, image_size: int, grid: int, device="cpu"):
         self.module, self.device = module, device
-        self.vq = module.load_tokenizer(folder, device=device)
+        self.vq = module.load_vq(folder, device=device)
         self.vq_image_size = int(module.vq_image_size(folder))
         codebook = module.vq_codebook(self.vq).float().cpu()
         self.quantizer = SimpleNamespace(codebook=codebook)

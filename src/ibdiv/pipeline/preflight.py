@@ -145,14 +145,6 @@ def settings_problems(config: dict, class_counts: dict | None = None) -> list[st
     return problems
 
 
-# what a user fills in for each backend (README "Run on the paper's models (GPU)")
-CHECKPOINT_FOLDERS = {
-    "llamagen": "a LlamaGen folder: llamagen.json naming the GPT file (e.g. c2i_B_256.pt) and the VQ file (vq_ds16_c2i.pt)",
-    "amused": "the diffusers folder of amused/amused-256 (model_index.json, vqvae/, transformer/, text_encoder/, ...)",
-    "vq_diffusion": "the diffusers folder of microsoft/vq-diffusion-ithq (model_index.json, vqvae/, transformer/, ...)",
-}
-
-
 def _pretrained_problems(name: str, spec: dict) -> list[str]:
     """A pretrained dataset's checkpoint and conditions, checked before any job (and any GPU time):
     unset or missing paths, and conditions that do not name what the backend reads."""
@@ -160,11 +152,12 @@ def _pretrained_problems(name: str, spec: dict) -> list[str]:
 
     backend, checkpoint = spec["backend"], spec["checkpoint"]
     problems = []
+    # what a user fills in: the backend module's FOLDER_HINT (imported only to say it)
+    hint = lambda: registry.implementation(backend).FOLDER_HINT
     if checkpoint is None:
-        problems.append(f"datasets.{name}.checkpoint is not set: fill in the path of {CHECKPOINT_FOLDERS[backend]}.")
+        problems.append(f"datasets.{name}.checkpoint is not set: fill in the path of {hint()}.")
     elif isinstance(checkpoint, str) and not Path(checkpoint).is_dir():
-        problems.append(f"datasets.{name}.checkpoint: {checkpoint} is not a folder: fill in the path of "
-                        f"{CHECKPOINT_FOLDERS[backend]}.")
+        problems.append(f"datasets.{name}.checkpoint: {checkpoint} is not a folder: fill in the path of {hint()}.")
     key = registry.family(backend).condition
     for i, condition in enumerate(spec["conditions"]):
         where = f"datasets.{name}.conditions[{i}] ({condition['name']})"
