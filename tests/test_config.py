@@ -124,7 +124,14 @@ def test_the_built_wheel_carries_the_schema_and_validates_outside_the_checkout(t
     import sys
     import zipfile
 
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(ROOT),
+    import shutil
+
+    source = tmp_path / "source"  # setuptools builds in the source tree (build/): not in the checkout
+    for name in ("src", "workflow/schemas"):
+        shutil.copytree(ROOT / name, source / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "LICENSE"):
+        shutil.copy2(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(source),
                     "-w", str(tmp_path / "wheel")], check=True, capture_output=True)
     (wheel,) = (tmp_path / "wheel").glob("ibdiv-*.whl")
     zipfile.ZipFile(wheel).extractall(tmp_path / "site")
