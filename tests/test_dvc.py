@@ -1,7 +1,9 @@
-"""dvc.yaml mirrors the Snakemake DAG (no drift), and the record / push / clone / pull cycle
-gives a colleague identical numbers without recomputing (README "Sharing results")."""
+"""dvc.yaml mirrors the Snakemake DAG (no drift; its figure blocks are what scripts/dvc_yaml.py
+writes from the figure catalogue), and the record / push / clone / pull cycle gives a colleague
+identical numbers without recomputing (README "Sharing results")."""
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -12,6 +14,9 @@ import sys
 from pathlib import Path, PurePosixPath
 
 import pytest
+import yaml
+
+from ibdiv.report.figures import catalogue
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = str(Path(sys.executable).parent)  # snakemake / dvc of this environment
@@ -51,7 +56,7 @@ def drift(cwd, *snakemake_args) -> list[str]:
     from dvc.repo import Repo
 
     made = {f: (rule, inputs) for rule, inputs, outputs in snakemake_jobs(cwd, *snakemake_args) for f in outputs}
-    errors, covered = [], set()
+    errors, covered, allowing, told = [], set(), {}, set()  # allowing: stage -> its --allowed-rules
     with Repo(str(cwd)) as repo:
         for stage in repo.index.stages:
             deps = {str(d.def_path).rstrip("/") for d in stage.deps}
@@ -61,17 +66,26 @@ def drift(cwd, *snakemake_args) -> list[str]:
                 errors.append(f"{stage.addressing}: cmd must be `snakemake ... --allowed-rules R.. -- T..`")
                 continue
             allowed = set(argv[argv.index("--allowed-rules") + 1:argv.index("--")])
+            allowing[stage.name] = allowed
+            lacking: dict[str, set] = {}  # dep -> the rules that read it
             read = set()
             for f, (rule, inputs) in made.items():
                 if not under(f, outs):
                     continue
                 covered.add(f)
                 read |= inputs
-                if rule not in allowed:
-                    errors.append(f"{stage.addressing}: {f} is made by {rule}, not in --allowed-rules")
-                missing = sorted(x for x in inputs if not under(x, outs) and not under(x, deps))
-                if missing:
-                    errors.append(f"{stage.addressing}: deps miss {missing} (inputs of {rule})")
+                if rule not in allowed and (stage.name, rule) not in told:
+                    told.add((stage.name, rule))
+                    errors.append(f"{stage.addressing}: {f} is made by {rule}, not in --allowed-rules: add {rule} to them")
+                for x in inputs:
+                    if not under(x, outs) and not under(x, deps):
+                        lacking.setdefault(x, set()).add(rule)
+            if lacking:
+                rules = sorted(set().union(*lacking.values()))
+                errors.append(f"{stage.addressing}: deps miss {sorted(lacking)} (inputs of {', '.join(rules)}): add "
+                              f"{sorted({_spelt(x, stage.name) for x in lacking})} to its deps"
+                              + (" (code deps: run `python scripts/dvc_yaml.py`)"
+                                 if any(x.startswith(('src/', 'workflow/')) for x in lacking) else ""))
             # a code dep no job reads (a module no script imports) would rerun the stage for nothing
             errors += [f"{stage.addressing}: code dep {d} is read by no job of the stage" for d in sorted(deps)
                        if d.startswith(("src/", "workflow/")) and not any(under(x, {d}) for x in read)]
@@ -81,13 +95,58 @@ def drift(cwd, *snakemake_args) -> list[str]:
             for o in outs:
                 if not any(under(f, {o}) for f in made):
                     errors.append(f"{stage.addressing}: out {o} is not made by any Snakemake job")
-    errors += [f"Snakemake output {f} is not tracked by any DVC stage" for f in sorted(set(made) - covered)
-               if not f.startswith(NOT_VERSIONED)]
+    errors += [f"Snakemake output {f} is not tracked by any DVC stage: {_where_to_add(f, made[f][0], allowing)}"
+               for f in sorted(set(made) - covered) if not f.startswith(NOT_VERSIONED)]
     return errors
+
+
+def _spelt(path: str, addressing: str) -> str:
+    """A path as a stage of dvc.yaml spells it: a foreach stage's key as ${key}."""
+    _, _, key = addressing.partition("@")
+    return "/".join("${key}" if key and part == key else part for part in path.split("/"))
+
+
+def _where_to_add(path: str, rule: str, allowing: dict) -> str:
+    """What to write in dvc.yaml for an output no stage tracks."""
+    if rule == "diagnostic_figures":
+        return "its figure blocks are not current: run `python scripts/dvc_yaml.py`"
+    stages = [s for s, allowed in allowing.items() if rule in allowed]
+    own = [s for s in stages if s.partition("@")[2] in path.split("/")] or stages
+    if not own:
+        return f"add a stage whose --allowed-rules include {rule} and whose outs hold it"
+    return f"add {_spelt(path, own[0])} (or a folder above it) to the outs of stage {own[0].partition('@')[0]}"
 
 
 def test_dvc_yaml_mirrors_the_snakemake_dag():
     assert drift(ROOT) == []
+
+
+def test_dvc_yaml_figure_blocks_are_the_catalogue_s():
+    """The figures' outs and plots are what scripts/dvc_yaml.py writes from the figure catalogue."""
+    out = run([sys.executable, "scripts/dvc_yaml.py", "--check"], ROOT, check=False)
+    assert out.returncode == 0, out.stderr
+
+
+def test_dvc_yaml_script_writes_a_new_figure(monkeypatch):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import dvc_yaml
+    finally:
+        sys.path.pop(0)
+    from ibdiv.report.figures import catalogue
+
+    text = (ROOT / "dvc.yaml").read_text()
+    new = catalogue.DiagnosticFigure("extra", "responses(measurements, path)", {
+        "template": "scatter", "x": "x", "y": "y", "x_label": "a: b", "y_label": "c", "title": "extra figure"})
+    monkeypatch.setattr(catalogue, "DIAGNOSTIC_FIGURES", (*catalogue.DIAGNOSTIC_FIGURES, new))
+    written = dvc_yaml.render(text)
+    added = [line[2:].strip() for line in difflib.ndiff(text.splitlines(), written.splitlines()) if line.startswith("+ ")]
+    assert added == ["- results/${key}/figures/diagnostics/extra.pdf", "- results/${key}/figures/diagnostics/extra.png",
+                     "- results/${key}/figures/diagnostics/extra.csv:", "template: scatter", "x: x", "y: y",
+                     'x_label: "a: b"', "y_label: c", 'title: "${key}: extra figure"']
+    stage = yaml.safe_load(written)["stages"]["tables"]["do"]
+    assert "results/${key}/figures/diagnostics/extra.pdf" in stage["outs"]
+    assert {"results/${key}/figures/diagnostics/extra.csv": {**new.plot, "title": "${key}: extra figure"}} in stage["plots"]
 
 
 def test_drift_is_detected(tmp_path):
@@ -98,10 +157,12 @@ def test_drift_is_detected(tmp_path):
     run(["git", "init", "-q"], tmp_path)
     run(["dvc", "init", "-q"], tmp_path)
     dvc_yaml = (tmp_path / "dvc.yaml").read_text()
-    broken = dvc_yaml.replace("        - results/${key}/figures/probes\n", "").replace(" probe_grids manifest", " manifest")
+    broken = dvc_yaml.replace("        - results/${key}/figures/probes\n", "")
     (tmp_path / "dvc.yaml").write_text(broken)
     errors = "\n".join(drift(tmp_path))
     assert "figures/probes" in errors and "is not tracked by any DVC stage" in errors
+    # ... naming the stage and the out to add, as dvc.yaml spells it
+    assert "add results/${key}/figures/probes" in errors and "to the outs of stage probes" in errors
     # ... and a code dep that no job of the stage reads (the config validation)
     extra = "      - workflow/scripts/summary.py\n      - src/ibdiv/core/config.py\n"
     (tmp_path / "dvc.yaml").write_text(dvc_yaml.replace(" probe_grids manifest", " manifest")
@@ -113,7 +174,9 @@ def test_drift_is_detected(tmp_path):
     probes = dvc_yaml.index("  probes:")
     no_reference = dvc_yaml[:probes] + dvc_yaml[probes:].replace("        - results/${key}/reference\n", "", 1)
     (tmp_path / "dvc.yaml").write_text(no_reference)
-    assert any("probes@" in e and "deps miss" in e and "reference/quality.npz" in e for e in drift(tmp_path))
+    errors = drift(tmp_path)
+    assert any("probes@" in e and "deps miss" in e and "reference/quality.npz" in e for e in errors)
+    assert any("add ['results/${key}/reference/quality.npz'" in e and "to its deps" in e for e in errors), errors
 
 
 def test_metrics_are_flat_numbers_per_dataset_family_point(tmp_path):
@@ -233,7 +296,7 @@ def test_experiment_loop_changes_one_knob_and_compares_metrics_and_plots(experim
     curves = data["results/shapes/prior_curves.csv"][0]
     assert curves["type"] == "vega" and curves["revisions"] == ["HEAD", "margin1"]
     assert {row["run"] for row in curves["content"]["data"]["values"]} == {f"{f}/seed0" for f in ("ar", "mim", "diffusion", "independent")}
-    for name in ("ib_plane", "iso_quality", "allocation", "layout_commitment", "responses", "decoupling", "pareto"):
+    for name in catalogue.NAMES:
         assert data[f"results/shapes/figures/diagnostics/{name}.csv"][0]["revisions"] == ["HEAD", "margin1"]
         assert [e["type"] for e in data[f"results/shapes/figures/diagnostics/{name}.png"]] == ["image", "image"]
     html = tmp_path / "plots"

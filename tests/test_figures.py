@@ -4,10 +4,17 @@ the numbers drawn (checked against the source table), and families that could no
 measurements.csv / summary.csv / classification.csv and round-tripped through CSV so the dtypes
 match what the pipeline reads back."""
 
+import inspect
+import os
+import runpy
+from pathlib import Path
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from ibdiv.report.figures import catalogue
 from ibdiv.report.figures import diagnostic_plots as F
 from ibdiv.core import registry
 from ibdiv.core.registry import NESTED_KINDS
@@ -344,3 +351,41 @@ def test_sample_grid_decodes_only_the_shown_samples(tmp_path):
     labels = np.repeat(np.arange(3), 50)
     sample_grid(decode, np.zeros((150, 16), dtype=np.uint8), labels, tmp_path / "g.png", per_class=5)
     assert decoded == [15] and (tmp_path / "g.png").stat().st_size > 0
+
+
+# --- the figure catalogue: one row per diagnostic figure -------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_catalogued_figure_has_its_function_arguments_and_caption():
+    """A row's call binds to its diagnostic_plots function, passes only arguments the adapter
+    gives, and its caption workflow/report/<name>.rst exists (the report rule reads it)."""
+    assert len(set(catalogue.NAMES)) == len(catalogue.NAMES)
+    for figure in catalogue.DIAGNOSTIC_FIGURES:
+        function, args, keywords = catalogue.call(figure)
+        inspect.signature(getattr(F, function)).bind(*args, **keywords)
+        assert (ROOT / "workflow" / "report" / f"{figure.name}.rst").is_file(), figure.name
+        assert {"template", "x", "y", "x_label", "y_label", "title"} <= set(figure.plot), figure.name
+    with pytest.raises(ValueError, match="not among"):
+        catalogue.call(catalogue.DiagnosticFigure("x", "responses(measurements, path, temperature)"))
+
+
+def test_the_adapter_draws_every_catalogued_figure(measurements, summary, classification, tmp_path, monkeypatch):
+    """workflow/scripts/diagnostic_figures.py: one PNG + PDF + CSV per row, drawn by the row's call."""
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))  # job() sets it
+    tables = {}
+    for name, df in (("measurements", measurements), ("summary", summary), ("classification", classification)):
+        tables[name] = tmp_path / f"{name}_full.csv"
+        df.assign(coarse_k=0).to_csv(tables[name], index=False)
+    probes = {"temperature": {"kind": "sweep", "knob": "temperature"}, "path_clamp": {"kind": "path_clamp"}}
+    out = SimpleNamespace(**{n: tmp_path / "figures" / f"{n}.png" for n in catalogue.NAMES})
+    smk = SimpleNamespace(input=SimpleNamespace(**tables), output=out, params=SimpleNamespace(probes=probes),
+                          log=[str(tmp_path / "figures.log")], threads=1)
+    runpy.run_path(str(ROOT / "workflow" / "scripts" / "diagnostic_figures.py"), init_globals={"snakemake": smk})
+    for name in catalogue.NAMES:
+        written(getattr(out, name), pd.read_csv(getattr(out, name).with_suffix(".csv")))
+    direct = F.layout_commitment(measurements, tmp_path / "direct.png", "path_clamp")
+    pd.testing.assert_frame_equal(pd.read_csv(out.layout_commitment.with_suffix(".csv")),
+                                  pd.read_csv(tmp_path / "direct.csv"))
+    assert not direct.empty

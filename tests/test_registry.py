@@ -67,9 +67,28 @@ def test_the_registry_does_not_import_torch():
 
 @pytest.mark.parametrize("config", SHIPPED)
 def test_every_shipped_probe_has_one_setting_per_cell(config):
-    assert set(probes.CELL_SETTINGS) == set(registry.PROBE_KINDS)
     for spec in yaml.safe_load((ROOT / config).read_text())["probes"].values():
-        assert len(probes.CELL_SETTINGS[spec["kind"]](spec, {})) == len(registry.probe_cells(spec))
+        assert len(registry.cell_settings(spec, {})) == len(registry.probe_cells(spec))
+
+
+def test_cell_settings_are_what_the_samplers_take():
+    """A kind's cell settings are keyword arguments of its design's sampler (probes.sample_flat /
+    sample_nested), in the order of its cell labels."""
+    import inspect
+
+    takes = {"flat": set(inspect.signature(probes.sample_flat).parameters),
+             "nested": set(inspect.signature(probes.sample_nested).parameters)}
+    specs = {"sweep": {"knob": "top_k", "values": [1, 5.0]}, "noise": {"target": "condition", "sigmas": [0, 0.5]},
+             "path_clamp": {"cut_fractions": [0.25, 0.5]}, "decoupling": {"cut_fraction": 0.5, "sigma": 1.0},
+             "enhancement": {"cut_fraction": 0.5, "condition_sigmas": [0, 1], "codebook_sigmas": [0, 2]}}
+    assert set(specs) == set(registry.PROBE_KINDS)
+    for kind, spec in specs.items():
+        probe = {"kind": kind, **spec}
+        settings = registry.cell_settings(probe, {"temperature": 1.0})
+        assert len(settings) == len(registry.probe_cells(probe))
+        assert all(set(cell) <= takes[registry.probe_kind(kind).design] for cell in settings), kind
+    assert [c["knobs"]["top_k"] for c in registry.cell_settings({"kind": "sweep", **specs["sweep"]}, {})] == [1, 5]
+    assert registry.cell_settings({"kind": "enhancement", **specs["enhancement"]}, {})[1]["noise_after"] == ("codebook", 2)
 
 
 # --- which probes run where, and finding probes by kind ---------------------------------------

@@ -2,12 +2,14 @@
 import sys
 from pathlib import Path
 
-# Families and probe kinds come from the registry (torch-free), and code inputs from the import
-# graph (codegraph: stdlib only), both from this checkout's src/ like the jobs' code; `declare`
-# adds the families the config brings itself, and fails naming the key.
+# Families and probe kinds come from the registry (torch-free), the diagnostic figures from their
+# catalogue and code inputs from the import graph (codegraph), both standard library only; all from
+# this checkout's src/ like the jobs' code; `declare` adds the families the config brings itself,
+# and fails naming the key.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from ibdiv.core import registry
 from ibdiv.pipeline.codegraph import code_files
+from ibdiv.report.figures import catalogue as figure_catalogue
 
 sys.path.pop(0)
 registry.declare(config)
@@ -265,7 +267,8 @@ def oracle_clamp_measure(wildcards):
     return f"results/{wildcards.dataset}/probes/{probe}/measure.json"
 
 
-DIAGNOSTIC_FIGURES = ["ib_plane", "iso_quality", "allocation", "layout_commitment", "responses", "decoupling", "pareto"]
+# the diagnostic figures' names (files and captions): their table, ibdiv.report.figures.catalogue
+DIAGNOSTIC_FIGURES = figure_catalogue.NAMES
 
 
 def summary_inputs(wildcards):

@@ -1,6 +1,8 @@
 # Figures from the tables, the headline summary, and captions for `snakemake --report`.
 
 rule diagnostic_figures:
+    # one PNG (with its caption workflow/report/<name>.rst), PDF and CSV per row of the figure
+    # catalogue (ibdiv.report.figures.catalogue, DIAGNOSTIC_FIGURES in common.smk)
     input:
         measurements="results/tables/{dataset}/measurements.csv",
         summary="results/tables/{dataset}/summary.csv",

@@ -19,8 +19,8 @@ own, without touching this package:
 whose object also declares the traits LEARNED, EXACT_LIKELIHOOD and PERTURBABLE (see `Family`).
 `declare(config)` registers it; from then on it is used exactly like a built-in family.
 
-Adding a probe kind: one `ProbeKind` below, what its cells sample (ibdiv.measure.probes.CELL_SETTINGS)
-and its settings in the schema (`$defs.probe`).
+Adding a probe kind: one `ProbeKind` below (its cell labels and what each cell samples) and its
+settings in the schema (`$defs.probe`); docs/extending.md lists every file each extension touches.
 """
 from __future__ import annotations
 
@@ -58,6 +58,10 @@ class ProbeKind:
     design: str  # "flat": per_class samples per cell; "nested": paths x continuations per cell
     perturbing: bool  # perturbs embedding tables: applies to `perturbable` families only
     cells: Callable[[dict], list]  # the cell labels of a probe of this kind, in cache order
+    # (probe, knobs) -> what each cell samples, in the order of `cells`: keyword arguments of
+    # ibdiv.measure.probes.sample_flat (knobs, noise placement) for a flat design, of sample_nested
+    # (cut, noise before / after it) for a nested one
+    cell_settings: Callable[[dict, dict], list[dict]]
     sweeps_knob: bool = False  # varies the probe's `knob`: applies to families that have it
 
 
@@ -100,17 +104,52 @@ CONFIGURABLE = tuple(f.name for f in _BUILT_IN if f.model == "prior")  # may app
 # on the `source: pretrained` datasets whose `backend` it is (DESIGN §12)
 BACKENDS = tuple(f.name for f in _BUILT_IN if f.model == "checkpoint")
 
+
+def _knob_type(knob: str, value: float):
+    return int(value) if knob in ("top_k", "steps") else float(value)
+
+
+def _sweep_settings(probe: dict, knobs: dict) -> list[dict]:
+    return [{"knobs": {**knobs, probe["knob"]: _knob_type(probe["knob"], v)}} for v in probe["values"]]
+
+
+def _noise_settings(probe: dict, knobs: dict) -> list[dict]:
+    """The same noise at every phase of the generation."""
+    return [{"knobs": knobs, "noise": (probe["target"], s)} for s in probe["sigmas"]]
+
+
+def _path_clamp_settings(probe: dict, knobs: dict) -> list[dict]:
+    return [{"cut_fraction": float(f)} for f in probe["cut_fractions"]]
+
+
+def _decoupling_settings(probe: dict, knobs: dict) -> list[dict]:
+    """Unperturbed, I2 only before the cut, I3 only after it (DESIGN §5)."""
+    sigma = probe["sigma"]
+    placements = [{}, {"before": ("condition", sigma)}, {"after": ("codebook", sigma)}]
+    return [{"cut_fraction": probe["cut_fraction"], **where} for where in placements]
+
+
+def _enhancement_settings(probe: dict, knobs: dict) -> list[dict]:
+    """Condition noise only before the cut (path), codebook noise only after it (execution)."""
+    return [{"knobs": knobs, "cut_fraction": probe["cut_fraction"], "noise": ("condition", c),
+             "noise_after": ("codebook", z)} for c in probe["condition_sigmas"] for z in probe["codebook_sigmas"]]
+
+
 PROBE_KINDS = {k.name: k for k in (
     ProbeKind("sweep", "flat", perturbing=False, sweeps_knob=True,
-              cells=lambda probe: [float(v) for v in probe["values"]]),
-    ProbeKind("noise", "flat", perturbing=True, cells=lambda probe: [float(s) for s in probe["sigmas"]]),
-    ProbeKind("path_clamp", "nested", perturbing=False, cells=lambda probe: [float(f) for f in probe["cut_fractions"]]),
+              cells=lambda probe: [float(v) for v in probe["values"]], cell_settings=_sweep_settings),
+    ProbeKind("noise", "flat", perturbing=True, cells=lambda probe: [float(s) for s in probe["sigmas"]],
+              cell_settings=_noise_settings),
+    ProbeKind("path_clamp", "nested", perturbing=False, cells=lambda probe: [float(f) for f in probe["cut_fractions"]],
+              cell_settings=_path_clamp_settings),
     # unperturbed, I2 only before the cut, I3 only after it (DESIGN §5)
     ProbeKind("decoupling", "nested", perturbing=True,
-              cells=lambda probe: ["none", "condition_before_cut", "codebook_after_cut"]),
+              cells=lambda probe: ["none", "condition_before_cut", "codebook_after_cut"],
+              cell_settings=_decoupling_settings),
     # condition noise before the cut x codebook noise after it (DESIGN §7)
     ProbeKind("enhancement", "flat", perturbing=True,
-              cells=lambda probe: [f"{c}/{z}" for c in probe["condition_sigmas"] for z in probe["codebook_sigmas"]]),
+              cells=lambda probe: [f"{c}/{z}" for c in probe["condition_sigmas"] for z in probe["codebook_sigmas"]],
+              cell_settings=_enhancement_settings),
 )}
 FLAT_KINDS = tuple(k for k, v in PROBE_KINDS.items() if v.design == "flat")
 NESTED_KINDS = tuple(k for k, v in PROBE_KINDS.items() if v.design == "nested")
@@ -199,6 +238,11 @@ def probe_kind(name: str) -> ProbeKind:
 def probe_cells(probe: dict) -> list:
     """The cell labels of a probe, in cache order."""
     return probe_kind(probe["kind"]).cells(probe)
+
+
+def cell_settings(probe: dict, knobs: dict) -> list[dict]:
+    """What each cell of a probe samples, in the order of `probe_cells` (`ProbeKind.cell_settings`)."""
+    return probe_kind(probe["kind"]).cell_settings(probe, knobs)
 
 
 def applies(probe: dict, family_name: str) -> bool:

@@ -136,7 +136,7 @@ def run_probe(model, probe: dict, n_classes: int, knobs: dict, *, per_class: int
     cell arrays} already drawn elsewhere (`baseline_as_cell`), taken as they are instead of sampled.
     Each cell seeds its own generators, so skipping one leaves the others' draws unchanged."""
     design = registry.probe_kind(probe["kind"]).design
-    cells = CELL_SETTINGS[probe["kind"]](probe, knobs)
+    cells = registry.cell_settings(probe, knobs)  # what each cell samples (ProbeKind.cell_settings)
     given = given or {}
     if design == "flat":
         flat = [given[i] if i in given else
@@ -156,43 +156,6 @@ def baseline_as_cell(cache: dict, *, seed: int) -> dict:
     if int(cache["seed"]) != seed:  # the baseline's own record of its seed
         raise ValueError(f"the baseline cache was drawn with seed {int(cache['seed'])}, this run samples with {seed}")
     return {"tokens": cache["tokens"].astype(np.int64), "labels": cache["labels"], "logprobs": cache["logprobs"]}
-
-
-# What each cell of a probe samples, per kind, in the order of registry.probe_cells: keyword
-# arguments of sample_flat (knobs and noise placement) or sample_nested (cut and noise placement).
-
-def _sweep_cells(probe: dict, knobs: dict) -> list[dict]:
-    return [{"knobs": {**knobs, probe["knob"]: _knob_type(probe["knob"], v)}} for v in probe["values"]]
-
-
-def _noise_cells(probe: dict, knobs: dict) -> list[dict]:
-    """The same noise at every phase of the generation."""
-    return [{"knobs": knobs, "noise": (probe["target"], s)} for s in probe["sigmas"]]
-
-
-def _enhancement_cells(probe: dict, knobs: dict) -> list[dict]:
-    """Condition noise only before the cut (path), codebook noise only after it (execution)."""
-    return [{"knobs": knobs, "cut_fraction": probe["cut_fraction"], "noise": ("condition", c), "noise_after": ("codebook", z)}
-            for c in probe["condition_sigmas"] for z in probe["codebook_sigmas"]]
-
-
-def _path_clamp_cells(probe: dict, knobs: dict) -> list[dict]:
-    return [{"cut_fraction": f} for f in registry.probe_cells(probe)]
-
-
-def _decoupling_cells(probe: dict, knobs: dict) -> list[dict]:
-    """Unperturbed, I2 only before the cut, I3 only after it (DESIGN §5)."""
-    sigma = probe["sigma"]
-    placements = [{}, {"before": ("condition", sigma)}, {"after": ("codebook", sigma)}]
-    return [{"cut_fraction": probe["cut_fraction"], **where} for where in placements]
-
-
-CELL_SETTINGS = {"sweep": _sweep_cells, "noise": _noise_cells, "enhancement": _enhancement_cells,
-                 "path_clamp": _path_clamp_cells, "decoupling": _decoupling_cells}
-
-
-def _knob_type(knob: str, value: float):
-    return int(value) if knob in ("top_k", "steps") else float(value)
 
 
 def load_sampler(family: str, path, device="cpu"):
