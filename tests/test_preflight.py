@@ -70,15 +70,16 @@ def test_settings_without_data_are_checked_too():
     config["sampling"]["baseline_per_class"] = 50
     config["probes"]["path_clamp"]["paths"] = 5
     problems = preflight.settings_problems(config)  # counts unknown: the data-free checks still run
-    assert len(problems) == 3
+    assert len(problems) == 4
+    assert any(p.startswith("datasets.byo.path: absent.npz does not exist") for p in problems)
     assert any("datasets.byo.tokenizer.grid=5" in p and "[1, 2, 4, 8, 16]" in p for p in problems)
     assert any("sampling.baseline_per_class=50 is below measure.per_class=200" in p for p in problems)
     assert any("probes.path_clamp: paths=5 < continuations=20" in p for p in problems)
 
 
 @pytest.mark.parametrize("size, grid, ok", [(16, 4, True), (16, 16, True), (16, 32, False), (12, 3, True), (12, 4, False)])
-def test_grid_must_downsample_the_image_by_a_power_of_two(size, grid, ok):
-    config = default_config({"source": "npz", "path": "absent.npz", "image_size": size})
+def test_grid_must_downsample_the_image_by_a_power_of_two(size, grid, ok, byo_npz):
+    config = default_config({"source": "npz", "path": str(byo_npz), "image_size": size})
     config["datasets"]["byo"]["tokenizer"]["grid"] = grid
     assert (preflight.settings_problems(config) == []) == ok
 
@@ -86,6 +87,22 @@ def test_grid_must_downsample_the_image_by_a_power_of_two(size, grid, ok):
 def test_a_class_needs_a_training_image():
     problems = preflight.settings_problems(default_config({"heldout_fraction": 0.9}, per_class=2), {"byo": {"a": 1, "b": 50}})
     assert any("leaves no training image in class(es) 'a'" in p for p in problems)
+
+
+def test_every_dataset_path_is_checked_at_start_naming_the_key(tmp_path, byo_npz):
+    """A missing .npz or folder fails before any job plans (it used to fail inside prepare_data)."""
+    def problems(spec):
+        return [p for p in preflight.settings_problems(default_config(spec)) if ".path" in p]
+
+    assert problems({"source": "npz", "path": str(byo_npz)}) == []
+    assert problems({"source": "npz", "path": "no/such.npz"}) == [
+        "datasets.byo.path: no/such.npz does not exist: give an .npz with `images` (n, H, W) and `labels` (n,) "
+        "(docs/config.md), relative to the checkout."]
+    assert "is a folder, not a file" in problems({"source": "npz", "path": str(tmp_path)})[0]
+    assert "is not a folder" in problems({"source": "folder", "path": str(tmp_path / "nope")})[0]
+    assert "has no class subfolders" in problems({"source": "folder", "path": str(tmp_path)})[0]
+    (tmp_path / "cat").mkdir()
+    assert problems({"source": "folder", "path": str(tmp_path)}) == []
 
 
 def test_class_counts_are_read_without_building_the_data(tmp_path, byo_npz):

@@ -131,6 +131,7 @@ def settings_problems(config: dict, class_counts: dict | None = None) -> list[st
             if counts:
                 problems += _split_problems(name, counts, spec["heldout_fraction"], per_class)
             continue
+        problems += _path_problems(name, spec)
         problems += _coarse_problems(name, spec["tokenizer"]["codebook_size"], config["measure"].get("coarse_k", []))
         size, grid = spec["image_size"], spec["tokenizer"]["grid"]
         factor = size // grid
@@ -174,6 +175,24 @@ def _pretrained_problems(name: str, spec: dict) -> list[str]:
         elif not Path(folder).is_dir() or not any(p.suffix.lower() in datasets.IMAGE_SUFFIXES for p in Path(folder).iterdir()):
             problems.append(f"{where}.images: {folder} is not a folder with images ({', '.join(sorted(datasets.IMAGE_SUFFIXES))}).")
     return problems
+
+
+def _path_problems(name: str, spec: dict) -> list[str]:
+    """The file or folder a `source: npz | folder` dataset names must exist before any job plans."""
+    source, path = spec["source"], spec.get("path")
+    if source == "npz" and not Path(path).is_file():
+        what = "is a folder, not a file" if Path(path).is_dir() else "does not exist"
+        return [f"datasets.{name}.path: {path} {what}: give an .npz with `images` (n, H, W) and `labels` (n,) "
+                f"(docs/config.md), relative to the checkout."]
+    if source == "folder":
+        root = Path(path)
+        if not root.is_dir():
+            return [f"datasets.{name}.path: {path} is not a folder: give a folder with one subfolder of images per "
+                    f"class (docs/config.md), relative to the checkout."]
+        if not any(d.is_dir() for d in root.iterdir()):
+            return [f"datasets.{name}.path: {path} has no class subfolders: put each class's images in a subfolder "
+                    f"named after the class."]
+    return []
 
 
 def _coarse_problems(name: str, K: int, coarse_k) -> list[str]:
