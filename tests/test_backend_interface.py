@@ -51,7 +51,7 @@ def folder(name, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def generator(name, backend, folder):
+def prior(name, backend, folder):
     return backend.load_checkpoint(folder) if name == "llamagen" else backend.load_checkpoint(folder, prompts=PROMPTS)
 
 
@@ -69,10 +69,10 @@ def codes(n, backend, vq, folder, seed=0):
     return torch.randint(0, K, (n, backend.token_grid(folder) ** 2), generator=torch.Generator().manual_seed(seed))
 
 
-def test_grid_and_image_size_from_configs_match_the_loaded_models(backend, folder, generator, vq):
+def test_grid_and_image_size_from_configs_match_the_loaded_models(backend, folder, prior, vq):
     grid, side = backend.token_grid(folder), backend.vq_image_size(folder)
     assert isinstance(grid, int) and isinstance(side, int)
-    assert grid == generator.config.grid and side > grid
+    assert grid == prior.config.grid and side > grid
     book = backend.vq_codebook(vq)
     assert book.ndim == 2 and not book.requires_grad
     found = backend.vq_encode(vq, images(3, side))
@@ -80,14 +80,14 @@ def test_grid_and_image_size_from_configs_match_the_loaded_models(backend, folde
     assert ((found >= 0) & (found < book.shape[0])).all()
 
 
-def test_vq_decode_gives_images_in_the_unit_range_as_the_generator_decodes(name, backend, folder, generator, vq):
+def test_vq_decode_gives_images_in_the_unit_range_as_the_generator_decodes(name, backend, folder, prior, vq):
     tokens = codes(4, backend, vq, folder)
     out = backend.vq_decode(vq, tokens)
     side = backend.vq_image_size(folder)
     assert out.shape == (4, 3, side, side) and out.dtype == torch.float32
     assert out.min() >= 0 and out.max() <= 1 and out.std() > 0
     if name in DIFFUSERS:  # the generator's decode reads the same function, on its own VQ
-        assert torch.equal(generator.decode(tokens), out)
+        assert torch.equal(prior.decode(tokens), out)
 
 
 def test_encode_is_deterministic_and_reencodes_decoded_images(backend, folder, vq):
@@ -98,13 +98,13 @@ def test_encode_is_deterministic_and_reencodes_decoded_images(backend, folder, v
     assert again.shape == tokens.shape and again.dtype == torch.int64  # random VQs are not idempotent
 
 
-def test_load_conditioned_selects_the_configured_conditions(name, backend, folder, generator):
+def test_load_conditioned_selects_the_configured_conditions(name, backend, folder, prior):
     if name == "llamagen":
         selected = backend.load_conditioned(folder, [3, 1])
         assert selected.config.num_classes == 2
         knobs = {"cfg_scale": 2.0}  # guided: the null row must stay the last one
         mine = sample(selected, torch.zeros(6, dtype=torch.long), knobs, torch.Generator().manual_seed(4))
-        full = sample(generator, torch.full((6,), 3), knobs, torch.Generator().manual_seed(4))
+        full = sample(prior, torch.full((6,), 3), knobs, torch.Generator().manual_seed(4))
         assert torch.equal(mine.tokens, full.tokens) and torch.equal(mine.logprobs, full.logprobs)
         for bad in ([3, N_CLASSES], [-1]):
             with pytest.raises(ValueError, match=str(folder)):
@@ -226,37 +226,37 @@ def diffusers_component_errors(name, backend, folder, tmp_path):
 
 # --- the sampler hooks (every backend) ------------------------------------------------------------
 
-def n_conditions(name, generator):
-    return generator.config.num_classes if name == "llamagen" else generator.config.n_classes
+def n_conditions(name, prior):
+    return prior.config.num_classes if name == "llamagen" else prior.config.n_classes
 
 
 @pytest.fixture(scope="module")
-def classes(name, generator):
-    return torch.arange(n_conditions(name, generator)).repeat_interleave(2)
+def classes(name, prior):
+    return torch.arange(n_conditions(name, prior)).repeat_interleave(2)
 
 
-def run(generator, classes, knobs=None, seed=0, **kw):
-    return sample(generator, classes, knobs or {}, torch.Generator().manual_seed(seed), **kw)
+def run(prior, classes, knobs=None, seed=0, **kw):
+    return sample(prior, classes, knobs or {}, torch.Generator().manual_seed(seed), **kw)
 
 
-def test_same_seed_same_tokens_and_complete_logprobs(generator, classes):
-    a, b, c = run(generator, classes, seed=0), run(generator, classes, seed=0), run(generator, classes, seed=1)
+def test_same_seed_same_tokens_and_complete_logprobs(prior, classes):
+    a, b, c = run(prior, classes, seed=0), run(prior, classes, seed=0), run(prior, classes, seed=1)
     assert torch.equal(a.tokens, b.tokens) and torch.equal(a.logprobs, b.logprobs)
     assert not torch.equal(a.tokens, c.tokens)
-    assert a.committed.all() and (a.tokens >= 0).all() and (a.tokens < generator.vocab_size).all()
+    assert a.committed.all() and (a.tokens >= 0).all() and (a.tokens < prior.vocab_size).all()
     assert torch.isfinite(a.logprobs).all() and (a.logprobs <= 0).all()
     assert a.state is None and a.committed_fraction == 1.0 and a.process_fraction == 1.0
 
 
 @pytest.mark.parametrize("fraction", [1 / 8, 1 / 4, 0.3, 1 / 2])
-def test_cut_and_resume_with_the_same_generator_equals_uninterrupted(name, generator, classes, fraction):
+def test_cut_and_resume_with_the_same_generator_equals_uninterrupted(name, prior, classes, fraction):
     knobs = {"cfg_scale": 3.0}
-    whole = run(generator, classes, knobs, seed=3)
+    whole = run(prior, classes, knobs, seed=3)
     g = torch.Generator().manual_seed(3)
-    cut = sample(generator, classes, knobs, g, cut_fraction=fraction)
+    cut = sample(prior, classes, knobs, g, cut_fraction=fraction)
     assert cut.committed_fraction >= fraction and cut.process_fraction < 1
     assert torch.isnan(cut.logprobs[~cut.committed]).all() and (cut.tokens[~cut.committed] == -1).all()
-    done = resume(generator, cut.state, knobs, g)
+    done = resume(prior, cut.state, knobs, g)
     assert torch.equal(done.tokens, whole.tokens)
     if name in DIFFUSERS:
         assert torch.equal(done.logprobs, whole.logprobs)
@@ -264,24 +264,24 @@ def test_cut_and_resume_with_the_same_generator_equals_uninterrupted(name, gener
         torch.testing.assert_close(done.logprobs, whole.logprobs)
 
 
-def test_resume_with_fresh_randomness_keeps_the_path_and_leaves_the_state(name, generator, classes):
+def test_resume_with_fresh_randomness_keeps_the_path_and_leaves_the_state(name, prior, classes):
     g = torch.Generator().manual_seed(5)
-    cut = sample(generator, classes, {}, g, cut_fraction=0.25)
+    cut = sample(prior, classes, {}, g, cut_fraction=0.25)
     before = cut.state.tokens.clone()
     expanded = probes.expand_state(cut.state, 4)
-    more = resume(generator, expanded, {}, torch.Generator().manual_seed(9))
+    more = resume(prior, expanded, {}, torch.Generator().manual_seed(9))
     assert torch.equal(cut.state.tokens, before)  # resume leaves the state alone
     frozen = cut.committed.repeat_interleave(4, 0)
     assert torch.equal(more.tokens[frozen], cut.tokens.repeat_interleave(4, 0)[frozen])
     assert not torch.equal(more.tokens[0], more.tokens[1])  # continuations differ
-    first, second = (resume(generator, cut.state, {}, torch.Generator().manual_seed(s)) for s in (1, 2))
-    again = resume(generator, cut.state, {}, torch.Generator().manual_seed(1))
+    first, second = (resume(prior, cut.state, {}, torch.Generator().manual_seed(s)) for s in (1, 2))
+    again = resume(prior, cut.state, {}, torch.Generator().manual_seed(1))
     prefix = cut.committed
     assert torch.equal(first.tokens[prefix], cut.tokens[prefix]) and torch.equal(second.tokens[prefix], cut.tokens[prefix])
     assert not torch.equal(first.tokens, second.tokens) and torch.equal(first.tokens, again.tokens)
     knobs, message = STEP_GRID_CHANGE[name]  # a resume runs on the step grid of its cut
     with pytest.raises(ValueError, match=message):
-        resume(generator, cut.state, knobs, g)
+        resume(prior, cut.state, knobs, g)
 
 
 # a resume that would change the step grid: amused has a steps knob, the others have none
@@ -293,17 +293,17 @@ STEP_GRID_CHANGE = {"llamagen": ({"steps": 8}, "unknown knob"), "amused": ({"ste
 CONDITION_INPUT = {"amused": ("pooled_text_emb", "prompt_embeds"), "vq_diffusion": ("encoder_hidden_states", "prompt_embeds")}
 
 
-def test_cfg_1_is_unguided_and_other_scales_run_negative_then_positive(name, generator, classes):
+def test_cfg_1_is_unguided_and_other_scales_run_negative_then_positive(name, prior, classes):
     batches = []
     if name in DIFFUSERS:
         key, _ = CONDITION_INPUT[name]
-        hook = generator.transformer.register_forward_pre_hook(
+        hook = prior.transformer.register_forward_pre_hook(
             lambda module, args, kwargs: batches.append(kwargs[key].clone()), with_kwargs=True)
     try:
-        plain, one = run(generator, classes), run(generator, classes, {"cfg_scale": 1.0})
+        plain, one = run(prior, classes), run(prior, classes, {"cfg_scale": 1.0})
         assert all(len(b) == len(classes) for b in batches)  # no negative branch at scale 1
         batches.clear()
-        guided = run(generator, classes, {"cfg_scale": 4.0})
+        guided = run(prior, classes, {"cfg_scale": 4.0})
     finally:
         if name in DIFFUSERS:
             hook.remove()
@@ -311,61 +311,61 @@ def test_cfg_1_is_unguided_and_other_scales_run_negative_then_positive(name, gen
     assert not torch.equal(plain.tokens, guided.tokens)
     if name in DIFFUSERS:  # [negative x n, positive x n], as the pipelines
         n, first = len(classes), batches[0]
-        negative = getattr(generator, "negative_" + CONDITION_INPUT[name][1])
+        negative = getattr(prior, "negative_" + CONDITION_INPUT[name][1])
         assert torch.equal(first[:n], negative.expand(n, *negative.shape[1:]))
-        assert torch.equal(first[n:], generator.prompt_embeds[classes])
+        assert torch.equal(first[n:], prior.prompt_embeds[classes])
 
 
 # --- interventions (every backend) ----------------------------------------------------------------
 
 @pytest.mark.parametrize("cfg", [1.0, 2.0, 3.0])
-def test_zero_sigma_perturbations_are_bit_identical(generator, classes, cfg):
+def test_zero_sigma_perturbations_are_bit_identical(prior, classes, cfg):
     n, g = len(classes), torch.Generator().manual_seed(0)
-    base = run(generator, classes, {"cfg_scale": cfg})
-    cond, code = condition_noise(generator, n, 0.0, g), codebook_noise(generator, n, 0.0, g)
+    base = run(prior, classes, {"cfg_scale": cfg})
+    cond, code = condition_noise(prior, n, 0.0, g), codebook_noise(prior, n, 0.0, g)
     for perturbation in (Perturbation(cond_noise=cond), Perturbation(code_noise=code), Perturbation(cond, code)):
-        other = run(generator, classes, {"cfg_scale": cfg}, perturbation=perturbation)
+        other = run(prior, classes, {"cfg_scale": cfg}, perturbation=perturbation)
         assert torch.equal(other.tokens, base.tokens) and torch.equal(other.logprobs, base.logprobs)
 
 
 @pytest.mark.parametrize("kind", ["cond", "code"])
-def test_positive_sigma_changes_tokens(name, generator, classes, kind):
+def test_positive_sigma_changes_tokens(name, prior, classes, kind):
     n, g = len(classes), torch.Generator().manual_seed(0)
-    noise = (Perturbation(cond_noise=condition_noise(generator, n, 1.0, g)) if kind == "cond"
-             else Perturbation(code_noise=codebook_noise(generator, n, 1.0, g)))
+    noise = (Perturbation(cond_noise=condition_noise(prior, n, 1.0, g)) if kind == "cond"
+             else Perturbation(code_noise=codebook_noise(prior, n, 1.0, g)))
     knobs = {} if name == "llamagen" else {"cfg_scale": 3.0}  # the tiny diffusers networks hardly read an unguided prompt
-    assert not torch.equal(run(generator, classes, knobs, perturbation=noise).tokens, run(generator, classes, knobs).tokens)
+    assert not torch.equal(run(prior, classes, knobs, perturbation=noise).tokens, run(prior, classes, knobs).tokens)
 
 
-def test_condition_noise_leaves_the_negative_branch_alone(generator, classes):
+def test_condition_noise_leaves_the_negative_branch_alone(prior, classes):
     """At scale 0 the guided logits are the negative branch's only: condition noise has no effect."""
-    noise = Perturbation(cond_noise=condition_noise(generator, len(classes), 1.0, torch.Generator().manual_seed(0)))
+    noise = Perturbation(cond_noise=condition_noise(prior, len(classes), 1.0, torch.Generator().manual_seed(0)))
     knobs = {"cfg_scale": 0.0}
-    assert torch.equal(run(generator, classes, knobs, perturbation=noise).tokens, run(generator, classes, knobs).tokens)
+    assert torch.equal(run(prior, classes, knobs, perturbation=noise).tokens, run(prior, classes, knobs).tokens)
 
 
-def test_perturbation_shapes_are_checked(name, generator, classes):
-    n, K, d = len(classes), generator.vocab_size, generator.tok_emb.weight.shape[1]
+def test_perturbation_shapes_are_checked(name, prior, classes):
+    n, K, d = len(classes), prior.vocab_size, prior.tok_emb.weight.shape[1]
     with pytest.raises(ValueError, match="cond_noise must have shape"):
-        run(generator, classes, perturbation=Perturbation(cond_noise=torch.zeros(n, 7)))
+        run(prior, classes, perturbation=Perturbation(cond_noise=torch.zeros(n, 7)))
     with pytest.raises(ValueError, match="code_noise must have shape"):
-        run(generator, classes, perturbation=Perturbation(code_noise=torch.zeros(n, K + 1, d)))
+        run(prior, classes, perturbation=Perturbation(code_noise=torch.zeros(n, K + 1, d)))
     if name in DIFFUSERS:
         with pytest.raises(ValueError, match="has no prompt"):
-            sample(generator, torch.tensor([len(PROMPTS)]), {}, torch.Generator())
+            sample(prior, torch.tensor([len(PROMPTS)]), {}, torch.Generator())
 
 
-def test_probe_designs_run_on_the_backend(name, generator, classes):
+def test_probe_designs_run_on_the_backend(name, prior, classes):
     """The nested design (prefix noise on the condition, continuation noise on the codebook) and the flat one."""
-    C, N = n_conditions(name, generator), generator.config.grid ** 2
-    out = probes.sample_nested(generator, C, 2, 3, 0.25, {"cfg_scale": 3.0}, seed=1,
+    C, N = n_conditions(name, prior), prior.config.grid ** 2
+    out = probes.sample_nested(prior, C, 2, 3, 0.25, {"cfg_scale": 3.0}, seed=1,
                                before=("condition", 0.5), after=("codebook", 0.5))
     assert out["tokens"].shape == (C, 2, 3, N) and out["committed_fraction"] >= 0.25
     frozen = out["frozen"][:, :, None, :].repeat(3, 2)
     assert (out["tokens"][:, :, :1] == out["tokens"])[frozen].all()  # continuations keep the prefix
     assert len({tuple(t) for t in out["tokens"][0, 0]}) > 1  # and differ
-    flat = probes.sample_flat(generator, C, 2, {}, seed=1, noise=("condition", 0.0))
-    assert (flat["tokens"] == run(generator, classes, seed=1).tokens.numpy()).all()
+    flat = probes.sample_flat(prior, C, 2, {}, seed=1, noise=("condition", 0.0))
+    assert (flat["tokens"] == run(prior, classes, seed=1).tokens.numpy()).all()
 
 
 def test_load_sampler_reads_a_checkpoint_folder(name, backend, folder):

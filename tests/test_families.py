@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ibdiv.families import ar, diffusion, mim
+from ibdiv.families import diffusion, mim
 from ibdiv.measure import entropy
 from ibdiv.core import registry
 from ibdiv.core.config import load_config

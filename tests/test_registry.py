@@ -159,19 +159,19 @@ class ToyFamily:
     SCHEDULE_KNOBS = ()
     PRIOR = ToyPrior
 
-    def heldout_bits_per_token(model, tokens, labels, generator=None):
+    def heldout_bits_per_token(model, tokens, labels, gen=None):
         log_p = model.log_probs(labels).gather(-1, tokens[..., None])
         return -log_p.sum().item() / (tokens.numel() * math.log(2))
 
     def start(model, classes, knobs):
         return DecodeState.fresh(classes, model.seq_len, model.mask_id, model.seq_len, {})
 
-    def advance(model, state, knobs, generator, perturbation=None, cut_fraction=None):
+    def advance(model, state, knobs, gen, perturbation=None, cut_fraction=None):
         table = model.log_probs(state.classes)
         while not state.finished and not state.reached(cut_fraction):
             i = state.step
             log_probs = sampling_log_probs(table[:, i], knobs["temperature"], 0, 1.0)
-            state.tokens[:, i], state.logprobs[:, i] = draw(log_probs, generator)
+            state.tokens[:, i], state.logprobs[:, i] = draw(log_probs, gen)
             state.committed[:, i] = True
             state.step += 1
             state.trace["committed"].append(state.step)

@@ -25,8 +25,8 @@ it can stop at a cut and resume (passing ``latents=`` to the pipeline restarts t
   4. the last step (timestep 0) commits every position.
 
 Deviations from ``AmusedScheduler.step`` (and why):
-* Token draws: Gumbel-max on uniforms from the given CPU generator (``backbone.draw``), not
-  ``torch.multinomial``: DESIGN §10 (draws on a CPU generator, moved to the device; a fixed number
+* Token draws: Gumbel-max on uniforms from the given CPU RNG (``backbone.draw``), not
+  ``torch.multinomial``: DESIGN §10 (draws on a CPU RNG, moved to the device; a fixed number
   of uniforms per step, which cut + resume = uninterrupted relies on). Same distribution, other
   random numbers: a seed gives other images than the pipeline.
 * Choice noise: Gumbel from the same CPU uniforms (``backbone.gumbel``; the scheduler draws them

@@ -26,7 +26,7 @@ temperature / top-k / top-p filtering within 5e-6, VQ decoding within 5e-6 and i
 NOT verified: released weights (none were loaded here), and anything on a GPU.
 
 Known differences from the reference sampler (autoregressive/models/generate.py):
-* randomness comes from the given CPU generator through Gumbel-max, not ``torch.multinomial`` on
+* randomness comes from the given CPU RNG through Gumbel-max, not ``torch.multinomial`` on
   the global RNG (DESIGN §10), so the same seed gives other images than the reference;
 * the reference runs the unconditional branch only when cfg_scale > 1; here whenever
   cfg_scale != 1 (the same formula, also for scales below 1); scale 1 is unguided in both;

@@ -42,7 +42,7 @@ model supports skipping steps.
 
 Deviations from the pipeline (and why):
 * Gumbel noise: the scheduler's formula (``-log(-log(u + 1e-30) + 1e-30)``, same (B, K+1, N)
-  layout) on uniforms drawn by the given CPU generator and moved to the device (``backbone.uniform``,
+  layout) on uniforms drawn by the given CPU RNG and moved to the device (``backbone.uniform``,
   DESIGN §10); the scheduler draws them on the logits' device. On the CPU the streams are equal.
 * Committed tokens are frozen exactly. In the scheduler the mask state is absorbing (a known
   token's posterior gives MASK log-prob ~ -69) but a known token can be *replaced*: q_posterior
@@ -266,7 +266,7 @@ def truncate(log_p_x_0: torch.Tensor, truncation_rate: float) -> torch.Tensor:
 
 
 def gumbel_noise(shape, gen: torch.Generator, device) -> torch.Tensor:
-    """The scheduler's Gumbel formula on uniforms from the CPU generator (DESIGN §10)."""
+    """The scheduler's Gumbel formula on uniforms from the CPU RNG (DESIGN §10)."""
     u = uniform(shape, gen, device)
     return -torch.log(-torch.log(u + GUMBEL_EPS) + GUMBEL_EPS)
 

@@ -1,7 +1,7 @@
 """Where training and sampling jobs compute: `device: auto | cpu | cuda` (DESIGN §10).
 
 An execution setting, not science: it is given to Snakemake (`--config device=cuda`), not in
-config.yaml. Every random draw still comes from a CPU generator (ibdiv.families.backbone.uniform), so the
+config.yaml. Every random draw still comes from a CPU RNG (ibdiv.families.backbone.uniform), so the
 device changes only the arithmetic; the CPU is the tested default.
 """
 from __future__ import annotations

@@ -90,27 +90,27 @@ class EMAQuantizer(nn.Module):
         dist = (flat.pow(2).sum(1, keepdim=True) - 2 * flat @ self.codebook.T + self.codebook.pow(2).sum(1))
         return dist.argmin(1)
 
-    def forward(self, z: torch.Tensor, generator: torch.Generator | None = None):
+    def forward(self, z: torch.Tensor, gen: torch.Generator | None = None):
         """z: (B, D, h, w) -> (straight-through quantised z, codes (B, h, w))."""
         b, d, h, w = z.shape
         flat = z.permute(0, 2, 3, 1).reshape(-1, d)
         if self.training:
-            self._maybe_init(flat.detach(), generator)
+            self._maybe_init(flat.detach(), gen)
         idx = self.codes(flat)
         if self.training:
-            self._ema_update(flat.detach(), idx, generator)
+            self._ema_update(flat.detach(), idx, gen)
         zq = self.codebook[idx].view(b, h, w, d).permute(0, 3, 1, 2)
         return z + (zq - z).detach(), zq, idx.view(b, h, w)
 
-    def _maybe_init(self, flat, generator):
+    def _maybe_init(self, flat, gen):
         if self.initialised:
             return
-        pick = torch.randint(0, len(flat), (len(self.codebook),), generator=generator)
+        pick = torch.randint(0, len(flat), (len(self.codebook),), generator=gen)
         self.codebook.copy_(flat[pick])
         self.ema_sum.copy_(flat[pick])
         self.initialised.fill_(True)
 
-    def _ema_update(self, flat, idx, generator):
+    def _ema_update(self, flat, idx, gen):
         onehot = F.one_hot(idx, len(self.codebook)).type_as(flat)
         self.ema_count.mul_(self.decay).add_(onehot.sum(0), alpha=1 - self.decay)
         self.ema_sum.mul_(self.decay).add_(onehot.T @ flat, alpha=1 - self.decay)
@@ -120,7 +120,7 @@ class EMAQuantizer(nn.Module):
         self.codebook.copy_(self.ema_sum / count[:, None])
         dead = self.ema_count < self.dead_threshold
         if dead.any():  # restart dead codes on random current encoder outputs
-            pick = torch.randint(0, len(flat), (int(dead.sum()),), generator=generator)
+            pick = torch.randint(0, len(flat), (int(dead.sum()),), generator=gen)
             self.codebook[dead] = flat[pick]
             self.ema_sum[dead] = flat[pick]
             self.ema_count[dead] = 1.0 + self.dead_threshold
@@ -132,10 +132,10 @@ class VQVAE(nn.Module):
         self.cfg = cfg
         self.encoder, self.quantizer, self.decoder = _encoder(cfg), EMAQuantizer(cfg), _decoder(cfg)
 
-    def forward(self, images: torch.Tensor, generator=None):
+    def forward(self, images: torch.Tensor, gen=None):
         """images (B, H, W) in [0,1] -> (reconstruction, commitment loss, codes)."""
         z = self.encoder(images[:, None] * 2 - 1)
-        zq_st, zq, codes = self.quantizer(z, generator)
+        zq_st, zq, codes = self.quantizer(z, gen)
         commitment = F.mse_loss(z, zq.detach())
         return self.decode_latent(zq_st), commitment, codes
 

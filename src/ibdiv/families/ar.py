@@ -27,14 +27,14 @@ class ARPrior(Backbone):
 PRIOR = ARPrior
 
 
-def training_loss(model: ARPrior, tokens, labels, generator: torch.Generator) -> torch.Tensor:
+def training_loss(model: ARPrior, tokens, labels, gen: torch.Generator) -> torch.Tensor:
     """Mean next-token cross-entropy (nats/token); ``generator`` is unused (no noise needed)."""
     logits = model(tokens, labels)
     return F.cross_entropy(logits.flatten(0, 1), tokens.flatten())
 
 
 @torch.no_grad()
-def heldout_bits_per_token(model: ARPrior, tokens, labels, generator: torch.Generator) -> float:
+def heldout_bits_per_token(model: ARPrior, tokens, labels, gen: torch.Generator) -> float:
     """Exact negative log-likelihood in bits per token."""
     logits = model(tokens, labels)
     nats = F.cross_entropy(logits.flatten(0, 1), tokens.flatten(), reduction="sum")
@@ -47,7 +47,7 @@ def start(model: ARPrior, classes: torch.Tensor, knobs: dict) -> DecodeState:
 
 
 @torch.no_grad()
-def advance(model: ARPrior, state: DecodeState, knobs: dict, generator: torch.Generator,
+def advance(model: ARPrior, state: DecodeState, knobs: dict, gen: torch.Generator,
             perturbation=None, cut_fraction: float | None = None) -> DecodeState:
     """Sample tokens state.step, state.step + 1, ... until done or ``cut_fraction`` is reached.
 
@@ -65,5 +65,5 @@ def advance(model: ARPrior, state: DecodeState, knobs: dict, generator: torch.Ge
         logits = guide.logits(model.forward_step(new, guide.classes, cache, **guide.kwargs))
         fed = i
         log_probs = sampling_log_probs(logits, knobs["temperature"], knobs["top_k"], knobs["top_p"])
-        state.commit_next(*draw(log_probs, generator))
+        state.commit_next(*draw(log_probs, gen))
     return state

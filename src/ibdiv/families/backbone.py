@@ -281,16 +281,16 @@ def sampling_log_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: in
     return logits.log_softmax(-1)
 
 
-def uniform(shape, generator: torch.Generator, device) -> torch.Tensor:
-    """Uniforms on [0, 1) drawn by the CPU generator and moved to ``device`` (DESIGN §10): a cache
-    depends on the seed and the batch layout, not on the device's own random generator. On the
+def uniform(shape, gen: torch.Generator, device) -> torch.Tensor:
+    """Uniforms on [0, 1) drawn by the CPU RNG and moved to ``device`` (DESIGN §10): a cache
+    depends on the seed and the batch layout, not on the device's own RNG. On the
     CPU the move is a no-op, so CPU caches are what they were before devices existed."""
-    return torch.rand(shape, generator=generator).to(device)
+    return torch.rand(shape, generator=gen).to(device)
 
 
-def gaussian(shape, generator: torch.Generator, device) -> torch.Tensor:
-    """Standard normal draws by the CPU generator, moved to ``device`` (see uniform)."""
-    return torch.randn(shape, generator=generator).to(device)
+def gaussian(shape, gen: torch.Generator, device) -> torch.Tensor:
+    """Standard normal draws by the CPU RNG, moved to ``device`` (see uniform)."""
+    return torch.randn(shape, generator=gen).to(device)
 
 
 def device_of(model) -> torch.device:
@@ -299,18 +299,18 @@ def device_of(model) -> torch.device:
     return torch.device("cpu") if tensor is None else tensor.device
 
 
-def gumbel(shape, generator: torch.Generator, device="cpu") -> torch.Tensor:
-    u = uniform(shape, generator, device).clamp_(min=torch.finfo(torch.float32).tiny)
+def gumbel(shape, gen: torch.Generator, device="cpu") -> torch.Tensor:
+    u = uniform(shape, gen, device).clamp_(min=torch.finfo(torch.float32).tiny)
     return -torch.log(-torch.log(u))
 
 
-def draw(log_probs: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def draw(log_probs: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Gumbel-max draw from categorical log-probs (..., K); returns (tokens, their log-probs).
 
     Gumbel-max needs exactly K uniforms per draw, so randomness is consumed in a fixed order
     whatever the distribution: the property stop/resume reproducibility relies on.
     """
-    tokens = (log_probs + gumbel(log_probs.shape, generator, log_probs.device)).argmax(-1)
+    tokens = (log_probs + gumbel(log_probs.shape, gen, log_probs.device)).argmax(-1)
     return tokens, log_probs.gather(-1, tokens[..., None]).squeeze(-1)
 
 
@@ -320,7 +320,7 @@ def draw(log_probs: torch.Tensor, generator: torch.Generator) -> tuple[torch.Ten
 
 @dataclass
 class DecodeState:
-    """Where a generative process stands: enough to continue it with any generator.
+    """Where a generative process stands: enough to continue it with any RNG.
 
     ``tokens`` holds MASK (= K) at uncommitted positions; ``logprobs`` is NaN there.
     ``schedule`` holds the knobs that fix the process's step grid; resuming must not change them.

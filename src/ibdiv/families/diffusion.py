@@ -60,16 +60,16 @@ class DiffusionPrior(Backbone):
 PRIOR = DiffusionPrior
 
 
-def training_loss(model: DiffusionPrior, tokens, labels, generator: torch.Generator) -> torch.Tensor:
+def training_loss(model: DiffusionPrior, tokens, labels, gen: torch.Generator) -> torch.Tensor:
     """Continuous-time absorbing ELBO (nats/token) plus, for rho > 0, the visible-token x0 loss."""
     n, N = tokens.shape
     # stratified noise levels (MDLM's antithetic sampling): lower-variance ELBO estimate
     device = tokens.device
-    t = (uniform(1, generator, device) + torch.arange(n, device=device) / n) % 1.0
+    t = (uniform(1, gen, device) + torch.arange(n, device=device) / n) % 1.0
     t = (MIN_NOISE + (1 - MIN_NOISE) * t)[:, None]
-    corrupted = uniform((n, N), generator, device) < t
-    replaced = corrupted & (uniform((n, N), generator, device) < model.replace_fraction)
-    random_codes = torch.randint(0, model.config.vocab_size, (n, N), generator=generator).to(device)
+    corrupted = uniform((n, N), gen, device) < t
+    replaced = corrupted & (uniform((n, N), gen, device) < model.replace_fraction)
+    random_codes = torch.randint(0, model.config.vocab_size, (n, N), generator=gen).to(device)
     noisy = torch.where(replaced, random_codes, tokens)
     masked = corrupted & ~replaced
     noisy = noisy.masked_fill(masked, model.mask_id)
@@ -98,7 +98,7 @@ def start(model: DiffusionPrior, classes: torch.Tensor, knobs: dict) -> DecodeSt
 
 
 @torch.no_grad()
-def advance(model: DiffusionPrior, state: DecodeState, knobs: dict, generator: torch.Generator,
+def advance(model: DiffusionPrior, state: DecodeState, knobs: dict, gen: torch.Generator,
             perturbation=None, cut_fraction: float | None = None) -> DecodeState:
     """Run reverse steps until done or ``cut_fraction`` is reached.
 
@@ -114,17 +114,17 @@ def advance(model: DiffusionPrior, state: DecodeState, knobs: dict, generator: t
         n_new = targets[j] - (targets[j - 1] if j else 0)
         revised = 0
         if n_new or knobs["mask_and_replace"]:
-            order = uniform(state.tokens.shape, generator, state.tokens.device)
+            order = uniform(state.tokens.shape, gen, state.tokens.device)
             order = order.masked_fill(state.committed, math.inf)
             first = order.topk(n_new, dim=1, largest=False).indices
             newly = torch.zeros_like(state.committed).scatter(1, first, True)
             logits = guide.logits(model(guide.batch(state.tokens), guide.classes, **guide.kwargs))
             log_probs = sampling_log_probs(logits, knobs["temperature"], top_p=knobs["top_p"])
-            sampled, lp = draw(log_probs, generator)
+            sampled, lp = draw(log_probs, gen)
             update = newly
             if knobs["mask_and_replace"]:
                 t, s = 1 - j / T, 1 - (j + 1) / T
-                coin = uniform(state.tokens.shape, generator, state.tokens.device) < (t - s) / t
+                coin = uniform(state.tokens.shape, gen, state.tokens.device) < (t - s) / t
                 revise = state.committed & (sampled != state.tokens) & coin
                 revised = int(revise.sum())
                 update = newly | revise

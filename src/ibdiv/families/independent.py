@@ -59,7 +59,7 @@ class IndependentPrior(nn.Module):
 PRIOR = IndependentPrior
 
 
-def heldout_bits_per_token(model: IndependentPrior, tokens, labels, generator=None) -> float:
+def heldout_bits_per_token(model: IndependentPrior, tokens, labels, gen=None) -> float:
     """Exact negative log-likelihood in bits per token."""
     log_p = model.log_probs(labels).gather(-1, tokens[..., None])
     return -log_p.sum().item() / (tokens.numel() * math.log(2))
@@ -70,7 +70,7 @@ def start(model: IndependentPrior, classes: torch.Tensor, knobs: dict) -> Decode
 
 
 @torch.no_grad()
-def advance(model: IndependentPrior, state: DecodeState, knobs: dict, generator: torch.Generator,
+def advance(model: IndependentPrior, state: DecodeState, knobs: dict, gen: torch.Generator,
             perturbation=None, cut_fraction: float | None = None) -> DecodeState:
     """Draw positions state.step, state.step + 1, ... (randomness: (n, K) per position)."""
     if perturbation is not None:
@@ -80,5 +80,5 @@ def advance(model: IndependentPrior, state: DecodeState, knobs: dict, generator:
         i = state.step
         log_probs = sampling_log_probs(table[:, i], knobs["temperature"], knobs["top_k"],
                                        knobs["top_p"])
-        state.commit_next(*draw(log_probs, generator))
+        state.commit_next(*draw(log_probs, gen))
     return state

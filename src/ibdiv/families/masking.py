@@ -16,7 +16,7 @@ MASK_SCHEDULES = {
 
 
 @torch.no_grad()
-def heldout_bits_per_token(model: Backbone, tokens, labels, generator: torch.Generator,
+def heldout_bits_per_token(model: Backbone, tokens, labels, gen: torch.Generator,
                            chunk: int = 256) -> float:
     """Absorbing-diffusion NELBO in bits/token, an upper bound on the exact NLL.
 
@@ -30,7 +30,7 @@ def heldout_bits_per_token(model: Backbone, tokens, labels, generator: torch.Gen
     for x, y in zip(tokens.split(chunk), labels.split(chunk)):
         k = torch.arange(1, N + 1, device=x.device).repeat(x.shape[0])  # masks of every size, per sequence
         xs, ys = x.repeat_interleave(N, 0), y.repeat_interleave(N, 0)
-        rank = uniform(xs.shape, generator, x.device).argsort(1).argsort(1)
+        rank = uniform(xs.shape, gen, x.device).argsort(1).argsort(1)
         masked = rank < k[:, None]
         logits = model(xs.masked_fill(masked, model.mask_id), ys)
         nll = F.cross_entropy(logits.transpose(1, 2), xs, reduction="none")

@@ -38,12 +38,12 @@ class MIMPrior(Backbone):
 PRIOR = MIMPrior
 
 
-def training_loss(model: MIMPrior, tokens, labels, generator: torch.Generator) -> torch.Tensor:
+def training_loss(model: MIMPrior, tokens, labels, gen: torch.Generator) -> torch.Tensor:
     """Mean cross-entropy on masked positions under the cosine masking schedule."""
     n, N = tokens.shape
-    ratio = torch.cos(math.pi / 2 * uniform(n, generator, tokens.device))
+    ratio = torch.cos(math.pi / 2 * uniform(n, gen, tokens.device))
     n_masked = torch.ceil(ratio * N).clamp(1, N)
-    rank = uniform((n, N), generator, tokens.device).argsort(1).argsort(1)
+    rank = uniform((n, N), gen, tokens.device).argsort(1).argsort(1)
     masked = rank < n_masked[:, None]
     logits = model(tokens.masked_fill(masked, model.mask_id), labels)
     return F.cross_entropy(logits[masked], tokens[masked])
@@ -67,7 +67,7 @@ def start(model: MIMPrior, classes: torch.Tensor, knobs: dict) -> DecodeState:
 
 
 @torch.no_grad()
-def advance(model: MIMPrior, state: DecodeState, knobs: dict, generator: torch.Generator,
+def advance(model: MIMPrior, state: DecodeState, knobs: dict, gen: torch.Generator,
             perturbation=None, cut_fraction: float | None = None) -> DecodeState:
     """Run decoding steps until done or ``cut_fraction`` is reached.
 
@@ -79,18 +79,18 @@ def advance(model: MIMPrior, state: DecodeState, knobs: dict, generator: torch.G
     while not state.finished and not state.reached(cut_fraction):
         t = state.step
         logits = guide.logits(model(guide.batch(state.tokens), guide.classes, **guide.kwargs))
-        sampled, lp = draw(sampling_log_probs(logits, knobs["temperature"]), generator)
+        sampled, lp = draw(sampling_log_probs(logits, knobs["temperature"]), gen)
         commit_most_confident(state, sampled, lp, knobs["choice_temperature"] * (1 - (t + 1) / T), targets[t],
-                              generator)
+                              gen)
     return state
 
 
 def commit_most_confident(state: DecodeState, sampled, lp, choice_temperature: float, n_committed: int,
-                          generator: torch.Generator) -> None:
+                          gen: torch.Generator) -> None:
     """MaskGIT's commit: keep the `n_committed` positions of highest confidence (the drawn token's
     log-prob plus `choice_temperature` x Gumbel noise, drawn here); committed positions stay (their
     confidence is +inf). Updates `state` in place and advances it one step."""
-    choice_noise = gumbel(state.tokens.shape, generator, state.tokens.device)
+    choice_noise = gumbel(state.tokens.shape, gen, state.tokens.device)
     confidence = (lp + choice_temperature * choice_noise).masked_fill(state.committed, math.inf)
     keep = confidence.topk(n_committed, dim=1).indices
     committed = torch.zeros_like(state.committed).scatter(1, keep, True)

@@ -9,11 +9,11 @@ The process has two steps, so its path/execution split is known by construction 
 
 Cuts (DESIGN §4, I1): any ``cut_fraction`` in (0, 1) cuts after the path stage (the known path cut:
 committed_fraction 0, process_fraction 0.5); ``cut_fraction <= 0`` cuts before it, like the other
-families; ``cut_fraction >= 1`` (or None) runs to the end. ``resume`` with another generator draws new
-execution noise for the same layouts; with the same generator state it reproduces the
+families; ``cut_fraction >= 1`` (or None) runs to the end. ``resume`` with another RNG draws new
+execution noise for the same layouts; with the same RNG state it reproduces the
 uninterrupted run exactly.
 
-Randomness: each step draws one 63-bit seed from the torch generator (path stage first, then
+Randomness: each step draws one 63-bit seed from the torch RNG (path stage first, then
 execution stage) and runs numpy's ``default_rng(seed)``, so everything comes from the generator
 in a fixed order. The chosen layouts are recorded in ``trace["layouts"]`` (one int per sample,
 set by the path stage); read them with ``layout_of``. Log-probabilities are not defined for the
@@ -65,7 +65,7 @@ class OraclePrior(nn.Module):
 PRIOR = OraclePrior
 
 
-def heldout_bits_per_token(model: OraclePrior, tokens, labels, generator=None) -> float:
+def heldout_bits_per_token(model: OraclePrior, tokens, labels, gen=None) -> float:
     raise NotImplementedError(
         "held-out bits per token is not defined for the oracle family: the tokenised shapes "
         "process has no tractable likelihood over token grids (use the learned or independent "
@@ -94,25 +94,25 @@ def _should_stop(state: DecodeState, cut_fraction: float | None) -> bool:
     return state.reached(cut_fraction)  # >= 1: only when every token is committed (i.e. finished)
 
 
-def _numpy_rng(generator: torch.Generator) -> np.random.Generator:
-    seed = torch.randint(0, _SEED_HIGH, (1,), generator=generator, dtype=torch.long).item()
+def _numpy_rng(gen: torch.Generator) -> np.random.Generator:
+    seed = torch.randint(0, _SEED_HIGH, (1,), generator=gen, dtype=torch.long).item()
     return np.random.default_rng(seed)
 
 
 @torch.no_grad()
-def advance(model: OraclePrior, state: DecodeState, knobs: dict, generator: torch.Generator,
+def advance(model: OraclePrior, state: DecodeState, knobs: dict, gen: torch.Generator,
             perturbation=None, cut_fraction: float | None = None) -> DecodeState:
     """Step 1: draw layouts; step 2: render with execution noise and tokenise."""
     if perturbation is not None:
         raise ValueError("the oracle family has no embeddings to perturb")
     while not state.finished and not _should_stop(state, cut_fraction):
         if state.step == 0:  # path stage
-            layouts = shapes.sample_layouts(len(state.classes), _numpy_rng(generator))
+            layouts = shapes.sample_layouts(len(state.classes), _numpy_rng(gen))
             state.trace["layouts"] = [int(v) for v in layouts]
         else:  # execution stage
             layouts = np.asarray(state.trace["layouts"], dtype=np.int64)
             images = shapes.render(state.classes.numpy(), layouts, model.image_size,
-                                   _numpy_rng(generator))
+                                   _numpy_rng(gen))
             codes = model.vq.encode(images) if len(images) else np.zeros((0, model.seq_len))
             state.tokens = torch.as_tensor(codes, dtype=torch.long).reshape(-1, model.seq_len)
             state.committed[:] = True

@@ -15,7 +15,7 @@ attribute names its registry entry.
 
 Reproducibility contract: a process draws all its randomness from the generator it is given,
 in a fixed order per step, so ``sample(cut_fraction=f)`` followed by ``resume`` with the same
-generator equals the uninterrupted run; ``resume`` with another generator continues the same
+RNG equals the uninterrupted run; ``resume`` with another RNG continues the same
 path with fresh randomness. ``resume`` never modifies the state it is given, so one path can be
 continued many times.
 """
@@ -88,31 +88,31 @@ def resolve_knobs(family: str, knobs: dict, vocab_size: int) -> dict:
     return resolved
 
 
-def sample(model, classes: torch.Tensor, knobs: dict, generator: torch.Generator, *,
+def sample(model, classes: torch.Tensor, knobs: dict, gen: torch.Generator, *,
            perturbation: Perturbation | None = None, cut_fraction: float | None = None) -> SampleResult:
     """Generate ``len(classes)`` token grids; with ``cut_fraction`` stop at the cut and return a state."""
     family = registry.implementation(model.family)
     knobs = resolve_knobs(model.family, knobs, model.vocab_size)
     _check_perturbation(model, perturbation, len(classes))
     state = family.start(model, classes, knobs)
-    return _run(model, family, state, knobs, generator, perturbation, cut_fraction)
+    return _run(model, family, state, knobs, gen, perturbation, cut_fraction)
 
 
-def resume(model, state: DecodeState, knobs: dict, generator: torch.Generator, *,
+def resume(model, state: DecodeState, knobs: dict, gen: torch.Generator, *,
            perturbation: Perturbation | None = None) -> SampleResult:
     """Continue a cut process to the end; ``state`` itself is left untouched."""
     family = registry.implementation(model.family)
     knobs = resolve_knobs(model.family, knobs, model.vocab_size)
     state.check_schedule({key: knobs[key] for key in family.SCHEDULE_KNOBS})
     _check_perturbation(model, perturbation, len(state.classes))
-    return _run(model, family, copy.deepcopy(state), knobs, generator, perturbation, None)
+    return _run(model, family, copy.deepcopy(state), knobs, gen, perturbation, None)
 
 
-def _run(model, family, state, knobs, generator, perturbation, cut_fraction) -> SampleResult:
+def _run(model, family, state, knobs, gen, perturbation, cut_fraction) -> SampleResult:
     was_training = model.training
     model.eval()  # dropout would add randomness that bypasses the generator
     try:
-        state = family.advance(model, state, knobs, generator, perturbation, cut_fraction)
+        state = family.advance(model, state, knobs, gen, perturbation, cut_fraction)
     finally:
         model.train(was_training)
     return SampleResult(
@@ -152,20 +152,20 @@ def _condition_width(model) -> int:
     return getattr(model, "condition_width", None) or model.config.d_model
 
 
-def condition_noise(model, n: int, sigma: float, generator: torch.Generator) -> torch.Tensor:
+def condition_noise(model, n: int, sigma: float, gen: torch.Generator) -> torch.Tensor:
     """(n, d) noise: sigma x per-element RMS of the class rows (NULL excluded) x N(0, I).
 
     A backend with ``condition_scale()`` (a (d,) per-coordinate RMS: one per text tensor of a prompt
     condition, ibdiv.backends.amused) is scaled by it instead; the class-table families are unchanged."""
     if hasattr(model, "condition_scale"):
         scale = sigma * model.condition_scale().to(device_of(model))
-        return scale * gaussian((n, scale.numel()), generator, device_of(model))
+        return scale * gaussian((n, scale.numel()), gen, device_of(model))
     scale = sigma * _rms(model.cls_emb.weight[: model.config.n_classes])
-    return scale * gaussian((n, model.config.d_model), generator, device_of(model))
+    return scale * gaussian((n, model.config.d_model), gen, device_of(model))
 
 
-def codebook_noise(model, n: int, sigma: float, generator: torch.Generator) -> torch.Tensor:
+def codebook_noise(model, n: int, sigma: float, gen: torch.Generator) -> torch.Tensor:
     """(n, K, d) noise: sigma x per-element RMS of the code rows (MASK excluded) x N(0, I)."""
     K, d = model.config.vocab_size, model.tok_emb.weight.shape[1]  # d_model in-house; the table's width
     scale = sigma * _rms(model.tok_emb.weight[:K])
-    return scale * gaussian((n, K, d), generator, device_of(model))
+    return scale * gaussian((n, K, d), gen, device_of(model))

@@ -55,12 +55,12 @@ def resolve_cfg(cfg: dict) -> dict:
 
 
 @torch.no_grad()
-def heldout_bits_per_token(model, tokens, labels, generator: torch.Generator | None) -> float:
+def heldout_bits_per_token(model, tokens, labels, gen: torch.Generator | None) -> float:
     """AR and independent: exact NLL; MIM and diffusion: the absorbing-diffusion ELBO bound."""
     was_training = model.training
     model.eval()
     try:
-        return registry.implementation(model.family).heldout_bits_per_token(model, tokens, labels, generator)
+        return registry.implementation(model.family).heldout_bits_per_token(model, tokens, labels, gen)
     finally:
         model.train(was_training)
 
@@ -76,7 +76,7 @@ def train_prior(family: str, train_tokens, train_labels, val_tokens, val_labels,
     step/train_loss/heldout_bits; its bits/token on the whole held-out split).
 
     Weights are initialised on the CPU and every draw (batches, masks, noise levels) comes from
-    CPU generators moved to the device, so only the arithmetic depends on the device. Dropout
+    CPU RNGs (torch.Generator) moved to the device, so only the arithmetic depends on the device. Dropout
     (0 in the default config) draws from the device's own generator, seeded from `seed`.
     """
     cfg = resolve_cfg(cfg)
@@ -152,8 +152,8 @@ def _adamw(model, cfg) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg["lr"], betas=(0.9, 0.95))
 
 
-def _drop_labels(labels, p: float, null_class: int, generator) -> torch.Tensor:
-    drop = uniform(labels.shape, generator, labels.device) < p
+def _drop_labels(labels, p: float, null_class: int, gen) -> torch.Tensor:
+    drop = uniform(labels.shape, gen, labels.device) < p
     return labels.masked_fill(drop, null_class)
 
 

@@ -42,12 +42,12 @@ def sampling_seed(base_seed: int, dataset: str, family: str, seed, point: str) -
     return derive_seed(base_seed, dataset, family, seed, point, "baseline")
 
 
-def draw_noise(model, target: str | None, sigma: float, n: int, generator: torch.Generator):
+def draw_noise(model, target: str | None, sigma: float, n: int, gen: torch.Generator):
     """A Perturbation for n samples (None when there is nothing to perturb)."""
     if target is None:
         return None
     make = {"condition": sampling.condition_noise, "codebook": sampling.codebook_noise}[target]
-    return sampling.Perturbation(**{NOISE_TARGETS[target]: make(model, n, sigma, generator)})
+    return sampling.Perturbation(**{NOISE_TARGETS[target]: make(model, n, sigma, gen)})
 
 
 def sample_flat(model, n_classes: int, per_class: int, knobs: dict, seed: int, *, noise=(None, 0.0),
@@ -58,7 +58,7 @@ def sample_flat(model, n_classes: int, per_class: int, knobs: dict, seed: int, *
     `noise` = (target or None, sigma) perturbs the whole generation, or only the part before
     the cut when `cut_fraction` (the committed fraction to stop at) is given; `noise_after` perturbs only the part
     after the cut (phase-targeted perturbation, DESIGN §7). A cut without noise changes
-    nothing: stopping and resuming with the same generator is the uninterrupted run (the same
+    nothing: stopping and resuming with the same RNG is the uninterrupted run (the same
     tokens; AR's log-probs after the cut may move by a float32 ulp, since resuming rebuilds its
     KV cache from the prefix in one pass).
     Returns numpy arrays tokens (n, N), labels (n,), logprobs (n, N) float32.

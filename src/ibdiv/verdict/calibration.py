@@ -138,7 +138,7 @@ start = ar.start  # raster order, one token per step: a cut at f commits the fir
 
 
 @torch.no_grad()
-def advance(model: CalibrationPrior, state: DecodeState, knobs: dict, generator: torch.Generator,
+def advance(model: CalibrationPrior, state: DecodeState, knobs: dict, gen: torch.Generator,
             perturbation=None, cut_fraction: float | None = None) -> DecodeState:
     """One token per step in raster order (a cut at f commits the first f·N tokens, like AR)."""
     cfg, classes = model.config, state.classes
@@ -161,13 +161,13 @@ def advance(model: CalibrationPrior, state: DecodeState, knobs: dict, generator:
             logits.scatter_(1, model.mode_codes[classes, mode, i][:, None], 0.0)
         else:
             if cfg.wiring == "entangled":  # every step consumes the same draws, misread or not
-                misread = torch.rand(len(classes), generator=generator) < model.misread_probability(codes)
+                misread = torch.rand(len(classes), generator=gen) < model.misread_probability(codes)
                 redrawn = torch.multinomial(model.mode_logits(model.cls_emb(classes), classes).softmax(-1), 1,
-                                            generator=generator)[:, 0]
+                                            gen=gen)[:, 0]
                 mode = torch.where(misread, redrawn, mode)
             logits = model.exec_logits(codes, mode, sharp, classes, i)
         log_probs = sampling_log_probs(logits, knobs["temperature"])
-        state.commit_next(*draw(log_probs, generator))
+        state.commit_next(*draw(log_probs, gen))
     return state
 
 
