@@ -1,7 +1,7 @@
 """One sampler interface for every family (DESIGN §3, §4).
 
-    result = sample(model, classes, knobs, generator, perturbation=..., cut_fraction=f)
-    more = resume(model, result.state, knobs, generator, perturbation=...)
+    result = sample(model, classes, knobs, gen, perturbation=..., cut_fraction=f)
+    more = resume(model, result.state, knobs, gen, perturbation=...)
 
 Each family's implementation (a module such as ``ibdiv.families.ar``, or an object a config names: see
 ibdiv.core.registry) provides ``KNOBS`` (names and defaults), ``SCHEDULE_KNOBS`` (knobs that fix the step
@@ -13,7 +13,7 @@ learned ones also ``training_loss``. Its traits (learned, exact likelihood, pert
 ``condition_width`` and ``tok_emb``: ibdiv.backends.amused) are the registry's; a model's ``family``
 attribute names its registry entry.
 
-Reproducibility contract: a process draws all its randomness from the generator it is given,
+Reproducibility contract: a process draws all its randomness from the RNG it is given,
 in a fixed order per step, so ``sample(cut_fraction=f)`` followed by ``resume`` with the same
 RNG equals the uninterrupted run; ``resume`` with another RNG continues the same
 path with fresh randomness. ``resume`` never modifies the state it is given, so one path can be
@@ -110,7 +110,7 @@ def resume(model, state: DecodeState, knobs: dict, gen: torch.Generator, *,
 
 def _run(model, family, state, knobs, gen, perturbation, cut_fraction) -> SampleResult:
     was_training = model.training
-    model.eval()  # dropout would add randomness that bypasses the generator
+    model.eval()  # dropout would add randomness that bypasses the RNG
     try:
         state = family.advance(model, state, knobs, gen, perturbation, cut_fraction)
     finally:
