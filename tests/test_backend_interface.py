@@ -378,3 +378,47 @@ def test_load_sampler_reads_a_checkpoint_folder(name, backend, folder):
         assert loaded.config.n_classes == 0
         loaded.set_prompts(PROMPTS[:1])
         assert loaded.config.n_classes == 1 and loaded.prompts == PROMPTS[:1]
+
+
+class BatchSensitive(torch.nn.Module):
+    """A text encoder whose outputs move with the batch size, as a batched CPU matmul's last bit
+    can on some CPUs: a prompt encoded in a batch then differs from the prompt encoded alone."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, ids, *args, **kwargs):
+        out = self.inner(ids, *args, **kwargs)
+        shift = 1e-3 * (ids.shape[0] - 1)
+
+        def bump(x):
+            if isinstance(x, tuple):
+                return tuple(bump(y) for y in x)
+            return x + shift if torch.is_tensor(x) and x.is_floating_point() else x
+
+        for key in list(out.keys()):
+            out[key] = bump(out[key])
+        return out
+
+
+@pytest.mark.parametrize("name", sorted(DIFFUSERS))
+def test_a_prompt_encoded_alone_equals_its_row_in_any_batch(name, tmp_path_factory):
+    """Bit for bit, whatever the CPU: each prompt goes through the text encoder by itself, so a
+    condition's encoding cannot depend on which other conditions are configured (checked with
+    an encoder that is batch-sensitive on purpose)."""
+    backend = BACKENDS[name]
+    folder = build(name, tmp_path_factory.mktemp(name) / "tiny")
+    prompts = ["a red square", "a cat", "a very long prompt about a small blue circle on a grey field"]
+
+    def encoded(chosen):
+        prior = backend.load_checkpoint(folder, prompts=chosen)
+        prior.text_encoder = BatchSensitive(prior.text_encoder)
+        prior.set_prompts(chosen)
+        out = prior.conditions(torch.arange(len(chosen)))
+        return out if isinstance(out, tuple) else (out,)
+
+    batch = encoded(prompts)
+    for i, prompt in enumerate(prompts):
+        alone = encoded([prompt])
+        assert all(torch.equal(a[i:i + 1], b) for a, b in zip(batch, alone, strict=True)), (name, prompt)

@@ -173,15 +173,21 @@ class VQDiffusionGenerator(PromptedGenerator):
     # --- prompts ------------------------------------------------------------------------------
     @torch.no_grad()
     def encode(self, prompts: list[str]) -> torch.Tensor:
-        """(n, L, D) as ``VQDiffusionPipeline._encode_prompt``: last hidden state, per-token L2 norm."""
+        """(n, L, D) as ``VQDiffusionPipeline._encode_prompt``: last hidden state, per-token L2 norm.
+        One prompt at a time through the encoder (as the pipeline encodes a single prompt): a
+        prompt's encoding does not depend on the other prompts (a batched CPU matmul can differ in
+        the last bit on some CPUs, measured on an AVX-512 Xeon)."""
         device = device_of(self.text_encoder)
         max_length = self.tokenizer.model_max_length
-        # the pipeline pads to max_length without truncating, then slices a longer prompt (losing its
-        # end-of-text token); one prompt at a time here, so that a batch of long prompts is not ragged
-        ids = torch.cat([self.tokenizer(p, padding="max_length", max_length=max_length,
-                                        return_tensors="pt").input_ids[:, :max_length] for p in prompts])
-        hidden = self.text_encoder(ids.to(device))[0]
-        return hidden / hidden.norm(dim=-1, keepdim=True)
+        encoded = []
+        for prompt in prompts:
+            # the pipeline pads to max_length without truncating, then slices a longer prompt (losing
+            # its end-of-text token)
+            ids = self.tokenizer(prompt, padding="max_length", max_length=max_length,
+                                 return_tensors="pt").input_ids[:, :max_length]
+            hidden = self.text_encoder(ids.to(device))[0]
+            encoded.append(hidden / hidden.norm(dim=-1, keepdim=True))
+        return torch.cat(encoded)
 
     def set_prompts(self, prompts: list[str]) -> None:
         """Condition c becomes prompts[c]; the negative is the learned table (or the empty prompt)."""
