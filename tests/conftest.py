@@ -10,6 +10,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -40,10 +41,46 @@ def copy_repository(work: Path) -> Path:
     return work
 
 
+def shared_once(tmp_path_factory, name: str, build):
+    """A folder built once per test run and shared by every test that only reads it. Under
+    pytest-xdist the workers share it too: the first to ask builds it under a file lock, the
+    others wait and reuse it (each worker would otherwise rebuild it)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        work = tmp_path_factory.mktemp(name)
+        build(work)
+        return work
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp().parent  # the same for every worker of this run
+    work, done = root / name, root / f"{name}.done"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(work, ignore_errors=True)  # a half-built folder of a worker that failed
+            work.mkdir()
+            build(work)
+            done.touch()
+    return work
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """The whole DAG on the smoke config, in a temporary copy of the repository (shared by the
-    end-to-end, determinism and DVC tests)."""
-    work = copy_repository(tmp_path_factory.mktemp("smoke"))
-    snakemake(work)
-    return work
+    end-to-end, determinism and DVC tests; read-only: tests that change it work on a copy)."""
+    return shared_once(tmp_path_factory, "smoke", lambda work: snakemake(copy_repository(work)))
+
+
+_SESSION_START = time.perf_counter()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """With IBDIV_REPORT_UNIT=1 (CI sets it): the suite's wall time also in reference units, the
+    machine-speed measure of ibdiv.pipeline.speed, so a time on one machine can be compared with a
+    target set on another (docs/performance.md)."""
+    if os.environ.get("IBDIV_REPORT_UNIT") != "1" or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    from ibdiv.pipeline.speed import reference_unit_seconds
+
+    wall = time.perf_counter() - _SESSION_START
+    unit = reference_unit_seconds()
+    terminalreporter.write_line(f"ibdiv: suite wall time {wall:.0f} s = {wall / unit:.1f} reference units "
+                                f"(unit here: {unit:.2f} CPU-s, measured after the suite)")

@@ -46,4 +46,4 @@ def test_device_cuda_places_training_and_sampling_jobs_on_a_gpu():
 
 def test_unknown_device_fails_validation_naming_it():
     out = dry_run(ROOT, "--config", "device=gpu")
-    assert out.returncode != 0 and "'device'" in out.stdout + out.stderr
+    assert out.returncode != 0 and "device: 'gpu' is not one of" in out.stdout + out.stderr  # the key, then the problem

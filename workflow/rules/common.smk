@@ -1,4 +1,4 @@
-# Helpers shared by the rule files: axes from config, code inputs, log/benchmark paths.
+# Helpers shared by the rule files (axes from config, code inputs, log and benchmark paths).
 import sys
 from pathlib import Path
 
@@ -133,7 +133,7 @@ def backend_code(wildcards):
     rule every backend-loading job depends on (record_checkpoint) declares them itself."""
     dotted = registry.family(config["datasets"][wildcards.dataset]["backend"]).implementation.partition(":")[0]
     root = Path(workflow.basedir).resolve()
-    path = root / "src" / (dotted.replace(".", "/") + ".py")
+    path = root.joinpath("src", *dotted.split(".")).with_suffix(".py")
     return sorted({str(path.relative_to(root)), *(str(f.relative_to(root)) for f in code_files(path, root / "src"))})
 
 

@@ -163,7 +163,7 @@ def advance(model: CalibrationPrior, state: DecodeState, knobs: dict, gen: torch
             if cfg.wiring == "entangled":  # every step consumes the same draws, misread or not
                 misread = torch.rand(len(classes), generator=gen) < model.misread_probability(codes)
                 redrawn = torch.multinomial(model.mode_logits(model.cls_emb(classes), classes).softmax(-1), 1,
-                                            gen=gen)[:, 0]
+                                            generator=gen)[:, 0]
                 mode = torch.where(misread, redrawn, mode)
             logits = model.exec_logits(codes, mode, sharp, classes, i)
         log_probs = sampling_log_probs(logits, knobs["temperature"])
