@@ -36,5 +36,5 @@ if ! .venv/bin/snakemake --quiet rules host "$@" 2>&1 | tee results/logs/main.lo
 fi
 case " $* " in
     *" -n "*|*" --dry-run "*|*" --unlock "*) ;;  # nothing was built, so no report
-    *) .venv/bin/snakemake "$@" --report results/report.html ;;
+    *) .venv/bin/snakemake "$@" --report results/report.html --report-stylesheet workflow/report/style.css ;;
 esac

@@ -176,7 +176,7 @@ def test_oracle_validation_table(smoke_run):
 
 
 def test_report_contains_every_figure(smoke_run):
-    snakemake(smoke_run, "--report", "results/report.html")
+    snakemake(smoke_run, "--report", "results/report.html", "--report-stylesheet", "workflow/report/style.css")
     html = (smoke_run / "results/report.html").read_text(errors="ignore")
     figures = sorted(p.name for p in (smoke_run / "results/shapes/figures").rglob("*.png"))
     assert figures and all(name in html for name in figures)

@@ -22,7 +22,7 @@ BACKENDS = {"llamagen_tiny": "llamagen", "amused_tiny": "amused", "vq_diffusion_
 def pretrained_run(tmp_path_factory):
     work = copy_repository(tmp_path_factory.mktemp("pretrained_smoke"))
     snakemake(work, configfile=CONFIG)
-    snakemake(work, "--report", "results/report.html", configfile=CONFIG)
+    snakemake(work, "--report", "results/report.html", "--report-stylesheet", "workflow/report/style.css", configfile=CONFIG)
     return work
 
 
