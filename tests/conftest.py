@@ -41,6 +41,14 @@ def copy_repository(work: Path) -> Path:
     return work
 
 
+def pytest_collection_modifyitems(items):
+    """A test that reads a whole smoke run is end-to-end, whatever its file says: the tiers must
+    hold without remembering to mark each one."""
+    for item in items:
+        if "smoke_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.e2e)
+
+
 def shared_once(tmp_path_factory, name: str, build):
     """A folder built once per test run and shared by every test that only reads it. Under
     pytest-xdist the workers share it too: the first to ask builds it under a file lock, the

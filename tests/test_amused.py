@@ -16,6 +16,8 @@ pytest.importorskip("transformers")
 from ibdiv.backends import amused  # noqa: E402
 from ibdiv.families.sampling import codebook_noise, condition_noise, sample  # noqa: E402
 
+pytestmark = [pytest.mark.pretrained, pytest.mark.slow]
+
 torch.set_num_threads(1)
 
 PROMPTS = ["a red cat", "a blue dog", "three green birds"]

@@ -15,6 +15,8 @@ from ibdiv.backends import amused, llamagen, vq_diffusion
 from ibdiv.families.sampling import Perturbation, codebook_noise, condition_noise, resume, sample
 from ibdiv.measure import probes
 
+pytestmark = [pytest.mark.pretrained, pytest.mark.slow]
+
 torch.set_num_threads(1)
 
 BACKENDS = {"llamagen": llamagen, "amused": amused, "vq_diffusion": vq_diffusion}

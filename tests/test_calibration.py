@@ -15,6 +15,8 @@ import yaml
 from ibdiv.verdict import calibration_suite as cal
 from ibdiv.measure import probes
 
+pytestmark = pytest.mark.slow  # the label calibration suite: ~2 minutes
+
 CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
 PROBE = CONFIG["probes"]["decoupling"]
 SE_REPLICATES, LABEL_SEEDS = CONFIG["calibration"]["se_replicates"], CONFIG["calibration"]["seeds"]

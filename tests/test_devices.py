@@ -59,6 +59,7 @@ def fingerprint(**device) -> str:
     return h.hexdigest()
 
 
+@pytest.mark.slow
 def test_same_seed_on_this_machine_gives_byte_identical_results_in_a_fresh_process():
     """Run twice: here and in a new interpreter (fresh allocator, fresh thread pools); never
     against a hash recorded on another machine."""

@@ -371,6 +371,7 @@ def test_every_catalogued_figure_has_its_function_arguments_and_caption():
         catalogue.call(catalogue.DiagnosticFigure("x", "responses(measurements, path, temperature)"))
 
 
+@pytest.mark.slow
 def test_the_adapter_draws_every_catalogued_figure(measurements, summary, classification, tmp_path, monkeypatch):
     """workflow/scripts/diagnostic_figures.py: one PNG + PDF + CSV per row, drawn by the row's call."""
     monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))  # job() sets it

@@ -21,6 +21,8 @@ from ibdiv.backends.llamagen import GPT, GPTConfig, gpt_config, load_checkpoint,
 from ibdiv.backends.llamagen_vq import VQConfig, VQModel
 from ibdiv.families.sampling import Perturbation, codebook_noise, condition_noise, resume, sample
 
+pytestmark = [pytest.mark.pretrained, pytest.mark.slow]
+
 torch.set_num_threads(1)
 
 K, G, C = 64, 4, 10  # codes, grid side, classes

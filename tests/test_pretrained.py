@@ -13,6 +13,8 @@ from ibdiv.pipeline import codegraph, preflight
 from ibdiv.measure import probes
 from ibdiv.data import tokenizer
 
+pytestmark = [pytest.mark.pretrained, pytest.mark.slow]
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY_LLAMAGEN = {"grid": 4, "gpt": {"dim": 32, "n_layer": 1, "n_head": 2, "multiple_of": 32},
                  "vq": {"codebook_size": 64, "codebook_embed_dim": 8, "ch": 32, "ch_mult": [1, 1, 2],

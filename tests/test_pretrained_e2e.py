@@ -12,7 +12,7 @@ import yaml
 
 from conftest import copy_repository, snakemake
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.pretrained]
 pytest.importorskip("diffusers")
 CONFIG = "config/pretrained-smoke.yaml"
 BACKENDS = {"llamagen_tiny": "llamagen", "amused_tiny": "amused", "vq_diffusion_tiny": "vq_diffusion"}

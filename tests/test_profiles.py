@@ -5,6 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # Snakemake dry runs of the whole DAG, 4-13 s each
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -17,6 +17,8 @@ from ibdiv.backends import vq_diffusion
 from ibdiv.measure import entropy as estimators
 from ibdiv.families.sampling import codebook_noise, condition_noise, resume, sample  # noqa: E402
 
+pytestmark = [pytest.mark.pretrained, pytest.mark.slow]
+
 torch.set_num_threads(1)
 
 PROMPTS = ["a red cat", "a blue dog", "green birds"]  # short: the pipeline does not truncate
