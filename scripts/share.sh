@@ -4,6 +4,9 @@
 #   record [message]  after a complete run: hash every stage's outputs into dvc.lock, git-commit it
 #   push              upload the recorded outputs (and DVC's run cache) to the default remote
 #   pull              download them, then make Snakemake agree (DVC does not keep timestamps)
+#   exp [dvc exp run args]  an experiment: `dvc exp run` with `-S key=value` read as
+#                     `-S config.yaml:key=value` (config.yaml is the params file; DVC's default,
+#                     params.yaml, cannot be a link to it: DVC reads a link's target at git revisions)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
@@ -30,8 +33,24 @@ case "${1:-}" in
     snakemake --touch --forceall --cores 1 > results/logs/share-pull-touch.log 2>&1 \
         || { echo "share.sh pull: snakemake --touch failed, see results/logs/share-pull-touch.log" >&2; exit 1; }
     ;;
+  exp)
+    shift
+    in_config() {  # key=value -> config.yaml:key=value; a value naming its file is kept
+      if [[ "${1%%=*}" == *:* ]]; then echo "$1"; else echo "config.yaml:$1"; fi
+    }
+    args=()
+    while (($#)); do
+      case "$1" in
+        -S|--set-param) args+=("$1" "$(in_config "${2:?share.sh exp: $1 needs key=value}")"); shift 2 ;;
+        --set-param=*) args+=(--set-param "$(in_config "${1#--set-param=}")"); shift ;;
+        -S?*) args+=(-S "$(in_config "${1#-S}")"); shift ;;
+        *) args+=("$1"); shift ;;
+      esac
+    done
+    exec dvc exp run "${args[@]}"
+    ;;
   *)
-    echo "usage: bash scripts/share.sh record [message] | push | pull" >&2
+    echo "usage: bash scripts/share.sh record [message] | push | pull | exp [dvc exp run args]" >&2
     exit 2
     ;;
 esac

@@ -117,6 +117,7 @@ def _where_to_add(path: str, rule: str, allowing: dict) -> str:
     return f"add {_spelt(path, own[0])} (or a folder above it) to the outs of stage {own[0].partition('@')[0]}"
 
 
+@pytest.mark.slow
 def test_dvc_yaml_mirrors_the_snakemake_dag():
     assert drift(ROOT) == []
 
@@ -149,6 +150,7 @@ def test_dvc_yaml_script_writes_a_new_figure(monkeypatch):
     assert {"results/${key}/figures/diagnostics/extra.csv": {**new.plot, "title": "${key}: extra figure"}} in stage["plots"]
 
 
+@pytest.mark.slow
 def test_drift_is_detected(tmp_path):
     """The check can fail: an output DVC does not track, a rule a stage does not allow, a missing
     dep, an unread code dep."""
@@ -180,22 +182,85 @@ def test_drift_is_detected(tmp_path):
 
 
 def test_metrics_are_flat_numbers_per_dataset_family_point(tmp_path):
-    """results/metrics.json (DVC's metrics): means over seeds, numbers only, missing ones left out."""
+    """results/metrics.json (DVC's metrics): means over seeds, numbers only, missing ones left out;
+    the verdict as numbers: the label's code, whether the seeds agree, the mean margin."""
     from ibdiv.report.tables import dvc_metrics
 
     (tmp_path / "stability.csv").write_text(
-        "dataset,family,point,kappa_mean,delta_mean,eta_mean,decoupling_index_mean,rho_infl_mean,consensus\n"
-        "d,ar,neutral,10,11,1.1,0.5,0.2,Balanced\n"
-        "d,ar,standard,8,7,0.875,,,Compression-Prioritized\n")
+        "dataset,family,point,stable,kappa_mean,delta_mean,eta_mean,decoupling_index_mean,rho_infl_mean,consensus\n"
+        "d,ar,neutral,True,10,11,1.1,0.5,0.2,Balanced\n"
+        "d,ar,standard,False,8,7,0.875,,,unstable\n")
+    (tmp_path / "classification.csv").write_text(
+        "dataset,family,seed,point,label,margin\n"
+        "d,ar,0,neutral,Balanced,1.5\nd,ar,1,neutral,Balanced,0.5\n"
+        "d,ar,0,standard,Compression-Prioritized,-3.0\nd,ar,1,standard,Unclassified,\n")
     (tmp_path / "generators.csv").write_text(
         "family,seed,point,conditioning_accuracy,heldout_bits_per_token\n"
         "ar,0,neutral,0.8,2.5\nar,1,neutral,0.9,2.7\nar,0,standard,0.95,2.5\nar,1,standard,0.97,2.7\n")
-    metrics = dvc_metrics(["d"], [tmp_path / "stability.csv"], [tmp_path / "generators.csv"])
+    metrics = dvc_metrics(["d"], [tmp_path / "stability.csv"], [tmp_path / "generators.csv"],
+                          classification_paths=[tmp_path / "classification.csv"])
     assert metrics["d"]["ar"]["neutral"] == pytest.approx(
         {"kappa": 10, "delta": 11, "eta": 1.1, "decoupling_index": 0.5, "rho_infl": 0.2,
-         "conditioning_accuracy": 0.85, "heldout_bits_per_token": 2.6})
-    assert set(metrics["d"]["ar"]["standard"]) == {"kappa", "delta", "eta", "conditioning_accuracy", "heldout_bits_per_token"}
+         "conditioning_accuracy": 0.85, "heldout_bits_per_token": 2.6, "label_code": 0, "stable": 1, "margin": 1.0})
+    standard = metrics["d"]["ar"]["standard"]
+    assert set(standard) == {"kappa", "delta", "eta", "conditioning_accuracy", "heldout_bits_per_token",
+                             "label_code", "stable", "margin"}
+    assert (standard["label_code"], standard["stable"], standard["margin"]) == (-2, 0, -3.0)  # NaN margin left out
     json.dumps(metrics, allow_nan=False)
+
+
+def test_metrics_encode_every_label_as_its_documented_code(tmp_path):
+    """Each consensus label becomes the number docs/sharing.md documents, so `dvc metrics diff`
+    shows a label that changed; a label without a code is an error, not a silent number."""
+    from ibdiv.report.tables import LABEL_CODES, dvc_metrics, label_code
+    from ibdiv.verdict import classification
+
+    assert set(LABEL_CODES) == {*classification.LABELS, classification.UNSTABLE}
+    documented = {"Balanced": 0, "Compression-Prioritized": 1, "Diversity-Prioritized": 2, "Decoupled": 3,
+                  "Unclassified": -1, "unstable": -2}
+    assert LABEL_CODES == documented
+    docs = (ROOT / "docs/sharing.md").read_text()
+    assert all(f"{code} {label}" in docs for label, code in documented.items())
+    rows = "".join(f"d,f{i},neutral,{label != 'unstable'},1.0,{label}\n" for i, label in enumerate(documented))
+    (tmp_path / "stability.csv").write_text("dataset,family,point,stable,eta_mean,consensus\n" + rows)
+    (tmp_path / "generators.csv").write_text("family,seed,point,conditioning_accuracy,heldout_bits_per_token\n")
+    metrics = dvc_metrics(["d"], [tmp_path / "stability.csv"], [tmp_path / "generators.csv"])["d"]
+    assert {label: metrics[f"f{i}"]["neutral"]["label_code"] for i, label in enumerate(documented)} == documented
+    assert [metrics[f"f{i}"]["neutral"]["stable"] for i in range(len(documented))] == [1, 1, 1, 1, 1, 0]
+    with pytest.raises(ValueError, match="no metrics code"):
+        label_code("Balanced-ish")
+
+
+def test_experiment_s_key_value_without_a_file_is_config_yaml_s(tmp_path):
+    """`bash scripts/share.sh exp -S key=value` (DVC's docs' spelling, no file) sets config.yaml's
+    key: DVC's own default, params.yaml, is absent here (a link to config.yaml would not do: at a
+    git revision DVC reads a link's target path, not the config). A tiny repo, no workflow."""
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts/share.sh", tmp_path / "scripts/share.sh")
+    (tmp_path / "config.yaml").write_text("classification:\n  margin_se: 2.0\n  eta_band: 0.02\nseed: 0\n")
+    (tmp_path / "label.py").write_text(
+        "import json, yaml\nm = yaml.safe_load(open('config.yaml'))['classification']['margin_se']\n"
+        "json.dump({'d': {'f': {'neutral': {'label_code': 0 if m > 1.9 else 2}}}}, open('metrics.json', 'w'))\n")
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  label:\n    cmd: python label.py\n    deps: [label.py]\n"
+        "    params:\n      - config.yaml:\n          - classification\n    metrics:\n      - metrics.json\n")
+    for command in (["git", "init", "-q", "-b", "main"], ["git", "config", "user.email", "t@ibdiv"],
+                    ["git", "config", "user.name", "test"], ["dvc", "init", "-q"], ["dvc", "repro", "-q"],
+                    "git add -A && git commit -q -m baseline"):
+        run(command, tmp_path)
+    plain = run(["dvc", "exp", "run", "-S", "classification.margin_se=1.0"], tmp_path, check=False)
+    assert plain.returncode != 0  # what the wrapper is for: DVC alone looks for params.yaml
+    before = "HEAD"  # each experiment starts from the last one's results, applied to the workspace
+    for i, spelling in enumerate((["-S", "classification.margin_se=1.0"], ["-Sclassification.margin_se=1.5"],
+                                  ["--set-param=classification.eta_band=0.05"], ["-S", "config.yaml:classification.eta_band=0.03"])):
+        run(["bash", "scripts/share.sh", "exp", "-n", f"e{i}", *spelling], tmp_path)
+        params = json.loads(run(["dvc", "params", "diff", before, f"e{i}", "--json"], tmp_path).stdout)["config.yaml"]
+        key, _, value = spelling[-1].removeprefix("-S").removeprefix("--set-param=").removeprefix("config.yaml:").partition("=")
+        assert set(params) == {key} and params[key]["new"] == yaml.safe_load(value), params
+        before = f"e{i}"
+    diff = json.loads(run(["dvc", "metrics", "diff", "HEAD", "e0", "--json"], tmp_path).stdout)["metrics.json"]
+    assert diff == {"d.f.neutral.label_code": {"old": 0, "new": 2, "diff": 2}}
+    assert not (tmp_path / "params.yaml").exists()
 
 
 # --- sharing: record after a run, push, fresh clone, pull, resync -----------------------------------
@@ -268,7 +333,8 @@ def experiment_repo(tmp_path_factory, smoke_run):
 @pytest.mark.e2e
 def test_experiment_loop_changes_one_knob_and_compares_metrics_and_plots(experiment_repo, tmp_path):
     repo = experiment_repo
-    out = run(["dvc", "exp", "run", "-n", "margin1", "-S", "config.yaml:classification.margin_se=1.0"], repo)
+    # `-S key=value` as in DVC's docs, without the file: share.sh exp reads it as config.yaml's key
+    out = run(["bash", "scripts/share.sh", "exp", "-n", "margin1", "-S", "classification.margin_se=1.0"], repo)
     log = out.stdout + out.stderr
     for unchanged in ("data", "tokenizer", "priors", "samples", "probes"):  # nothing is retrained or resampled
         assert f"Stage '{unchanged}@shapes' didn't change, skipping" in log
@@ -285,9 +351,22 @@ def test_experiment_loop_changes_one_knob_and_compares_metrics_and_plots(experim
         assert set(metrics) == {"ar", "mim", "diffusion", "independent", "oracle"}
         neutral = metrics["ar"]["neutral"]
         assert {"kappa", "delta", "eta", "decoupling_index", "rho_infl", "conditioning_accuracy",
-                "heldout_bits_per_token"} <= set(neutral)
-        assert all(isinstance(v, float) for point in metrics.values() for row in point.values() for v in row.values())
-    run(["dvc", "metrics", "diff", "HEAD", "margin1"], repo)  # HEAD: the baseline
+                "heldout_bits_per_token", "label_code", "stable", "margin"} <= set(neutral)
+        assert all(isinstance(v, (int, float)) for point in metrics.values() for row in point.values() for v in row.values())
+
+    # dvc metrics diff: the labels the knob flipped (a lower margin: Balanced (0) becomes Diversity-Prioritized (2))
+    diff = json.loads(run(["dvc", "metrics", "diff", "HEAD", "margin1", "--json"], repo).stdout)["results/metrics.json"]
+    flipped = {key: (d["old"], d["new"]) for key, d in diff.items() if key.endswith(".label_code")}
+    assert flipped and all(old != new for old, new in flipped.values()), diff
+    assert any(old == 0 for old, _ in flipped.values()), flipped  # a narrower margin: fewer Balanced
+    text = run(["dvc", "metrics", "diff", "HEAD", "margin1"], repo).stdout
+    assert any(re.search(r"\.label_code\s+-?\d+\s+-?\d+\s+-?\d+\s*$", line) for line in text.splitlines()), text
+
+    # the readable table of docs/sharing.md: the knob and what it changed, not ~230 columns
+    table = run(["dvc", "exp", "show", "--csv", "--only-changed", "--drop", "Created|data/|results/|src/|workflow/"],
+                repo).stdout
+    header = table.splitlines()[0].split(",")
+    assert set(header) - {"Experiment", "rev", "typ", "parent"} == {"classification.margin_se", *flipped}, header
 
     # dvc plots diff: training curves and the diagnostics' numbers for both runs, and their figures
     plots = json.loads(run(["dvc", "plots", "diff", "HEAD", "margin1", "--json"], repo).stdout)

@@ -344,24 +344,49 @@ def _nan_none(value):
     return None if np.isnan(value) else value
 
 
-def dvc_metrics(datasets, stability_paths, generator_paths) -> dict:
+# results/metrics.json's number for each consensus label of ibdiv.verdict.classification (DVC
+# compares numbers only; docs/sharing.md lists the codes); "unstable": the seeds disagree
+LABEL_CODES = {"Balanced": 0, "Compression-Prioritized": 1, "Diversity-Prioritized": 2, "Decoupled": 3,
+               "Unclassified": -1, "unstable": -2}
+
+
+def label_code(label: str) -> int:
+    """The number results/metrics.json gives a consensus label (LABEL_CODES): 0 Balanced,
+    1 Compression-Prioritized, 2 Diversity-Prioritized, 3 Decoupled, -1 Unclassified,
+    -2 unstable (the seeds disagree). An unknown label is an error, not a silent code."""
+    if label not in LABEL_CODES:
+        raise ValueError(f"no metrics code for label {label!r} (known: {', '.join(LABEL_CODES)})")
+    return LABEL_CODES[label]
+
+
+def dvc_metrics(datasets, stability_paths, generator_paths, classification_paths=None) -> dict:
     """results/metrics.json, DVC's metrics (`dvc exp show`, `dvc metrics diff`): per dataset,
     family and operating point the numbers experiments are compared by, means over seeds:
-    κ, δ, η, Δ (decoupling_index), ρ_infl, conditioning accuracy and held-out bits/token.
+    κ, δ, η, Δ (decoupling_index), ρ_infl, conditioning accuracy and held-out bits/token; and
+    the verdict: `label_code` (the consensus label as a number, LABEL_CODES), `stable` (1 when
+    every seed carries that label, else 0) and, given the per-seed classification tables,
+    `margin` (mean over seeds of the deciding quantity in SE units; ibdiv.verdict.classification).
     Numbers only; a quantity not measured for a row is left out. Full K only: the coarse
     alphabets' numbers are in summary.json and the tables."""
     quantities = ("kappa", "delta", "eta", "decoupling_index", "rho_infl")
     out = {}
-    for name, stab, gen in zip(datasets, stability_paths, generator_paths):
+    for name, stab, gen, cls in zip(datasets, stability_paths, generator_paths,
+                                    classification_paths or [None] * len(datasets)):
         rows = {}
         for _, row in at_alphabet(pd.read_csv(stab)).iterrows():
             rows[(row.family, row.point)] = {q: row.get(f"{q}_mean") for q in quantities}
+            rows[(row.family, row.point)].update(label_code=label_code(row.consensus),
+                                                 stable=int(str(row.stable).lower() == "true"))
+        classified = at_alphabet(pd.read_csv(cls)) if cls is not None else pd.DataFrame(columns=["family", "point"])
+        for (family, point), group in classified.groupby(["family", "point"], sort=False):
+            rows.setdefault((family, point), {})["margin"] = pd.to_numeric(group.margin, errors="coerce").mean()
         for (family, point), group in pd.read_csv(gen).groupby(["family", "point"], sort=False):
             rows.setdefault((family, point), {}).update(
                 conditioning_accuracy=group.conditioning_accuracy.mean(),
                 heldout_bits_per_token=group.heldout_bits_per_token.mean())
         out[name] = {}
         for (family, point), values in rows.items():
-            numbers = {k: float(v) for k, v in values.items() if _nan_none(v) is not None}
+            numbers = {k: (v if k in ("label_code", "stable") else float(v))
+                       for k, v in values.items() if _nan_none(v) is not None}
             out[name].setdefault(family, {})[point] = numbers
     return out
