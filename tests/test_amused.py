@@ -160,8 +160,15 @@ def test_noise_maps_onto_the_text_tensors_and_code_rows(model):
     noise = condition_noise(model, 6, 0.5, torch.Generator().manual_seed(0))
     dp, width = model.prompt_embeds.shape[1], model.encoder_hidden_states[0].numel()
     assert noise.shape == (6, dp + width) == (6, model.condition_width)
-    # each part has its own tensor's per-element RMS (over the prompts)
-    rms = [x.pow(2).mean().sqrt().item() for x in (model.prompt_embeds, model.encoder_hidden_states)]
+    # each part has its own tensor's per-element RMS (over the prompts; the hidden states' over the
+    # prompts' own tokens: one per character here, from position 1, not start/end of text nor padding;
+    # a prompt truncated to the L positions keeps its end of text)
+    content = torch.zeros(model.encoder_hidden_states.shape[:2], dtype=torch.bool)
+    for i, prompt in enumerate(PROMPTS):
+        content[i, 1:min(1 + len(prompt.replace(" ", "")), content.shape[1] - 1)] = True
+    assert torch.equal(model.prompt_content, content)
+    rms = [x.pow(2).mean().sqrt().item() for x in (model.prompt_embeds, model.encoder_hidden_states[content])]
+    assert not math.isclose(rms[1], model.encoder_hidden_states.pow(2).mean().sqrt().item(), rel_tol=1e-3)
     scale = model.condition_scale()
     assert torch.allclose(scale[:dp], torch.tensor(rms[0])) and torch.allclose(scale[dp:], torch.tensor(rms[1]))
     pooled, hidden = model.conditions(classes(), noise)

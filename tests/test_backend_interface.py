@@ -424,3 +424,57 @@ def test_a_prompt_encoded_alone_equals_its_row_in_any_batch(name, tmp_path_facto
     for i, prompt in enumerate(prompts):
         alone = encoded([prompt])
         assert all(torch.equal(a[i:i + 1], b) for a, b in zip(batch, alone, strict=True)), (name, prompt)
+
+
+class LoudStart(torch.nn.Module):
+    """A text encoder whose start-of-text state (position 0 of every hidden-state tensor) is 100 x
+    larger, as CLIP's start-of-text activations often are; every other position is unchanged."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, ids, *args, **kwargs):
+        out = self.inner(ids, *args, **kwargs)
+
+        def loud(x):
+            if isinstance(x, tuple):
+                return tuple(loud(y) for y in x)
+            if torch.is_tensor(x) and x.is_floating_point() and x.ndim == 3:
+                x = x.clone()
+                x[:, 0] *= 100
+            return x
+
+        for key in list(out.keys()):
+            out[key] = loud(out[key])
+        return out
+
+
+@pytest.mark.parametrize("name", sorted(DIFFUSERS))
+def test_condition_noise_scale_is_read_on_the_prompts_own_tokens(name, tmp_path_factory):
+    """A start-of-text state 100 x larger leaves the condition noise scale s as it is (it is the
+    RMS over the prompts' own tokens: not start/end of text, not padding), and sigma = 0 stays
+    bit-identical on the encoder with the loud start."""
+    pytest.importorskip("diffusers")
+    pytest.importorskip("transformers")
+    backend = BACKENDS[name]
+    folder = build(name, tmp_path_factory.mktemp(name) / "tiny")
+    plain = backend.load_checkpoint(folder, prompts=PROMPTS)
+    loud = backend.load_checkpoint(folder, prompts=PROMPTS)
+    loud.text_encoder = LoudStart(loud.text_encoder)
+    loud.set_prompts(PROMPTS)
+    hidden = {"amused": "encoder_hidden_states", "vq_diffusion": "prompt_embeds"}[name]
+    states, plain_states = getattr(loud, hidden), getattr(plain, hidden)
+    # the prompts' own tokens: one per character (the tiny tokenizer has no merges), from position 1
+    assert loud.prompt_content.sum(1).tolist() == [len(p.replace(" ", "")) for p in PROMPTS]
+    assert not loud.prompt_content[:, 0].any()
+    torch.testing.assert_close(states[:, 1:], plain_states[:, 1:], rtol=0, atol=0)
+    if name == "amused":  # aMUSEd reads the raw states: the start is loud (VQ-Diffusion normalises each state)
+        assert states[:, 0].norm() > 50 * plain_states[:, 0].norm()
+    torch.testing.assert_close(loud.condition_scale(), plain.condition_scale(), rtol=1e-6, atol=0)
+    classes = torch.arange(len(PROMPTS)).repeat_interleave(2)
+    zero = Perturbation(cond_noise=condition_noise(loud, len(classes), 0.0, torch.Generator().manual_seed(0)))
+    for cfg in (1.0, 3.0):
+        base = run(loud, classes, {"cfg_scale": cfg})
+        other = run(loud, classes, {"cfg_scale": cfg}, perturbation=zero)
+        assert torch.equal(other.tokens, base.tokens) and torch.equal(other.logprobs, base.logprobs)

@@ -59,3 +59,42 @@ def test_stamp_sees_a_file_replaced_in_place_and_not_the_snakemake_marker(tmp_pa
     (folder / "a.pt").write_bytes(b"123456")  # same listing, other content
     assert checkpoints.stamp(folder) != before
     assert checkpoints.stamp(tmp_path / "missing") == []
+
+
+def test_a_truncated_safetensors_file_is_refused_naming_it(tmp_path):
+    safetensors = pytest.importorskip("safetensors.torch")
+    path = tmp_path / "model.safetensors"
+    safetensors.save_file({"w": torch.arange(64, dtype=torch.float32), "b": torch.ones(3)}, str(path))
+    checkpoints.check_complete(path)  # complete: passes
+    whole = path.read_bytes()
+    for cut in (len(whole) - 1, len(whole) - 100, 20, 4):
+        path.write_bytes(whole[:cut])
+        with pytest.raises(ValueError, match=f"{path}.*truncated or damaged.*re-download"):
+            checkpoints.check_complete(path)
+    path.write_bytes(whole + b"\0")  # longer than its header says: damaged too
+    with pytest.raises(ValueError, match=f"{path}.*truncated or damaged"):
+        checkpoints.check_complete(path)
+
+
+def test_a_truncated_torch_checkpoint_is_refused_by_record(llamagen_folder, tmp_path):
+    copy = shutil.copytree(llamagen_folder, tmp_path / "copy")
+    whole = (copy / "gpt.pt").read_bytes()
+    (copy / "gpt.pt").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ValueError, match=f"{copy / 'gpt.pt'}.*truncated or damaged.*re-download it"):
+        checkpoints.record(copy, "llamagen")
+    (copy / "gpt.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="gpt.pt.*truncated or damaged"):
+        checkpoints.record(copy, "llamagen")
+
+
+def test_a_download_tools_cache_folder_is_not_checkpoint_content(llamagen_folder, tmp_path):
+    copy = shutil.copytree(llamagen_folder, tmp_path / "copy")
+    record, stamp = checkpoints.record(copy, "llamagen"), checkpoints.stamp(copy)
+    meta = copy / ".cache" / "huggingface" / "download"
+    meta.mkdir(parents=True)
+    (meta / "gpt.pt.metadata").write_text("abc\n1700000000.0\n")
+    (copy / "sub" / ".cache").mkdir(parents=True)
+    (copy / "sub" / ".cache" / "x.pt").write_bytes(b"truncated garbage")  # not checked either
+    assert checkpoints.record(copy, "llamagen") == record and checkpoints.stamp(copy) == stamp
+    (meta / "gpt.pt.metadata").write_text("rewritten by a second download\n")
+    assert checkpoints.record(copy, "llamagen") == record and checkpoints.stamp(copy) == stamp

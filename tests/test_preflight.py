@@ -114,13 +114,38 @@ def test_class_counts_are_read_without_building_the_data(tmp_path, byo_npz):
     for name, n in (("cat", 3), ("dog", 2)):
         (folder / name).mkdir(parents=True)
         for i in range(n):
-            (folder / name / f"{i}.png").write_bytes(b"")
+            write_png(folder / name / f"{i}.png")
     (folder / "dog" / "notes.txt").write_text("not an image")
     assert preflight.known_class_counts({"source": "folder", "path": str(folder)}) == {"cat": 3, "dog": 2}
     images, labels, layouts = shapes.generate(64, 16, seed=3)
     prepared = tmp_path / "p.npz"
     datasets.save_prepared(prepared, datasets.Dataset(images, labels, list(shapes.CLASS_NAMES), layouts), labels < 2)
     assert preflight.known_class_counts({"source": "digits"}, prepared) == dict.fromkeys(shapes.CLASS_NAMES, 8)
+
+
+def write_png(path, size=(6, 4)):
+    from PIL import Image
+
+    Image.new("RGB", size, (200, 30, 30)).save(path)
+
+
+def test_only_readable_images_are_counted(tmp_path):
+    """A 0-byte .png or a .png of garbage is not an image (the loader would refuse it later)."""
+    folder = tmp_path / "folder"
+    for name in ("cat", "dog"):
+        (folder / name).mkdir(parents=True)
+        write_png(folder / name / "real.png")
+        write_png(folder / name / "real2.png")
+        (folder / name / "empty.png").write_bytes(b"")
+        (folder / name / "garbage.png").write_bytes(b"not a png at all")
+    (folder / "cat" / "third.jpg").write_bytes(b"")
+    assert preflight.known_class_counts({"source": "folder", "path": str(folder)}) == {"cat": 2, "dog": 2}
+    conditions = [{"name": n, "prompt": n, "images": str(folder / n)} for n in ("cat", "dog")]
+    assert preflight.known_class_counts({"source": "pretrained", "conditions": conditions}) == {"cat": 2, "dog": 2}
+    (folder / "bird").mkdir()
+    (folder / "bird" / "empty.png").write_bytes(b"")
+    assert not preflight.is_image(folder / "bird" / "empty.png") and preflight.is_image(folder / "cat" / "real.png")
+    assert preflight.known_class_counts({"source": "folder", "path": str(folder)}) is None  # the loader names it
 
 
 def test_packaged_datasets_counts():

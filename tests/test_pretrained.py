@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from ibdiv.backends import checkpoints, llamagen, pretrained
 from ibdiv.pipeline import codegraph, preflight
@@ -78,6 +79,50 @@ def test_condition_folders_load_as_rgb_and_grey(tmp_path):
     assert (rgb[:, 0] == rgb[:, 1]).all() and (rgb[:, 1] == rgb[:, 2]).all()
 
 
+def test_a_non_square_image_is_centre_cropped_or_squashed_as_the_crop_key_says(tmp_path):
+    """30 x 20 px: a red 5 px border at the left, a blue one at the right, green between. The centred
+    20 x 20 square is all green; squashed, the borders stay at the sides."""
+    pixels = np.zeros((20, 30, 3), dtype=np.uint8)
+    pixels[:, :5] = (255, 0, 0)
+    pixels[:, 5:25] = (0, 255, 0)
+    pixels[:, 25:] = (0, 0, 255)
+    (tmp_path / "a").mkdir()
+    Image.fromarray(pixels, "RGB").save(tmp_path / "a" / "wide.png")
+    rgb, grey, _ = pretrained.load_condition_images([tmp_path / "a"], 10, 8, crop="center")
+    assert (rgb[0] == np.array([0, 255, 0], dtype=np.uint8)[:, None, None]).all()  # the borders are gone
+    assert np.ptp(grey[0]) == 0  # one grey level: no border in the classifier's image either
+    rgb, grey, _ = pretrained.load_condition_images([tmp_path / "a"], 10, 8, crop="squash")
+    assert rgb[0, 0, :, 0].min() > 200 and rgb[0, 2, :, 0].max() < 50  # red at the left edge
+    assert rgb[0, 2, :, -1].min() > 200 and rgb[0, 0, :, -1].max() < 50  # blue at the right edge
+    assert np.ptp(grey[0]) > 0
+    # the default is center; a square image is the same under both
+    spec = {**dataset_spec("amused"), "conditions": [{"name": "a", "prompt": "x", "images": str(tmp_path / "a")}]}
+    dataset, rgb_default = pretrained.load_prepared_source(spec, {"vq_image_size": 10})
+    assert np.array_equal(rgb_default, pretrained.load_condition_images([tmp_path / "a"], 10, 16, "center")[0])
+    pretrained.render_condition_images(tmp_path / "sq", ["b"], 3, 16, seed=0)
+    for a, b in zip(pretrained.load_condition_images([tmp_path / "sq" / "b"], 12, 8, "center"),
+                    pretrained.load_condition_images([tmp_path / "sq" / "b"], 12, 8, "squash")):
+        assert np.array_equal(a, b)
+
+
+def test_the_crop_key_is_validated_and_only_for_pretrained_datasets():
+    import yaml
+
+    from ibdiv.core.config import ConfigError, validate_config
+
+    config = yaml.safe_load((ROOT / "config/pretrained-smoke.yaml").read_text())
+    for crop in ("center", "squash"):
+        config["datasets"]["amused_tiny"]["crop"] = crop
+        validate_config(config)
+    config["datasets"]["amused_tiny"]["crop"] = "stretch"
+    with pytest.raises(ConfigError, match="datasets.amused_tiny.crop: 'stretch' is not one of"):
+        validate_config(config)
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["datasets"]["animals"]["crop"] = "center"
+    with pytest.raises(ConfigError, match="datasets.animals.source.*source: pretrained only"):
+        validate_config(config)
+
+
 def test_empty_or_unreadable_condition_folder_is_named(tmp_path):
     from ibdiv.data.datasets import DatasetError
 
@@ -141,7 +186,11 @@ def test_preflight_names_what_to_fill_in(tmp_path):
     # a complete entry has no problem
     (tmp_path / "ckpt").mkdir()
     (tmp_path / "img").mkdir()
-    (tmp_path / "img" / "0.png").write_bytes(b"")
+    (tmp_path / "img" / "0.png").write_bytes(b"")  # empty: not an image
+    ok = {**dataset_spec("amused"), "checkpoint": str(tmp_path / "ckpt"),
+          "conditions": [{"name": "a", "prompt": "x", "images": str(tmp_path / "img")}]}
+    assert "is not a folder with images" in "\n".join(preflight._pretrained_problems("d", ok))
+    Image.new("RGB", (4, 4)).save(tmp_path / "img" / "1.png")
     ok = {**dataset_spec("amused"), "checkpoint": str(tmp_path / "ckpt"),
           "conditions": [{"name": "a", "prompt": "x", "images": str(tmp_path / "img")}]}
     assert preflight._pretrained_problems("d", ok) == []

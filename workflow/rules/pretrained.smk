@@ -48,7 +48,8 @@ rule render_condition_images:
 
 
 rule record_checkpoint:
-    """The checkpoint folder checked by the backend and hashed (ibdiv.backends.checkpoints.record), with
+    """The checkpoint folder checked by the backend, its weight files checked complete (a truncated
+    download is refused here) and hashed, .cache/ left out (ibdiv.backends.checkpoints.record), with
     the conditions as the backend reads them: the input of every job that loads the backend."""
     input:
         folder=checkpoint_folder,

@@ -64,8 +64,12 @@ Interventions (DESIGN §4):
   part (first Dp) and the hidden states (the rest, reshaped (L, Dh)). ``condition_noise`` scales
   each part by its own per-element RMS over the configured prompts (``condition_scale``): the two
   tensors live on different scales (a projected pooled vector vs. penultimate-layer activations),
-  and one RMS for both would drown one of them. All L token positions are perturbed, padding
-  included (the network attends to all of them).
+  and one RMS for both would drown one of them. The hidden states' RMS is over the prompts' own
+  tokens only (``diffusers_common.content_rms``): not the start-of-text position, whose CLIP
+  activations are far larger than the words' and would inflate the noise on every token, nor the
+  end-of-text token and padding (the empty prompt's states, repeated). The pooled vector has no
+  positions (CLIP projects its end-of-text state): its RMS stays the one over the prompts. All L
+  token positions are perturbed, padding included (the network attends to all of them).
 * I3, codebook noise, acts on rows 0..K-1 of ``transformer.embed.embeddings`` (K =
   ``codebook_size``); the mask row and the unused rows between are untouched. The network reads the
   perturbed rows through a forward hook on that embedding, per sample (both CFG branches read the
@@ -85,8 +89,8 @@ import torch
 from torch import nn
 
 from ibdiv.backends.diffusers_common import (
-    MODEL_INDEX, TINY_TEXT_LENGTH, Branches, PipelineInterface, PromptedGenerator, load_components, reading_codes,
-    square_side, tiny_text_tokenizer,
+    MODEL_INDEX, TINY_TEXT_LENGTH, Branches, PipelineInterface, PromptedGenerator, content_rms, load_components,
+    prompt_content, reading_codes, square_side, tiny_text_tokenizer,
 )
 from ibdiv.backends.diffusers_common import heldout_bits_per_token as heldout_bits_per_token  # the family contract's
 from ibdiv.backends.diffusers_common import vq_codebook as vq_codebook  # the DAG's backend interface
@@ -179,18 +183,26 @@ class AmusedGenerator(PromptedGenerator):
         else:  # no condition yet: empty tables of the right widths
             pooled, hidden = (x[:0] for x in self.encode([""]))
         neg_pooled, neg_hidden = self.encode([""])
-        for name, value in (("prompt_embeds", pooled), ("encoder_hidden_states", hidden),
+        content = (self.content_positions(list(prompts)) if prompts  # where the hidden states' noise scale is read
+                   else torch.zeros(hidden.shape[:2], dtype=torch.bool, device=hidden.device))
+        for name, value in (("prompt_embeds", pooled), ("encoder_hidden_states", hidden), ("prompt_content", content),
                             ("negative_prompt_embeds", neg_pooled),
                             ("negative_encoder_hidden_states", neg_hidden)):
             self.register_buffer(name, value.detach(), persistent=False)
         self.prompts = list(prompts)
         self.config.n_classes = len(self.prompts)
 
+    def content_positions(self, prompts: list[str]) -> torch.Tensor:
+        """(n, L) bool: the positions of each prompt's own tokens, tokenized as ``encode`` does."""
+        return prompt_content(self.tokenizer, prompts, truncation=True).to(device_of(self.text_encoder))
+
     def condition_scale(self) -> torch.Tensor:
-        """(Dp + L Dh,) per-coordinate noise scale: each text tensor's per-element RMS over the prompts."""
+        """(Dp + L Dh,) per-coordinate noise scale: each text tensor's per-element RMS over the
+        prompts (the hidden states' over the prompts' own tokens: ``content_rms``)."""
         if not self.prompts:
             raise ValueError("no prompts set: give prompts=[...] to load_checkpoint or call set_prompts")
-        rms = [x.detach().float().pow(2).mean().sqrt() for x in (self.prompt_embeds, self.encoder_hidden_states)]
+        rms = [self.prompt_embeds.detach().float().pow(2).mean().sqrt(),
+               content_rms(self.encoder_hidden_states, self.prompt_content)]
         widths = (self.prompt_embeds.shape[1], self.encoder_hidden_states[0].numel())
         return torch.cat([r.expand(w) for r, w in zip(rms, widths)])
 

@@ -202,6 +202,30 @@ def tiny_text_tokenizer():
 # The sampler pieces both backends share
 # ----------------------------------------------------------------------------------------------
 
+def prompt_content(tokenizer, prompts: list[str], **tokenize) -> torch.Tensor:
+    """(n, L) bool, L = the tokenizer's max length: the positions of each prompt's own tokens,
+    as the backend tokenizes it (padded to max length; ``tokenize``: its other arguments). Not the
+    special tokens (start and end of text) nor the padding, by the tokenizer's attention and
+    special-tokens masks (CLIP pads with its end-of-text id: the ids alone cannot tell)."""
+    length = tokenizer.model_max_length
+    masks = []
+    for prompt in prompts:  # one at a time: untruncated (VQ-Diffusion), a long prompt is sliced as its ids
+        out = tokenizer(prompt, padding="max_length", max_length=length, return_tensors="pt",
+                        return_attention_mask=True, return_special_tokens_mask=True, **tokenize)
+        masks.append((out.attention_mask.bool() & ~out.special_tokens_mask.bool())[:, :length])
+    return torch.cat(masks)
+
+
+def content_rms(hidden: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """Per-element RMS of text states ``hidden`` (n, L, D) over the prompts' content positions
+    ``content`` (n, L) (``prompt_content``): the start-of-text state (CLIP's carries activations
+    far larger than the words') and the padding do not set the scale. Over all positions if no
+    prompt has a content token (a blank prompt)."""
+    states = hidden.detach().float()
+    content = content.to(states.device)
+    return (states[content] if content.any() else states).pow(2).mean().sqrt()
+
+
 class PromptedGenerator(nn.Module):
     """A diffusers generator whose class ids are prompts: the sizes the sampler and probes read
     (its ``config`` has vocab_size, mask_id and n_classes)."""

@@ -76,19 +76,22 @@ def render_condition_images(root, names: list[str], n_per_condition: int, image_
             Image.fromarray(np.stack([pixels] * 3, axis=-1), "RGB").save(folder / f"{j:05d}.png")
 
 
-def load_condition_images(folders: list, rgb_size: int, grey_size: int):
+def load_condition_images(folders: list, rgb_size: int, grey_size: int, crop: str = "center"):
     """(rgb uint8 (n, 3, rgb_size, rgb_size), grey float32 (n, grey_size, grey_size) in [0, 1],
-    labels int64 = index of the folder in `folders`)."""
+    labels int64 = index of the folder in `folders`). `crop` (the dataset's key): "center" takes
+    each image's centred square before resizing, as the backends' training images were made (the
+    VQ's reference tokens and the classifier's images both see that square); "squash" resizes the
+    whole image to a square."""
     from PIL import Image
 
-    from ibdiv.data.datasets import image_files, read_image
+    from ibdiv.data.datasets import image_files, read_image, square
 
     rgb, grey, labels = [], [], []
     for label, folder in enumerate(folders):
         for file in image_files(folder, "condition"):
             colour = read_image(file, "RGB")
-            rgb.append(np.asarray(colour.resize((rgb_size, rgb_size), Image.BICUBIC), dtype=np.uint8).transpose(2, 0, 1))
-            grey.append(np.asarray(colour.convert("L").resize((grey_size, grey_size), Image.BILINEAR),
+            rgb.append(np.asarray(square(colour, rgb_size, crop, Image.BICUBIC), dtype=np.uint8).transpose(2, 0, 1))
+            grey.append(np.asarray(square(colour.convert("L"), grey_size, crop, Image.BILINEAR),
                                    dtype=np.float32) / 255.0)
             labels.append(label)
     return np.stack(rgb), np.stack(grey), np.asarray(labels, dtype=np.int64)
@@ -96,11 +99,13 @@ def load_condition_images(folders: list, rgb_size: int, grey_size: int):
 
 def load_prepared_source(spec: dict, backend: dict):
     """(Dataset of grey images at spec["image_size"], rgb uint8 at the backend VQ's image size) of a
-    `source: pretrained` dataset entry whose conditions name their folders."""
+    `source: pretrained` dataset entry whose conditions name their folders, made square as its
+    `crop` key says (default "center")."""
     from ibdiv.data.datasets import Dataset
 
     rgb, grey, labels = load_condition_images([c["images"] for c in spec["conditions"]],
-                                              backend["vq_image_size"], spec["image_size"])
+                                              backend["vq_image_size"], spec["image_size"],
+                                              spec.get("crop", "center"))
     return Dataset(grey, labels, [c["name"] for c in spec["conditions"]]), rgb
 
 

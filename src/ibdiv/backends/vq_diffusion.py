@@ -89,7 +89,9 @@ Interventions (DESIGN §4):
   reads (the learned negatives live on that scale, unnormalised), and noise added before it would
   be largely normalised away (only its direction relative to the CLIP state would survive, with a
   strength depending on each token's CLIP norm). No renormalisation after the noise.
-  ``condition_scale`` = the per-element RMS of the normalised states over the prompts (= 1/sqrt(D)).
+  ``condition_scale`` = the per-element RMS of the normalised states over the prompts' own tokens
+  (= 1/sqrt(D): every normalised state has norm 1; the start-of-text position and the padding are
+  left out as for aMUSEd, ``diffusers_common.content_rms``, which the normalisation makes a no-op).
 * I3, codebook noise, on rows 0..K-1 of ``transformer.latent_image_embedding.emb`` (the mask row K
   and the height/width embeddings untouched), read through a forward hook, per sample; both CFG
   branches read the same perturbed table.
@@ -107,8 +109,8 @@ import torch
 from torch import nn
 
 from ibdiv.backends.diffusers_common import (
-    MODEL_INDEX, TINY_TEXT_LENGTH, Branches, PipelineInterface, PromptedGenerator, load_components, reading_codes,
-    square_side, tiny_text_tokenizer,
+    MODEL_INDEX, TINY_TEXT_LENGTH, Branches, PipelineInterface, PromptedGenerator, content_rms, load_components,
+    prompt_content, reading_codes, square_side, tiny_text_tokenizer,
 )
 from ibdiv.backends.diffusers_common import heldout_bits_per_token as heldout_bits_per_token  # the family contract's
 from ibdiv.backends.diffusers_common import vq_codebook as vq_codebook  # the DAG's backend interface
@@ -197,7 +199,10 @@ class VQDiffusionGenerator(PromptedGenerator):
             negative = self.learned_embeddings.embeddings.detach()[None].to(empty.device, empty.dtype)
         else:
             negative = empty
+        content = (prompt_content(self.tokenizer, list(prompts)).to(encoded.device) if prompts  # as encode tokenizes
+                   else torch.zeros(encoded.shape[:2], dtype=torch.bool, device=encoded.device))
         self.register_buffer("prompt_embeds", encoded.detach(), persistent=False)
+        self.register_buffer("prompt_content", content, persistent=False)
         self.register_buffer("negative_prompt_embeds", negative.detach(), persistent=False)
         self.prompts = list(prompts)
         self.config.n_classes = len(self.prompts)
@@ -208,10 +213,11 @@ class VQDiffusionGenerator(PromptedGenerator):
         return self.prompt_embeds[0].numel() if len(self.prompt_embeds) else self.negative_prompt_embeds.numel()
 
     def condition_scale(self) -> torch.Tensor:
-        """(L D,) per-coordinate noise scale: the per-element RMS of the normalised prompt states."""
+        """(L D,) per-coordinate noise scale: the per-element RMS of the normalised prompt states
+        over the prompts' own tokens (``content_rms``)."""
         if not self.prompts:
             raise ValueError("no prompts set: give prompts=[...] to load_checkpoint or call set_prompts")
-        rms = self.prompt_embeds.detach().float().pow(2).mean().sqrt()
+        rms = content_rms(self.prompt_embeds, self.prompt_content)
         return rms.expand(self.condition_width)
 
     def conditions(self, classes: torch.Tensor, cond_noise: torch.Tensor | None = None) -> torch.Tensor:

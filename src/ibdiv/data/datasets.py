@@ -132,6 +132,23 @@ def read_image(file, mode: str):
         raise DatasetError(f"{file}: unreadable image ({exc})") from exc
 
 
+CROPS = ("center", "squash")  # how a non-square image becomes square (`square`)
+
+
+def square(image, size: int, crop: str, resample):
+    """A PIL image made size x size: "center" crops the centred square of side min(w, h) first (as
+    the pretrained generators' training data were prepared), "squash" resizes the whole image (a
+    non-square one is distorted). A square image is the same either way."""
+    if crop not in CROPS:
+        raise ValueError(f"crop must be one of {CROPS}, not {crop!r}")
+    w, h = image.size
+    if crop == "center" and w != h:
+        side = min(w, h)
+        left, top = (w - side) // 2, (h - side) // 2
+        image = image.crop((left, top, left + side, top + side))
+    return image.resize((size, size), resample)
+
+
 def load_image_folder(path, image_size: int) -> Dataset:
     """Bring-your-own folder with one sub-folder of images per class."""
     from PIL import Image

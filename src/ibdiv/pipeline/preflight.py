@@ -5,7 +5,8 @@ A setting that cannot work on the configured data (a matched N per class larger 
 held-out images of a class, a token grid the image cannot be downsampled to, ...) would
 otherwise fail only in the job that needs it, after the tokenizer, classifier and priors were
 trained. The images per class are read without building the dataset: generated shapes are
-balanced by construction, a bring-your-own .npz's labels array, a folder's image files, the
+balanced by construction, a bring-your-own .npz's labels array, a folder's image files (those
+PIL recognises from their header: `is_image`; an empty or garbage .png is not counted), the
 label file of the animals package, digits from its prepared file (or scikit-learn).
 
 No job imports this module, so editing it reruns nothing.
@@ -28,6 +29,25 @@ def heldout_count(n_class: int, heldout_fraction: float) -> int:
     return int(round(heldout_fraction * n_class))
 
 
+def is_image(path: Path) -> bool:
+    """An image file the loaders can read, judged from its header only (this runs at every
+    Snakemake start): an image suffix, non-empty, and PIL identifies its format. `Image.open`
+    parses the header and decodes no pixel; `verify()` would read every chunk of a PNG."""
+    from PIL import Image, UnidentifiedImageError
+
+    if path.suffix.lower() not in datasets.IMAGE_SUFFIXES or not path.is_file() or path.stat().st_size == 0:
+        return False
+    try:
+        with Image.open(path):
+            return True
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return False
+
+
+def _image_count(folder: Path) -> int:
+    return sum(is_image(p) for p in folder.iterdir())
+
+
 def known_class_counts(spec: dict, prepared=None) -> dict[str, int] | None:
     """Images per class (all splits) of one `datasets.<name>` entry, read without building the
     dataset; None where that is not possible (a missing or malformed file: preparing the data
@@ -39,8 +59,7 @@ def known_class_counts(spec: dict, prepared=None) -> dict[str, int] | None:
         folders = [Path(c["images"]) for c in spec["conditions"] if c.get("images")]
         if len(folders) < len(spec["conditions"]) or not all(f.is_dir() for f in folders):
             return None
-        return {c["name"]: sum(p.suffix.lower() in datasets.IMAGE_SUFFIXES for p in Path(c["images"]).iterdir())
-                for c in spec["conditions"]}
+        return {c["name"]: _image_count(Path(c["images"])) for c in spec["conditions"]}
     if source == "shapes":
         counts = np.bincount(np.arange(spec["n_images"]) % len(shapes.CLASS_NAMES), minlength=len(shapes.CLASS_NAMES))
         return dict(zip(shapes.CLASS_NAMES, counts.tolist()))
@@ -48,8 +67,7 @@ def known_class_counts(spec: dict, prepared=None) -> dict[str, int] | None:
         root = Path(spec["path"])
         if not root.is_dir():
             return None
-        counts = {d.name: sum(p.suffix.lower() in datasets.IMAGE_SUFFIXES for p in d.iterdir())
-                  for d in sorted(root.iterdir()) if d.is_dir()}
+        counts = {d.name: _image_count(d) for d in sorted(root.iterdir()) if d.is_dir()}
         return counts if counts and min(counts.values()) > 0 else None  # the loader names the empty folder
     if source == "animals":
         return _animals_counts()
@@ -172,7 +190,7 @@ def _pretrained_problems(name: str, spec: dict) -> list[str]:
         folder = condition.get("images")
         if folder is None:
             problems.append(f"{where}.images is not set: fill in a folder of real images of {condition['name']}.")
-        elif not Path(folder).is_dir() or not any(p.suffix.lower() in datasets.IMAGE_SUFFIXES for p in Path(folder).iterdir()):
+        elif not Path(folder).is_dir() or not any(is_image(p) for p in Path(folder).iterdir()):
             problems.append(f"{where}.images: {folder} is not a folder with images ({', '.join(sorted(datasets.IMAGE_SUFFIXES))}).")
     return problems
 
