@@ -231,6 +231,7 @@ def test_metrics_encode_every_label_as_its_documented_code(tmp_path):
         label_code("Balanced-ish")
 
 
+@pytest.mark.slow
 def test_experiment_s_key_value_without_a_file_is_config_yaml_s(tmp_path):
     """`bash scripts/share.sh exp -S key=value` (DVC's docs' spelling, no file) sets config.yaml's
     key: DVC's own default, params.yaml, is absent here (a link to config.yaml would not do: at a
