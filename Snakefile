@@ -39,9 +39,10 @@ except ConfigError as error:
 # aside and rebuilt, never trusted (ibdiv.pipeline.integrity).
 from ibdiv.pipeline import integrity
 
-_damaged = integrity.damaged_files()
-for _name, _moved in zip(_damaged, integrity.set_aside(_damaged)):
-    print(f"ibdiv: {_name} differs from its manifest: set aside to {_moved}; it is rebuilt", file=sys.stderr)
+for _manifest, _damaged in integrity.damaged_files().items():
+    for _name, _moved in zip(_damaged, integrity.set_aside(_damaged)):
+        print(f"ibdiv: {_name} differs from its manifest: set aside to {_moved}; it is rebuilt", file=sys.stderr)
+    _manifest.unlink()  # a target: rebuilding it rebuilds the file (see ibdiv.pipeline.integrity)
 
 
 report: "workflow/report/workflow.rst"

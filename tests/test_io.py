@@ -69,13 +69,13 @@ def test_files_changed_after_their_manifest_are_found_and_set_aside(tmp_path):
     save_npz(unit / "b.npz", x=np.arange(20))
     digests = {f"results/shapes/samples/{n}": integrity._sha256(unit / n) for n in ("a.npz", "b.npz")}
     (unit / "manifest.json").write_text(json.dumps(digests))
-    assert integrity.damaged_files(tmp_path) == []
+    assert integrity.damaged_files(tmp_path) == {}
     time.sleep(0.01)
     (unit / "b.npz").write_bytes((unit / "b.npz").read_bytes())  # same bytes, newer: not damaged
     truncated = (unit / "a.npz").read_bytes()[:50]
     (unit / "a.npz").write_bytes(truncated)
     damaged = integrity.damaged_files(tmp_path)
-    assert damaged == [Path("results/shapes/samples/a.npz")]
-    (moved,) = integrity.set_aside(damaged, tmp_path)
+    assert damaged == {Path("results/shapes/samples/manifest.json"): [Path("results/shapes/samples/a.npz")]}
+    (moved,) = integrity.set_aside(damaged[Path("results/shapes/samples/manifest.json")], tmp_path)
     assert not (unit / "a.npz").exists() and moved.read_bytes() == truncated  # kept, not deleted
     assert moved == tmp_path / "results/.damaged/shapes/samples/a.npz"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ibdiv.measure import entropy
+from ibdiv.measure.decoupling import decoupling_index
 
 
 def flat_estimands(tokens, labels, K: int, cfg: dict, rng, logprobs=None) -> dict:
@@ -54,16 +55,6 @@ def nested_estimands(cell: dict, K: int, cfg: dict, rng, layouts=None, n_layouts
 
 
 RESPONSE_COLUMNS = {"path": 2, "exec": 1, "infl": 4}  # split-term index of each response
-
-
-def decoupling_index(r_i2_path, r_i2_exec, r_i3_path, r_i3_exec):
-    """Diagonal share of the absolute 2x2 response; NaN if any entry is missing or all are 0."""
-    m = np.abs(np.stack([np.asarray(x, dtype=float) for x in (r_i2_path, r_i2_exec, r_i3_path, r_i3_exec)]))
-    denom = m.sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = (m[0] + m[3]) / np.where(denom == 0, np.nan, denom)
-    out = np.where(np.isnan(m).any(axis=0) | (denom == 0), np.nan, out)
-    return out
 
 
 def decoupling_responses(cells: list[dict], K: int, cfg: dict, rng) -> dict:

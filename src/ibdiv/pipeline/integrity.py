@@ -4,9 +4,11 @@ Each DVC unit (priors, samples, probes of a dataset) has a manifest: the SHA-256
 as the pipeline wrote it (rule `manifest`). Before Snakemake plans, every file a manifest lists
 that changed after the manifest was written (modification time later than the manifest's) is
 hashed; if its bytes differ from the manifest's, it was truncated, edited or half-copied outside
-the pipeline. It is moved from `results/<path>` to `results/.damaged/<path>` (kept, not deleted: bad input loses
-nothing) and Snakemake, seeing the output missing, rebuilds it from the same inputs and seed, so
-the rebuilt file has the bytes the manifest recorded. Files no manifest lists (data, tokens,
+the pipeline. It is moved from `results/<path>` to `results/.damaged/<path>` (kept, not deleted: bad
+input loses nothing) and the manifest that listed it is removed: Snakemake does not rebuild a
+missing intermediate file while everything downstream of it is up to date, but it rebuilds the
+manifest (a target), hence the file, from the same inputs and seed, to the bytes the manifest
+recorded. Jobs that read the file then rerun once (their input is newer), with identical results. Files no manifest lists (data, tokens,
 tables) are checked when read: their readers name the file and the remedy (ibdiv.core.io).
 
 Cost: one stat per listed file; a hash only for a file newer than its manifest (after a run that
@@ -31,11 +33,11 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def damaged_files(root=".") -> list[Path]:
-    """Files listed in a unit manifest under `root`/results that changed after it and differ
-    from the bytes it recorded (paths relative to `root`)."""
+def damaged_files(root=".") -> dict[Path, list[Path]]:
+    """{manifest: the files it lists that changed after it and differ from the bytes it recorded},
+    for every unit manifest under `root`/results that lists such a file (paths relative to `root`)."""
     root = Path(root)
-    found = []
+    found = {}
     for manifest in sorted(root.glob("results/*/*/manifest.json")):
         written = manifest.stat().st_mtime_ns
         try:
@@ -45,7 +47,7 @@ def damaged_files(root=".") -> list[Path]:
         for name, digest in digests.items():
             path = root / name
             if path.is_file() and path.stat().st_mtime_ns > written and _sha256(path) != digest:
-                found.append(Path(name))
+                found.setdefault(manifest.relative_to(root), []).append(Path(name))
     return found
 
 

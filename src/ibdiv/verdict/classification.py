@@ -32,7 +32,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from ibdiv.measure.diagnostics import decoupling_index
+from ibdiv.measure.decoupling import decoupling_index
 
 # --- rule outcomes: the only place the label strings are spelled --------------------------------
 DECOUPLED = "Decoupled"
