@@ -6,6 +6,9 @@
 #                             this machine's pip configuration, where torch 2.13.0 is the CPU
 #                             wheel on disk (its dependencies, not PyPI's CUDA ones, are locked).
 #                             Existing pins are kept unless requirements.txt asks otherwise.
+#                             Then scripts/lock_torch.py pins torch as ==2.13.0 with the CPU wheel's
+#                             hash and PyPI's cp311 wheels' hashes (installable from PyPI alone), and
+#   requirements-cuda.lock    locks the CUDA libraries PyPI's Linux torch needs (from PyPI only).
 #   requirements-nodeps.lock  what is installed without its dependencies (pip itself;
 #                             animal-mnist, which declares TensorFlow): versions edited by
 #                             hand, hashes rewritten here from the wheels pip downloads.
@@ -29,6 +32,7 @@ if ! grep -q '^torch==[^ ]*+cpu ' requirements.lock || grep -qiE '^(nvidia-|trit
     echo "lock.sh: torch did not resolve to the CPU wheel (is pip's find-links/cap configuration present?)" >&2
     exit 1
 fi
+"$tools/venv/bin/python" scripts/lock_torch.py "$tools/venv/bin/pip-compile"
 
 "$tools/venv/bin/python" - "$tools/wheels" <<'EOF'
 import hashlib, re, subprocess, sys
@@ -51,4 +55,4 @@ for line in lines:
     out.append(f"{name}=={version} --hash=sha256:{digest}")
 lock.write_text("\n".join(out) + "\n")
 EOF
-echo "lock.sh: wrote requirements.lock and requirements-nodeps.lock"
+echo "lock.sh: wrote requirements.lock, requirements-cuda.lock and requirements-nodeps.lock"

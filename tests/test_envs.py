@@ -1,6 +1,7 @@
 """Environment files agree: requirements.txt (the human-edited pins), the hashed locks that
 scripts/setup.sh installs, pyproject.toml's dependencies, and the conda file envs/ibdiv.yaml
 with its post-deploy script. Reads files only (no install, no network)."""
+import hashlib
 import re
 import tomllib
 from importlib import metadata
@@ -120,10 +121,22 @@ def test_lock_pins_every_requirement_at_its_version():
         assert locked.public == str(exact_version(req)), name
 
 
-def test_lock_is_the_cpu_build_of_torch():
-    assert LOCK["torch"].version.local == "cpu"
+def test_lock_admits_the_cpu_wheel_and_pypis_builds_of_torch():
+    """torch is pinned without a local label (== 2.13.0 admits 2.13.0+cpu), with the hash of the
+    CPU wheel and of PyPI's cp311 wheels (scripts/lock_torch.py), so an index without the CPU
+    wheel still installs; the CUDA libraries PyPI's Linux build needs are a separate lock."""
+    torch = LOCK["torch"]
+    assert torch.version == Version("2.13.0") and not torch.version.local
+    (cpu,) = parse_lock(ROOT / "requirements-torch-cpu.lock").values()  # setup.sh tries it first
+    assert cpu.version == Version("2.13.0+cpu") and set(cpu.hashes) <= set(torch.hashes)
+    local_wheel = Path("/opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl")
+    if local_wheel.exists():
+        assert hashlib.sha256(local_wheel.read_bytes()).hexdigest() in cpu.hashes
+    assert len(torch.hashes) >= 4, "PyPI's wheels (Linux x86_64 / aarch64, macOS, Windows) are missing"
     cuda = [n for n in LOCK if n.startswith("nvidia-") or n == "triton"]
-    assert not cuda, f"CUDA packages in the lock (torch resolved to PyPI's CUDA build): {cuda}"
+    assert not cuda, f"CUDA packages in requirements.lock (they belong in requirements-cuda.lock): {cuda}"
+    closure = parse_lock(ROOT / "requirements-cuda.lock")
+    assert {"triton", "nvidia-cudnn-cu13"} <= set(closure) and not set(closure) & set(LOCK)
 
 
 def test_no_deps_packages_stay_out_of_the_resolved_lock():
@@ -143,7 +156,6 @@ def test_env_file_has_python_pip_and_only_pinned_requirements():
     for name, req in reqs.items():
         assert not req.url and not req.marker and not req.extras, str(req)
         assert name in LOCK, f"envs/ibdiv.yaml: {req} is not in requirements.lock"
-        # the lock's torch is 2.13.0+cpu, a local build no index but this machine's has
         assert exact_version(req) == Version(LOCK[name].version.public), f"envs/ibdiv.yaml {req}, lock {LOCK[name].version}"
 
 
