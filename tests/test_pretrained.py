@@ -209,7 +209,7 @@ def test_a_backend_must_be_configured_under_families():
 @pytest.mark.parametrize("script", ["encode_tokens", "measure_probe", "sample_probe", "train_prior", "prepare_data"])
 def test_in_house_jobs_do_not_depend_on_the_backends(script):
     """Editing a backend (or this wiring) must rerun no in-house job: their code inputs hold no
-    backend module and not ibdiv.backends.pretrained (only the backend_vq adapter, whose pointer check they run)."""
+    backend module and not ibdiv.backends.pretrained (only the backend_tokenizer adapter, whose pointer check they run)."""
     files = {p.name for p in codegraph.code_files(ROOT / "workflow" / "scripts" / f"{script}.py", ROOT / "src")}
     assert not files & {"llamagen.py", "llamagen_vq.py", "amused.py", "vq_diffusion.py", "pretrained.py", "checkpoints.py"}
 

@@ -46,7 +46,7 @@ def test_every_backend_is_probed_and_classified(pretrained_run, config, dataset)
 
 
 @pytest.mark.parametrize("dataset", BACKENDS)
-def test_tokens_are_the_backend_vq_s_codes_of_the_real_images(pretrained_run, config, dataset):
+def test_tokens_are_the_backend_s_vq_codes_of_the_real_images(pretrained_run, config, dataset):
     spec = config["datasets"][dataset]
     backend = json.loads((pretrained_run / f"results/{dataset}/backend.json").read_text())
     key = "class_id" if spec["backend"] == "llamagen" else "prompt"

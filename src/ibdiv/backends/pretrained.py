@@ -17,7 +17,7 @@ What the rest of the pipeline reads stays what it was:
 * `data/prepared/<d>.npz`: grey images at `image_size` (the in-house classifier's input), plus
   `rgb` (n, 3, S, S) uint8 at the backend VQ's image size, which `tokens.encode_dataset` encodes;
 * `results/<d>/tokenizer/model.pt`: a small JSON pointer to the backend's VQ
-  (`backend_vq.write_pointer`), which `tokenizer.load_tokenizer` loads behind the in-house interface;
+  (`ibdiv.data.backend_tokenizer.write_pointer`), which `tokenizer.load_tokenizer` loads behind the in-house interface;
 * `results/<d>/backend.json` (`backend_spec`): the checkpoint's record (folder, per-file SHA-256)
   and the conditions, the input of every job that loads the backend: a replaced checkpoint
   reruns exactly them.
