@@ -77,7 +77,8 @@ Interventions (DESIGN §4):
   away: its direction matters.
 
 Held-out bits per token: the absorbing-diffusion ELBO bound of the in-house MIM family
-(``diffusion.heldout_bits_per_token``), on the conditional, unguided network.
+(``masking.nelbo_per_sequence``), on the conditional, unguided network: a Monte-Carlo estimate over
+``SCORE_LEVELS`` stratified mask sizes per sequence (``diffusers_common.heldout_bits_per_token``).
 """
 from __future__ import annotations
 

@@ -97,7 +97,8 @@ Interventions (DESIGN §4):
   branches read the same perturbed table.
 
 Held-out bits per token: the absorbing-diffusion ELBO bound of the in-house families
-(``diffusion.heldout_bits_per_token``); ``forward`` gives the transformer the timestep whose
+(``masking.nelbo_per_sequence``), as a Monte-Carlo estimate over ``SCORE_LEVELS`` stratified mask
+sizes per sequence, in network calls sized from the memory budget (``diffusers_common``); ``forward`` gives the transformer the timestep whose
 trained mask ratio matches each row's masked fraction.
 """
 from __future__ import annotations
