@@ -25,4 +25,7 @@ with job(snakemake.log[0], snakemake.threads) as log:
     out["tokens"] = out["tokens"].astype(tokens.compact_dtype(ref.codebook_size))
     out["cells"] = np.array([str(c) for c in probes.probe_cells(p.probe)])
     log.info("%s: %s cells, tokens %s", w.probe, len(out["cells"]), out["tokens"].shape)
+    if "suppressed_replacements" in out:  # nested design on a process that revises visible codes
+        log.info("replacements of committed codes suppressed by freezing the prefix, per cell: %s",
+                 out["suppressed_replacements"].tolist())
     save_npz(snakemake.output[0], **out)

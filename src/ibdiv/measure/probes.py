@@ -61,11 +61,12 @@ def sample_flat(model, n_classes: int, per_class: int, knobs: dict, seed: int, *
     nothing: stopping and resuming with the same RNG is the uninterrupted run (the same
     tokens; AR's log-probs after the cut may move by a float32 ulp, since resuming rebuilds its
     KV cache from the prefix in one pass).
-    Returns numpy arrays tokens (n, N), labels (n,), logprobs (n, N) float32.
+    Returns numpy arrays tokens (n, N), labels (n,), logprobs (n, N) float32, and for a process
+    that revises visible codes ``replaced_codes`` (how many it replaced, summed over samples and steps).
     """
     labels = torch.arange(n_classes).repeat_interleave(per_class)
     gen, noise_gen = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(noise_seed)
-    tokens, logprobs = [], []
+    tokens, logprobs, replaced = [], [], 0
     for start in range(0, len(labels), batch_size):
         batch = labels[start:start + batch_size].to(device_of(model))
         before = draw_noise(model, noise[0], noise[1], len(batch), noise_gen)
@@ -76,8 +77,12 @@ def sample_flat(model, n_classes: int, per_class: int, knobs: dict, seed: int, *
                 result = sampling.resume(model, result.state, knobs, gen, perturbation=after)
         tokens.append(result.tokens.cpu())
         logprobs.append(result.logprobs.cpu())
-    return {"tokens": torch.cat(tokens).numpy(), "labels": labels.numpy(),
-            "logprobs": torch.cat(logprobs).numpy().astype(np.float32)}
+        replaced += sum(result.trace.get("replaced", []))
+    out = {"tokens": torch.cat(tokens).numpy(), "labels": labels.numpy(),
+           "logprobs": torch.cat(logprobs).numpy().astype(np.float32)}
+    if "replaced" in result.trace:  # a process that revises visible codes (vq_diffusion): how often it did
+        out["replaced_codes"] = np.int64(replaced)
+    return out
 
 
 def expand_state(state, repeats: int):
@@ -100,8 +105,10 @@ def sample_nested(model, n_classes: int, paths: int, continuations: int, cut_fra
     the prefix (one draw per path) or only to the continuations (one draw per continuation).
 
     Returns tokens (C, P, R, N), frozen (C, P, N) (committed at the cut), the achieved
-    committed fraction, the process fraction tau at the cut, and for the oracle the true
-    layout of every path (C, P).
+    committed fraction, the process fraction tau at the cut, for the oracle the true
+    layout of every path (C, P), and for a process that can revise visible codes (vq_diffusion's
+    published sampler) ``suppressed_replacements``: the revisions of committed codes that the
+    continuations, which keep the prefix frozen, did not make (summed over continuations and steps).
     """
     C, P, R = n_classes, paths, continuations
     classes = torch.arange(C).repeat_interleave(P).to(device_of(model))
@@ -112,7 +119,8 @@ def sample_nested(model, n_classes: int, paths: int, continuations: int, cut_fra
         cut = sampling.sample(model, classes, knobs, gen, perturbation=pre, cut_fraction=cut_fraction)
         if cut.state is None:
             raise ValueError(f"the process finished before committing a fraction {cut_fraction}")
-        done = sampling.resume(model, expand_state(cut.state, R), knobs, gen, perturbation=post)
+        done = sampling.resume(model, expand_state(cut.state, R), knobs, gen, perturbation=post,
+                               freeze_committed=True)
     N = done.tokens.shape[1]
     out = {
         "tokens": done.tokens.cpu().numpy().reshape(C, P, R, N),
@@ -120,6 +128,8 @@ def sample_nested(model, n_classes: int, paths: int, continuations: int, cut_fra
         "committed_fraction": np.float64(cut.committed_fraction),
         "process_fraction": np.float64(cut.process_fraction),
     }
+    if "suppressed" in done.trace:  # a process that revises visible codes: what freezing the prefix kept
+        out["suppressed_replacements"] = np.int64(sum(done.trace["suppressed"]))
     if "layouts" in cut.trace and cut.trace["layouts"] is not None:
         out["path_layouts"] = np.asarray(cut.trace["layouts"], dtype=np.int64).reshape(C, P)
     return out
