@@ -47,6 +47,7 @@ def test_sizes_come_from_config_files_and_weight_headers(folders):
     assert (s.grid, s.codes, s.width, s.attention_grid, s.steps) == (64, 8, 8, 32, 12)
     model = amused.load_checkpoint(folders["amused"], prompts=["a white disc"])
     assert s.transformer_params == sum(p.numel() for p in model.transformer.parameters())
+    assert s.code_width == model.tok_emb.weight.shape[1]  # the table codebook noise copies per sample
     v = sizing.read_sizes("vq_diffusion", folders["vq_diffusion"])
     assert (v.grid, v.codes, v.steps, v.logit_bytes) == (vq_diffusion.TINY_GRID, vq_diffusion.TINY_CODES, 100, 8)
     assert sizing.read_sizes("llamagen", folders["amused"]) is None  # no reader: not sized, said so in the log
@@ -122,3 +123,16 @@ def test_snakemake_start_refuses_a_low_budget_and_logs_the_estimates(tmp_path, f
     assert proc.returncode == 0, out[-3000:]
     assert "ibdiv sizing: datasets.amused_tiny (amused: 64x64 grid" in out and "(auto)" in out
     assert "score_checkpoint: peak" in out and "sample_probe/path_clamp/neutral: peak" in out
+
+
+def test_the_first_gpu_config_is_valid_and_sized(folders):
+    """docs/gpu-runbook.md's config: schema-valid, one backend on two conditions, a budget; with a
+    folder in place it is sized (here the tiny 64 x 64 aMUSEd) and `auto` resolves to a batch."""
+    from ibdiv.core.config import load_config
+
+    config = load_config(ROOT / "config/gpu-first.yaml")
+    (name, spec), = config["datasets"].items()
+    assert spec["backend"] == "amused" and len(spec["conditions"]) == 2 and config["resources"]["memory_gib"]
+    spec["checkpoint"] = str(folders["amused"])
+    plan = sizing.check_resources(config).datasets[name]
+    assert plan.sizes.grid == 64 and 1 <= plan.batch <= sizing.MAX_BATCH and plan.score_rows >= 1

@@ -28,4 +28,5 @@ with job(snakemake.log[0], snakemake.threads) as log:
     if "suppressed_replacements" in out:  # nested design on a process that revises visible codes
         log.info("replacements of committed codes suppressed by freezing the prefix, per cell: %s",
                  out["suppressed_replacements"].tolist())
+    log.info("%s", probes.peak_memory(devices.resolve(p.device)))  # beside the estimate printed at start
     save_npz(snakemake.output[0], **out)

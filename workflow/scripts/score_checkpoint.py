@@ -29,5 +29,6 @@ with job(snakemake.log[0], snakemake.threads) as log:
                "n_parameters": sum(p.numel() for p in model.parameters()),
                "likelihood": "exact NLL" if registry.family(w.family).exact_likelihood else "ELBO bound",
                "pretrained": True}
+    log.info("%s", probes.peak_memory(device))  # beside the estimate printed at start
     log.info("%s", metrics)
     save_json(snakemake.output.metrics, metrics)

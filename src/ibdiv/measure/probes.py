@@ -168,6 +168,17 @@ def baseline_as_cell(cache: dict, *, seed: int) -> dict:
     return {"tokens": cache["tokens"].astype(np.int64), "labels": cache["labels"], "logprobs": cache["logprobs"]}
 
 
+def peak_memory(device) -> str:
+    """What a sampling or scoring job measured of its own peak memory, to set beside the estimate
+    its Snakemake start printed (ibdiv.pipeline.sizing): the CUDA allocator's peak on a GPU, the
+    process's peak resident size on the CPU (weights, libraries and interpreter included)."""
+    if torch.device(device).type == "cuda":
+        return f"peak GPU memory allocated {torch.cuda.max_memory_allocated(device) / 2 ** 30:.3f} GiB"
+    import resource
+
+    return f"peak resident memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20:.3f} GiB (CPU)"
+
+
 def load_sampler(family: str, path, device="cpu"):
     """The model a sampler reads: a trained prior on `device`; for a "checkpoint" family (a
     pretrained backend) what its module's `load_checkpoint(folder, device)` loads from the folder

@@ -118,7 +118,7 @@ def _amused_sizes(folder: Path) -> ModelSizes:
         attention_grid=grid // 2 if t.get("downsample") else grid,
         text_length=int(text.get("max_position_embeddings", 77)), steps=12,  # amused.KNOBS["steps"]
         transformer_params=_params_under(folder / "transformer"), total_params=_params_under(folder),
-        code_width=int(t["hidden_size"]), logit_bytes=FLOAT32)
+        code_width=int(t["in_channels"]), logit_bytes=FLOAT32)  # embed.embeddings: (vocab, in_channels)
 
 
 def _vq_diffusion_sizes(folder: Path) -> ModelSizes:
