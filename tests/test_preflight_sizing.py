@@ -78,11 +78,18 @@ def test_a_low_budget_names_the_keys_to_lower(folders):
     sizing.check_resources(config)
 
 
-def test_a_nested_design_names_its_paths_and_continuations(folders):
-    config = config_with(folders, memory_gib=0.2)
+def test_a_nested_design_too_large_for_one_call_is_split_by_the_budget(folders):
+    """4 conditions x 6 paths x 3 continuations = 72 continuations do not fit 0.15 GiB in one call
+    at the 64 x 64 grid: they are drawn nested_batch at a time, and every job then fits."""
+    config = config_with(folders, memory_gib=0.15)
     config["sampling"]["batch_size"] = 1
-    with pytest.raises(sizing.ResourceBudgetError, match=r"lower probes\.path_clamp\.paths / probes\.path_clamp\.continuations"):
-        sizing.check_resources(config)
+    plan = sizing.check_resources(config).datasets["amused_tiny"]
+    assert plan.nested_batch is not None and 1 <= plan.nested_batch < 72
+    jobs = {job.job: job for job in plan.jobs}
+    assert jobs["sample_probe/path_clamp/neutral"].samples == plan.nested_batch
+    assert all(job.peak_bytes <= 0.15 * GIB for job in plan.jobs)
+    roomy = sizing.check_resources(config_with(folders, memory_gib=8)).datasets["amused_tiny"]
+    assert roomy.nested_batch is None  # all in one call: the draws of an unsplit run
 
 
 def test_auto_batch_and_score_chunk_follow_the_budget(folders):

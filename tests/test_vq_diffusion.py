@@ -141,6 +141,22 @@ def test_published_sampler_replaces_codes_and_nested_continuations_keep_them(mod
     assert sum(free.trace["replaced"][steps_done:]) > 0
 
 
+def test_nested_continuations_in_chunks_keep_the_prefix(model):
+    """Continuations drawn a few at a time (the memory budget's nested_batch), codebook noise drawn
+    per chunk: the same prefix frozen in every continuation, reproducible; a chunk that holds them
+    all is the one-call draw."""
+    from ibdiv.measure.probes import sample_nested
+
+    kw = dict(paths=2, continuations=3, cut_fraction=0.25, knobs={}, seed=0, after=("codebook", 1.0))
+    whole = sample_nested(model, 2, **kw)
+    assert all((sample_nested(model, 2, batch_size=12, **kw)[k] == whole[k]).all() for k in whole)
+    chunked, again = (sample_nested(model, 2, batch_size=5, **kw) for _ in range(2))
+    assert (chunked["tokens"] == again["tokens"]).all() and (chunked["frozen"] == whole["frozen"]).all()
+    frozen = chunked["frozen"][:, :, None, :].repeat(3, axis=2)
+    assert (chunked["tokens"] == chunked["tokens"][:, :, :1])[frozen].all()
+    assert not (chunked["tokens"] == whole["tokens"]).all()  # other draws after the cut
+
+
 def test_nested_design_records_the_suppressed_replacements(model):
     from ibdiv.measure.probes import sample_nested
 

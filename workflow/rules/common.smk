@@ -85,6 +85,11 @@ def sampling_settings(wildcards):
     return {**config["sampling"], "batch_size": sampling_batch(wildcards)}
 
 
+def nested_batch(wildcards):
+    """Continuations per call of a nested probe (None: all in one call; set where the budget splits them)."""
+    return SIZING.datasets[wildcards.dataset].nested_batch
+
+
 def score_rows(wildcards):
     """Masked rows per network call of a backend's held-out score (None: no budget, the backend's default)."""
     return SIZING.datasets[wildcards.dataset].score_rows

@@ -17,6 +17,7 @@ rule sample_probe:
         knobs=point_knobs,
         per_class=config["measure"]["per_class"],
         batch_size=sampling_batch,
+        nested_batch=nested_batch,  # from resources.memory_gib (ibdiv.pipeline.sizing)
         seed=config["seed"],
         device=DEVICE,
     log:

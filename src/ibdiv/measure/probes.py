@@ -87,22 +87,30 @@ def sample_flat(model, n_classes: int, per_class: int, knobs: dict, seed: int, *
 
 def expand_state(state, repeats: int):
     """Each sample of a cut state repeated `repeats` times (consecutively)."""
+    return select_state(state, torch.arange(len(state.classes)).repeat_interleave(repeats))
+
+
+def select_state(state, rows: torch.Tensor):
+    """A copy of a state holding the samples `rows` (indices, repeats allowed) in that order."""
     state = copy.deepcopy(state)
     n = len(state.classes)
     for f in dataclasses.fields(state):
         value = getattr(state, f.name)
         if torch.is_tensor(value) and value.ndim and value.shape[0] == n:
-            setattr(state, f.name, value.repeat_interleave(repeats, 0))
+            setattr(state, f.name, value[rows.to(value.device)])
     for key, value in state.trace.items():
         if isinstance(value, list) and len(value) == n and key == "layouts":
-            state.trace[key] = [v for v in value for _ in range(repeats)]
+            state.trace[key] = [value[i] for i in rows.tolist()]
     return state
 
 
 def sample_nested(model, n_classes: int, paths: int, continuations: int, cut_fraction: float, knobs: dict,
-                  seed: int, *, before=(None, 0.0), after=(None, 0.0), noise_seed: int = 0) -> dict:
+                  seed: int, *, before=(None, 0.0), after=(None, 0.0), noise_seed: int = 0,
+                  batch_size: int | None = None) -> dict:
     """Path-clamp design. `before` / `after` = (noise target or None, sigma), applied only to
     the prefix (one draw per path) or only to the continuations (one draw per continuation).
+    `batch_size`: continuations per call (None: all C P R in one; a smaller chunk, which the memory
+    budget sets where they do not fit, changes the draws, as a flat design's batch does).
 
     Returns tokens (C, P, R, N), frozen (C, P, N) (committed at the cut), the achieved
     committed fraction, the process fraction tau at the cut, for the oracle the true
@@ -114,25 +122,42 @@ def sample_nested(model, n_classes: int, paths: int, continuations: int, cut_fra
     classes = torch.arange(C).repeat_interleave(P).to(device_of(model))
     gen, noise_gen = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(noise_seed)
     pre = draw_noise(model, before[0], before[1], C * P, noise_gen)
-    post = draw_noise(model, after[0], after[1], C * P * R, noise_gen)
     with torch.no_grad():
         cut = sampling.sample(model, classes, knobs, gen, perturbation=pre, cut_fraction=cut_fraction)
         if cut.state is None:
             raise ValueError(f"the process finished before committing a fraction {cut_fraction}")
-        done = sampling.resume(model, expand_state(cut.state, R), knobs, gen, perturbation=post,
-                               freeze_committed=True)
-    N = done.tokens.shape[1]
+        tokens, suppressed = _continuations(model, expand_state(cut.state, R), knobs, gen, after, noise_gen,
+                                            batch_size)
+    N = tokens.shape[1]
     out = {
-        "tokens": done.tokens.cpu().numpy().reshape(C, P, R, N),
+        "tokens": tokens.numpy().reshape(C, P, R, N),
         "frozen": cut.committed.cpu().numpy().reshape(C, P, N),
         "committed_fraction": np.float64(cut.committed_fraction),
         "process_fraction": np.float64(cut.process_fraction),
     }
-    if "suppressed" in done.trace:  # a process that revises visible codes: what freezing the prefix kept
-        out["suppressed_replacements"] = np.int64(sum(done.trace["suppressed"]))
+    if suppressed is not None:  # a process that revises visible codes: what freezing the prefix kept
+        out["suppressed_replacements"] = np.int64(suppressed)
     if "layouts" in cut.trace and cut.trace["layouts"] is not None:
         out["path_layouts"] = np.asarray(cut.trace["layouts"], dtype=np.int64).reshape(C, P)
     return out
+
+
+def _continuations(model, expanded, knobs: dict, gen: torch.Generator, after, noise_gen: torch.Generator,
+                   batch_size: int | None) -> tuple[torch.Tensor, int | None]:
+    """(tokens (n, N) on the CPU, replacements suppressed or None) of the continuations of an expanded
+    cut state, `batch_size` at a time, each chunk with its own draw of the `after` noise (one K x d
+    code table a continuation: drawn per chunk, so that only a chunk's tables are ever held)."""
+    n = len(expanded.classes)
+    chunk = n if batch_size is None else max(1, min(int(batch_size), n))
+    tokens, suppressed = [], None
+    for start in range(0, n, chunk):
+        part = expanded if chunk == n else select_state(expanded, torch.arange(start, min(start + chunk, n)))
+        post = draw_noise(model, after[0], after[1], len(part.classes), noise_gen)
+        done = sampling.resume(model, part, knobs, gen, perturbation=post, freeze_committed=True)
+        tokens.append(done.tokens.cpu())
+        if "suppressed" in done.trace:
+            suppressed = (suppressed or 0) + sum(done.trace["suppressed"])
+    return torch.cat(tokens), suppressed
 
 
 def probe_cells(probe: dict) -> list:
@@ -141,10 +166,13 @@ def probe_cells(probe: dict) -> list:
 
 
 def run_probe(model, probe: dict, n_classes: int, knobs: dict, *, per_class: int, seed: int,
-              noise_seed: int, batch_size: int = 1024, given: dict | None = None) -> dict:
+              noise_seed: int, batch_size: int = 1024, given: dict | None = None,
+              nested_batch: int | None = None) -> dict:
     """Every cell of one probe; arrays stacked along a leading cell axis. `given`: {cell index:
     cell arrays} already drawn elsewhere (`baseline_as_cell`), taken as they are instead of sampled.
-    Each cell seeds its own generators, so skipping one leaves the others' draws unchanged."""
+    Each cell seeds its own generators, so skipping one leaves the others' draws unchanged.
+    `batch_size`: samples per call of a flat design; `nested_batch`: continuations per call of a
+    nested one (None: all in one call)."""
     design = registry.probe_kind(probe["kind"]).design
     cells = registry.cell_settings(probe, knobs)  # what each cell samples (ProbeKind.cell_settings)
     given = given or {}
@@ -156,7 +184,7 @@ def run_probe(model, probe: dict, n_classes: int, knobs: dict, *, per_class: int
                 "logprobs": np.stack([c["logprobs"] for c in flat])}
     nested = [given[i] if i in given else
               sample_nested(model, n_classes, probe["paths"], probe["continuations"], knobs=knobs, seed=seed,
-                            noise_seed=noise_seed, **cell) for i, cell in enumerate(cells)]
+                            noise_seed=noise_seed, batch_size=nested_batch, **cell) for i, cell in enumerate(cells)]
     return {key: np.stack([c[key] for c in nested]) for key in nested[0]}
 
 

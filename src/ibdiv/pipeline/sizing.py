@@ -13,10 +13,11 @@ section:
       memory_gib: 70    # the memory one job may use: the GPU's (device=cuda) or the host's
       tflops: 10        # assumed sustained throughput, only to turn FLOPs into seconds
 
-A job that does not fit fails the start with the key to lower (sampling.batch_size, a nested
-probe's paths / continuations) or `resources.memory_gib` to raise. Where `sampling.batch_size`
-is `auto` (or left out) the batch is the largest that fits every sampling job of the dataset;
-the held-out score's network-call chunk (`rows_per_call`) is always sized from the budget.
+A job that does not fit fails the start with the key to lower (sampling.batch_size) or
+`resources.memory_gib` to raise. Where `sampling.batch_size` is `auto` (or left out) the batch is
+the largest that fits every sampling job of the dataset; the held-out score's network-call chunk
+(`rows_per_call`) and, where a nested design's conditions x paths x continuations do not fit one
+call, its continuations per call (`nested_batch`) are always sized from the budget.
 
 The memory model is a rule of thumb, float32 weights and activations, per network row (one
 sequence in one forward; a guided batch has two rows a sample):
@@ -54,7 +55,7 @@ MATERIALISED_ATTENTION = 0
 MARGIN = 1.5  # allocator slack and the temporaries the rule of thumb misses (tiny VQ-Diffusion: 0.10 MB a row measured)
 DEFAULT_TFLOPS = 10.0  # an assumption (float32 on a current datacenter GPU, well below its peak)
 MAX_BATCH = 1024  # `auto` never asks for more samples at once (sample_flat's old default)
-AUTO_BATCH_UNSIZED = 256  # `auto` for a family or checkpoint the estimator cannot size
+AUTO_BATCH_UNSIZED = 32  # `auto` where nothing is sized (LlamaGen: 50 MB code tables a sample; the old pretrained batch)
 MAX_SCORE_ROWS = 1024
 SAFETENSORS_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
                      "BOOL": 1}
@@ -223,9 +224,11 @@ def sampling_jobs(config: dict, s: ModelSizes, n_conditions: int) -> list[dict]:
     return jobs
 
 
-def estimate(job: dict, s: ModelSizes, batch: int) -> JobEstimate:
+def estimate(job: dict, s: ModelSizes, batch: int, nested_batch: int | None = None) -> JobEstimate:
+    """A job's estimate: a flat design draws `batch` samples a call, a nested one all its
+    continuations, or `nested_batch` at a time where the budget splits them."""
     guided = any(_guided(k) for k in job["cells"])
-    samples = job["nested"] or batch
+    samples = min(job["nested"], nested_batch or job["nested"]) if job["nested"] else batch
     flops = max((2 if _guided(k) else 1) * _steps(s, k) for k in job["cells"]) * row_flops(s)
     peak = weight_bytes(s) + samples * per_sample_bytes(s, guided, job["code_tables"])
     return JobEstimate(job["job"], samples, guided, job["code_tables"], peak, flops,
@@ -248,6 +251,7 @@ class DatasetPlan:
     batch: int  # samples per sampling call (flat designs)
     score_rows: int | None  # masked rows per network call of the held-out score (None: the backend's default)
     jobs: list[JobEstimate] = field(default_factory=list)
+    nested_batch: int | None = None  # continuations per call of a nested design (None: all in one call)
 
 
 @dataclass
@@ -288,7 +292,8 @@ def plan_resources(config: dict, checkpoint_folder=lambda name: None) -> Plan:
         lines.append(f"{where}: weights {weight_bytes(sizes) / GIB:.3f} GiB, budget "
                      f"{'none (resources.memory_gib unset)' if budget is None else f'{budget / GIB:g} GiB'}, "
                      f"sampling batch {plan.batch}{' (auto)' if asked == 'auto' else ''}, "
-                     f"score {plan.score_rows or 'default'} rows a call")
+                     f"score {plan.score_rows or 'default'} rows a call"
+                     + (f", nested continuations {plan.nested_batch} a call" if plan.nested_batch else ""))
         lines += [f"  {job.line(tflops)}" for job in plan.jobs]
     return Plan(plans, lines, problems)
 
@@ -304,11 +309,12 @@ def _plan_dataset(config, name, spec, s, asked, budget, tflops, problems) -> Dat
     else:
         batch = asked
     rows = score_rows(s, budget)
+    nested = _nested_batch([j for j in jobs if j["nested"]], s, budget)
     shown = rows or SCORE_ROWS_UNSIZED
     score = JobEstimate("score_checkpoint", shown, False, False, weight_bytes(s) + shown * score_row_bytes(s),
                         SCORE_LEVELS * row_flops(s), "resources.memory_gib")
-    estimates = [score] + [estimate(j, s, batch) for j in jobs]
-    plan = DatasetPlan(name, s, batch, rows, estimates)
+    estimates = [score] + [estimate(j, s, batch, nested) for j in jobs]
+    plan = DatasetPlan(name, s, batch, rows, estimates, nested)
     if budget is None:
         return plan
     if rows == 0:
@@ -319,6 +325,19 @@ def _plan_dataset(config, name, spec, s, asked, budget, tflops, problems) -> Dat
     for remedy in dict.fromkeys(job.remedy for job in over):
         problems.append(_budget_problem(name, s, [j for j in over if j.remedy == remedy], budget, asked))
     return plan
+
+
+def _nested_batch(nested: list[dict], s: ModelSizes, budget: float | None) -> int | None:
+    """Continuations per call where some nested design does not fit the budget in one call: the
+    most every nested job fits (at least 1: a budget below one sample is a problem reported
+    with the estimates); None where all fit (or there is no budget)."""
+    if budget is None or not nested:
+        return None
+    fits = {j["job"]: int((budget - weight_bytes(s)) // per_sample_bytes(s, any(_guided(k) for k in j["cells"]),
+                                                                           j["code_tables"])) for j in nested}
+    if all(j["nested"] <= fits[j["job"]] for j in nested):
+        return None
+    return max(1, min(fits.values()))
 
 
 def _budget_problem(name: str, s: ModelSizes, over: list[JobEstimate], budget: float, asked) -> str:
