@@ -163,10 +163,12 @@ def score_row_bytes(s: ModelSizes) -> int:
 
 
 def weight_bytes(s: ModelSizes) -> int:
+    """Every component's weights in float32 (as the backends load them)."""
     return s.total_params * FLOAT32
 
 
 def row_flops(s: ModelSizes) -> float:
+    """Network FLOPs of one row: the matmuls over every token, plus self-attention's N_att^2 terms."""
     n_att = s.attention_grid ** 2
     return 2.0 * s.transformer_params * s.tokens + 4.0 * s.layers * n_att * n_att * s.width
 
@@ -182,11 +184,13 @@ class JobEstimate:
     remedy: str  # what to lower when it does not fit
 
     def line(self, tflops: float) -> str:
+        """The job's start-up log line: peak, what a call holds, FLOPs and time per sample."""
+        scoring = self.job.startswith("score")
+        holds = (" (guided: 2 rows a sample)" if self.guided else "") + (", code tables" if self.code_tables else "")
+        seconds = self.flops_per_sample / (tflops * 1e12)
         return (f"{self.job}: peak {self.peak_bytes / GIB:.3f} GiB at {self.samples} "
-                f"{'rows' if self.job.startswith('score') else 'samples'} a call"
-                f"{' (guided: 2 rows a sample)' if self.guided else ''}{', code tables' if self.code_tables else ''}; "
-                f"{self.flops_per_sample / 1e9:.3g} GFLOP "
-                f"= {self.flops_per_sample / (tflops * 1e12) * 1e3:.3g} ms a {'sequence' if self.job.startswith('score') else 'sample'} at {tflops:g} TFLOP/s")
+                f"{'rows' if scoring else 'samples'} a call{holds}; {self.flops_per_sample / 1e9:.3g} GFLOP = "
+                f"{seconds * 1e3:.3g} ms a {'sequence' if scoring else 'sample'} at {tflops:g} TFLOP/s")
 
 
 def per_sample_bytes(s: ModelSizes, guided: bool, code_tables: bool) -> int:
@@ -202,8 +206,10 @@ def _steps(s: ModelSizes, knobs: dict) -> int:
 
 
 def sampling_jobs(config: dict, s: ModelSizes, n_conditions: int) -> list[dict]:
-    """Each sampling job of the backend: {job, knobs (the heaviest cell's), code_tables, nested
-    samples (None for a flat design, whose batch is sampling.batch_size), remedy key}."""
+    """Each sampling job of the backend (the baseline per point, each applicable probe per point):
+    {job, cells (each cell's knobs), code_tables (a cell perturbs the codebook), nested
+    (continuations of a nested design; None for a flat one, whose batch is sampling.batch_size),
+    remedy (the key to lower)}."""
     backend, jobs = s.backend, []
     points = config["families"].get(backend, {})
     for point, knobs in points.items():
