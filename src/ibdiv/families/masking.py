@@ -15,9 +15,8 @@ MASK_SCHEDULES = {
 }
 
 
-SEQUENCES_PER_DRAW = 64  # mask draws are made for this many sequences at a time: bounded memory,
+SEQUENCES_PER_DRAW = 256  # mask draws are made for this many sequences at a time: bounded memory,
 # and the same draws whatever ``rows_per_call`` is (the chunking of the network calls)
-ROWS_PER_CALL = 4096  # default masked rows per network call (in-house sizes: small)
 
 
 def mask_levels(n: int, N: int, levels: int | None, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,7 +38,7 @@ def mask_levels(n: int, N: int, levels: int | None, gen: torch.Generator) -> tup
 
 @torch.no_grad()
 def nelbo_per_sequence(model: Backbone, tokens, labels, gen: torch.Generator, *, levels: int | None = None,
-                       rows_per_call: int = ROWS_PER_CALL) -> torch.Tensor:
+                       rows_per_call: int | None = None) -> torch.Tensor:
     """(n,) absorbing-diffusion NELBO of each sequence in nats, an upper bound on its exact NLL.
 
     Uses the any-order form of the continuous-time ELBO (equal in expectation):
@@ -49,7 +48,8 @@ def nelbo_per_sequence(model: Backbone, tokens, labels, gen: torch.Generator, *,
     sizes per sequence, a Monte-Carlo estimate of the same bound whose cost does not grow with N).
     It needs only p(x_i | visible tokens) from a bidirectional network, so MIM is scored with it too.
     Each masked copy of a sequence is one row of a network call; ``rows_per_call`` rows go through
-    the network at a time (the memory knob: the draws, hence the result, do not depend on it)."""
+    the network at a time (the memory knob: the draws, hence the result, do not depend on it; None:
+    the rows of SEQUENCES_PER_DRAW sequences in one call, the in-house families' small sizes)."""
     N = tokens.shape[1]
     out = []
     for x, y in zip(tokens.split(SEQUENCES_PER_DRAW), labels.split(SEQUENCES_PER_DRAW)):
@@ -58,8 +58,9 @@ def nelbo_per_sequence(model: Backbone, tokens, labels, gen: torch.Generator, *,
         rank = uniform((len(x), M, N), gen, x.device).argsort(-1).argsort(-1)
         masks = (rank < k.to(x.device)[..., None]).reshape(-1, N)
         rows, row_labels = x.repeat_interleave(M, 0), y.repeat_interleave(M, 0)
-        per_row = torch.cat([_masked_nll(model, rows[i:i + rows_per_call], row_labels[i:i + rows_per_call],
-                                         masks[i:i + rows_per_call]) for i in range(0, len(rows), rows_per_call)])
+        step = rows_per_call or len(rows)
+        per_row = torch.cat([_masked_nll(model, rows[i:i + step], row_labels[i:i + step], masks[i:i + step])
+                             for i in range(0, len(rows), step)])
         out.append((per_row.reshape(len(x), M) * (w / k).double().to(x.device)).sum(1))
     return torch.cat(out)
 
@@ -73,7 +74,7 @@ def _masked_nll(model: Backbone, rows, labels, masked) -> torch.Tensor:
 
 @torch.no_grad()
 def heldout_bits_per_token(model: Backbone, tokens, labels, gen: torch.Generator, *, levels: int | None = None,
-                           rows_per_call: int = ROWS_PER_CALL) -> float:
+                           rows_per_call: int | None = None) -> float:
     """Absorbing-diffusion NELBO in bits/token (``nelbo_per_sequence``): exact over mask sizes
     by default (the in-house families: cheap), Monte-Carlo with ``levels`` sizes per sequence."""
     per_sequence = nelbo_per_sequence(model, tokens, labels, gen, levels=levels, rows_per_call=rows_per_call)
