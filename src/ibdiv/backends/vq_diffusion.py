@@ -63,8 +63,8 @@ Deviations from the pipeline (and why):
   logsumexp renormalisation).
 * The token temperature (see 2.).
 
-Per-token log-probs: the log-prob of a newly committed code under the code distribution of its
-draw: log_softmax over the K code rows of the step's posterior (the mixture a_{t-1} p(x0) +
+Per-token log-probs: the log-prob of a position's current code under the code distribution of the
+draw that set it (its commit, or its last replacement): log_softmax over the K code rows of the step's posterior (the mixture a_{t-1} p(x0) +
 b_{t-1}; at t = 0, log p(x0) after truncation and clamp). Whether a position unmasks at a step is
 not part of it (as amused: the token's distribution, not the unmasking decision).
 
