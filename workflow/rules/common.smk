@@ -86,7 +86,10 @@ def sampling_settings(wildcards):
 
 
 def nested_batch(wildcards):
-    """Continuations per call of a nested probe (None: all in one call; set where the budget splits them)."""
+    """Continuations per call of a backend's nested probe (None: all in one call; set where the budget
+    splits them). The in-house families of the dataset (the independent reference) draw in one call."""
+    if registry.family(wildcards.family).model != "checkpoint":
+        return None
     return SIZING.datasets[wildcards.dataset].nested_batch
 
 
