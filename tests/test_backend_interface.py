@@ -267,17 +267,19 @@ def test_cut_and_resume_with_the_same_generator_equals_uninterrupted(name, prior
 
 
 def test_resume_with_fresh_randomness_keeps_the_path_and_leaves_the_state(name, prior, classes):
+    """As the nested designs resume: with the committed codes frozen (vq_diffusion's published
+    sampler could otherwise replace them: tests/test_vq_diffusion.py; the others never do)."""
     g = torch.Generator().manual_seed(5)
     cut = sample(prior, classes, {}, g, cut_fraction=0.25)
     before = cut.state.tokens.clone()
     expanded = probes.expand_state(cut.state, 4)
-    more = resume(prior, expanded, {}, torch.Generator().manual_seed(9))
+    more = resume(prior, expanded, {}, torch.Generator().manual_seed(9), freeze_committed=True)
     assert torch.equal(cut.state.tokens, before)  # resume leaves the state alone
     frozen = cut.committed.repeat_interleave(4, 0)
     assert torch.equal(more.tokens[frozen], cut.tokens.repeat_interleave(4, 0)[frozen])
     assert not torch.equal(more.tokens[0], more.tokens[1])  # continuations differ
-    first, second = (resume(prior, cut.state, {}, torch.Generator().manual_seed(s)) for s in (1, 2))
-    again = resume(prior, cut.state, {}, torch.Generator().manual_seed(1))
+    first, second = (resume(prior, cut.state, {}, torch.Generator().manual_seed(s), freeze_committed=True) for s in (1, 2))
+    again = resume(prior, cut.state, {}, torch.Generator().manual_seed(1), freeze_committed=True)
     prefix = cut.committed
     assert torch.equal(first.tokens[prefix], cut.tokens[prefix]) and torch.equal(second.tokens[prefix], cut.tokens[prefix])
     assert not torch.equal(first.tokens, second.tokens) and torch.equal(first.tokens, again.tokens)

@@ -123,25 +123,47 @@ def test_the_cut_is_the_first_step_with_the_fraction_committed_in_every_sample(m
     assert whole.trace["committed_max"][step - 1] == per_sample.max()  # the per-sample spread is recorded
 
 
-def test_committed_tokens_are_frozen(model):
-    """Once a position holds a code it keeps it (the scheduler's q_posterior and last step could
-    replace it: see the module docstring)."""
+def test_published_sampler_replaces_codes_and_nested_continuations_keep_them(model):
+    """The baseline runs the published sampler: on this random network it replaces visible codes
+    (counted per step). A continuation resumed with freeze_committed keeps every code committed at
+    the cut and counts the replacements it suppressed; resumed without, it replaces some."""
     g = torch.Generator().manual_seed(2)
+    whole = run(model, {"cfg_scale": 3.0}, seed=2)
+    assert sum(whole.trace["replaced"]) > 0 and sum(whole.trace["suppressed"]) == 0
     cut = sample(model, classes(), {"cfg_scale": 3.0}, g, cut_fraction=0.5)
-    done = resume(model, cut.state, {"cfg_scale": 3.0}, g)
-    assert torch.equal(done.tokens[cut.committed], cut.tokens[cut.committed])
-    assert torch.equal(done.logprobs[cut.committed], cut.logprobs[cut.committed])
+    frozen = resume(model, cut.state, {"cfg_scale": 3.0}, torch.Generator().manual_seed(9), freeze_committed=True)
+    assert torch.equal(frozen.tokens[cut.committed], cut.tokens[cut.committed])
+    assert torch.equal(frozen.logprobs[cut.committed], cut.logprobs[cut.committed])
+    steps_done = len(cut.trace["replaced"])
+    assert sum(frozen.trace["replaced"][steps_done:]) == 0 and sum(frozen.trace["suppressed"]) > 0
+    free = resume(model, cut.state, {"cfg_scale": 3.0}, torch.Generator().manual_seed(9))
+    assert not torch.equal(free.tokens[cut.committed], cut.tokens[cut.committed])
+    assert sum(free.trace["replaced"][steps_done:]) > 0
 
 
-def test_the_pipeline_would_replace_codes(model):
-    """The deviation the freezing makes: the unmodified pipeline replaces known codes (on this
-    random network, often); the mask state is absorbing in both."""
-    seen = []
-    pipeline(model)([PROMPTS[c] for c in classes()], guidance_scale=1.0, generator=torch.Generator().manual_seed(7),
-                    output_type="np", callback=lambda i, t, x: seen.append(x.clone()))
-    known = [x != model.mask_id for x in seen]
-    assert all((a <= b).all() for a, b in zip(known, known[1:]))  # never re-masked
-    assert sum(int((a & (x != y)).sum()) for a, x, y in zip(known, seen, seen[1:])) > 0  # but replaced
+def test_nested_continuations_in_chunks_keep_the_prefix(model):
+    """Continuations drawn a few at a time (the memory budget's nested_batch), codebook noise drawn
+    per chunk: the same prefix frozen in every continuation, reproducible; a chunk that holds them
+    all is the one-call draw."""
+    from ibdiv.measure.probes import sample_nested
+
+    kw = dict(paths=2, continuations=3, cut_fraction=0.25, knobs={}, seed=0, after=("codebook", 1.0))
+    whole = sample_nested(model, 2, **kw)
+    assert all((sample_nested(model, 2, batch_size=12, **kw)[k] == whole[k]).all() for k in whole)
+    chunked, again = (sample_nested(model, 2, batch_size=5, **kw) for _ in range(2))
+    assert (chunked["tokens"] == again["tokens"]).all() and (chunked["frozen"] == whole["frozen"]).all()
+    frozen = chunked["frozen"][:, :, None, :].repeat(3, axis=2)
+    assert (chunked["tokens"] == chunked["tokens"][:, :, :1])[frozen].all()
+    assert not (chunked["tokens"] == whole["tokens"]).all()  # other draws after the cut
+
+
+def test_nested_design_records_the_suppressed_replacements(model):
+    from ibdiv.measure.probes import sample_nested
+
+    out = sample_nested(model, 2, paths=2, continuations=2, cut_fraction=0.25, knobs={}, seed=0)
+    assert out["suppressed_replacements"] > 0
+    assert (out["tokens"][:, :, :, :] == out["tokens"][:, :, :1, :])[out["frozen"][:, :, None, :]
+                                                                     .repeat(2, axis=2)].all()
 
 
 def test_guidance_is_the_pipelines_formula_in_log_space(model):
@@ -186,6 +208,26 @@ def test_heldout_bits_are_a_finite_bound(model):
     assert steps[0] == 0 and steps[2] == T - 1 and abs(int(steps[1]) - 50) <= 1
 
 
+def test_heldout_score_is_a_monte_carlo_elbo_that_chunking_does_not_change(model):
+    """The backend scores with SCORE_LEVELS stratified mask sizes per sequence (the exact sum over
+    all N sizes does not fit memory at the released sizes): on the tiny checkpoint it agrees with
+    the exact form within 4 standard errors of the per-sequence difference, and the network-call
+    chunk (what the memory budget sets) leaves it unchanged."""
+    from ibdiv.backends.diffusers_common import SCORE_LEVELS
+    from ibdiv.families.masking import nelbo_per_sequence
+
+    g = torch.Generator().manual_seed(5)
+    tokens, labels = torch.randint(0, K, (48, N), generator=g), torch.arange(48) % len(PROMPTS)
+    exact = nelbo_per_sequence(model, tokens, labels, torch.Generator().manual_seed(1), rows_per_call=256)
+    mc = nelbo_per_sequence(model, tokens, labels, torch.Generator().manual_seed(2),
+                            levels=SCORE_LEVELS, rows_per_call=256)
+    diff = mc - exact
+    assert abs(diff.mean()) < 4 * diff.std() / math.sqrt(len(diff))
+    bits = [vq_diffusion.heldout_bits_per_token(model, tokens, labels, torch.Generator().manual_seed(3),
+                                                rows_per_call=rows) for rows in (5, 64)]
+    assert bits[0] == pytest.approx(bits[1], rel=1e-6)
+
+
 # --- interventions -------------------------------------------------------------------------------
 
 def test_noise_maps_onto_the_normalised_states_and_code_rows(model):
@@ -211,11 +253,25 @@ def test_noise_maps_onto_the_normalised_states_and_code_rows(model):
 # --- decoding and equivalence with the pipeline ---------------------------------------------------
 
 @pytest.mark.parametrize("knobs", [{"cfg_scale": 1.0}, {"cfg_scale": 4.0, "top_p": 0.86}])
-def test_same_draws_and_images_as_the_diffusers_pipeline_with_frozen_tokens(model, monkeypatch, knobs):
-    """Run VQDiffusionPipeline itself, changed only where this backend deviates (committed tokens
-    kept after each scheduler step; its Gumbel uniforms on the CPU are already ours): it yields our
-    tokens and our decoded images. So prompt encoding, learned negatives, [neg, pos] log-space
-    guidance with logsumexp, truncate, clamp, q_posterior and the last step are the pipeline's."""
+def test_same_draws_and_images_as_the_diffusers_pipeline(model, knobs):
+    """VQDiffusionPipeline itself (its Gumbel uniforms on the CPU are already ours) yields our tokens,
+    replacements included, and our decoded images: prompt encoding, learned negatives, [neg, pos]
+    log-space guidance with logsumexp, truncate, clamp, q_posterior and the last step are the pipeline's."""
+    seen = []
+    images = pipeline(model)([PROMPTS[c] for c in classes()], guidance_scale=knobs["cfg_scale"],
+                             truncation_rate=knobs.get("top_p", 1.0), generator=torch.Generator().manual_seed(7),
+                             output_type="np", callback=lambda i, t, x: seen.append(x.clone())).images
+    ours = sample(model, classes(), knobs, torch.Generator().manual_seed(7))
+    assert torch.equal(seen[-1], ours.tokens)
+    assert [int((x != model.mask_id).sum(1).min()) for x in seen] == ours.trace["committed"]
+    assert [int(((a != model.mask_id) & (a != b)).sum()) for a, b in zip([torch.full_like(seen[0], model.mask_id)]
+                                                                        + seen, seen)] == ours.trace["replaced"]
+    torch.testing.assert_close(torch.from_numpy(images).permute(0, 3, 1, 2), model.decode(ours.tokens))
+
+
+def test_frozen_process_is_the_pipeline_with_committed_codes_kept(model, monkeypatch):
+    """Freezing changes only that: the pipeline whose scheduler step keeps the known codes gives the
+    frozen process's tokens."""
     from diffusers.schedulers.scheduling_vq_diffusion import VQDiffusionSchedulerOutput
 
     pipe = pipeline(model)
@@ -227,13 +283,13 @@ def test_same_draws_and_images_as_the_diffusers_pipeline_with_frozen_tokens(mode
 
     monkeypatch.setattr(pipe.scheduler, "step", frozen_step)
     seen = []
-    images = pipe([PROMPTS[c] for c in classes()], guidance_scale=knobs["cfg_scale"],
-                  truncation_rate=knobs.get("top_p", 1.0), generator=torch.Generator().manual_seed(7),
-                  output_type="np", callback=lambda i, t, x: seen.append(x.clone())).images
-    ours = sample(model, classes(), knobs, torch.Generator().manual_seed(7))
-    assert torch.equal(seen[-1], ours.tokens)
-    assert [int((x != model.mask_id).sum(1).min()) for x in seen] == ours.trace["committed"]
-    torch.testing.assert_close(torch.from_numpy(images).permute(0, 3, 1, 2), model.decode(ours.tokens))
+    pipe([PROMPTS[c] for c in classes()], guidance_scale=4.0, generator=torch.Generator().manual_seed(7),
+         output_type="np", callback=lambda i, t, x: seen.append(x.clone()))
+    state = vq_diffusion.start(model, classes(), {})
+    state.freeze_committed = True
+    knobs = {**vq_diffusion.KNOBS, "cfg_scale": 4.0}
+    ours = vq_diffusion.advance(model, state, knobs, torch.Generator().manual_seed(7))
+    assert torch.equal(seen[-1], ours.tokens) and sum(ours.trace["suppressed"]) > 0
 
 
 def test_decode_gives_images_of_the_vq_shape_in_unit_range(model):

@@ -58,6 +58,46 @@ def check_settings_against_data():
 check_settings_against_data()
 
 
+def size_backend_jobs():
+    """Every job that loads a configured backend checkpoint, sized before any job runs
+    (ibdiv.pipeline.sizing: config files and weight headers only): its estimated peak memory and
+    FLOPs per sample printed, checked against `resources.memory_gib` (a job that does not fit
+    stops the start, naming the key to lower), the batch of `sampling.batch_size: auto` and the
+    held-out score's chunk derived from it."""
+    from ibdiv.pipeline.sizing import check_resources
+
+    plan = check_resources(config)
+    for line in plan.lines:
+        print(f"ibdiv sizing: {line}", file=sys.stderr)
+    return plan
+
+
+SIZING = size_backend_jobs()
+
+
+def sampling_batch(wildcards):
+    """Samples per sampling call of a dataset: sampling.batch_size, or the size `auto` resolves to."""
+    return SIZING.datasets[wildcards.dataset].batch
+
+
+def sampling_settings(wildcards):
+    """The `sampling` section with the dataset's batch size resolved."""
+    return {**config["sampling"], "batch_size": sampling_batch(wildcards)}
+
+
+def nested_batch(wildcards):
+    """Continuations per call of a backend's nested probe (None: all in one call; set where the budget
+    splits them). The in-house families of the dataset (the independent reference) draw in one call."""
+    if registry.family(wildcards.family).model != "checkpoint":
+        return None
+    return SIZING.datasets[wildcards.dataset].nested_batch
+
+
+def score_rows(wildcards):
+    """Masked rows per network call of a backend's held-out score (None: no budget, the backend's default)."""
+    return SIZING.datasets[wildcards.dataset].score_rows
+
+
 def dataset_section(section):
     """Params function: one section of `datasets.<dataset>` (narrow params => narrow reruns)."""
 

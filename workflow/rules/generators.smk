@@ -57,7 +57,7 @@ rule sample_baseline:
         "results/{dataset}/samples/{family}/seed{seed}/{point}/baseline.npz",
     params:
         knobs=point_knobs,
-        sampling=config["sampling"],
+        sampling=sampling_settings,
         seed=config["seed"],
         device=DEVICE,
     log:

@@ -126,6 +126,7 @@ rule score_checkpoint:
     params:
         device=DEVICE,
         seed=config["seed"],
+        rows_per_call=score_rows,  # from resources.memory_gib (ibdiv.pipeline.sizing); the result does not depend on it
     wildcard_constraints:
         dataset="|".join(PRETRAINED) or "NO_DATASET",
         family="|".join(BACKEND_FAMILIES) or "NO_FAMILY",

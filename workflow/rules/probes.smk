@@ -16,7 +16,8 @@ rule sample_probe:
         baseline_cell=lambda w: [cell for cell, _ in baseline_reuse(w)],  # [] or [cell], as input.baseline
         knobs=point_knobs,
         per_class=config["measure"]["per_class"],
-        batch_size=config["sampling"]["batch_size"],
+        batch_size=sampling_batch,
+        nested_batch=nested_batch,  # from resources.memory_gib (ibdiv.pipeline.sizing)
         seed=config["seed"],
         device=DEVICE,
     log:

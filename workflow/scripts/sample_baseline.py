@@ -16,5 +16,8 @@ with job(snakemake.log[0], snakemake.threads) as log:
     out = probes.sample_flat(model, int(ref.labels.max()) + 1, p.sampling["baseline_per_class"], p.knobs, seed,
                              batch_size=p.sampling["batch_size"])
     log.info("%d samples, knobs %s", len(out["labels"]), p.knobs)
+    if "replaced_codes" in out:  # the published sampler revises visible codes (vq_diffusion)
+        log.info("visible codes replaced by the sampler: %d", out["replaced_codes"])
+    log.info("%s", probes.peak_memory(devices.resolve(p.device)))  # beside the estimate printed at start
     save_npz(snakemake.output[0], tokens=out["tokens"].astype(tokens.compact_dtype(ref.codebook_size)),
              labels=out["labels"], logprobs=out["logprobs"], seed=np.int64(seed))

@@ -77,7 +77,8 @@ Interventions (DESIGN §4):
   away: its direction matters.
 
 Held-out bits per token: the absorbing-diffusion ELBO bound of the in-house MIM family
-(``diffusion.heldout_bits_per_token``), on the conditional, unguided network.
+(``masking.nelbo_per_sequence``), on the conditional, unguided network: a Monte-Carlo estimate over
+``SCORE_LEVELS`` stratified mask sizes per sequence (``diffusers_common.heldout_bits_per_token``).
 """
 from __future__ import annotations
 
@@ -337,12 +338,13 @@ def load_checkpoint(folder, device="cpu", prompts=()) -> AmusedGenerator:
 TINY_GRID = 8  # 8 x 8 = 64 tokens (even: the tiny U-ViT downsamples by 2)
 
 
-def save_tiny_checkpoint(folder, seed: int = 0) -> Path:
+def save_tiny_checkpoint(folder, seed: int = 0, grid: int = TINY_GRID) -> Path:
     """Build tiny randomly initialised aMUSEd components and save them with
     ``AmusedPipeline.save_pretrained`` (the real layout, read back by the real loaders).
 
     Sizes: diffusers' own aMUSEd test configuration (tests/pipelines/amused/test_amused.py:
     hidden 8, codebook 8, vocab 32, one layer), with a 2-level VQ (images 2x the token grid).
+    ``grid``: the token grid side (even; TINY_GRID by default, 64 to size jobs at a released grid).
     """
     from diffusers import AmusedPipeline, AmusedScheduler, UVit2DModel, VQModel
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection
@@ -355,11 +357,11 @@ def save_tiny_checkpoint(folder, seed: int = 0) -> Path:
         micro_cond_embed_dim=10, encoder_hidden_size=8, vocab_size=vocab, codebook_size=codebook,
         in_channels=8, block_out_channels=8, num_res_blocks=1, downsample=True, upsample=True,
         block_num_heads=1, num_hidden_layers=1, num_attention_heads=1, attention_dropout=0.0,
-        intermediate_size=8, layer_norm_eps=1e-06, ln_elementwise_affine=True, sample_size=TINY_GRID)
+        intermediate_size=8, layer_norm_eps=1e-06, ln_elementwise_affine=True, sample_size=grid)
     vqvae = VQModel(
         act_fn="silu", block_out_channels=[8, 8], down_block_types=["DownEncoderBlock2D"] * 2,
         in_channels=3, latent_channels=8, layers_per_block=1, norm_num_groups=8, num_vq_embeddings=codebook,
-        out_channels=3, sample_size=2 * TINY_GRID, up_block_types=["UpDecoderBlock2D"] * 2,
+        out_channels=3, sample_size=2 * grid, up_block_types=["UpDecoderBlock2D"] * 2,
         mid_block_add_attention=False, lookup_from_codebook=True)
     scheduler = AmusedScheduler(mask_token_id=vocab - 1)
     tokenizer = tiny_text_tokenizer()

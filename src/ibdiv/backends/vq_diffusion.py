@@ -44,24 +44,27 @@ Deviations from the pipeline (and why):
 * Gumbel noise: the scheduler's formula (``-log(-log(u + 1e-30) + 1e-30)``, same (B, K+1, N)
   layout) on uniforms drawn by the given CPU RNG and moved to the device (``backbone.uniform``,
   DESIGN §10); the scheduler draws them on the logits' device. On the CPU the streams are equal.
-* Committed tokens are frozen exactly. In the scheduler the mask state is absorbing (a known
-  token's posterior gives MASK log-prob ~ -69) but a known token can be *replaced*: q_posterior
-  keeps the forward process's uniform-replacement term, and the last step (t = 0) redraws every
-  position from log p(x0). The replacement probability is ~1e-6 only a priori (K b_tt); a posteriori
-  it grows with the network's disbelief in the visible code: measured with the scheduler's
-  q_posterior at K = 4096, a known code k whose p(x0 = k) is 0.9 is replaced with probability
-  ~1e-3 per step (t = 5..70; 0.1 at t = 99), at p = 0.5 ~5e-3 to 2e-2 per step, and at t = 0 with
-  probability 1 - p(x0 = k). For a trained network that predicts its visible tokens these changes
-  are rare; for a random tiny network they are frequent (``test_the_pipeline_would_replace_codes``). DESIGN §3/§4 need committed = fixed (D_frozen has zero within-path
-  entropy), so here a position, once it holds a code, keeps it: the pipeline's draw at a committed
-  position is discarded. (The equivalence test shows everything else is the pipeline's.)
+* Visible codes: the baseline, the knob sweeps and every prefix up to a cut run the published
+  sampler unchanged here (``test_same_draws_and_images_as_the_diffusers_pipeline``), whose posterior can
+  *replace* a visible code (q_posterior keeps the forward process's uniform-replacement term, and
+  the last step, t = 0, redraws every position from log p(x0)); the mask state is absorbing (a
+  known token's posterior gives MASK log-prob ~ -69). The replacement probability is ~1e-6 only
+  a priori (K b_tt); a posteriori it grows with the network's disbelief in the visible code:
+  measured with the scheduler's q_posterior at K = 4096, a known code k whose p(x0 = k) is 0.9 is
+  replaced with probability ~1e-3 per step (t = 5..70; 0.1 at t = 99), at p = 0.5 ~5e-3 to 2e-2
+  per step, and at t = 0 with probability 1 - p(x0 = k). ``trace["replaced"]`` counts them per step.
+* The nested designs' continuations freeze the committed codes (``DecodeState.freeze_committed``,
+  set by ``sampling.resume(freeze_committed=True)``): DESIGN §3/§4 need the codes committed at the
+  cut shared by every continuation (D_frozen has zero within-path entropy), so a position, once it
+  holds a code, keeps it and the draw there is discarded; ``trace["suppressed"]`` counts the
+  replacements that freezing kept from happening (``probes.sample_nested`` records the total).
 * Guidance runs whenever ``cfg_scale != 1`` (every family here); the pipeline guides only for
   ``guidance_scale > 1`` (L228). Scale 1 is the unguided process in both (no negative branch, no
   logsumexp renormalisation).
 * The token temperature (see 2.).
 
-Per-token log-probs: the log-prob of a newly committed code under the code distribution of its
-draw: log_softmax over the K code rows of the step's posterior (the mixture a_{t-1} p(x0) +
+Per-token log-probs: the log-prob of a position's current code under the code distribution of the
+draw that set it (its commit, or its last replacement): log_softmax over the K code rows of the step's posterior (the mixture a_{t-1} p(x0) +
 b_{t-1}; at t = 0, log p(x0) after truncation and clamp). Whether a position unmasks at a step is
 not part of it (as amused: the token's distribution, not the unmasking decision).
 
@@ -97,7 +100,8 @@ Interventions (DESIGN §4):
   branches read the same perturbed table.
 
 Held-out bits per token: the absorbing-diffusion ELBO bound of the in-house families
-(``diffusion.heldout_bits_per_token``); ``forward`` gives the transformer the timestep whose
+(``masking.nelbo_per_sequence``), as a Monte-Carlo estimate over ``SCORE_LEVELS`` stratified mask
+sizes per sequence, in network calls sized from the memory budget (``diffusers_common``); ``forward`` gives the transformer the timestep whose
 trained mask ratio matches each row's masked fraction.
 """
 from __future__ import annotations
@@ -299,7 +303,7 @@ def start(model: VQDiffusionGenerator, classes: torch.Tensor, knobs: dict) -> De
     """Every position masked (the pipeline's initial latents)."""
     model.check_classes(classes)
     return DecodeState.fresh(classes, model.config.seq_len, model.mask_id, model.config.steps, {},
-                             trace_keys=("committed", "committed_max"))
+                             trace_keys=("committed", "committed_max", "replaced", "suppressed"))
 
 
 @torch.no_grad()
@@ -307,6 +311,8 @@ def advance(model: VQDiffusionGenerator, state: DecodeState, knobs: dict, gen: t
             perturbation=None, cut_fraction: float | None = None) -> DecodeState:
     """Run steps until done or until every sample has >= ``cut_fraction`` N committed.
 
+    Each step keeps the scheduler's draw at every position (the published sampler: a visible code
+    may be replaced), or with ``state.freeze_committed`` only at the masked ones.
     Randomness per step: (n, K + 1, N) uniforms ((n, K, N) at the last step, timestep 0).
     """
     branches = _Branches(model, state.classes, knobs["cfg_scale"], perturbation)
@@ -322,15 +328,29 @@ def advance(model: VQDiffusionGenerator, state: DecodeState, knobs: dict, gen: t
         drawn = (posterior + gumbel_noise(posterior.shape, gen, posterior.device)).argmax(dim=1)
         code_lp = torch.log_softmax(posterior[:, :K], dim=1)
         lp = code_lp.gather(1, drawn.clamp(max=K - 1)[:, None]).squeeze(1)
-        newly = (drawn < K) & ~state.committed
-        state.tokens = torch.where(newly, drawn, state.tokens)
-        state.logprobs = torch.where(newly, lp.to(state.logprobs.dtype), state.logprobs)
-        state.committed = state.committed | newly
-        state.step += 1
-        counts = state.committed.sum(1)
-        state.trace["committed"].append(int(counts.min()))
-        state.trace["committed_max"].append(int(counts.max()))
+        apply_step(state, drawn, lp.to(state.logprobs.dtype), K)
     return state
+
+
+def apply_step(state: DecodeState, drawn: torch.Tensor, lp: torch.Tensor, K: int) -> None:
+    """The scheduler's draw ``drawn`` (n, N) (K = MASK) with its code log-probs ``lp``, taken into
+    the state: everywhere (the published sampler: ``trace["replaced"]`` counts the visible codes it
+    changes) or, frozen, only at masked positions (``trace["suppressed"]`` counts the changes kept out).
+    A committed position's log-prob is that of the draw that set its current code."""
+    changed = state.committed & (drawn != state.tokens)
+    newly = (drawn < K) & ~state.committed
+    replaced = torch.zeros_like(changed) if state.freeze_committed else changed
+    update = newly | replaced
+    state.tokens = torch.where(update, drawn, state.tokens)
+    state.logprobs = torch.where(update & (drawn < K), lp, state.logprobs)
+    state.logprobs = state.logprobs.masked_fill(state.tokens == K, float("nan"))
+    state.committed = state.tokens != K
+    state.step += 1
+    counts = state.committed.sum(1)
+    state.trace["committed"].append(int(counts.min()))
+    state.trace["committed_max"].append(int(counts.max()))
+    state.trace["replaced"].append(int(replaced.sum()))
+    state.trace["suppressed"].append(int(changed.sum()) if state.freeze_committed else 0)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -324,6 +324,8 @@ class DecodeState:
 
     ``tokens`` holds MASK (= K) at uncommitted positions; ``logprobs`` is NaN there.
     ``schedule`` holds the knobs that fix the process's step grid; resuming must not change them.
+    ``freeze_committed``: committed codes must stay as they are (the nested designs' continuations,
+    set by ``sampling.resume``); only a process that can revise a visible code reads it (vq_diffusion).
     """
 
     classes: torch.Tensor
@@ -334,6 +336,7 @@ class DecodeState:
     total_steps: int
     schedule: dict
     trace: dict
+    freeze_committed: bool = False
 
     @classmethod
     def fresh(cls, classes: torch.Tensor, seq_len: int, mask_id: int, total_steps: int,

@@ -99,13 +99,17 @@ def sample(model, classes: torch.Tensor, knobs: dict, gen: torch.Generator, *,
 
 
 def resume(model, state: DecodeState, knobs: dict, gen: torch.Generator, *,
-           perturbation: Perturbation | None = None) -> SampleResult:
-    """Continue a cut process to the end; ``state`` itself is left untouched."""
+           perturbation: Perturbation | None = None, freeze_committed: bool = False) -> SampleResult:
+    """Continue a cut process to the end; ``state`` itself is left untouched. ``freeze_committed``:
+    the codes committed at the cut stay (the nested designs: continuations share the path's
+    prefix); a process that would revise visible codes (vq_diffusion) then counts what it kept."""
     family = registry.implementation(model.family)
     knobs = resolve_knobs(model.family, knobs, model.vocab_size)
     state.check_schedule({key: knobs[key] for key in family.SCHEDULE_KNOBS})
     _check_perturbation(model, perturbation, len(state.classes))
-    return _run(model, family, copy.deepcopy(state), knobs, gen, perturbation, None)
+    state = copy.deepcopy(state)
+    state.freeze_committed = freeze_committed
+    return _run(model, family, state, knobs, gen, perturbation, None)
 
 
 def _run(model, family, state, knobs, gen, perturbation, cut_fraction) -> SampleResult:

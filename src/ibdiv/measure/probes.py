@@ -61,11 +61,12 @@ def sample_flat(model, n_classes: int, per_class: int, knobs: dict, seed: int, *
     nothing: stopping and resuming with the same RNG is the uninterrupted run (the same
     tokens; AR's log-probs after the cut may move by a float32 ulp, since resuming rebuilds its
     KV cache from the prefix in one pass).
-    Returns numpy arrays tokens (n, N), labels (n,), logprobs (n, N) float32.
+    Returns numpy arrays tokens (n, N), labels (n,), logprobs (n, N) float32, and for a process
+    that revises visible codes ``replaced_codes`` (how many it replaced, summed over samples and steps).
     """
     labels = torch.arange(n_classes).repeat_interleave(per_class)
     gen, noise_gen = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(noise_seed)
-    tokens, logprobs = [], []
+    tokens, logprobs, replaced = [], [], 0
     for start in range(0, len(labels), batch_size):
         batch = labels[start:start + batch_size].to(device_of(model))
         before = draw_noise(model, noise[0], noise[1], len(batch), noise_gen)
@@ -76,53 +77,87 @@ def sample_flat(model, n_classes: int, per_class: int, knobs: dict, seed: int, *
                 result = sampling.resume(model, result.state, knobs, gen, perturbation=after)
         tokens.append(result.tokens.cpu())
         logprobs.append(result.logprobs.cpu())
-    return {"tokens": torch.cat(tokens).numpy(), "labels": labels.numpy(),
-            "logprobs": torch.cat(logprobs).numpy().astype(np.float32)}
+        replaced += sum(result.trace.get("replaced", []))
+    out = {"tokens": torch.cat(tokens).numpy(), "labels": labels.numpy(),
+           "logprobs": torch.cat(logprobs).numpy().astype(np.float32)}
+    if "replaced" in result.trace:  # a process that revises visible codes (vq_diffusion): how often it did
+        out["replaced_codes"] = np.int64(replaced)
+    return out
 
 
 def expand_state(state, repeats: int):
     """Each sample of a cut state repeated `repeats` times (consecutively)."""
+    return select_state(state, torch.arange(len(state.classes)).repeat_interleave(repeats))
+
+
+def select_state(state, rows: torch.Tensor):
+    """A copy of a state holding the samples `rows` (indices, repeats allowed) in that order."""
     state = copy.deepcopy(state)
     n = len(state.classes)
     for f in dataclasses.fields(state):
         value = getattr(state, f.name)
         if torch.is_tensor(value) and value.ndim and value.shape[0] == n:
-            setattr(state, f.name, value.repeat_interleave(repeats, 0))
+            setattr(state, f.name, value[rows.to(value.device)])
     for key, value in state.trace.items():
         if isinstance(value, list) and len(value) == n and key == "layouts":
-            state.trace[key] = [v for v in value for _ in range(repeats)]
+            state.trace[key] = [value[i] for i in rows.tolist()]
     return state
 
 
 def sample_nested(model, n_classes: int, paths: int, continuations: int, cut_fraction: float, knobs: dict,
-                  seed: int, *, before=(None, 0.0), after=(None, 0.0), noise_seed: int = 0) -> dict:
+                  seed: int, *, before=(None, 0.0), after=(None, 0.0), noise_seed: int = 0,
+                  batch_size: int | None = None) -> dict:
     """Path-clamp design. `before` / `after` = (noise target or None, sigma), applied only to
     the prefix (one draw per path) or only to the continuations (one draw per continuation).
+    `batch_size`: continuations per call (None: all C P R in one; a smaller chunk, which the memory
+    budget sets where they do not fit, changes the draws, as a flat design's batch does).
 
     Returns tokens (C, P, R, N), frozen (C, P, N) (committed at the cut), the achieved
-    committed fraction, the process fraction tau at the cut, and for the oracle the true
-    layout of every path (C, P).
+    committed fraction, the process fraction tau at the cut, for the oracle the true
+    layout of every path (C, P), and for a process that can revise visible codes (vq_diffusion's
+    published sampler) ``suppressed_replacements``: the revisions of committed codes that the
+    continuations, which keep the prefix frozen, did not make (summed over continuations and steps).
     """
     C, P, R = n_classes, paths, continuations
     classes = torch.arange(C).repeat_interleave(P).to(device_of(model))
     gen, noise_gen = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(noise_seed)
     pre = draw_noise(model, before[0], before[1], C * P, noise_gen)
-    post = draw_noise(model, after[0], after[1], C * P * R, noise_gen)
     with torch.no_grad():
         cut = sampling.sample(model, classes, knobs, gen, perturbation=pre, cut_fraction=cut_fraction)
         if cut.state is None:
             raise ValueError(f"the process finished before committing a fraction {cut_fraction}")
-        done = sampling.resume(model, expand_state(cut.state, R), knobs, gen, perturbation=post)
-    N = done.tokens.shape[1]
+        tokens, suppressed = _continuations(model, expand_state(cut.state, R), knobs, gen, after, noise_gen,
+                                            batch_size)
+    N = tokens.shape[1]
     out = {
-        "tokens": done.tokens.cpu().numpy().reshape(C, P, R, N),
+        "tokens": tokens.numpy().reshape(C, P, R, N),
         "frozen": cut.committed.cpu().numpy().reshape(C, P, N),
         "committed_fraction": np.float64(cut.committed_fraction),
         "process_fraction": np.float64(cut.process_fraction),
     }
+    if suppressed is not None:  # a process that revises visible codes: what freezing the prefix kept
+        out["suppressed_replacements"] = np.int64(suppressed)
     if "layouts" in cut.trace and cut.trace["layouts"] is not None:
         out["path_layouts"] = np.asarray(cut.trace["layouts"], dtype=np.int64).reshape(C, P)
     return out
+
+
+def _continuations(model, expanded, knobs: dict, gen: torch.Generator, after, noise_gen: torch.Generator,
+                   batch_size: int | None) -> tuple[torch.Tensor, int | None]:
+    """(tokens (n, N) on the CPU, replacements suppressed or None) of the continuations of an expanded
+    cut state, `batch_size` at a time, each chunk with its own draw of the `after` noise (one K x d
+    code table a continuation: drawn per chunk, so that only a chunk's tables are ever held)."""
+    n = len(expanded.classes)
+    chunk = n if batch_size is None else max(1, min(int(batch_size), n))
+    tokens, suppressed = [], None
+    for start in range(0, n, chunk):
+        part = expanded if chunk == n else select_state(expanded, torch.arange(start, min(start + chunk, n)))
+        post = draw_noise(model, after[0], after[1], len(part.classes), noise_gen)
+        done = sampling.resume(model, part, knobs, gen, perturbation=post, freeze_committed=True)
+        tokens.append(done.tokens.cpu())
+        if "suppressed" in done.trace:
+            suppressed = (suppressed or 0) + sum(done.trace["suppressed"])
+    return torch.cat(tokens), suppressed
 
 
 def probe_cells(probe: dict) -> list:
@@ -131,10 +166,13 @@ def probe_cells(probe: dict) -> list:
 
 
 def run_probe(model, probe: dict, n_classes: int, knobs: dict, *, per_class: int, seed: int,
-              noise_seed: int, batch_size: int = 1024, given: dict | None = None) -> dict:
+              noise_seed: int, batch_size: int = 1024, given: dict | None = None,
+              nested_batch: int | None = None) -> dict:
     """Every cell of one probe; arrays stacked along a leading cell axis. `given`: {cell index:
     cell arrays} already drawn elsewhere (`baseline_as_cell`), taken as they are instead of sampled.
-    Each cell seeds its own generators, so skipping one leaves the others' draws unchanged."""
+    Each cell seeds its own generators, so skipping one leaves the others' draws unchanged.
+    `batch_size`: samples per call of a flat design; `nested_batch`: continuations per call of a
+    nested one (None: all in one call)."""
     design = registry.probe_kind(probe["kind"]).design
     cells = registry.cell_settings(probe, knobs)  # what each cell samples (ProbeKind.cell_settings)
     given = given or {}
@@ -146,7 +184,7 @@ def run_probe(model, probe: dict, n_classes: int, knobs: dict, *, per_class: int
                 "logprobs": np.stack([c["logprobs"] for c in flat])}
     nested = [given[i] if i in given else
               sample_nested(model, n_classes, probe["paths"], probe["continuations"], knobs=knobs, seed=seed,
-                            noise_seed=noise_seed, **cell) for i, cell in enumerate(cells)]
+                            noise_seed=noise_seed, batch_size=nested_batch, **cell) for i, cell in enumerate(cells)]
     return {key: np.stack([c[key] for c in nested]) for key in nested[0]}
 
 
@@ -156,6 +194,17 @@ def baseline_as_cell(cache: dict, *, seed: int) -> dict:
     if int(cache["seed"]) != seed:  # the baseline's own record of its seed
         raise ValueError(f"the baseline cache was drawn with seed {int(cache['seed'])}, this run samples with {seed}")
     return {"tokens": cache["tokens"].astype(np.int64), "labels": cache["labels"], "logprobs": cache["logprobs"]}
+
+
+def peak_memory(device) -> str:
+    """What a sampling or scoring job measured of its own peak memory, to set beside the estimate
+    its Snakemake start printed (ibdiv.pipeline.sizing): the CUDA allocator's peak on a GPU, the
+    process's peak resident size on the CPU (weights, libraries and interpreter included)."""
+    if torch.device(device).type == "cuda":
+        return f"peak GPU memory allocated {torch.cuda.max_memory_allocated(device) / 2 ** 30:.3f} GiB"
+    import resource
+
+    return f"peak resident memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20:.3f} GiB (CPU)"
 
 
 def load_sampler(family: str, path, device="cpu"):
