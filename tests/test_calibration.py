@@ -86,7 +86,8 @@ def test_decoupled_wiring_keeps_execution_within_the_path_support():
 
 def test_misread_probability_grows_with_codebook_noise():
     model, _ = cal.build_case("entangled", PROBE["cut_fraction"])
-    clean = model.tok_emb.weight[: model.config.vocab_size]
+    clean = model.tok_emb.weight[: model.config.vocab_size][None]
     g = torch.Generator().manual_seed(0)
-    p = [float(model.misread_probability(clean + s * torch.randn(clean.shape, generator=g))) for s in (0.0, 0.25, 0.5)]
+    p = [float(model.misread_probability(clean + s * torch.randn(clean.shape, generator=g), clean))
+         for s in (0.0, 0.25, 0.5)]
     assert p[0] == 0.0 and 0.0 < p[1] < p[2] <= 1.0

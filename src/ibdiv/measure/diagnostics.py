@@ -54,7 +54,9 @@ def nested_estimands(cell: dict, K: int, cfg: dict, rng, layouts=None, n_layouts
     return out
 
 
-RESPONSE_COLUMNS = {"path": 2, "exec": 1, "infl": 4}  # split-term index of each response
+# split-term index of each response; "tot" (ΔD_tot) is reported beside the matrix, not in Δ: a
+# response that only moves diversity between the columns (ΔD_path ≈ −ΔD_exec) leaves D_tot alone
+RESPONSE_COLUMNS = {"path": 2, "exec": 1, "infl": 4, "tot": 0}
 
 
 def decoupling_responses(cells: list[dict], K: int, cfg: dict, rng) -> dict:
@@ -62,7 +64,7 @@ def decoupling_responses(cells: list[dict], K: int, cfg: dict, rng) -> dict:
 
     cells: the decoupling probe's [unperturbed, I2 before the cut, I3 after the cut] nested
     samples, which share their random numbers path by path. r_i2_path = D_path(I2) −
-    D_path(none), etc.; also the D_influence responses (r_*_infl). Δ = diagonal share
+    D_path(none), etc.; also the D_influence and D_tot responses (r_*_infl, r_*_tot). Δ = diagonal share
     (|r_i2_path| + |r_i3_exec|) / Σ|r| over the (D_path, D_exec) matrix. Every SE comes from
     the same replicates: path indices resampled once per replicate and applied to all three
     cells, so the shared randomness cancels in the differences.
