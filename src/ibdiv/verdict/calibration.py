@@ -39,6 +39,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import SimpleNamespace
+
+import numpy as np
 
 import torch
 from torch import nn
@@ -153,6 +156,31 @@ class CalibrationPrior(TokenPrior):
             return reads.table
         on_path = reads.path[:, position] == tokens[:, position]
         return torch.where(on_path[:, None, None], clean, reads.table)
+
+
+class PatchTokenizer:
+    """A fixed, untrained tokenizer for the suite's shapes oracle (``families.oracle.TunableOracle``):
+    each of the grid x grid patches becomes one of 64 codes, 4 bits for which of its quadrants are
+    inked (mean > 0.25) times 4 levels of its mean ink. The suite needs no training; a trained VQ
+    would make the suite wait for the tokenizer and change with it."""
+
+    QUADRANT_INK = 0.25
+    LEVELS = (0.04, 0.15, 0.35)  # mean-ink bin edges: 4 levels
+
+    def __init__(self, image_size: int = 16, grid: int = 4):
+        if image_size % (2 * grid):
+            raise ValueError("image_size must split into grid x grid patches of 2 x 2 quadrants")
+        self.cfg = SimpleNamespace(image_size=image_size, grid=grid, codebook_size=64)
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """(n, H, W) images in [0, 1] -> (n, grid * grid) codes in raster order."""
+        n, g = len(images), self.cfg.grid
+        q = self.cfg.image_size // (2 * g)  # quadrant side
+        quadrants = images.reshape(n, g, 2, q, g, 2, q).mean((3, 6))  # (n, g, 2, g, 2)
+        bits = (quadrants > self.QUADRANT_INK).transpose(0, 1, 3, 2, 4).reshape(n, g, g, 4)
+        pattern = (bits * (1 << np.arange(4))).sum(-1)
+        level = np.digitize(quadrants.mean((2, 4)), self.LEVELS)
+        return (pattern * 4 + level).reshape(n, g * g).astype(np.int64)
 
 
 PRIOR = CalibrationPrior
