@@ -226,6 +226,8 @@ def test_condition_noise_pulls_the_layouts_to_the_centre():
     clean = layout_of(sample(model, classes, {}, gen(2), cut_fraction=0.5))
     tilted = layout_of(sample(model, classes, {}, gen(2), cut_fraction=0.5, perturbation=Perturbation(cond_noise=cond)))
     distance = oracle._centre_distance(shapes.N_LAYOUTS)
+    cx, cy, _ = shapes.layout_params(np.arange(shapes.N_LAYOUTS), 16)
+    assert np.allclose(distance, np.hypot(cx - 7.5, cy - 7.5) / 3.0)  # anchor steps from the centre
     assert distance[tilted].mean() < distance[clean].mean() - 0.15
     assert abs(distance[clean].mean() - distance.mean()) < 0.05  # clean: uniform, as the dataset
 

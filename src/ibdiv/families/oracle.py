@@ -141,7 +141,8 @@ def _deviation(noise: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
 
 
 def _centre_distance(n_layouts: int) -> np.ndarray:
-    """Distance of each layout's anchor from the canvas centre, in anchor steps (0, 1 or sqrt 2)."""
+    """Distance of each layout's anchor from the canvas centre, in anchor steps (0, 1 or sqrt 2):
+    the 3 x 3 anchors of shapes.layout_params, layout = size x 9 + anchor."""
     anchor = np.arange(n_layouts) % 9
     ay, ax = np.divmod(anchor, 3)
     return np.hypot(ax - 1, ay - 1)
