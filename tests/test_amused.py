@@ -14,6 +14,7 @@ pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
 from ibdiv.backends import amused  # noqa: E402
+from ibdiv.families.backbone import CodeReads  # noqa: E402
 from ibdiv.families.sampling import codebook_noise, condition_noise, sample  # noqa: E402
 
 pytestmark = [pytest.mark.pretrained, pytest.mark.slow]
@@ -182,10 +183,10 @@ def test_noise_maps_onto_the_text_tensors_and_code_rows(model):
     tokens[:, : N // 2] = torch.arange(N // 2) % K
     p, h = model.conditions(classes())
     clean = model.network(tokens, p, h)
-    same = model.network(tokens, p, h, model.tok_emb.weight[:K].expand(6, K, 8))
+    same = model.network(tokens, p, h, CodeReads(model.tok_emb.weight[:K].expand(6, K, 8)))
     assert torch.equal(clean, same)
     all_masked = torch.full((6, N), model.mask_id)
-    assert torch.equal(model.network(all_masked, p, h), model.network(all_masked, p, h, model.tok_emb.weight[:K] + code))
+    assert torch.equal(model.network(all_masked, p, h), model.network(all_masked, p, h, CodeReads(model.tok_emb.weight[:K] + code)))
 
 
 # --- decoding -------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import torch
 from ibdiv.backends import amused, llamagen, vq_diffusion
 from ibdiv.families.sampling import Perturbation, codebook_noise, condition_noise, resume, sample
 from ibdiv.measure import probes
+from prefix_reads import assert_prefix_read_clean
 
 pytestmark = [pytest.mark.pretrained, pytest.mark.slow]
 
@@ -480,3 +481,10 @@ def test_condition_noise_scale_is_read_on_the_prompts_own_tokens(name, tmp_path_
         base = run(loud, classes, {"cfg_scale": cfg})
         other = run(loud, classes, {"cfg_scale": cfg}, perturbation=zero)
         assert torch.equal(other.tokens, base.tokens) and torch.equal(other.logprobs, base.logprobs)
+
+
+@pytest.mark.parametrize("cfg", [1.0, 3.0])
+def test_codebook_noise_after_the_cut_leaves_the_prefix_reads_alone(prior, classes, cfg):
+    """DESIGN §4: the committed prefix is read through the clean code table after the cut
+    (the KV-cached prefix of llamagen, the committed positions of the masked backends)."""
+    assert_prefix_read_clean(prior, classes, {"cfg_scale": cfg}, 0.3)

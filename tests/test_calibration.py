@@ -31,13 +31,64 @@ def suite() -> pd.DataFrame:
 
 
 def test_every_label_is_reachable_and_earned(suite):
-    """Each case gets its own label in >= 95% of seeds and no other label in more than 5%."""
+    """Each case gets its own label in >= 95% of seeds and no other label in more than 5% (except
+    the documented estimand gap, cal.ESTIMAND_OPEN: see the strict xfail below)."""
     table = cal.confusion(suite)
-    for case, row in table.iterrows():
+    for case, row in table.drop(index=list(cal.ESTIMAND_OPEN)).iterrows():
         shares = row.drop(["expected", "n_seeds"]).astype(float)
         assert shares[row.expected] >= 0.95, (case, shares.to_dict())
         assert (shares.drop(row.expected) <= 0.05).all(), (case, shares.to_dict())
     assert set(table.expected) == {"Decoupled", "Balanced", "Diversity-Prioritized", "Compression-Prioritized"}
+
+
+def test_mode_read_through_the_path_embedding_is_decoupled_only_under_the_fixed_i3(suite, monkeypatch):
+    """The decoupled wiring that reads its mode from token 0's embedding (DESIGN §4): Decoupled when
+    after-cut codebook noise leaves the path's read alone (the suite's fixture), not Decoupled in
+    >= 95% of seeds when the noise replaces the whole table (the old I3, reproduced by handing the
+    resume no path)."""
+    case = "decoupled_embedding_read"
+    fixed = suite[suite.case == case]
+    assert len(fixed) == LABEL_SEEDS and (fixed.label == "Decoupled").mean() >= 0.95
+    monkeypatch.setattr(probes.sampling, "after_cut", lambda perturbation, state: perturbation)
+    old = cal.run_suite(LABEL_SEEDS, CONFIG["measure"], PROBE, CONFIG["classification"], cases=(case,))
+    assert (old.label != "Decoupled").mean() >= 0.95, old.decoupling_index.describe().to_dict()
+    assert (old.r_i3_path < 0).all()  # the misread path: D_path falls under the old I3
+
+
+@pytest.mark.xfail(strict=True, reason=cal.ESTIMAND_OPEN["oracle_decoupled"])
+def test_oracle_decoupled_by_construction_is_labelled_decoupled(suite):
+    """DESIGN §5's natural ground truth: the shapes oracle whose condition noise tilts only its
+    layout and whose after-cut codebook noise only scales its rendering noise. Fails with the
+    token-level D_path (measured: 0/20 seeds, Δ 0.67-0.70); strict, so a fix shows up."""
+    oracle = suite[suite.case == "oracle_decoupled"]
+    assert (oracle.label == "Decoupled").mean() >= 0.95, oracle.decoupling_index.describe().to_dict()
+
+
+def test_oracle_whose_rendering_misreads_the_layout_is_never_decoupled(suite):
+    oracle = suite[suite.case == "oracle_entangled"]
+    assert len(oracle) == LABEL_SEEDS and (oracle.label != "Decoupled").all()
+    assert (oracle.r_i3_path < 0).all() and (oracle.r_i3_exec > 0).all()  # the misread path
+
+
+@pytest.mark.parametrize("case", ["oracle_decoupled", "oracle_entangled"])
+def test_oracle_estimates_match_its_ground_truth_at_the_probe_r(suite, case):
+    """Oracle validation at the decoupling probe's own R (10; DESIGN §5): the suite's estimates of
+    the oracle's split and responses (mean over seeds) against the truth computed from its known
+    mechanism (diagnostics.tunable_oracle_truth). The token-level D_path falls under the decoupled
+    oracle's rendering noise in truth too: the estimand, not the estimator, misses Decoupled."""
+    from ibdiv.measure import diagnostics
+
+    model, _ = cal.build_case(case, PROBE["cut_fraction"])
+    truth = diagnostics.tunable_oracle_truth(model, PROBE["sigma"], 200, 0)
+    est = suite[suite.case == case].mean(numeric_only=True)
+    for name in ("d_tot", "d_exec", "d_path"):  # Chao-Shen at N = R = 10 reads D_path ~10% low
+        assert est[name] == pytest.approx(truth["none"][name], rel=0.12), name
+    # responses within 0.06 bit or 15%: Chao-Shen at N = 10 reads the entangled oracle's misread
+    # continuations (within-path entropy 1.85 bit) ~0.11 bit low (measured: r_i3_path -0.76 vs -0.86)
+    for name in ("r_i2_path", "r_i2_exec", "r_i3_path", "r_i3_exec", "r_i3_tot"):
+        assert abs(est[name] - truth[name]) <= max(0.06, 0.15 * abs(truth[name])), (name, est[name], truth[name])
+    if case == "oracle_decoupled":
+        assert truth["r_i3_path"] < -0.2  # no continuation leaves its layout, yet I(z_i; layout) falls
 
 
 def test_entangled_generator_is_never_decoupled(suite):
@@ -86,7 +137,8 @@ def test_decoupled_wiring_keeps_execution_within_the_path_support():
 
 def test_misread_probability_grows_with_codebook_noise():
     model, _ = cal.build_case("entangled", PROBE["cut_fraction"])
-    clean = model.tok_emb.weight[: model.config.vocab_size]
+    clean = model.tok_emb.weight[: model.config.vocab_size][None]
     g = torch.Generator().manual_seed(0)
-    p = [float(model.misread_probability(clean + s * torch.randn(clean.shape, generator=g))) for s in (0.0, 0.25, 0.5)]
+    p = [float(model.misread_probability(clean + s * torch.randn(clean.shape, generator=g), clean))
+         for s in (0.0, 0.25, 0.5)]
     assert p[0] == 0.0 and 0.0 < p[1] < p[2] <= 1.0

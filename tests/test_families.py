@@ -17,11 +17,13 @@ from ibdiv.core.config import load_config
 from ibdiv.families.backbone import KVCache, sampling_log_probs
 from ibdiv.families.sampling import (
     Perturbation,
+    after_cut,
     codebook_noise,
     condition_noise,
     resume,
     sample,
 )
+from prefix_reads import assert_prefix_read_clean
 from ibdiv.families.training import (
     DEFAULT_CFG,
     heldout_bits_per_token,
@@ -504,3 +506,27 @@ def test_diffusion_roundtrip_keeps_replace_fraction(tmp_path):
     model = diffusion.DiffusionPrior.build(K, N, C, {**DEFAULT_CFG, "replace_fraction": 0.25})
     save_model(tmp_path / "m.pt", model)
     assert load_model(tmp_path / "m.pt").replace_fraction == 0.25
+
+
+@pytest.mark.parametrize("family, knobs", [("ar", {}), ("ar", {"kv_cache": False}), ("ar", {"cfg_scale": 2.0}),
+                                           ("mim", {}), ("mim", {"cfg_scale": 2.0}), ("diffusion", {})])
+def test_codebook_noise_after_the_cut_leaves_the_prefix_reads_alone(models, family, knobs):
+    assert_prefix_read_clean(models[family], torch.arange(16) % C, knobs, 0.25)
+
+
+def test_prefix_reads_alone_with_mask_and_replace():
+    model = train("diffusion", steps=20, replace_fraction=0.3)[0]
+    assert_prefix_read_clean(model, torch.arange(16) % C, {"mask_and_replace": True}, 0.5)
+
+
+@pytest.mark.parametrize("family", LEARNED)
+def test_after_cut_noise_keeps_the_resume_contract(models, family):
+    """sample(cut) + resume with the same after-cut perturbation (its path included) equals the
+    uninterrupted run with it: the reads depend only on the tokens and the path."""
+    model, classes = models[family], torch.arange(16) % C
+    cut = sample(model, classes, {}, gen(2), cut_fraction=0.25)
+    noise = after_cut(Perturbation(code_noise=codebook_noise(model, 16, 1.0, gen(9))), cut.state)
+    whole = sample(model, classes, {}, gen(4), perturbation=noise)
+    g = gen(4)
+    part = sample(model, classes, {}, g, perturbation=noise, cut_fraction=0.25)
+    assert torch.equal(resume(model, part.state, {}, g, perturbation=noise).tokens, whole.tokens)

@@ -16,7 +16,7 @@ import torch
 from ibdiv.measure import entropy, probes
 from ibdiv.backends import llamagen
 from ibdiv.core import registry
-from ibdiv.families.backbone import KVCache, sampling_log_probs
+from ibdiv.families.backbone import CodeReads, KVCache, sampling_log_probs
 from ibdiv.backends.llamagen import GPT, GPTConfig, gpt_config, load_checkpoint, load_vq, save_checkpoint
 from ibdiv.backends.llamagen_vq import VQConfig, VQModel
 from ibdiv.families.sampling import Perturbation, codebook_noise, condition_noise, resume, sample
@@ -263,7 +263,7 @@ def test_noise_hooks_map_to_llamagen_tables(model):
     cond_noise = condition_noise(model, 16, 1.0, gen(3))
     code_noise = codebook_noise(model, 16, 1.0, gen(4))
     result = sample(model, labels, {"cfg_scale": scale}, gen(), perturbation=Perturbation(cond_noise, code_noise))
-    table = model.tok_embeddings.weight + code_noise
+    table = CodeReads(model.tok_embeddings.weight + code_noise)
     with torch.no_grad():
         cond = model(result.tokens, labels, cond_override=model.cls_emb(labels) + cond_noise, code_table=table)
         uncond = model(result.tokens, torch.full_like(labels, C), code_table=table)  # clean null row

@@ -182,3 +182,69 @@ def test_ground_truth_through_a_code_map(model):
     small = truth["coarse"]["4"]
     assert small["d_exec"] <= truth["d_exec"] + 1e-12 and small["d_tot"] <= truth["d_tot"] + 1e-12
     assert small["d_tot"] <= 2 + 1e-12 and small["d_path"] == pytest.approx(small["d_tot"] - small["d_exec"])
+
+
+# --- the tunable oracle: zero-shot handles on the shapes process (DESIGN §5) -------------------
+
+def tunable(wiring="decoupled"):
+    from ibdiv.verdict.calibration import PatchTokenizer
+
+    return oracle.TunableOracle(PatchTokenizer(), oracle.OracleKnobs(wiring=wiring))
+
+
+def noises(model, n, sigma, seed=9):
+    from ibdiv.families.sampling import codebook_noise, condition_noise
+
+    return condition_noise(model, n, sigma, gen(seed)), codebook_noise(model, n, sigma, gen(seed + 1))
+
+
+def test_plain_oracle_renders_as_before_with_a_unit_noise_scale():
+    """shapes.render's execution knob at 1 is the dataset's own process, bit for bit."""
+    classes, layouts = np.arange(8), np.arange(8) * 2
+    a = shapes.render(classes, layouts, 16, np.random.default_rng(3))
+    b = shapes.render(classes, layouts, 16, np.random.default_rng(3), noise_scale=1.0)
+    c = shapes.render(classes, layouts, 16, np.random.default_rng(3), noise_scale=2.0)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("wiring", oracle.WIRINGS)
+def test_tunable_oracle_keeps_the_sampler_contract(wiring):
+    """sigma = 0 is bit-identical to no perturbation, and a cut + resume is the uninterrupted run."""
+    model, classes = tunable(wiring), torch.arange(32) % 8
+    assert registry.implementation("oracle_knobs") is oracle.TUNABLE and registry.family("oracle_knobs").perturbable
+    base = sample(model, classes, {}, gen(1))
+    zero = sample(model, classes, {}, gen(1), perturbation=Perturbation(*noises(model, 32, 0.0)))
+    assert torch.equal(base.tokens, zero.tokens)
+    g = gen(1)
+    cut = sample(model, classes, {}, g, cut_fraction=0.25)
+    assert torch.equal(resume(model, cut.state, {}, g).tokens, base.tokens)
+
+
+def test_condition_noise_pulls_the_layouts_to_the_centre():
+    model, classes = tunable(), torch.arange(2000) % 8
+    cond, _ = noises(model, 2000, 0.5)
+    clean = layout_of(sample(model, classes, {}, gen(2), cut_fraction=0.5))
+    tilted = layout_of(sample(model, classes, {}, gen(2), cut_fraction=0.5, perturbation=Perturbation(cond_noise=cond)))
+    distance = oracle._centre_distance(shapes.N_LAYOUTS)
+    cx, cy, _ = shapes.layout_params(np.arange(shapes.N_LAYOUTS), 16)
+    assert np.allclose(distance, np.hypot(cx - 7.5, cy - 7.5) / 3.0)  # anchor steps from the centre
+    assert distance[tilted].mean() < distance[clean].mean() - 0.15
+    assert abs(distance[clean].mean() - distance.mean()) < 0.05  # clean: uniform, as the dataset
+
+
+@pytest.mark.parametrize("wiring", oracle.WIRINGS)
+def test_codebook_noise_after_the_cut_acts_on_the_rendering_only_as_wired(wiring):
+    """Ground truth by construction: the decoupled oracle renders every continuation with its path's
+    layout (noisier); the entangled one misreads it at rate min(1, misread x sigma^2)."""
+    model, classes = tunable(wiring), torch.arange(800) % 8
+    cut = sample(model, classes, {}, gen(3), cut_fraction=0.5)
+    _, code = noises(model, 800, 0.5)
+    plain = resume(model, cut.state, {}, gen(4))
+    noisy = resume(model, cut.state, {}, gen(4), perturbation=Perturbation(code_noise=code))
+    path, rendered = layout_of(cut), np.asarray(noisy.trace["rendered"])
+    assert np.array_equal(np.asarray(plain.trace["rendered"]), path)  # no noise: the path's layout
+    kept = (rendered == path).mean()
+    if wiring == "decoupled":
+        assert kept == 1.0 and not torch.equal(plain.tokens, noisy.tokens)
+    else:  # misread at 2 x 0.25 = 0.5, redrawn uniformly (1/18 land on the same layout)
+        assert kept == pytest.approx(1 - 0.5 * (1 - 1 / shapes.N_LAYOUTS), abs=0.06)

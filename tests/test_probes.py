@@ -168,3 +168,20 @@ def test_only_a_cell_that_is_the_baseline_is_copied():
     assert registry.baseline_cell({**enh, "codebook_sigmas": [1.0]}, 6, 6) is None  # no (0, 0) cell
     decoupling = {"kind": "decoupling", "cut_fraction": 0.25, "sigma": 1.0, "paths": 4, "continuations": 2}
     assert registry.baseline_cell(decoupling, 6, 6) is None  # nested: no cell is the baseline
+
+
+@pytest.mark.parametrize("design", ["nested", "enhancement"])
+def test_after_cut_codebook_noise_reads_the_path_clean(models, monkeypatch, design):
+    """DESIGN §4: the decoupling probe's and the enhancement's after-cut noise hand the resume the
+    tokens committed at the cut as the path (read through the clean table: backbone.CodeReads)."""
+    seen = {}
+    real = probes.sampling.resume
+    monkeypatch.setattr(probes.sampling, "resume", lambda model, state, *a, **k: (
+        seen.update(state=state, noise=k["perturbation"]), real(model, state, *a, **k))[1])
+    if design == "nested":
+        probes.sample_nested(models["mim"], C, 4, 3, 0.5, KNOBS["mim"], seed=1, after=("codebook", 1.0))
+    else:
+        probes.sample_flat(models["mim"], C, 4, KNOBS["mim"], seed=1, cut_fraction=0.5, noise_after=("codebook", 1.0))
+    state, noise = seen["state"], seen["noise"]
+    assert noise.code_noise is not None and (noise.path >= 0).any()
+    assert torch.equal(noise.path, state.tokens.masked_fill(~state.committed, -1))

@@ -15,6 +15,7 @@ pytest.importorskip("transformers")
 
 from ibdiv.backends import vq_diffusion
 from ibdiv.measure import entropy as estimators
+from ibdiv.families.backbone import CodeReads  # noqa: E402
 from ibdiv.families.sampling import codebook_noise, condition_noise, resume, sample  # noqa: E402
 
 pytestmark = [pytest.mark.pretrained, pytest.mark.slow]
@@ -244,10 +245,10 @@ def test_noise_maps_onto_the_normalised_states_and_code_rows(model):
     tokens[:, : N // 2] = torch.arange(N // 2) % K
     h = model.conditions(classes())
     clean = model.network(tokens, h, t)
-    assert torch.equal(clean, model.network(tokens, h, t, model.tok_emb.weight[:K].expand(6, K, 32)))
-    assert not torch.equal(clean, model.network(tokens, h, t, model.tok_emb.weight[:K] + code))
+    assert torch.equal(clean, model.network(tokens, h, t, CodeReads(model.tok_emb.weight[:K].expand(6, K, 32))))
+    assert not torch.equal(clean, model.network(tokens, h, t, CodeReads(model.tok_emb.weight[:K] + code)))
     all_masked = torch.full((6, N), model.mask_id)  # the MASK row is never perturbed
-    assert torch.equal(model.network(all_masked, h, t), model.network(all_masked, h, t, model.tok_emb.weight[:K] + code))
+    assert torch.equal(model.network(all_masked, h, t), model.network(all_masked, h, t, CodeReads(model.tok_emb.weight[:K] + code)))
 
 
 # --- decoding and equivalence with the pipeline ---------------------------------------------------

@@ -227,10 +227,10 @@ class AmusedGenerator(PromptedGenerator):
     def network(self, tokens: torch.Tensor, pooled, hidden, code_table=None) -> torch.Tensor:
         """Logits (B, N, K) for token grids (B, N) (MASK where unknown), float32.
 
-        ``code_table`` (B, K, D): code rows read instead of the table's (per sample).
+        ``code_table`` (a ``CodeReads``): code rows read instead of the table's (per sample).
         """
         g, B = self.config.grid, tokens.shape[0]
-        with reading_codes(self.tok_emb, code_table, self.config.vocab_size, B):
+        with reading_codes(self.tok_emb, code_table):
             out = self.transformer(tokens.view(B, g, g), micro_conds=self.micro_conds.to(hidden.dtype).expand(B, -1),
                                    pooled_text_emb=pooled, encoder_hidden_states=hidden)
         return out.flatten(2).transpose(1, 2).float()  # (B, K, g, g) -> (B, N, K), raster order as the scheduler

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ibdiv.backends.checkpoints import refuse_other_backends
+from ibdiv.families.backbone import CodeReads, code_reads
 from ibdiv.families.masking import heldout_bits_per_token as _absorbing_bound
 
 MODEL_INDEX = "model_index.json"  # what save_pretrained writes at the top: its _class_name is the pipeline's
@@ -245,19 +246,17 @@ class PromptedGenerator(nn.Module):
 
 
 @contextmanager
-def reading_codes(embedding: nn.Embedding, code_table: torch.Tensor | None, vocab_size: int, batch: int):
-    """While open, ``embedding`` returns, for ids below ``vocab_size``, the rows of ``code_table``
-    (batch, K, D) of each sample instead of its own (the MASK row and those above stay the
-    table's); without a code table nothing changes."""
+def reading_codes(embedding: nn.Embedding, code_table: CodeReads | None):
+    """While open, ``embedding`` returns, for code ids (below the table's K), each sample's rows
+    of ``code_table`` instead of its own, except at its path (``CodeReads``: the tokens committed
+    at the cut stay the table's, as do the MASK row and those above); without a code table
+    nothing changes. The ids are the whole grid (in raster order)."""
     if code_table is None:
         yield
         return
 
     def read_perturbed(module, args, output):
-        ids = args[0]
-        rows = torch.arange(batch, device=ids.device).view(batch, *([1] * (ids.ndim - 1)))
-        codes = code_table[rows, ids.clamp(max=vocab_size - 1)].to(output.dtype)
-        return torch.where((ids < vocab_size)[..., None], codes, output)
+        return code_table.embed(args[0], output).to(output.dtype)
 
     handle = embedding.register_forward_hook(read_perturbed)
     try:
@@ -274,16 +273,13 @@ class Branches:
 
     def __init__(self, model, classes, cfg_scale: float, perturbation):
         cond_noise = perturbation.cond_noise if perturbation is not None else None
-        code_noise = perturbation.code_noise if perturbation is not None else None
         conditions = model.conditions(classes, cond_noise)
-        code_table = None
-        if code_noise is not None:
-            code_table = model.tok_emb.weight[: model.vocab_size] + code_noise
+        code_table = code_reads(model.tok_emb.weight[: model.vocab_size], perturbation)
         self.scale, self.guided = cfg_scale, cfg_scale != 1.0
         if self.guided:
             conditions = model.with_negative(conditions)
             if code_table is not None:
-                code_table = torch.cat([code_table, code_table])
+                code_table = code_table.twice()
         self.conditions, self.code_table = conditions, code_table
 
     def batch(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -49,7 +49,7 @@ from torch import nn
 from ibdiv.backends.checkpoints import refuse_other_backends
 from ibdiv.backends.llamagen_vq import VQ_PRESETS, VQConfig, VQModel
 from ibdiv.families import ar
-from ibdiv.families.backbone import KVCache, TokenPrior, causal_mask
+from ibdiv.families.backbone import CodeReads, KVCache, TokenPrior, causal_mask
 
 FAMILY = "llamagen"
 
@@ -288,12 +288,12 @@ class GPT(TokenPrior):  # MASK = K: a placeholder for uncommitted positions, nev
     def condition(self, classes, cond_override=None) -> torch.Tensor:
         return self.cls_emb(classes) if cond_override is None else cond_override
 
-    def embed_tokens(self, tokens, code_table=None) -> torch.Tensor:
-        """Rows of the per-sample table ``code_table`` (n, K, d) when given, else of tok_embeddings."""
+    def embed_tokens(self, tokens, code_table: CodeReads | None = None, offset: int = 0) -> torch.Tensor:
+        """Rows read through ``code_table`` when given (its path from tok_embeddings: ``CodeReads``),
+        else of tok_embeddings; ``offset``: the position of ``tokens[:, 0]``."""
         if code_table is None:
             return self.tok_embeddings(tokens)
-        rows = torch.arange(tokens.shape[0], device=tokens.device)[:, None]
-        return code_table[rows, tokens]
+        return code_table.embed(tokens, self.tok_embeddings(tokens), offset)
 
     def _run(self, x: torch.Tensor, start: int, cache: KVCache | None) -> torch.Tensor:
         rope = self.rope[start : start + x.shape[1]]

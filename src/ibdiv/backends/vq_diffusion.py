@@ -239,7 +239,7 @@ class VQDiffusionGenerator(PromptedGenerator):
     # --- the network --------------------------------------------------------------------------
     def network(self, tokens: torch.Tensor, hidden: torch.Tensor, timestep, code_table=None) -> torch.Tensor:
         """log p(x0) (B, K, N) (the transformer's layout) for token grids (B, N) at one timestep."""
-        with reading_codes(self.tok_emb, code_table, self.config.vocab_size, tokens.shape[0]):
+        with reading_codes(self.tok_emb, code_table):
             return self.transformer(tokens, encoder_hidden_states=hidden, timestep=timestep).sample
 
     def timestep_for(self, masked_fraction: torch.Tensor) -> torch.Tensor:

@@ -80,6 +80,10 @@ _BUILT_IN = (
            model="tokenizer", points=("neutral",), source="shapes"),
     Family("calibration", "ibdiv.verdict.calibration", learned=False, exact_likelihood=True, perturbable=True,
            knobs=("temperature",), model="built", points=("neutral",)),
+    # the shapes oracle with zero-shot handles (I2 tilts its layout choice, I3 acts on its rendering):
+    # the label calibration suite's natural process of known split (DESIGN §5), built in code
+    Family("oracle_knobs", "ibdiv.families.oracle:TUNABLE", learned=False, exact_likelihood=False,
+           perturbable=True, knobs=(), model="built", points=("neutral",)),
     # LlamaGen c2i (DESIGN §12): an AR transformer with exact per-token log-probs; its class table
     # and input code table are what I2 and I3 perturb. Learned, but not by the DAG: no training_loss.
     Family("llamagen", "ibdiv.backends.llamagen", learned=False, exact_likelihood=True, perturbable=True,

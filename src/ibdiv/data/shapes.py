@@ -40,10 +40,12 @@ def sample_layouts(n: int, rng: np.random.Generator) -> np.ndarray:
     return rng.integers(0, N_LAYOUTS, size=n)
 
 
-def render(classes, layouts, image_size: int, rng: np.random.Generator | None) -> np.ndarray:
+def render(classes, layouts, image_size: int, rng: np.random.Generator | None, noise_scale=1.0) -> np.ndarray:
     """Execution stage: draw each (class, layout) with rendering noise.
 
     `rng=None` renders the noise-free template (no shift, nominal sizes, full intensity).
+    `noise_scale` (a number or one per image) multiplies the shift, radius and stroke jitter and the
+    pixel noise (the oracle's execution-stage knob; 1 is the dataset's own process, bit for bit).
     Returns float32 images in [0, 1], shape (n, image_size, image_size).
     """
     classes, layouts = np.asarray(classes), np.asarray(layouts)
@@ -53,9 +55,10 @@ def render(classes, layouts, image_size: int, rng: np.random.Generator | None) -
         shift = np.zeros((2, n))
         dr, width, intensity = np.zeros(n), np.full(n, STROKE_HALF_WIDTH[0]), np.ones(n)
     else:
-        shift = rng.uniform(-SHIFT, SHIFT, size=(2, n))
-        dr = rng.uniform(-RADIUS_JITTER, RADIUS_JITTER, size=n)
-        width = STROKE_HALF_WIDTH[0] + rng.uniform(-1, 1, size=n) * STROKE_HALF_WIDTH[1]
+        k = np.broadcast_to(np.asarray(noise_scale, dtype=float), (n,))
+        shift = rng.uniform(-SHIFT, SHIFT, size=(2, n)) * k
+        dr = rng.uniform(-RADIUS_JITTER, RADIUS_JITTER, size=n) * k
+        width = STROKE_HALF_WIDTH[0] + rng.uniform(-1, 1, size=n) * STROKE_HALF_WIDTH[1] * k
         intensity = rng.uniform(*INTENSITY, size=n)
     cx, cy = cx + shift[0] * scale, cy + shift[1] * scale
     r, width = r + dr * scale, width * scale
@@ -72,7 +75,7 @@ def render(classes, layouts, image_size: int, rng: np.random.Generator | None) -
     # One-pixel anti-aliased edge: coverage falls linearly across the boundary.
     images = np.clip(0.5 - dist, 0.0, 1.0) * intensity[:, None, None]
     if rng is not None:
-        images = images + rng.normal(0.0, PIXEL_NOISE, size=images.shape)
+        images = images + rng.normal(0.0, PIXEL_NOISE, size=images.shape) * k[:, None, None]
     return np.clip(images, 0.0, 1.0).astype(np.float32)
 
 

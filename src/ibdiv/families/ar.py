@@ -52,7 +52,8 @@ def advance(model: ARPrior, state: DecodeState, knobs: dict, gen: torch.Generato
     """Sample tokens state.step, state.step + 1, ... until done or ``cut_fraction`` is reached.
 
     The cache is always rebuilt from the committed prefix on entry: a resumed run reads the
-    prefix through its own (possibly different) perturbation, like MIM and diffusion do.
+    prefix through its own (possibly different) perturbation, like MIM and diffusion do; through
+    the clean code table where that perturbation names it as the path (``sampling.after_cut``).
     Without ``kv_cache`` the prefix is recomputed at every step (reference behaviour).
     """
     guide = Guidance(model, state.classes, knobs["cfg_scale"], perturbation)

@@ -40,6 +40,56 @@ class BackboneConfig:
 
 
 @dataclass
+class CodeReads:
+    """The code rows a network reads under codebook noise (DESIGN §4, I3).
+
+    ``table`` (n, K, d): each sample's perturbed code rows. ``path`` (n, N) long or None: the tokens
+    committed at the cut (-1 elsewhere). A position that still holds its path token is read through
+    the clean table, so noise applied after the cut acts only on the reads of tokens committed after
+    it (a network reads its path through the code table: perturbing that read would make every model
+    "entangled" by construction). A token revised after the cut (mask-and-replace) is the
+    continuation's own and reads the perturbed row. ``path`` None: every code row is perturbed
+    (noise on the whole generation, or before the cut).
+    """
+
+    table: torch.Tensor
+    path: torch.Tensor | None = None
+
+    def embed(self, ids: torch.Tensor, clean: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """Embeddings of ``ids`` (n, ...) given ``clean`` (n, ..., d), their rows in the real table.
+
+        Codes (ids < K) off the path take this sample's perturbed row; the path, MASK and any other
+        special row stay ``clean``. ``offset``: the token position of ``ids[:, 0]`` (a KV-cached step
+        feeds a slice of the sequence); ids of any trailing shape cover positions in raster order."""
+        n, K = ids.shape[0], self.table.shape[1]
+        rows = torch.arange(n, device=ids.device).view(n, *([1] * (ids.ndim - 1)))
+        noisy = self.table[rows, ids.clamp(max=K - 1)]
+        perturbed = ids < K
+        if self.path is not None:
+            width = ids[0].numel()
+            on_path = self.path[:, offset:offset + width].reshape(ids.shape) == ids
+            perturbed = perturbed & ~on_path
+        return torch.where(perturbed[..., None], noisy, clean)
+
+    def twice(self) -> "CodeReads":
+        """The same reads for a guided batch (conditional and unconditional branch stacked)."""
+        path = None if self.path is None else torch.cat([self.path, self.path])
+        return CodeReads(torch.cat([self.table, self.table]), path)
+
+    def __getitem__(self, rows) -> "CodeReads":
+        """The reads of some samples of the batch (``rows``: a boolean mask or indices)."""
+        return CodeReads(self.table[rows], None if self.path is None else self.path[rows])
+
+
+def code_reads(clean_rows: torch.Tensor, perturbation) -> CodeReads | None:
+    """What the network reads under ``perturbation`` (duck-typed: ``code_noise`` (n, K, d) and
+    ``path`` (n, N), each may be None): None without codebook noise."""
+    if perturbation is None or perturbation.code_noise is None:
+        return None
+    return CodeReads(clean_rows + perturbation.code_noise, getattr(perturbation, "path", None))
+
+
+@dataclass
 class KVCache:
     """Keys and values of every layer for the sequence positions already processed."""
 
@@ -125,7 +175,7 @@ class TokenPrior(nn.Module):
         return self.config.n_classes
 
     def forward_step(self, new_tokens, classes, cache: KVCache, *, cond_override=None,
-                     code_table=None) -> torch.Tensor:
+                     code_table: CodeReads | None = None) -> torch.Tensor:
         """Feed ``new_tokens`` (n, m) after what ``cache`` holds; logits (n, K) of the next token.
 
         On an empty cache the class prefix is fed first, so ``new_tokens`` may have m = 0. The
@@ -133,7 +183,8 @@ class TokenPrior(nn.Module):
         """
         assert getattr(self.config, "causal", True), "the KV cache only makes sense for a causal prior"
         start = cache.length
-        x = self.embed_tokens(new_tokens, code_table)
+        # the cache holds [condition, z_0 .. z_{start-2}]: the new tokens start at position start - 1
+        x = self.embed_tokens(new_tokens, code_table, offset=max(start - 1, 0))
         if start == 0:
             x = torch.cat([self.condition(classes, cond_override)[:, None], x], dim=1)
         return self._run(x, start, cache)[:, -1]
@@ -180,15 +231,12 @@ class Backbone(TokenPrior):
     def condition(self, classes: torch.Tensor, cond_override: torch.Tensor | None) -> torch.Tensor:
         return self.cls_emb(classes) if cond_override is None else cond_override
 
-    def embed_tokens(self, tokens: torch.Tensor, code_table: torch.Tensor | None) -> torch.Tensor:
-        """Code rows from ``code_table`` (n, K, d) when given; MASK always from the real table."""
+    def embed_tokens(self, tokens: torch.Tensor, code_table: CodeReads | None, offset: int = 0) -> torch.Tensor:
+        """Code rows read through ``code_table`` when given (its path and MASK from the real table);
+        ``offset``: the position of ``tokens[:, 0]``."""
         if code_table is None:
             return self.tok_emb(tokens)
-        K = self.config.vocab_size
-        rows = torch.arange(tokens.shape[0], device=tokens.device)[:, None]
-        codes = code_table[rows, tokens.clamp(max=K - 1)]
-        special = self.tok_emb(tokens.clamp(min=K))
-        return torch.where((tokens < K)[..., None], codes, special)
+        return code_table.embed(tokens, self.tok_emb(tokens), offset)
 
     def _run(self, x: torch.Tensor, start: int, cache: KVCache | None = None) -> torch.Tensor:
         x = self.drop(x + self.pos_emb[:, start : start + x.shape[1]])
@@ -226,26 +274,25 @@ class Guidance:
     """The network inputs of one batch: conditional, plus unconditional when cfg_scale != 1.
 
     ``perturbation`` (duck-typed: ``cond_noise`` (n, d) and ``code_noise`` (n, K, d), each may be
-    None) is added to the class embedding and to the code rows the network reads. The
-    unconditional branch keeps the clean NULL embedding (prompt noise perturbs the prompt, and
-    "no prompt" has none) but reads the same perturbed code table. With cfg_scale == 1 the
+    None) is added to the class embedding and to the code rows the network reads (except the rows
+    of its ``path``: ``CodeReads``). The unconditional branch keeps the clean NULL embedding (prompt
+    noise perturbs the prompt, and "no prompt" has none) but reads the same perturbed code table. With cfg_scale == 1 the
     unconditional pass is not even run, so guidance 1 is bit-identical to no guidance.
     """
 
     def __init__(self, model: Backbone, classes: torch.Tensor, cfg_scale: float, perturbation):
         self.scale = cfg_scale
         self.guided = cfg_scale != 1.0
-        cond_override = code_table = None
+        cond_override = None
         if perturbation is not None and perturbation.cond_noise is not None:
             cond_override = model.cls_emb(classes) + perturbation.cond_noise
-        if perturbation is not None and perturbation.code_noise is not None:
-            code_table = model.tok_emb.weight[: model.config.vocab_size] + perturbation.code_noise
+        code_table = code_reads(model.tok_emb.weight[: model.config.vocab_size], perturbation)
         if self.guided:
             null = torch.full_like(classes, model.null_class)
             if cond_override is not None:
                 cond_override = torch.cat([cond_override, model.cls_emb(null)])
             if code_table is not None:
-                code_table = torch.cat([code_table, code_table])
+                code_table = code_table.twice()
             classes = torch.cat([classes, null])
         self.classes = classes
         self.kwargs = {"cond_override": cond_override, "code_table": code_table}

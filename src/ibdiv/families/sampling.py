@@ -54,10 +54,28 @@ class Perturbation:
         flat width ``condition_width`` and splits the row itself.
     code_noise: (n, K, d) added to the code rows of the token-embedding table (MASK excluded);
         d is that table's width.
+    path: (n, N) long or None: the tokens committed at the cut, -1 elsewhere (``after_cut`` sets
+        it). Positions holding their path token are read through the clean code table, so codebook
+        noise after the cut leaves the committed prefix alone (DESIGN §4; backbone.CodeReads).
+        None: the code noise acts on every read (noise on the whole generation, or before the cut).
     """
 
     cond_noise: torch.Tensor | None = None
     code_noise: torch.Tensor | None = None
+    path: torch.Tensor | None = None
+
+
+def after_cut(perturbation: Perturbation | None, state: DecodeState) -> Perturbation | None:
+    """``perturbation`` as noise applied after the cut ``state``: its codebook noise spares the tokens
+    committed at the cut (they are the path; DESIGN §4 "after the cut means after the cut").
+
+    Give the result to ``resume(state, ...)``. The reproducibility contract holds with it: the reads
+    depend only on the tokens and the path, so sample(cut) + resume with the same object equals the
+    uninterrupted run with it."""
+    if perturbation is None or perturbation.code_noise is None:
+        return perturbation
+    path = state.tokens.masked_fill(~state.committed, -1)
+    return Perturbation(perturbation.cond_noise, perturbation.code_noise, path)
 
 
 @dataclass
@@ -140,6 +158,9 @@ def _check_perturbation(model, perturbation: Perturbation | None, n: int) -> Non
         raise ValueError(f"cond_noise must have shape {(n, d_cond)}, got {tuple(perturbation.cond_noise.shape)}")
     if perturbation.code_noise is not None and perturbation.code_noise.shape != (n, K, d):
         raise ValueError(f"code_noise must have shape {(n, K, d)}, got {tuple(perturbation.code_noise.shape)}")
+    N = model.config.seq_len
+    if perturbation.path is not None and perturbation.path.shape != (n, N):
+        raise ValueError(f"path must have shape {(n, N)}, got {tuple(perturbation.path.shape)}")
 
 
 # --- perturbation helpers (DESIGN §4, I2 and I3) ------------------------------------------

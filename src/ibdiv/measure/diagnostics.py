@@ -54,7 +54,9 @@ def nested_estimands(cell: dict, K: int, cfg: dict, rng, layouts=None, n_layouts
     return out
 
 
-RESPONSE_COLUMNS = {"path": 2, "exec": 1, "infl": 4}  # split-term index of each response
+# split-term index of each response; "tot" (ΔD_tot) is reported beside the matrix, not in Δ: a
+# response that only moves diversity between the columns (ΔD_path ≈ −ΔD_exec) leaves D_tot alone
+RESPONSE_COLUMNS = {"path": 2, "exec": 1, "infl": 4, "tot": 0}
 
 
 def decoupling_responses(cells: list[dict], K: int, cfg: dict, rng) -> dict:
@@ -62,7 +64,7 @@ def decoupling_responses(cells: list[dict], K: int, cfg: dict, rng) -> dict:
 
     cells: the decoupling probe's [unperturbed, I2 before the cut, I3 after the cut] nested
     samples, which share their random numbers path by path. r_i2_path = D_path(I2) −
-    D_path(none), etc.; also the D_influence responses (r_*_infl). Δ = diagonal share
+    D_path(none), etc.; also the D_influence and D_tot responses (r_*_infl, r_*_tot). Δ = diagonal share
     (|r_i2_path| + |r_i3_exec|) / Σ|r| over the (D_path, D_exec) matrix. Every SE comes from
     the same replicates: path indices resampled once per replicate and applied to all three
     cells, so the shared randomness cancels in the differences.
@@ -283,6 +285,55 @@ def oracle_ground_truth(vq, executions: int, seed: int, method: str, maps: dict 
 
         out["coarse"] = {str(k): _split_truth(coarse.apply(m, codes), int(k), method) for k, m in maps.items()}
     return out
+
+
+def tunable_oracle_truth(model, sigma: float, executions: int, seed: int) -> dict:
+    """The token-level split of the tunable shapes oracle (families.oracle.TunableOracle) in the
+    decoupling probe's three cells, from its known mechanism (DESIGN §5): {"none" | "i2" | "i3":
+    {d_tot, d_exec, d_path}} and the true responses r_{i2,i3}_{path,exec,tot}.
+
+    Every class x layout is rendered `executions` times at the rendering-noise scale of each cell;
+    I2's layout distribution is the mean over condition-noise draws of the tilted one (paths draw
+    their own noise, so D_tot pools that mean), I3's reads use the expected table deviation sigma^2
+    (its spread over K x d elements is a few percent). Decoupled: I3 scales the rendering noise;
+    entangled: it mixes each path's code distribution with the uniform layout mixture. Entropies are
+    plug-in over the `executions` renders (hundreds: their small-N bias is negligible here)."""
+    import torch
+
+    from ibdiv.data import shapes
+    from ibdiv.families import sampling
+
+    rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
+    C, L, K, knobs = model.n_classes, model.n_layouts, model.vocab_size, model.knobs
+    dev = sigma ** 2
+
+    def code_dists(scale: float) -> np.ndarray:  # (C, L, N, K) p(z_i | c, layout)
+        classes = np.repeat(np.arange(C), L * executions)
+        layouts = np.tile(np.repeat(np.arange(L), executions), C)
+        codes = model.vq.encode(shapes.render(classes, layouts, model.image_size, rng, scale))
+        counts = np.eye(K)[codes.reshape(C, L, executions, -1)].sum(2)
+        return counts / executions
+
+    def split(p_layout: np.ndarray, p_exec: np.ndarray) -> dict:  # p_layout (C, L), p_exec (C, L, N, K)
+        h = lambda p: -(p * np.log2(np.where(p > 0, p, 1))).sum(-1)  # noqa: E731
+        d_exec = float((p_layout[:, :, None] * h(p_exec)).sum(1).mean())
+        d_tot = float(h((p_layout[:, :, None, None] * p_exec).sum(1)).mean())
+        return {"d_tot": d_tot, "d_exec": d_exec, "d_path": d_tot - d_exec}
+
+    clean = code_dists(1.0)
+    uniform = np.full((C, L), 1.0 / L)
+    noise = sampling.condition_noise(model, 4000, sigma, gen)
+    tilted = np.stack([np.exp(model.layout_logits(torch.full((4000,), c), noise)) for c in range(C)])
+    tilted = (tilted / tilted.sum(-1, keepdims=True)).mean(1)  # (C, L)
+    if knobs.wiring == "decoupled":
+        after = code_dists(1.0 + knobs.gain * dev)
+    else:
+        p = min(1.0, knobs.misread * dev)
+        after = (1 - p) * clean + p * clean.mean(1, keepdims=True)
+    cells = {"none": split(uniform, clean), "i2": split(tilted, clean), "i3": split(uniform, after)}
+    responses = {f"r_{cell}_{col}": cells[cell][f"d_{col}"] - cells["none"][f"d_{col}"]
+                 for cell in ("i2", "i3") for col in ("path", "exec", "tot")}
+    return {**cells, **responses}
 
 
 def _split_truth(codes: np.ndarray, K: int, method: str) -> dict:

@@ -14,6 +14,11 @@ Two designs cover every probe:
   noise would be a path variable by construction and move within-path entropy into
   between-path entropy (DESIGN §4).
 
+Codebook noise after the cut (here and in the flat design's `noise_after`) acts only on the reads
+of tokens committed after the cut: the path is read through the clean table
+(`sampling.after_cut`). Perturbing the path's read would make every trained model "entangled" by
+construction (DESIGN §4).
+
 A cell that is the run's baseline cache bit for bit (the enhancement's (0, 0) cell) is copied
 from it, not drawn again (registry.baseline_cell, `baseline_as_cell`).
 """
@@ -74,6 +79,7 @@ def sample_flat(model, n_classes: int, per_class: int, knobs: dict, seed: int, *
             result = sampling.sample(model, batch, knobs, gen, perturbation=before, cut_fraction=cut_fraction)
             if cut_fraction is not None and result.state is not None:
                 after = draw_noise(model, noise_after[0], noise_after[1], len(batch), noise_gen)
+                after = sampling.after_cut(after, result.state)  # the prefix is read clean
                 result = sampling.resume(model, result.state, knobs, gen, perturbation=after)
         tokens.append(result.tokens.cpu())
         logprobs.append(result.logprobs.cpu())
@@ -153,7 +159,9 @@ def _continuations(model, expanded, knobs: dict, gen: torch.Generator, after, no
     for start in range(0, n, chunk):
         part = expanded if chunk == n else select_state(expanded, torch.arange(start, min(start + chunk, n)))
         post = draw_noise(model, after[0], after[1], len(part.classes), noise_gen)
-        done = sampling.resume(model, part, knobs, gen, perturbation=post, freeze_committed=True)
+        # after-cut codebook noise reads the path through the clean table (DESIGN §4)
+        done = sampling.resume(model, part, knobs, gen, perturbation=sampling.after_cut(post, part),
+                               freeze_committed=True)
         tokens.append(done.tokens.cpu())
         if "suppressed" in done.trace:
             suppressed = (suppressed or 0) + sum(done.trace["suppressed"])

@@ -206,8 +206,9 @@ def _rho_at(rows: pd.DataFrame, fraction) -> float:
 
 def _decoupling_responses(cells: pd.DataFrame) -> dict:
     """The decoupling matrix's responses with their paired SEs (measured with the unperturbed
-    cell: diagnostics.decoupling_responses), and Δ's SE."""
-    names = [f"r_{probe}_{col}" for probe in ("i2", "i3") for col in ("path", "exec", "infl")] + ["decoupling_index"]
+    cell: diagnostics.decoupling_responses), ΔD_tot beside them (r_*_tot), and Δ's SE."""
+    names = ([f"r_{probe}_{col}" for probe in ("i2", "i3") for col in ("path", "exec", "infl", "tot")]
+             + ["decoupling_index"])
     none = cells[cells["cell"] == "none"]
     if none.empty:
         return {k: float("nan") for n in names for k in (n, f"{n}_se")}

@@ -19,11 +19,17 @@ Two ways to wire the execution make the cases of DESIGN §5:
   are disjoint; the gain is the same for every mode. Condition noise before the cut can only move
   the path, codebook noise after it only the spread around a known target: path and execution
   diversity respond to different interventions.
-* ``entangled``: the continuation reads the path *through the code table*: its query is the
-  (perturbed) embedding of the mode token, and the gain grows with how strongly the class prefers
-  the mode. Codebook noise after the cut then blurs which continuation a path leads to (moves
-  D_path and D_exec in opposite directions), and condition noise before it changes the mix of
-  sharp and soft modes (moves both). Each intervention moves both columns.
+* ``entangled``: the continuation carries its path through what it has itself written: at every
+  step it re-reads the path from its last token, through the code table, and the gain grows with
+  how strongly the class prefers the mode. Codebook noise after the cut (which perturbs the reads
+  of the tokens committed after it, never the path's: DESIGN §4) then blurs which continuation a
+  path leads to (moves D_path and D_exec in opposite directions), and condition noise before it
+  changes the mix of sharp and soft modes (moves both). Each intervention moves both columns.
+
+``mode_read = "embedding"`` (decoupled wiring only) makes the execution identify its mode from the
+embedding of token 0 read through the code table rather than symbolically. Under the fixed I3 that
+read is clean (token 0 is the path), so the case stays Decoupled; under the old whole-table I3 the
+read is noisy and the case looks entangled (tests/test_calibration.py shows both).
 
 Temperature (the one knob) scales every logit: sampled hotter or colder than the data's own
 distribution (temperature 1), the generator spreads or concentrates its conditional diversity,
@@ -33,16 +39,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import SimpleNamespace
+
+import numpy as np
 
 import torch
 from torch import nn
 
 from ibdiv.families import ar
-from ibdiv.families.backbone import DecodeState, TokenPrior, draw, sampling_log_probs
+from ibdiv.families.backbone import CodeReads, DecodeState, TokenPrior, code_reads, draw, sampling_log_probs
 
 KNOBS = {"temperature": 1.0}
 SCHEDULE_KNOBS: tuple[str, ...] = ()
 WIRINGS = ("decoupled", "entangled")
+MODE_READS = ("symbolic", "embedding")
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,7 @@ class CalibrationConfig:
     path_gain: float = 1.5  # spread of the clean mode logits
     path_sensitivity: float = 2.5  # how far condition noise moves them (jitter SD ~ sigma x this)
     exec_gain: float = 2.0
+    mode_read: str = "symbolic"  # decoupled wiring: how the execution knows its mode (module docstring)
     seed: int = 0  # the construction's own random tables (not the sampling seed)
 
 
@@ -70,6 +81,8 @@ class CalibrationPrior(TokenPrior):
         super().__init__()
         if config.wiring not in WIRINGS:
             raise ValueError(f"wiring must be one of {WIRINGS}, got {config.wiring!r}")
+        if config.mode_read not in MODE_READS or (config.mode_read != "symbolic" and config.wiring != "decoupled"):
+            raise ValueError(f"mode_read must be one of {MODE_READS} ('embedding' only for the decoupled wiring)")
         C, K, N, d, M = config.n_classes, config.vocab_size, config.seq_len, config.d_model, config.n_modes
         if M * config.support > K:
             raise ValueError("n_modes * support must not exceed the vocabulary")
@@ -122,15 +135,52 @@ class CalibrationPrior(TokenPrior):
         scores = torch.einsum("nld,nd->nl", candidates, codes[torch.arange(n), target]) / d
         return torch.full((n, K), -math.inf).scatter(1, support, gain[:, None] * scores)
 
-    def misread_probability(self, codes: torch.Tensor) -> torch.Tensor:
-        """Entangled wiring: how often a continuation loses track of its path, (n,) or scalar.
-
-        It reads its prefix through the code table; the further that table is from the one it
-        was built with (mean squared deviation per element, in units of the table's own
-        variance), the more often it re-draws its mode from the class's prior instead."""
-        clean = self.tok_emb.weight[: self.config.vocab_size]
-        deviation = (codes - clean).pow(2).mean((-2, -1)) / clean.pow(2).mean()
+    def misread_probability(self, read: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+        """How often a continuation loses track of its path, (n,): it reads the path as ``read``
+        (n, ...) where the clean reading is ``clean`` (the same shape); the further apart (mean
+        squared deviation per element, in units of the code table's own variance), the more often
+        it re-draws its mode from the class's prior instead."""
+        variance = self.tok_emb.weight[: self.config.vocab_size].pow(2).mean()
+        deviation = (read - clean).pow(2).reshape(len(read), -1).mean(1) / variance
         return (2.0 * deviation).clamp(max=1.0)
+
+    def table_read_at(self, reads: CodeReads | None, tokens: torch.Tensor, position: int) -> torch.Tensor:
+        """(n, K, d): the code table through which the token at ``position`` is read: the clean
+        one for a path token (``CodeReads``: noise after the cut spares the path) or without codebook
+        noise, each sample's perturbed table otherwise (a position not yet committed included)."""
+        n, K = len(tokens), self.config.vocab_size
+        clean = self.tok_emb.weight[:K].expand(n, K, -1)
+        if reads is None:
+            return clean
+        if reads.path is None:
+            return reads.table
+        on_path = reads.path[:, position] == tokens[:, position]
+        return torch.where(on_path[:, None, None], clean, reads.table)
+
+
+class PatchTokenizer:
+    """A fixed, untrained tokenizer for the suite's shapes oracle (``families.oracle.TunableOracle``):
+    each of the grid x grid patches becomes one of 64 codes, 4 bits for which of its quadrants are
+    inked (mean > 0.25) times 4 levels of its mean ink. The suite needs no training; a trained VQ
+    would make the suite wait for the tokenizer and change with it."""
+
+    QUADRANT_INK = 0.25
+    LEVELS = (0.04, 0.15, 0.35)  # mean-ink bin edges: 4 levels
+
+    def __init__(self, image_size: int = 16, grid: int = 4):
+        if image_size % (2 * grid):
+            raise ValueError("image_size must split into grid x grid patches of 2 x 2 quadrants")
+        self.cfg = SimpleNamespace(image_size=image_size, grid=grid, codebook_size=64)
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """(n, H, W) images in [0, 1] -> (n, grid * grid) codes in raster order."""
+        n, g = len(images), self.cfg.grid
+        q = self.cfg.image_size // (2 * g)  # quadrant side
+        quadrants = images.reshape(n, g, 2, q, g, 2, q).mean((3, 6))  # (n, g, 2, g, 2)
+        bits = (quadrants > self.QUADRANT_INK).transpose(0, 1, 3, 2, 4).reshape(n, g, g, 4)
+        pattern = (bits * (1 << np.arange(4))).sum(-1)
+        level = np.digitize(quadrants.mean((2, 4)), self.LEVELS)
+        return (pattern * 4 + level).reshape(n, g * g).astype(np.int64)
 
 
 PRIOR = CalibrationPrior
@@ -143,11 +193,9 @@ def advance(model: CalibrationPrior, state: DecodeState, knobs: dict, gen: torch
     """One token per step in raster order (a cut at f commits the first f·N tokens, like AR)."""
     cfg, classes = model.config, state.classes
     cond = model.cls_emb(classes)
-    codes = model.tok_emb.weight[: cfg.vocab_size]
     if perturbation is not None and perturbation.cond_noise is not None:
         cond = cond + perturbation.cond_noise
-    if perturbation is not None and perturbation.code_noise is not None:
-        codes = codes + perturbation.code_noise
+    reads = code_reads(model.tok_emb.weight[: cfg.vocab_size], perturbation)
     while not state.finished and not state.reached(cut_fraction):
         i = state.step
         mode, sharp = _path_of(model, state)
@@ -160,15 +208,32 @@ def advance(model: CalibrationPrior, state: DecodeState, knobs: dict, gen: torch
         elif i < cfg.n_path:  # spelled out by the mode: probability one
             logits.scatter_(1, model.mode_codes[classes, mode, i][:, None], 0.0)
         else:
-            if cfg.wiring == "entangled":  # every step consumes the same draws, misread or not
-                misread = torch.rand(len(classes), generator=gen) < model.misread_probability(codes)
-                redrawn = torch.multinomial(model.mode_logits(model.cls_emb(classes), classes).softmax(-1), 1,
-                                            generator=gen)[:, 0]
-                mode = torch.where(misread, redrawn, mode)
-            logits = model.exec_logits(codes, mode, sharp, classes, i)
+            if cfg.wiring == "entangled" or cfg.mode_read == "embedding":
+                mode = _reread_mode(model, reads, state, mode, gen)
+            logits = model.exec_logits(model.table_read_at(reads, state.tokens, i), mode, sharp, classes, i)
         log_probs = sampling_log_probs(logits, knobs["temperature"])
         state.commit_next(*draw(log_probs, gen))
     return state
+
+
+def _reread_mode(model: CalibrationPrior, reads: CodeReads | None, state: DecodeState, mode: torch.Tensor,
+                 gen: torch.Generator) -> torch.Tensor:
+    """The mode an execution step follows when it reads its path through the code table: the
+    entangled wiring re-reads it from its last token (the whole table that token is read through),
+    ``mode_read = "embedding"`` from token 0's row; a misread re-draws the mode from the class's
+    prior. Every step consumes the same draws, misread or not (the sampler's RNG contract)."""
+    classes, i = state.classes, state.step
+    K = model.config.vocab_size
+    if model.config.wiring == "entangled":
+        read = model.table_read_at(reads, state.tokens, i - 1)
+        clean = model.tok_emb.weight[:K].expand_as(read)
+    else:
+        rows = torch.arange(len(classes))
+        read = model.table_read_at(reads, state.tokens, 0)[rows, state.tokens[:, 0]]
+        clean = model.tok_emb.weight[state.tokens[:, 0]]
+    misread = torch.rand(len(classes), generator=gen) < model.misread_probability(read, clean)
+    redrawn = torch.multinomial(model.mode_logits(model.cls_emb(classes), classes).softmax(-1), 1, generator=gen)[:, 0]
+    return torch.where(misread, redrawn, mode)
 
 
 def _path_of(model: CalibrationPrior, state: DecodeState) -> tuple[torch.Tensor, torch.Tensor]:

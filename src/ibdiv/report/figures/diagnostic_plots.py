@@ -309,11 +309,11 @@ def responses(measurements: pd.DataFrame, path, probes=None) -> pd.DataFrame:
 
 
 _DECOUPLING_ROWS = (("i2", "I2 condition noise\nbefore cut"), ("i3", "I3 codebook noise\nafter cut"))
-_DECOUPLING_COLS = (("path", "D_path"), ("exec", "D_exec"))
+_DECOUPLING_COLS = (("path", "D_path"), ("exec", "D_exec"), ("tot", "D_tot"))  # D_tot beside, not in Δ
 
 
 def decoupling_matrices(summary: pd.DataFrame, path) -> pd.DataFrame:
-    """Decoupling test: per family and operating point, the 2×2 response matrix of D_path and D_exec (columns) to condition noise applied only before the cut (one draw per path) and codebook noise applied only after it (one draw per continuation) (rows), in bits (value ± 1.96 paired-bootstrap SE, mean over seeds); the title gives Δ = share of absolute response on the diagonal (I2→D_path, I3→D_exec), computed from the plotted matrix; Δ near 1 with clear diagonal responses means the phases are decoupled."""
+    """Decoupling test: per family and operating point, the 2×2 response matrix of D_path and D_exec (columns) to condition noise applied only before the cut (one draw per path) and codebook noise applied only after it, on the reads of tokens committed after the cut (one draw per continuation) (rows), in bits (value ± 1.96 paired-bootstrap SE, mean over seeds), with the response of D_tot beside it (ΔD_path ≈ −ΔD_exec with D_tot unchanged: the intervention only moved diversity between the columns); the title gives Δ = share of absolute response on the diagonal (I2→D_path, I3→D_exec), computed from the plotted 2×2 matrix; Δ near 1 with clear diagonal responses means the phases are decoupled."""
     cols = [f"r_{r}_{c}" for r, _ in _DECOUPLING_ROWS for c, _ in _DECOUPLING_COLS]
     mean = _seed_mean(summary, ["family", "point"], cols)
     mean = mean[mean[cols].notna().any(axis=1)]
@@ -324,8 +324,9 @@ def decoupling_matrices(summary: pd.DataFrame, path) -> pd.DataFrame:
     for ax, (_, m) in zip(axes.ravel(), mean.iterrows()):
         grid = np.array([[m[f"r_{r}_{c}"] for c, _ in _DECOUPLING_COLS] for r, _ in _DECOUPLING_ROWS], float)
         se = np.array([[m[f"r_{r}_{c}_se"] for c, _ in _DECOUPLING_COLS] for r, _ in _DECOUPLING_ROWS], float)
-        total = np.nansum(np.abs(grid))
-        delta = (abs(grid[0, 0]) + abs(grid[1, 1])) / total if total > 0 and np.isfinite(grid).all() else np.nan
+        matrix = grid[:, :2]  # Δ reads the (D_path, D_exec) matrix; the D_tot column is shown beside it
+        total = np.nansum(np.abs(matrix))
+        delta = (abs(matrix[0, 0]) + abs(matrix[1, 1])) / total if total > 0 and np.isfinite(matrix).all() else np.nan
         image = ax.imshow(np.ma.masked_invalid(grid), cmap="RdBu_r", vmin=-vmax, vmax=vmax)
         for i, (rk, rname) in enumerate(_DECOUPLING_ROWS):
             for j, (ck, cname) in enumerate(_DECOUPLING_COLS):
@@ -333,7 +334,7 @@ def decoupling_matrices(summary: pd.DataFrame, path) -> pd.DataFrame:
                 ax.text(j, i, text, ha="center", va="center", fontsize=7)
                 out.append(dict(family=m["family"], point=m["point"], n_seeds=m["n_seeds"], row=rk, col=cname,
                                 value=grid[i, j], se=se[i, j], err=style.Z * se[i, j], decoupling_index=delta))
-        ax.set_xticks([0, 1], [c for _, c in _DECOUPLING_COLS], fontsize=7)
+        ax.set_xticks(range(len(_DECOUPLING_COLS)), [c for _, c in _DECOUPLING_COLS], fontsize=7)
         ax.set_yticks([0, 1], [r for _, r in _DECOUPLING_ROWS], fontsize=7)
         ax.set_title(f"{m['family']} · {m['point']}  Δ = {delta:.2f}\n(mean over {m['n_seeds']} seed(s))", fontsize=8)
     fig.suptitle("Decoupling response matrices (value ± 1.96 SE)", fontsize=10)
