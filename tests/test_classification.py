@@ -27,6 +27,7 @@ def row(**over):
         rho_infl=0.3, learned_structure_bits=0.5,
         r_i2_path=0.1, r_i2_path_se=0.01, r_i2_exec=0.1, r_i2_exec_se=0.01,
         r_i3_path=0.1, r_i3_path_se=0.01, r_i3_exec=0.1, r_i3_exec_se=0.01,
+        decoupling_index_se=0.01,
     )
     base.update(over)
     return base
@@ -62,7 +63,36 @@ def test_decoupled_when_diagonal_dominates_and_clears_noise():
     assert r.label == C.DECOUPLED
     assert r.margin == pytest.approx(min(0.5 / 0.01, 0.4 / 0.01))
     assert "Decoupled" in r.rule and "0.90" in r.rule
-    assert r.decoupling_excess == pytest.approx(0.2)
+    assert r.decoupling_excess == pytest.approx(0.9 - 2 * 0.01 - 0.7)  # Δ - m·SE(Δ) - Δ_min
+
+
+def test_delta_point_value_above_delta_min_is_not_enough():
+    """Δ = 0.72 ± 0.05 (animals MIM seed 1 of issue 22): 0.72 - 2·0.05 < 0.7, not Decoupled;
+    a clear case (0.9 ± 0.02) still is."""
+    responses = dict(r_i2_path=-0.36, r_i3_exec=0.36, r_i2_exec=0.14, r_i3_path=0.14)
+    r = one(decoupling_index_se=0.05, **responses)
+    assert r.decoupling_index == pytest.approx(0.72)
+    assert r.label == C.BALANCED and "Delta - 2*SE = 0.62 < Delta_min=0.7" in r.rule
+    assert r.decoupling_excess == pytest.approx(0.72 - 0.1 - 0.7)
+    assert one(decoupling_index_se=0.02, r_i2_path=-0.5, r_i3_exec=0.4, r_i2_exec=0.05, r_i3_path=0.05).label == C.DECOUPLED
+
+
+def test_delta_margin_is_its_own_knob():
+    """thresholds.delta_margin_se (default: margin_se) sets how many SE(Δ) Δ must clear Δ_min by."""
+    responses = dict(r_i2_path=-0.36, r_i3_exec=0.36, r_i2_exec=0.14, r_i3_path=0.14, decoupling_index_se=0.05)
+    assert classify(row(**responses), th={**TH, "delta_margin_se": 0.0}).label[0] == C.DECOUPLED
+    assert classify(row(**responses), th={**TH, "delta_margin_se": 0.3}).label[0] == C.DECOUPLED
+    assert classify(row(**responses), th={**TH, "delta_margin_se": 0.5}).label[0] == C.BALANCED
+    assert classify(row(**responses), th={**TH, "margin_se": 0.3}).label[0] == C.DECOUPLED  # the default follows m
+    with pytest.raises(ValueError, match="delta_margin_se"):
+        classify(row(), th={**TH, "delta_margin_se": -1.0})
+
+
+def test_unmeasured_delta_se_cannot_earn_decoupled():
+    responses = dict(r_i2_path=-0.5, r_i3_exec=0.4, r_i2_exec=0.05, r_i3_path=0.05, decoupling_index_se=np.nan)
+    r = one(**responses)
+    assert r.label != C.DECOUPLED and "SE(Delta) not measured" in r.rule
+    assert classify(row(**responses), th={**TH, "delta_margin_se": 0.0}).label[0] == C.DECOUPLED
 
 
 def test_decoupled_beats_eta_rules():

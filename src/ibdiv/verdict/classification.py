@@ -14,12 +14,15 @@ for a ratio a/b, Var ≈ (sa/b)^2 + (a·sb/b^2)^2, i.e. relative variances add; 
 variance is therefore the sum of the four relative variances of d, d_data, h_z, h_z_data.
 
 Rule (thresholds from config; margins in units of bootstrap SE), evaluated in order:
-1. Decoupled               if Δ >= delta_min and |r_i2_path| > m·SE and |r_i3_exec| > m·SE;
+1. Decoupled               if Δ - m_Δ·SE(Δ) >= delta_min and |r_i2_path| > m·SE and |r_i3_exec| > m·SE;
 2. Diversity-Prioritized   if eta - m·SE(eta) >= 1 + ε;
 3. Compression-Prioritized if eta + m·SE(eta) <= 1 - ε;
 4. Balanced                otherwise;
 and Unclassified (with the reason in `rule`) when rule 1 does not fire and eta or SE(eta)
-is not a finite number. m = thresholds["margin_se"]; ε = thresholds["eta_band"], an effect-size
+is not a finite number. m = thresholds["margin_se"]; m_Δ = thresholds["delta_margin_se"] (default m):
+Δ's point value is not enough, it must clear Δ_min by m_Δ of its paired-bootstrap SEs (a Δ of
+0.72 ± 0.05 is one replicate away from 0.68; with m_Δ > 0 a Δ whose SE was not measured cannot
+earn Decoupled); ε = thresholds["eta_band"], an effect-size
 band: a label must be practically as well as statistically clear (with 200 samples per class
 SE(eta) ~ 0.004, so without a band a 0.8% excess would be a label; DESIGN §5). The responses
 are on the (D_path, D_exec) columns; their SEs come from a paired bootstrap.
@@ -94,20 +97,25 @@ def _z(x, se):
     return 0.0 if x == 0 else math.copysign(math.inf, x)
 
 
-def _check_thresholds(thresholds) -> tuple[float, float, float]:
+def _check_thresholds(thresholds) -> tuple[float, float, float, float]:
+    """(delta_min, margin_se, eta_band, delta_margin_se); delta_margin_se defaults to margin_se
+    (DESIGN §5 uses one m for every margin)."""
     try:
         delta_min = float(thresholds["delta_min"])
         margin_se = float(thresholds["margin_se"])
         band = float(thresholds["eta_band"])
     except KeyError as e:
         raise KeyError(f"thresholds: missing key {e.args[0]!r} (need 'delta_min', 'margin_se', 'eta_band')") from None
+    delta_margin = float(thresholds.get("delta_margin_se", margin_se))
+    if not (math.isfinite(delta_margin) and delta_margin >= 0.0):
+        raise ValueError(f"thresholds.delta_margin_se must be a finite number >= 0, got {delta_margin}")
     if not 0.0 <= band < 1.0:
         raise ValueError(f"thresholds.eta_band must be in [0, 1), got {band}")
     if not 0.0 < delta_min <= 1.0:
         raise ValueError(f"thresholds.delta_min must be in (0, 1], got {delta_min}")
     if not (math.isfinite(margin_se) and margin_se >= 0.0):
         raise ValueError(f"thresholds.margin_se must be a finite number >= 0, got {margin_se}")
-    return delta_min, margin_se, band
+    return delta_min, margin_se, band, delta_margin
 
 
 # --- the rule -------------------------------------------------------------------------------------
@@ -117,9 +125,19 @@ def _f(x) -> str:
     return "nan" if not np.isfinite(x) else f"{x:.3g}" if abs(x) >= 1e3 or (x != 0 and abs(x) < 1e-2) else f"{x:.2f}"
 
 
-def _decide(row: dict, delta_min: float, m: float, band: float) -> tuple[str, str, float]:
+def _delta_lower(dix: float, se: float, m_delta: float) -> float:
+    """Δ - m_Δ·SE(Δ): what Δ_min is compared with. At m_Δ = 0 the point value (SE not needed);
+    else NaN when the SE was not measured, so that an unmeasured uncertainty never earns Decoupled."""
+    if m_delta == 0.0:
+        return dix
+    return dix - m_delta * se if np.isfinite(se) else math.nan
+
+
+def _decide(row: dict, delta_min: float, m: float, band: float, m_delta: float) -> tuple[str, str, float]:
     """(label, rule sentence, margin) for one row of computed quantities."""
     dix = row["decoupling_index"]
+    dix_se = row.get("decoupling_index_se", math.nan)
+    lower = _delta_lower(dix, dix_se, m_delta)
     z_path = abs(_z(row["r_i2_path"], row["r_i2_path_se"]))
     z_exec = abs(_z(row["r_i3_exec"], row["r_i3_exec_se"]))
     clear_path = np.isfinite(row["r_i2_path"]) and abs(row["r_i2_path"]) > m * row["r_i2_path_se"]
@@ -128,17 +146,20 @@ def _decide(row: dict, delta_min: float, m: float, band: float) -> tuple[str, st
         f"|r_i2_path|/SE={_f(z_path)} {'>' if clear_path else 'not >'} {m:g}, "
         f"|r_i3_exec|/SE={_f(z_exec)} {'>' if clear_exec else 'not >'} {m:g}"
     )
-    if np.isfinite(dix) and dix >= delta_min and clear_path and clear_exec:
-        rule = f"Delta={_f(dix)} >= Delta_min={delta_min:g} (by {_f(dix - delta_min)}); {diag} → {DECOUPLED}"
+    delta_text = f"Delta={_f(dix)} ± {_f(dix_se)}: Delta - {m_delta:g}*SE = {_f(lower)}"
+    if np.isfinite(lower) and lower >= delta_min and clear_path and clear_exec:
+        rule = f"{delta_text} >= Delta_min={delta_min:g} (by {_f(lower - delta_min)}); {diag} → {DECOUPLED}"
         return DECOUPLED, rule, float(np.minimum(z_path, z_exec))
 
     # why rule 1 did not fire, stated before the eta rule that did
     if not np.isfinite(dix):
         why_not = "Delta not measured"
-    elif dix < delta_min:
-        why_not = f"Delta={_f(dix)} < Delta_min={delta_min:g}"
+    elif not np.isfinite(lower):
+        why_not = f"Delta={_f(dix)} but SE(Delta) not measured"
+    elif lower < delta_min:
+        why_not = f"{delta_text} < Delta_min={delta_min:g}"
     else:
-        why_not = f"Delta={_f(dix)} >= Delta_min={delta_min:g} but diagonal within noise ({diag})"
+        why_not = f"{delta_text} >= Delta_min={delta_min:g} but diagonal within noise ({diag})"
     prefix = f"not {DECOUPLED} ({why_not}); "
 
     eta, se = row["eta"], row["eta_se"]
@@ -160,14 +181,14 @@ def classify_rows(summary: pd.DataFrame, thresholds) -> pd.DataFrame:
     """One classified row per input row (same order, fresh index).
 
     Columns: identifiers; kappa, kappa_pos, delta, delta_iso, eta with their delta-method SEs;
-    eta_z = (eta - 1)/SE(eta); decoupling_index Δ, decoupling_excess = Δ - delta_min and
+    eta_z = (eta - 1)/SE(eta); decoupling_index Δ, decoupling_excess = Δ - m_Δ·SE(Δ) - delta_min and
     diag_z_min = min(|r_i2_path|/SE, |r_i3_exec|/SE); label; rule (the sentence naming the
     rule that fired, with its numbers); margin (the deciding quantity past its threshold in SE
     units: (eta - 1)/SE(eta) for the eta rules, diag_z_min for Decoupled, NaN for
     Unclassified — a label fired on eta when |margin| >= margin_se); learned_structure_bits
     and rho_infl carried through.
     """
-    delta_min, m, band = _check_thresholds(thresholds)
+    delta_min, m, band, m_delta = _check_thresholds(thresholds)
     missing = [c for c in REQUIRED_COLUMNS if c not in summary.columns]
     if missing:
         raise ValueError(f"summary is missing columns: {missing}")
@@ -184,7 +205,8 @@ def classify_rows(summary: pd.DataFrame, thresholds) -> pd.DataFrame:
     out["decoupling_index"] = decoupling_index(col["r_i2_path"], col["r_i2_exec"], col["r_i3_path"], col["r_i3_exec"])
     out["decoupling_index_se"] = (pd.to_numeric(s["decoupling_index_se"], errors="coerce").to_numpy(dtype=float)
                                   if "decoupling_index_se" in s.columns else np.nan)  # paired bootstrap
-    out["decoupling_excess"] = out["decoupling_index"] - delta_min
+    out["decoupling_excess"] = [_delta_lower(d, se, m_delta) - delta_min  # what rule 1 compares with 0
+                                for d, se in zip(out["decoupling_index"], out["decoupling_index_se"])]
     out["diag_z_min"] = np.minimum(  # NaN if either diagonal response is unmeasured
         np.abs([_z(a, sa) for a, sa in zip(col["r_i2_path"], col["r_i2_path_se"])]),
         np.abs([_z(b, sb) for b, sb in zip(col["r_i3_exec"], col["r_i3_exec_se"])]),
@@ -194,9 +216,9 @@ def classify_rows(summary: pd.DataFrame, thresholds) -> pd.DataFrame:
 
     decided = []
     for i in range(len(out)):
-        row = {k: out.at[i, k] for k in ("kappa", "delta", "eta", "eta_se", "decoupling_index")}
+        row = {k: out.at[i, k] for k in ("kappa", "delta", "eta", "eta_se", "decoupling_index", "decoupling_index_se")}
         row.update({k: col[k][i] for k in ("r_i2_path", "r_i2_path_se", "r_i3_exec", "r_i3_exec_se")})
-        decided.append(_decide(row, delta_min, m, band))
+        decided.append(_decide(row, delta_min, m, band, m_delta))
     out["label"] = [d[0] for d in decided]
     out["rule"] = [d[1] for d in decided]
     out["margin"] = np.array([d[2] for d in decided], dtype=float)
