@@ -182,7 +182,7 @@ def test_every_label_is_a_rule_outcome():
     ]
     out = classify(*rows)
     assert list(out.label) == list(C.LABELS)
-    assert len(out) == len(rows) and list(out.columns) == C.OUTPUT_COLUMNS
+    assert len(out) == len(rows) and list(out.columns) == C.OUTPUT_COLUMNS + [C.band_column(b) for b in C.bands(TH)]
     assert out.learned_structure_bits.tolist() == [0.5] * 5 and out.rho_infl.tolist() == [0.3] * 5
 
 
@@ -304,3 +304,53 @@ def test_report_caption_defines_the_ratios_as_the_code_computes_them():
     assert "κ = H(Z)_gen / H(Z)_data" in caption and "δ = D_gen / D_data" in caption
     kappa, _ = C.ratio_se(np.array([3.0]), np.array([0.0]), np.array([6.0]), np.array([0.0]))
     assert kappa[0] == pytest.approx(0.5)  # ratio_se(gen, se, data, se) = gen / data, as in classify_rows
+
+
+# --- bands and robustness (DESIGN §5: the headline is the robust label or says what it depends on) ----
+
+
+TIGHT = dict(h_z_se=1e-4, h_z_data_se=1e-4, d_se=1e-4, d_data_se=1e-4)
+
+
+def test_every_label_is_also_decided_at_each_band():
+    """η = 1.015: Diversity-Prioritized at ε = 0 and 0.01, Balanced at the configured 0.02; the
+    configured band's column is the label itself."""
+    r = classify(row(d=2.03, **TIGHT), th={**TH, "eta_band": 0.02}).iloc[0]
+    assert C.bands({**TH, "eta_band": 0.02}) == [0.0, 0.01, 0.02]
+    assert (r["label_eps0"], r["label_eps0.01"], r["label_eps0.02"]) == (
+        C.DIVERSITY_PRIORITIZED, C.DIVERSITY_PRIORITIZED, C.BALANCED)
+    assert r.label == r["label_eps0.02"]
+    # a configured band outside the set gets its own column
+    assert "label_eps0.05" in classify(row(), th={**TH, "eta_band": 0.05}).columns
+
+
+def _stacked(*alphabets):
+    """A classified table over alphabets: each argument is {seed: d} for one coarse_k."""
+    out = []
+    for k, ds in enumerate(alphabets):
+        t = classify(*[row(seed=s, d=d, **TIGHT) for s, d in ds.items()], th={**TH, "eta_band": 0.02})
+        t.insert(3, "coarse_k", 0 if k == 0 else 8 * k)
+        out.append(t)
+    return pd.concat(out, ignore_index=True)
+
+
+@pytest.mark.parametrize("alphabets, robust, headline", [
+    (({0: 2.5, 1: 2.4}, {0: 2.6, 1: 2.5}), True, C.DIVERSITY_PRIORITIZED),      # every seed, band, alphabet
+    (({0: 2.03, 1: 2.03}, {0: 2.03, 1: 2.03}), False, "depends on ε"),           # η 1.015: bands disagree
+    (({0: 2.5, 1: 2.5}, {0: 2.0, 1: 2.0}), False, "depends on alphabet"),
+    (({0: 2.5, 1: 2.0}, {0: 2.5, 1: 2.0}), False, "depends on seed"),
+    (({0: 2.03, 1: 2.0}, {0: 2.5, 1: 2.0}), False, "depends on ε / alphabet / seed"),
+])
+def test_robust_flag_and_headline_name_what_a_label_depends_on(alphabets, robust, headline):
+    out = C.robustness(_stacked(*alphabets))
+    assert len(out) == 1
+    r = out.iloc[0]
+    assert bool(r.robust) is robust and r.headline == headline
+    assert r.depends_on == ("" if robust else headline[len("depends on "):])
+
+
+def test_stability_reports_the_consensus_at_each_band():
+    s = C.stability(classify(row(seed=0, d=2.03, **TIGHT), row(seed=1, d=2.05, **TIGHT),
+                             th={**TH, "eta_band": 0.02})).iloc[0]
+    assert s["consensus_eps0"] == C.DIVERSITY_PRIORITIZED and s["consensus_eps0.02"] == C.UNSTABLE
+    assert s.consensus == s["consensus_eps0.02"]

@@ -123,3 +123,30 @@ def test_rho_infl_comes_from_the_unperturbed_decoupling_cell_else_the_nearest_cl
     assert _rho_at(pd.concat([clamp, decoupling]), 0.25) == 0.3
     assert _rho_at(clamp, 0.3) == 0.5
     assert _rho_at(clamp.iloc[:0], 0.25) != _rho_at(clamp.iloc[:0], 0.25)  # NaN when nothing was measured
+
+
+def test_headline_is_the_robust_label_or_says_what_it_depends_on(tmp_path):
+    """summary.json and metrics.json lead with the robust label, or with what the label depends on."""
+    stab = pd.DataFrame([
+        {"dataset": "shapes", "family": f, "point": "neutral", "consensus": "Balanced", "stable": True,
+         "labels": "['Balanced']", "eta_mean": 1.0, "consensus_eps0": eps0, "consensus_eps0.02": "Balanced",
+         "robust": robust, "depends_on": depends, "headline": headline}
+        for f, eps0, robust, depends, headline in (("ar", "Balanced", True, "", "Balanced"),
+                                                   ("mim", "Diversity-Prioritized", False, "ε", "depends on ε"))])
+    cls = pd.DataFrame([{"family": f, "point": "neutral", "seed": 0, "label": "Balanced", "rule": "r"} for f in ("ar", "mim")])
+    gen = pd.DataFrame([{"family": f, "point": "neutral", "seed": 0, "learned_structure_bits": 0.5,
+                         "conditioning_accuracy": 0.7, "heldout_bits_per_token": 3.0} for f in ("ar", "mim")])
+    paths = {}
+    for name, df in (("stab", stab), ("cls", cls), ("gen", gen)):
+        paths[name] = tmp_path / f"{name}.csv"
+        df.to_csv(paths[name], index=False)
+    (tmp_path / "head.csv").write_text("\n")
+    out = tables.headline_summary(["shapes"], [paths["stab"]], [paths["cls"]], [tmp_path / "head.csv"], [paths["gen"]])
+    ar, mim = (out["shapes"]["families"][f]["neutral"] for f in ("ar", "mim"))
+    assert (ar["headline"], ar["robust"], ar["depends_on"]) == ("Balanced", True, "")
+    assert (mim["headline"], mim["robust"], mim["depends_on"]) == ("depends on ε", False, "ε")
+    assert mim["label_by_band"] == {"0": "Diversity-Prioritized", "0.02": "Balanced"}
+    metrics = tables.dvc_metrics(["shapes"], [paths["stab"]], [paths["gen"]])["shapes"]
+    assert (metrics["ar"]["neutral"]["robust"], metrics["ar"]["neutral"]["headline_code"]) == (1, 0)
+    assert (metrics["mim"]["neutral"]["robust"], metrics["mim"]["neutral"]["headline_code"]) == (0, tables.DEPENDS_CODE)
+    json.dumps(out, allow_nan=False)

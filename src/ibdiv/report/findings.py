@@ -41,14 +41,21 @@ def _number(value) -> float:
 
 
 def labels_table(stability: pd.DataFrame, generators: pd.DataFrame) -> pd.DataFrame:
-    """One row per family and operating point: the consensus label over seeds, whether every
-    seed agrees, and the means of the quantities ± their SE across seeds."""
+    """One row per family and operating point: the headline (the label when every seed, band
+    and alphabet agree, else what it depends on), the consensus label over seeds at the
+    configured band, whether every seed agrees, the consensus at each band ε, and the means of
+    the quantities ± their SE across seeds."""
     rows = []
     for _, row in stability.iterrows():
         mine = generators[(generators.family == row.family) & (generators.point == row.point)]
-        out = {"family": row.family, "point": row.point, **_alphabet(row), "label": row.consensus,
+        out = {"family": row.family, "point": row.point, **_alphabet(row),
+               "headline": row.get("headline", row.consensus), "label": row.consensus,
                "every seed agrees": "yes" if bool(row.stable) else "no",
                "labels per seed": ", ".join(_as_list(row.labels))}
+        bands = [c for c in row.index if c.startswith("consensus_eps")]
+        if bands:
+            out["label at ε = " + " / ".join(c[len("consensus_eps"):] for c in bands)] = " / ".join(
+                str(row[c]) for c in bands)
         for column, symbol in QUANTITIES.items():
             out[symbol] = plus_minus(row.get(f"{column}_mean"), row.get(f"{column}_seed_se"))
         out["conditioning accuracy"] = plus_minus(mine.conditioning_accuracy.mean()) if len(mine) else "–"

@@ -97,7 +97,9 @@ def alphabets(table: pd.DataFrame) -> list[int]:
 def classification_tables(measurements: pd.DataFrame, generators: pd.DataFrame, probes: dict, thresholds: dict,
                           dataset: str) -> dict[str, pd.DataFrame]:
     """summary, classification and classification_stability of every alphabet, stacked with a
-    coarse_k column after `point`: the same summary and rule applied to each alphabet's slice."""
+    coarse_k column after `point`: the same summary and rule applied to each alphabet's slice.
+    The stability rows also carry robust / depends_on / headline (classification.robustness),
+    which span every seed, band and alphabet, so they repeat on each alphabet's row."""
     from ibdiv.verdict import classification
 
     out = {"summary": [], "classification": [], "stability": []}
@@ -109,7 +111,10 @@ def classification_tables(measurements: pd.DataFrame, generators: pd.DataFrame, 
                             ("stability", classification.stability(classified))):
             table.insert(table.columns.get_loc("point") + 1, "coarse_k", k)
             out[name].append(table)
-    return {name: pd.concat(tables, ignore_index=True) for name, tables in out.items()}
+    tables = {name: pd.concat(tables, ignore_index=True) for name, tables in out.items()}
+    robust = classification.robustness(tables["classification"])
+    tables["stability"] = tables["stability"].merge(robust, on=classification.GROUP_KEYS, how="left")
+    return tables
 
 
 def iso_quality_diversity(points: pd.DataFrame, target_accuracy: float) -> tuple[float, float]:
@@ -298,7 +303,10 @@ def _cell_row(measurements: pd.DataFrame, family, seed, point, probe: str, cell)
 def headline_summary(datasets, stability_paths, classification_paths, headline_paths, generator_paths) -> dict:
     """results/summary.json: per dataset the labels (and whether all seeds agree), the numbers
     behind them with SEs across seeds, learned structure, and the enhancement gains; all at
-    full K, and under "coarse" the labels and numbers of every coarse alphabet K' (DESIGN §13)."""
+    full K, and under "coarse" the labels and numbers of every coarse alphabet K' (DESIGN §13).
+    Each entry leads with `headline`: the label when every seed, band and alphabet agree
+    (`robust`), else "depends on ε / alphabet / seed" naming what it changes with (`depends_on`);
+    `label_by_band` is the consensus over seeds at each ε of classification.bands."""
     out = {}
     for name, stab, cls, head, gen in zip(datasets, stability_paths, classification_paths, headline_paths, generator_paths):
         stability, classified, generators = pd.read_csv(stab), pd.read_csv(cls), pd.read_csv(gen)
@@ -324,8 +332,11 @@ def _label_entries(stability: pd.DataFrame, classified: pd.DataFrame, generators
     families = {}
     for _, row in stability.iterrows():
         per_seed = classified[(classified.family == row.family) & (classified.point == row.point)]
-        entry = {"label": row.consensus, "stable": bool(row.stable), "labels_per_seed": per_seed.label.tolist(),
-                 "rules_per_seed": per_seed.rule.tolist()}
+        entry = {"headline": row.get("headline", row.consensus), "robust": _bool(row.get("robust", False)),
+                 "depends_on": _text(row.get("depends_on")),
+                 "label": row.consensus, "stable": bool(row.stable), "labels_per_seed": per_seed.label.tolist(),
+                 "rules_per_seed": per_seed.rule.tolist(),
+                 "label_by_band": {c[len("consensus_eps"):]: row[c] for c in row.index if c.startswith("consensus_eps")}}
         for q in ("kappa", "delta", "delta_iso", "eta", "decoupling_index", "rho_infl"):
             entry[q] = {"mean": _nan_none(row.get(f"{q}_mean")), "se_across_seeds": _nan_none(row.get(f"{q}_seed_se"))}
         gen = generators[(generators.family == row.family) & (generators.point == row.point)]
@@ -333,6 +344,16 @@ def _label_entries(stability: pd.DataFrame, classified: pd.DataFrame, generators
         entry["conditioning_accuracy"] = _nan_none(gen.conditioning_accuracy.mean()) if len(gen) else None
         families.setdefault(row.family, {})[row.point] = entry
     return families
+
+
+def _bool(value) -> bool:
+    """A flag read back from CSV ("True"/"False" strings or booleans)."""
+    return str(value).lower() == "true"
+
+
+def _text(value) -> str:
+    """A text cell read back from CSV: an empty cell is NaN there."""
+    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
 
 
 def _nan_none(value):
@@ -348,6 +369,13 @@ def _nan_none(value):
 # compares numbers only; docs/sharing.md lists the codes); "unstable": the seeds disagree
 LABEL_CODES = {"Balanced": 0, "Compression-Prioritized": 1, "Diversity-Prioritized": 2, "Decoupled": 3,
                "Unclassified": -1, "unstable": -2}
+# the headline's code when it is not one robust label ("depends on ε / alphabet / seed")
+DEPENDS_CODE = -3
+
+
+def headline_code(headline: str) -> int:
+    """results/metrics.json's number for a headline: the robust label's code, or DEPENDS_CODE."""
+    return DEPENDS_CODE if str(headline).startswith("depends on") else label_code(headline)
 
 
 def label_code(label: str) -> int:
@@ -365,8 +393,9 @@ def dvc_metrics(datasets, stability_paths, generator_paths, classification_paths
     κ, δ, η, Δ (decoupling_index), ρ_infl, conditioning accuracy and held-out bits/token; and
     the verdict: `label_code` (the consensus label as a number, LABEL_CODES), `stable` (1 when
     every seed carries that label, else 0) and, given the per-seed classification tables,
-    `margin` (mean over seeds of the deciding quantity in SE units; ibdiv.verdict.classification).
-    Numbers only; a quantity not measured for a row is left out. Full K only: the coarse
+    `margin` (mean over seeds of the deciding quantity in SE units; ibdiv.verdict.classification);
+    `robust` (1 when every seed, band and alphabet agree) and `headline_code` (the robust label's
+    code, or -3 when the label depends on ε, alphabet or seed). Numbers only; a quantity not measured for a row is left out. Full K only: the coarse
     alphabets' numbers are in summary.json and the tables."""
     quantities = ("kappa", "delta", "eta", "decoupling_index", "rho_infl")
     out = {}
@@ -376,7 +405,10 @@ def dvc_metrics(datasets, stability_paths, generator_paths, classification_paths
         for _, row in at_alphabet(pd.read_csv(stab)).iterrows():
             rows[(row.family, row.point)] = {q: row.get(f"{q}_mean") for q in quantities}
             rows[(row.family, row.point)].update(label_code=label_code(row.consensus),
-                                                 stable=int(str(row.stable).lower() == "true"))
+                                                 stable=int(_bool(row.stable)))
+            if "headline" in row.index:
+                rows[(row.family, row.point)].update(robust=int(_bool(row.robust)),
+                                                     headline_code=headline_code(row.headline))
         classified = at_alphabet(pd.read_csv(cls)) if cls is not None else pd.DataFrame(columns=["family", "point"])
         for (family, point), group in classified.groupby(["family", "point"], sort=False):
             rows.setdefault((family, point), {})["margin"] = pd.to_numeric(group.margin, errors="coerce").mean()
@@ -386,7 +418,7 @@ def dvc_metrics(datasets, stability_paths, generator_paths, classification_paths
                 heldout_bits_per_token=group.heldout_bits_per_token.mean())
         out[name] = {}
         for (family, point), values in rows.items():
-            numbers = {k: (v if k in ("label_code", "stable") else float(v))
+            numbers = {k: (v if k in ("label_code", "stable", "robust", "headline_code") else float(v))
                        for k, v in values.items() if _nan_none(v) is not None}
             out[name].setdefault(family, {})[point] = numbers
     return out

@@ -67,6 +67,14 @@ OUTPUT_COLUMNS = KEYS + [
     "label", "rule", "margin",
     "learned_structure_bits", "rho_infl",
 ]
+# Every label is also decided at these effect-size bands beside the configured one (DESIGN §5): the
+# configured ε = 0.02 was fixed after the first trained families had been seen, so a reader must be
+# able to see which labels exist only because of it (column label_eps<ε>, e.g. label_eps0.01).
+ROBUSTNESS_BANDS = (0.0, 0.01, 0.02)
+# what a headline label can depend on, in the order the headline names them
+DEPENDS_ON = ("ε", "alphabet", "seed")
+ROBUSTNESS_COLUMNS = ["robust", "depends_on", "headline"]
+
 # quantities averaged across seeds by stability()
 SEED_QUANTITIES = ["kappa", "delta", "delta_iso", "eta", "decoupling_index", "rho_infl"]
 
@@ -177,6 +185,16 @@ def _decide(row: dict, delta_min: float, m: float, band: float, m_delta: float) 
     return BALANCED, prefix + head + f"[{_f(lo)}, {_f(hi)}] (eta ± {m:g}*SE) not clear of 1 ± {band:g} → {BALANCED}", z
 
 
+def bands(thresholds) -> list[float]:
+    """The effect-size bands every label is decided at: ROBUSTNESS_BANDS and the configured one."""
+    return sorted(set(ROBUSTNESS_BANDS) | {float(thresholds["eta_band"])})
+
+
+def band_column(band: float) -> str:
+    """The column holding the label decided at band ε: label_eps0, label_eps0.01, ..."""
+    return f"label_eps{band:g}"
+
+
 def classify_rows(summary: pd.DataFrame, thresholds) -> pd.DataFrame:
     """One classified row per input row (same order, fresh index).
 
@@ -186,7 +204,8 @@ def classify_rows(summary: pd.DataFrame, thresholds) -> pd.DataFrame:
     rule that fired, with its numbers); margin (the deciding quantity past its threshold in SE
     units: (eta - 1)/SE(eta) for the eta rules, diag_z_min for Decoupled, NaN for
     Unclassified — a label fired on eta when |margin| >= margin_se); learned_structure_bits
-    and rho_infl carried through.
+    and rho_infl carried through; then label_eps<ε> for every band of bands(thresholds): the
+    label the same rule gives at that ε (the configured band's column equals `label`).
     """
     delta_min, m, band, m_delta = _check_thresholds(thresholds)
     missing = [c for c in REQUIRED_COLUMNS if c not in summary.columns]
@@ -214,15 +233,25 @@ def classify_rows(summary: pd.DataFrame, thresholds) -> pd.DataFrame:
     out["learned_structure_bits"] = col["learned_structure_bits"]
     out["rho_infl"] = col["rho_infl"]
 
-    decided = []
+    rows = []
     for i in range(len(out)):
         row = {k: out.at[i, k] for k in ("kappa", "delta", "eta", "eta_se", "decoupling_index", "decoupling_index_se")}
         row.update({k: col[k][i] for k in ("r_i2_path", "r_i2_path_se", "r_i3_exec", "r_i3_exec_se")})
-        decided.append(_decide(row, delta_min, m, band, m_delta))
+        rows.append(row)
+    decided = [_decide(row, delta_min, m, band, m_delta) for row in rows]
     out["label"] = [d[0] for d in decided]
     out["rule"] = [d[1] for d in decided]
     out["margin"] = np.array([d[2] for d in decided], dtype=float)
-    return out[OUTPUT_COLUMNS]
+    out = out[OUTPUT_COLUMNS].copy()
+    for b in bands(thresholds):
+        out[band_column(b)] = [_decide(row, delta_min, m, b, m_delta)[0] for row in rows]
+    return out
+
+
+def band_columns(table: pd.DataFrame) -> list[str]:
+    """The label_eps<ε> columns of a classified table, by ascending ε."""
+    cols = [c for c in table.columns if c.startswith("label_eps")]
+    return sorted(cols, key=lambda c: float(c[len("label_eps"):]))
 
 
 # --- stability across seeds -----------------------------------------------------------------------
@@ -240,7 +269,8 @@ def stability(classified: pd.DataFrame) -> pd.DataFrame:
     stable: all seeds carry the same label; consensus: that label, or "unstable";
     majority: the label held by more than half of the seeds, or "no majority";
     <q>_mean and <q>_seed_se (SD/sqrt(n) over seeds with a number; NaN below 2) for
-    q in kappa, delta, delta_iso, eta, decoupling_index, rho_infl.
+    q in kappa, delta, delta_iso, eta, decoupling_index, rho_infl; consensus_eps<ε> for every
+    label_eps<ε> column: the consensus over seeds at that band.
     """
     missing = [c for c in KEYS + ["label"] + SEED_QUANTITIES if c not in classified.columns]
     if missing:
@@ -260,6 +290,8 @@ def stability(classified: pd.DataFrame) -> pd.DataFrame:
             consensus=labels[0] if stable else UNSTABLE,
             majority=top if top_n * 2 > len(labels) else NO_MAJORITY,
         )
+        for column in band_columns(classified):
+            row["consensus" + column[len("label"):]] = _consensus(list(g[column]))
         for q in SEED_QUANTITIES:
             v = pd.to_numeric(g[q], errors="coerce")
             row[f"{q}_mean"] = float(v.mean()) if v.notna().any() else math.nan
@@ -267,4 +299,50 @@ def stability(classified: pd.DataFrame) -> pd.DataFrame:
         rows.append(row)
     cols = GROUP_KEYS + ["seeds", "labels", "n_seeds", "stable", "consensus", "majority"]
     cols += [f"{q}_{s}" for q in SEED_QUANTITIES for s in ("mean", "seed_se")]
+    cols += ["consensus" + c[len("label"):] for c in band_columns(classified)]
     return pd.DataFrame(rows, columns=cols)
+
+
+def _consensus(labels: list[str]) -> str:
+    return labels[0] if len(set(labels)) == 1 else UNSTABLE
+
+
+# --- robustness across seeds, bands and alphabets -------------------------------------------------
+
+
+def robustness(classified: pd.DataFrame) -> pd.DataFrame:
+    """One row per dataset × family × point over every seed, band (label_eps<ε>) and alphabet
+    (coarse_k; one alphabet when the column is absent):
+
+    robust: every seed, band and alphabet gives the same label;
+    depends_on: what the label changes with, "ε / alphabet / seed" style ("" when robust):
+      ε when some seed and alphabet get different labels at different bands; alphabet when
+      some seed and band get different labels on different alphabets; seed when some band
+      and alphabet get different labels on different seeds;
+    headline: the robust label, else "depends on " + depends_on (what the report leads with).
+    """
+    label_cols = band_columns(classified) or ["label"]
+    keys = [k for k in GROUP_KEYS if k in classified.columns]
+    alphabet = "coarse_k" if "coarse_k" in classified.columns else None
+    long = classified.melt(id_vars=keys + ["seed"] + ([alphabet] if alphabet else []), value_vars=label_cols,
+                           var_name="band", value_name="verdict")
+    if alphabet is None:
+        long["coarse_k"] = 0
+    factors = {"ε": "band", "alphabet": "coarse_k", "seed": "seed"}
+    rows = []
+    for key, g in long.groupby(keys, sort=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        robust = g["verdict"].nunique() == 1
+        held = {name: [c for c in factors.values() if c != factors[name]] for name in DEPENDS_ON}
+        depends = [] if robust else [name for name in DEPENDS_ON if _varies_with(g, held[name])]
+        if not robust and not depends:  # an incomplete grid: name every factor that has levels
+            depends = [name for name in DEPENDS_ON if g[factors[name]].nunique() > 1]
+        text = " / ".join(depends)
+        headline = g["verdict"].iloc[0] if robust else f"depends on {text}"
+        rows.append({**dict(zip(keys, key)), "robust": bool(robust), "depends_on": text, "headline": headline})
+    return pd.DataFrame(rows, columns=keys + ROBUSTNESS_COLUMNS)
+
+
+def _varies_with(g: pd.DataFrame, others: list[str]) -> bool:
+    """Whether the label changes with the remaining factor while the `others` are held fixed."""
+    return bool((g.groupby(others, dropna=False)["verdict"].nunique() > 1).any())
