@@ -73,3 +73,12 @@ def test_labels_table_leads_with_the_headline_and_shows_each_band():
     assert list(table.columns[:3]) == ["family", "point", "headline"]
     assert row["headline"] == "depends on ε" and row["label"] == "Balanced"
     assert row["label at ε = 0 / 0.01 / 0.02"] == "Diversity-Prioritized / Balanced / Balanced"
+
+
+def test_labels_table_flags_a_label_the_runs_suite_does_not_back():
+    stability = pd.DataFrame([{"family": f, "point": "neutral", "labels": f"['{label}']", "stable": True,
+                               "consensus": label} for f, label in (("ar", "Decoupled"), ("mim", "Balanced"))])
+    flags = {"Decoupled": ["suite case decoupled got Decoupled in 88% of 40 seeds (< 95%)"]}
+    table = findings.labels_table(stability, pd.DataFrame(columns=["family", "point"]), flags).set_index("family")
+    assert table.loc["ar", "suite check"] == flags["Decoupled"][0] and table.loc["mim", "suite check"] == "ok"
+    assert "suite check" not in findings.labels_table(stability, pd.DataFrame(columns=["family", "point"])).columns

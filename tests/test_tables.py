@@ -146,6 +146,14 @@ def test_headline_is_the_robust_label_or_says_what_it_depends_on(tmp_path):
     assert (ar["headline"], ar["robust"], ar["depends_on"]) == ("Balanced", True, "")
     assert (mim["headline"], mim["robust"], mim["depends_on"]) == ("depends on ε", False, "ε")
     assert mim["label_by_band"] == {"0": "Diversity-Prioritized", "0.02": "Balanced"}
+    assert "suite_check" not in ar  # no suite given
+    confusion = pd.DataFrame([{"case": "balanced", "expected": "Balanced", "n_seeds": 20, "Balanced": 0.9,
+                               "Decoupled": 0.1}]).set_index("case")
+    confusion.to_csv(tmp_path / "confusion.csv")
+    out = tables.headline_summary(["shapes"], [paths["stab"]], [paths["cls"]], [tmp_path / "head.csv"], [paths["gen"]],
+                                  confusion_path=tmp_path / "confusion.csv")
+    assert out["shapes"]["families"]["ar"]["neutral"]["suite_check"] == [
+        "suite case balanced got Balanced in 90% of 20 seeds (< 95%)"]
     metrics = tables.dvc_metrics(["shapes"], [paths["stab"]], [paths["gen"]])["shapes"]
     assert (metrics["ar"]["neutral"]["robust"], metrics["ar"]["neutral"]["headline_code"]) == (1, 0)
     assert (metrics["mim"]["neutral"]["robust"], metrics["mim"]["neutral"]["headline_code"]) == (0, tables.DEPENDS_CODE)

@@ -41,6 +41,7 @@ rule findings_tables:
         stability="results/tables/{dataset}/classification_stability.csv",
         classification="results/tables/{dataset}/classification.csv",
         generators="results/tables/{dataset}/generators.csv",
+        confusion="results/calibration/confusion.csv",  # which labels the run's own suite backs
         **script_inputs("findings_tables"),
     output:
         labels="results/tables/{dataset}/findings/labels.csv",
@@ -60,6 +61,7 @@ rule findings_tables:
 rule summary:
     input:
         unpack(summary_inputs),
+        confusion="results/calibration/confusion.csv",
         **script_inputs("summary"),
     output:
         summary="results/summary.json",

@@ -216,13 +216,16 @@ def measure_nested(cache: dict, K: int, cfg: dict, rng, vq, cnn, n_layouts: int 
 
 def per_position_estimands(tokens, labels, K: int, cfg: dict, rng) -> dict:
     """H_pos and D at `cfg['per_class']` rows per class: the per-position estimands of a flat
-    set, what a coarse alphabet measures again (pooled H(Z) and I(Z;C) stay at full K)."""
+    set, what a coarse alphabet measures again; and H(Z) on the same alphabet, so that κ at K'
+    is a ratio on the alphabet δ at K' is (η' = δ'/κ'; a full-K κ would mix two alphabets).
+    I(Z;C) stays at full K."""
     method, n_boot = cfg["method"], cfg["n_boot"]
     idx = entropy.subsample_per_class(labels, cfg["per_class"], rng)
     tokens, labels = np.asarray(tokens)[idx], np.asarray(labels)[idx]
     return {"n_per_class": cfg["per_class"],
             "h_pos": entropy.positional_entropy(tokens, K, method, n_boot, rng, labels=labels).as_dict(),
-            "d": entropy.conditional_diversity(tokens, labels, K, method, n_boot, rng).as_dict()}
+            "d": entropy.conditional_diversity(tokens, labels, K, method, n_boot, rng).as_dict(),
+            "h_z": entropy.codebook_entropy(tokens, K, method, n_boot, rng, labels=labels).entropy.as_dict()}
 
 
 def measure_per_position(cache: dict, K: int, cfg: dict, rng, *, nested: bool, decoupling: bool = False) -> list[dict]:

@@ -96,6 +96,13 @@ def ratio_se(a, sa, b, sb):
     return r, se
 
 
+def eta_of(delta, delta_se, kappa, kappa_se):
+    """η = δ/κ and its SE: conditional diversity per bit of codebook entropy, relative to data
+    (DESIGN §5). Its own function so that the calibration suite can show that a rule ignoring κ
+    (η = δ) fails it (tests/test_calibration.py)."""
+    return ratio_se(delta, delta_se, kappa, kappa_se)
+
+
 def _z(x, se):
     """x / se with the SE = 0 limit (±inf, or 0 at x = 0); NaN if either is NaN."""
     if not (np.isfinite(x) and np.isfinite(se)):
@@ -219,7 +226,7 @@ def classify_rows(summary: pd.DataFrame, thresholds) -> pd.DataFrame:
     out["kappa_pos"], out["kappa_pos_se"] = ratio_se(col["h_pos"], col["h_pos_se"], col["h_pos_data"], col["h_pos_data_se"])
     out["delta"], out["delta_se"] = ratio_se(col["d"], col["d_se"], col["d_data"], col["d_data_se"])
     out["delta_iso"], out["delta_iso_se"] = ratio_se(col["d_iso"], col["d_iso_se"], col["d_data"], col["d_data_se"])
-    out["eta"], out["eta_se"] = ratio_se(out["delta"], out["delta_se"], out["kappa"], out["kappa_se"])
+    out["eta"], out["eta_se"] = eta_of(out["delta"], out["delta_se"], out["kappa"], out["kappa_se"])
     out["eta_z"] = [_z(e - 1.0, se) for e, se in zip(out["eta"], out["eta_se"])]
     out["decoupling_index"] = decoupling_index(col["r_i2_path"], col["r_i2_exec"], col["r_i3_path"], col["r_i3_exec"])
     out["decoupling_index_se"] = (pd.to_numeric(s["decoupling_index_se"], errors="coerce").to_numpy(dtype=float)
@@ -346,3 +353,39 @@ def robustness(classified: pd.DataFrame) -> pd.DataFrame:
 def _varies_with(g: pd.DataFrame, others: list[str]) -> bool:
     """Whether the label changes with the remaining factor while the `others` are held fixed."""
     return bool((g.groupby(others, dropna=False)["verdict"].nunique() > 1).any())
+
+
+# --- what the label calibration suite says about a label ------------------------------------------
+
+
+SUITE_REQUIRED_SHARE = 0.95  # a suite case must get its own label in at least this share of seeds (DESIGN §5)
+
+
+def suite_flags(confusion: pd.DataFrame, required_share: float = SUITE_REQUIRED_SHARE) -> dict[str, list[str]]:
+    """{label: reasons} for every label the run's own suite (calibration_suite.confusion: one
+    row per case with `expected`, `n_seeds` and the share of seeds given each label) does not
+    back at this design: a case built to have the label got it in fewer than `required_share`
+    of its seeds (the label is missed), or a case built otherwise got it in more than
+    1 - `required_share` (the label is given where it is not earned). Labels with no reason
+    are absent."""
+    flags: dict[str, list[str]] = {}
+    for case, row in confusion.iterrows():
+        expected, n = row["expected"], int(row["n_seeds"])
+        for label in LABELS:
+            share = float(row.get(label, 0.0))
+            if label == expected and share < required_share:
+                flags.setdefault(label, []).append(
+                    f"suite case {case} got {label} in {share:.0%} of {n} seeds (< {required_share:.0%})")
+            elif label != expected and share > 1.0 - required_share:
+                flags.setdefault(label, []).append(
+                    f"suite case {case} (built {expected}) got {label} in {share:.0%} of {n} seeds")
+    return flags
+
+
+def suite_check(labels, flags: dict[str, list[str]]) -> list[str]:
+    """The suite_flags reasons that concern any of `labels` (the labels a row was given at some
+    seed or band), each once, in order; [] when the suite backs all of them."""
+    reasons = []
+    for label in dict.fromkeys(labels):
+        reasons += [r for r in flags.get(label, []) if r not in reasons]
+    return reasons
