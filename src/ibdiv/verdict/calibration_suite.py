@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from ibdiv.measure import diagnostics, entropy, probes
+from ibdiv.measure import coarse, diagnostics, entropy, probes
 from ibdiv.verdict.calibration import CalibrationConfig, CalibrationPrior
 from ibdiv.verdict.classification import LABELS, classify_rows
 from ibdiv.verdict.summary import flatten, summary_table
@@ -82,7 +82,10 @@ def measure_case(name: str, seed: int, measure: dict, probe: dict) -> pd.DataFra
 
     The data is sampled from the case's data world (its own generator at temperature 1 unless
     DATA_WORLDS says otherwise) with another seed, at the same N per class as the generated set;
-    the decoupling probe runs at the configured P, R, cut and sigma.
+    the decoupling probe runs at the configured P, R, cut and sigma. For every coarse alphabet
+    K' of `measure["coarse_k"]` below the generator's K the rows are repeated with coarse_k = K'
+    and the per-position estimands, H(Z) and the responses measured again on tokens mapped to K'
+    clusters of the generator's code table (DESIGN §13, as measure_coarse does for a family).
     """
     torch.set_num_threads(1)
     model, temperature = build_case(name, probe["cut_fraction"])
@@ -93,17 +96,25 @@ def measure_case(name: str, seed: int, measure: dict, probe: dict) -> pd.DataFra
     rng = np.random.default_rng(seeds["measure"])
     keys = {"family": name, "seed": seed, "point": "neutral", "cell": "", "coarse_k": 0,
             "conditioning_accuracy": math.nan}
-    rows = []
+    rows, flat = [], []
     for part, sampler, part_knobs in (("gen", model, knobs), ("data", data_model, {})):
-        cache = probes.sample_flat(sampler, C, n, part_knobs, seeds[part])
-        rows.append(_flat_row(cache, K, measure, rng))
+        flat.append(probes.sample_flat(sampler, C, n, part_knobs, seeds[part]))
+        rows.append(_flat_row(flat[-1], K, measure, rng))
     rows[0].update(keys, probe="baseline", kind="flat")
     rows[1].update(keys, family="data", seed=-1, point="", probe="reference", kind="flat")
     nested = probes.run_probe(model, probe, C, knobs, per_class=n, seed=seeds["gen"], noise_seed=seeds["noise"])
-    cells = [{"tokens": nested["tokens"][i], "frozen": nested["frozen"][i]} for i in range(3)]
+    cells = [{"tokens": nested["tokens"][i].astype(np.int64), "frozen": nested["frozen"][i]} for i in range(3)]
     responses = diagnostics.decoupling_responses(cells, K, measure, rng)
     rows.append({**keys, "probe": PROBE_NAME, "kind": "decoupling", "cell": "none", "rho_infl": math.nan,
                  **flatten({"responses": responses})})
+    for k in [int(k) for k in measure.get("coarse_k", []) if int(k) < K]:
+        code_map = coarse.code_map(model.tok_emb.weight[:K].detach().numpy(), k, model.config.seed)
+        rng_k = np.random.default_rng(derive_seed(seeds["measure"], "coarse", k))
+        coarse_rows = [diagnostics.per_position_estimands(coarse.apply(code_map, cache["tokens"]), cache["labels"], k,
+                                                          measure, rng_k) for cache in flat]
+        mapped = [{**cell, "tokens": coarse.apply(code_map, cell["tokens"])} for cell in cells]
+        coarse_rows.append({"responses": diagnostics.decoupling_responses(mapped, k, measure, rng_k)})
+        rows += [{**row, **flatten(values), "coarse_k": k} for row, values in zip(rows[:3], coarse_rows)]
     return pd.DataFrame(rows)
 
 
@@ -125,6 +136,7 @@ def summarize_case(measurements: pd.DataFrame, probe: dict) -> pd.DataFrame:
                                "learned_structure_bits": math.nan})
     summary = summary_table(measurements, generators, {PROBE_NAME: probe}, "auto")
     summary.insert(0, "dataset", "calibration")
+    summary.insert(list(summary.columns).index("point") + 1, "coarse_k", int(measurements.coarse_k.iloc[0]))
     unperturbed = measurements[measurements.cell == "none"].iloc[0]
     prefix = "responses_unperturbed_"
     for column in [c for c in measurements.columns if c.startswith(prefix)]:
@@ -137,19 +149,29 @@ def run_suite(seeds: int, measure: dict, probe: dict, thresholds: dict, cases=tu
     """Every case over `seeds` replicates, classified by the real rule: one row per case x seed
     with the expected label, the label given and the numbers behind it."""
     jobs = [(name, seed) for name in cases for seed in range(seeds)]
-    summary = pd.concat([summarize_case(measure_case(name, seed, measure, probe), probe)
-                         for name, seed in tqdm(jobs, disable=not progress, desc="calibration")], ignore_index=True)
+    summary = pd.concat([summarize_case(alphabet, probe)
+                         for name, seed in tqdm(jobs, disable=not progress, desc="calibration")
+                         for _, alphabet in measure_case(name, seed, measure, probe).groupby("coarse_k", sort=True)],
+                        ignore_index=True)
     classified = classify_rows(summary, thresholds)
     classified["expected"] = [CASES[name][0] for name in classified.family]
+    # a coarse alphabet's replicates are their own rows of the confusion table: "decoupled K'=16"
+    classified["family"] = [case_name(name, k) for name, k in zip(classified.family, summary.coarse_k)]
     # every measured input beside the verdict, so the rows can be classified again (tests)
     keep = [c for c in summary.columns if c not in classified.columns]
     return pd.concat([classified.rename(columns={"family": "case"}), summary[keep]], axis=1)
 
 
+def case_name(name: str, coarse_k: int) -> str:
+    """A suite row's case: the case's name at its own alphabet, "<name> K'=<k>" at a coarse one."""
+    return name if int(coarse_k) == 0 else f"{name} K'={int(coarse_k)}"
+
+
 def confusion(results: pd.DataFrame) -> pd.DataFrame:
     """Share of seeds given each label, per case (rows) and label (columns)."""
     table = pd.crosstab(results.case, results.label, normalize="index").reindex(columns=list(LABELS), fill_value=0.0)
-    table.insert(0, "expected", [CASES[c][0] for c in table.index])
+    expected = results.groupby("case")["expected"].first()
+    table.insert(0, "expected", expected.reindex(table.index).to_numpy())
     table.insert(1, "n_seeds", results.groupby("case").size().reindex(table.index).to_numpy())
     return table
 
