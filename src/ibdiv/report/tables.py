@@ -13,6 +13,21 @@ from ibdiv.verdict.summary import (  # noqa: F401  (re-exported: the report's ta
 )
 
 
+# the column of measurements_table holding a cell's D on the resamples every cell of its run shares
+# (diagnostics.paired_d_replicates); in memory only: diagnostics_tables leaves it out of the CSV
+PAIRED = "d_paired_boot"
+
+
+def paired_difference_se(a, b) -> float:
+    """SE of D_a − D_b for two measurement rows of one run: the SD of the paired replicate
+    differences when both rows carry PAIRED replicates of one length (common random numbers:
+    the cells share their sampling seed, so their D are correlated), else hypot(SE_a, SE_b)."""
+    ra, rb = a.get(PAIRED), b.get(PAIRED)
+    if isinstance(ra, (list, tuple, np.ndarray)) and isinstance(rb, (list, tuple, np.ndarray)) and len(ra) == len(rb) > 1:
+        return float(np.std(np.asarray(ra, float) - np.asarray(rb, float), ddof=1))
+    return float(np.hypot(float(a["d_se"]), float(b["d_se"])))
+
+
 def _keys(run: dict) -> dict:
     """family / seed / point of one run of a measure.json."""
     return {key: run[key] for key in ("family", "seed", "point")}
@@ -67,6 +82,8 @@ def measurements_table(reference_path, measured_paths) -> pd.DataFrame:
 def _with_coarse(keys: dict, full: dict, coarse: dict) -> list[dict]:
     """The full-K row of one cell and one row per coarse alphabet K' ({str(K'): values})."""
     row = {**keys, "coarse_k": FULL_K, **flatten({k: v for k, v in full.items() if k != "coarse"})}
+    if PAIRED in full:  # a list (flatten drops lists): the cell's D on the run's shared resamples
+        row[PAIRED] = full[PAIRED]
     return [row] + [{**row, **flatten(values), "coarse_k": int(k)} for k, values in coarse.items()]
 
 
@@ -109,11 +126,12 @@ def enhancement_table(measurements: pd.DataFrame, probes: dict, point: str = "ne
     For each flat probe (its cells plus the baseline) the best D among settings whose
     conditioning accuracy is at least the baseline's: how much diversity the knob buys
     without losing quality. `gain` = the enhancement probe's best D minus this probe's
-    (SE from both cells' SEs); the headline compares with the best usual knob.
+    (gain_se: paired over the run's shared resamples, paired_difference_se; gain_se_unpaired:
+    hypot of the two SEs, for comparison); the headline compares with the best usual knob.
     """
     enhancement = registry.probe_of_kind(probes, "enhancement")
     flat = [n for n, p in probes.items() if p["kind"] in registry.FLAT_KINDS]
-    rows = []
+    rows, best_rows = [], []
     base_rows = measurements[(measurements.probe == "baseline") & (measurements.point == point)]
     for _, base in base_rows.iterrows():
         mine = measurements[(measurements.family == base.family) & (measurements.seed == base.seed)
@@ -130,13 +148,16 @@ def enhancement_table(measurements: pd.DataFrame, probes: dict, point: str = "ne
                          "d_best": float(best.d), "d_best_se": float(best.d_se),
                          "accuracy_at_best": float(best.conditioning_accuracy),
                          "baseline_d": float(base.d), "baseline_accuracy": float(base.conditioning_accuracy)})
+            best_rows.append(best)
     table = pd.DataFrame(rows)
     if table.empty or enhancement is None:
         return table
-    enh = table[table.probe == enhancement].set_index(["family", "seed"])
-    key = list(zip(table.family, table.seed))
-    table["gain"] = [enh.d_best.get(k, np.nan) - d for k, d in zip(key, table.d_best)]
-    table["gain_se"] = [float(np.hypot(enh.d_best_se.get(k, np.nan), se)) for k, se in zip(key, table.d_best_se)]
+    enh = {(r.family, r.seed): b for r, b in zip(table.itertuples(), best_rows) if r.probe == enhancement}
+    missing = pd.Series({"d": np.nan, "d_se": np.nan})
+    pairs = [(enh.get((r.family, r.seed), missing), b) for r, b in zip(table.itertuples(), best_rows)]
+    table["gain"] = [float(e["d"]) - float(b["d"]) for e, b in pairs]
+    table["gain_se"] = [paired_difference_se(e, b) for e, b in pairs]
+    table["gain_se_unpaired"] = [float(np.hypot(float(e["d_se"]), float(b["d_se"]))) for e, b in pairs]
     return table
 
 
@@ -155,7 +176,8 @@ def enhancement_headline(table: pd.DataFrame, enhancement: str, measurements: pd
             continue
         row = {"family": family, "seed": seed, "selected_on_seed": None, "best_usual_knob": None,
                "best_usual_cell": None, "enhancement_cell": None, "d_enhancement": np.nan, "d_usual": np.nan,
-               "gain": np.nan, "gain_se": np.nan, "gain_vs_baseline": np.nan, "accuracy_enhancement": np.nan}
+               "gain": np.nan, "gain_se": np.nan, "gain_se_unpaired": np.nan, "gain_vs_baseline": np.nan,
+               "accuracy_enhancement": np.nan}
         other = table[(table.family == family) & (table.seed != seed)]
         if not other.empty:
             chosen_seed = sorted(other.seed)[0]
@@ -168,7 +190,8 @@ def enhancement_headline(table: pd.DataFrame, enhancement: str, measurements: pd
             base = _cell_row(measurements, family, seed, point, "baseline", "baseline")
             row.update(selected_on_seed=chosen_seed, best_usual_knob=best.probe, best_usual_cell=best.best_cell,
                        enhancement_cell=enh_cell, d_enhancement=float(enh.d), d_usual=float(use.d),
-                       gain=float(enh.d) - float(use.d), gain_se=float(np.hypot(enh.d_se, use.d_se)),
+                       gain=float(enh.d) - float(use.d), gain_se=paired_difference_se(enh, use),
+                       gain_se_unpaired=float(np.hypot(float(enh.d_se), float(use.d_se))),
                        gain_vs_baseline=float(enh.d) - float(base.d),
                        accuracy_enhancement=float(enh.conditioning_accuracy))
         rows.append(row)
