@@ -51,16 +51,19 @@ def trained_families(workspace: Path, config: dict, dataset: str) -> dict[str, P
     return out
 
 
-def measure_replicate(model, n_classes: int, knobs: dict, config: dict, probe: dict, seed: int) -> dict:
-    """One sampling seed: the flat estimands and the decoupling probe's split and responses,
-    each {name: value} and {name_se: SE}."""
-    measure, K = config["measure"], model.config.vocab_size
+def measure_replicate(model, n_classes: int, knobs: dict, config: dict, probe: dict, seed: int,
+                      perturbable: bool = True) -> dict:
+    """One sampling seed: the flat estimands and (for a family the probes can perturb) the
+    decoupling probe's split and responses, each {name: value} and {name_se: SE}."""
+    measure, K = config["measure"], model.vocab_size
     rng = np.random.default_rng(derive_seed(seed, "measure"))
     flat = probes.sample_flat(model, n_classes, measure["per_class"], knobs, seed)
     row = {}
     values = diagnostics.per_position_estimands(flat["tokens"].astype(np.int64), flat["labels"], K, measure, rng)
     for name in FLAT:
         row[name], row[f"{name}_se"] = values[name]["value"], values[name]["se"]
+    if not perturbable:  # no condition or code table to perturb (the independent count table)
+        return row
     nested = probes.run_probe(model, probe, n_classes, knobs, per_class=measure["per_class"], seed=seed,
                               noise_seed=derive_seed(seed, "noise"))
     cells = [{"tokens": nested["tokens"][i].astype(np.int64), "frozen": nested["frozen"][i]} for i in range(3)]
@@ -76,7 +79,7 @@ def se_over_spread(replicates: pd.DataFrame) -> pd.DataFrame:
     """Per family and estimand: mean, spread (SD over replicates), mean SE, mean SE / spread."""
     rows = []
     for family, group in replicates.groupby("family"):
-        for name in FLAT + SPLIT + RESPONSES:
+        for name in [n for n in FLAT + SPLIT + RESPONSES if n in group and group[n].notna().any()]:
             spread = float(group[name].std(ddof=1))
             mean_se = float(group[f"{name}_se"].mean())
             rows.append({"family": family, "quantity": name, "n_replicates": len(group), "mean": float(group[name].mean()),
@@ -109,7 +112,8 @@ def main(argv=None) -> int:
         knobs = config["families"][family][args.point]
         for r in range(args.replicates):
             seed = derive_seed(config["seed"], args.dataset, family, "calibrate_se", r)
-            rows.append({"family": family, "replicate": r, **measure_replicate(model, n_classes, knobs, config, probe, seed)})
+            rows.append({"family": family, "replicate": r,
+                         **measure_replicate(model, n_classes, knobs, config, probe, seed, registry.family(family).perturbable)})
         print(f"{family}: {args.replicates} replicates measured", file=sys.stderr)
     table = se_over_spread(pd.DataFrame(rows))
     out = args.out or args.workspace / "results/calibration/se_families.csv"
