@@ -90,7 +90,7 @@ def se_over_spread(replicates: pd.DataFrame) -> pd.DataFrame:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workspace", type=Path, default=ROOT, help="a finished run's checkout (default: this one)")
-    parser.add_argument("--configfile", type=Path, default=None, help="its config (default: WORKSPACE/config.yaml)")
+    parser.add_argument("--configfile", type=Path, default=None, help="its config file (default: the workspace's config.yaml)")
     parser.add_argument("--dataset", default="shapes")
     parser.add_argument("--replicates", type=int, default=20, help="independent sampling seeds per family (>= 20)")
     parser.add_argument("--point", default="neutral", help="operating point whose knobs are sampled")
