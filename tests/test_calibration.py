@@ -91,6 +91,47 @@ def test_oracle_estimates_match_its_ground_truth_at_the_probe_r(suite, case):
         assert truth["r_i3_path"] < -0.2  # no continuation leaves its layout, yet I(z_i; layout) falls
 
 
+def test_kappa_is_exercised(suite):
+    """The κ cases move κ far from 1 at δ ≈ 1, and the proportional-loss case has κ ≈ δ ≈ 0.8:
+    the suite can tell η = δ/κ from η = δ."""
+    mean = suite.groupby("case")[["kappa", "delta", "eta"]].mean()
+    assert mean.loc["kappa_low", "kappa"] < 0.8 and mean.loc["kappa_high", "kappa"] > 1.25
+    assert abs(mean.loc["kappa_low", "delta"] - 1) < 0.1 and abs(mean.loc["kappa_high", "delta"] - 1) < 0.1
+    assert mean.loc["proportional_loss", ["kappa", "delta"]].to_numpy() == pytest.approx([0.8, 0.8], abs=0.02)
+
+
+def test_a_rule_that_ignores_kappa_fails_the_suite(monkeypatch):
+    """Mutation: η = δ (κ ignored). The same measured rows (6 seeds of the κ cases, the
+    proportional-loss case and the decoupled control), classified again, miss the κ cases and
+    the proportional-loss case, so the suite would catch the mutation."""
+    from ibdiv.verdict import classification
+
+    cases = ("kappa_low", "kappa_high", "proportional_loss", "decoupled")
+    suite = cal.run_suite(6, CONFIG["measure"], PROBE, CONFIG["classification"], cases=cases)
+    correct = {case: float(row[row.expected]) for case, row in cal.confusion(suite).iterrows()}
+    assert all(share == 1.0 for share in correct.values()), correct  # the real rule labels them all
+    monkeypatch.setattr(classification, "eta_of", lambda delta, delta_se, kappa, kappa_se: (delta, delta_se))
+    mutated = classification.classify_rows(suite.rename(columns={"case": "family"}), CONFIG["classification"])
+    mutated = mutated.rename(columns={"family": "case"}).assign(expected=suite["expected"].to_numpy())
+    correct = {case: float(row[row.expected]) for case, row in cal.confusion(mutated).iterrows()}
+    for case in ("kappa_low", "kappa_high", "proportional_loss"):
+        assert correct[case] < 0.95, (case, correct)
+    assert correct["decoupled"] >= 0.95  # the mutation touches η only
+
+
+def test_suite_rows_go_through_the_pipelines_summary_table(monkeypatch):
+    """A replicate's classification input is report.tables.summary_table's row: a broken
+    summary_table breaks the suite (it builds no row of its own)."""
+    from ibdiv.verdict import summary
+
+    measurements = cal.measure_case("kappa_high", 0, {**CONFIG["measure"], "n_boot_paths": 5, "n_sets": 5},
+                                    {**PROBE, "paths": 6, "continuations": 3})
+    row = cal.summarize_case(measurements, PROBE).iloc[0]
+    assert row.h_z / row.h_z_data > 1.25  # the data world is the shared layout
+    monkeypatch.setattr(summary, "_decoupling_responses", lambda cells: {"r_i2_path": -1.0})
+    assert cal.summarize_case(measurements, PROBE).iloc[0].r_i2_path == -1.0
+
+
 def test_entangled_generator_is_never_decoupled(suite):
     entangled = suite[suite.case == "entangled"]
     assert (entangled.label != "Decoupled").all() and entangled.decoupling_index.max() < CONFIG["classification"]["delta_min"]
@@ -108,7 +149,7 @@ def test_standard_errors_are_calibrated(suite, quantity):
 
 def test_generators_follow_the_sampler_contract():
     """sigma = 0 is the identity, and a cut + resume with the same generator is the uninterrupted run."""
-    for name in ("decoupled", "entangled"):
+    for name in cal.CASES:
         model, _ = cal.build_case(name, PROBE["cut_fraction"])
         base = probes.sample_flat(model, 8, 5, {}, seed=3)
         for target in ("condition", "codebook"):
@@ -133,6 +174,24 @@ def test_decoupled_wiring_keeps_execution_within_the_path_support():
         for j in range(cfg.n_path, N):
             target = model.mode_codes[cls, mode, j].numpy()
             assert ((tokens[..., j] - target) % cfg.vocab_size < cfg.support).all()
+
+
+def test_proportional_loss_keeps_the_configured_share_of_entropy_exactly():
+    model, temperature = cal.build_case("proportional_loss", PROBE["cut_fraction"])
+    p1, pt = (torch.softmax(model.iid_logits.double() / t, 0) for t in (1.0, temperature))
+    bits = [float(-(p * torch.log2(p)).sum()) for p in (p1, pt)]
+    assert bits[1] / bits[0] == pytest.approx(cal.PROPORTIONAL_LOSS, abs=1e-9)
+
+
+def test_shared_layout_spells_every_mode_with_the_same_codes():
+    shared, _ = cal.build_case("kappa_low", PROBE["cut_fraction"])
+    spread, _ = cal.build_case("kappa_low", PROBE["cut_fraction"], data=True)
+    cfg = shared.config
+    assert (shared.mode_codes == shared.mode_codes[:1, :, :1]).all()  # same for every class and position
+    assert shared.mode_codes.max() < cfg.n_modes * cfg.support
+    assert len(torch.unique(spread.mode_codes)) > 2 * cfg.n_modes * cfg.support
+    # the layout changes only which codes are used: the other construction tables are the same
+    assert torch.equal(shared.mode_base, spread.mode_base) and torch.equal(shared.tok_emb.weight, spread.tok_emb.weight)
 
 
 def test_misread_probability_grows_with_codebook_noise():

@@ -27,6 +27,7 @@ def row(**over):
         rho_infl=0.3, learned_structure_bits=0.5,
         r_i2_path=0.1, r_i2_path_se=0.01, r_i2_exec=0.1, r_i2_exec_se=0.01,
         r_i3_path=0.1, r_i3_path_se=0.01, r_i3_exec=0.1, r_i3_exec_se=0.01,
+        decoupling_index_se=0.01,
     )
     base.update(over)
     return base
@@ -62,7 +63,36 @@ def test_decoupled_when_diagonal_dominates_and_clears_noise():
     assert r.label == C.DECOUPLED
     assert r.margin == pytest.approx(min(0.5 / 0.01, 0.4 / 0.01))
     assert "Decoupled" in r.rule and "0.90" in r.rule
-    assert r.decoupling_excess == pytest.approx(0.2)
+    assert r.decoupling_excess == pytest.approx(0.9 - 2 * 0.01 - 0.7)  # Δ - m·SE(Δ) - Δ_min
+
+
+def test_delta_point_value_above_delta_min_is_not_enough():
+    """Δ = 0.72 ± 0.05 (animals MIM seed 1 of issue 22): 0.72 - 2·0.05 < 0.7, not Decoupled;
+    a clear case (0.9 ± 0.02) still is."""
+    responses = dict(r_i2_path=-0.36, r_i3_exec=0.36, r_i2_exec=0.14, r_i3_path=0.14)
+    r = one(decoupling_index_se=0.05, **responses)
+    assert r.decoupling_index == pytest.approx(0.72)
+    assert r.label == C.BALANCED and "Delta - 2*SE = 0.62 < Delta_min=0.7" in r.rule
+    assert r.decoupling_excess == pytest.approx(0.72 - 0.1 - 0.7)
+    assert one(decoupling_index_se=0.02, r_i2_path=-0.5, r_i3_exec=0.4, r_i2_exec=0.05, r_i3_path=0.05).label == C.DECOUPLED
+
+
+def test_delta_margin_is_its_own_knob():
+    """thresholds.delta_margin_se (default: margin_se) sets how many SE(Δ) Δ must clear Δ_min by."""
+    responses = dict(r_i2_path=-0.36, r_i3_exec=0.36, r_i2_exec=0.14, r_i3_path=0.14, decoupling_index_se=0.05)
+    assert classify(row(**responses), th={**TH, "delta_margin_se": 0.0}).label[0] == C.DECOUPLED
+    assert classify(row(**responses), th={**TH, "delta_margin_se": 0.3}).label[0] == C.DECOUPLED
+    assert classify(row(**responses), th={**TH, "delta_margin_se": 0.5}).label[0] == C.BALANCED
+    assert classify(row(**responses), th={**TH, "margin_se": 0.3}).label[0] == C.DECOUPLED  # the default follows m
+    with pytest.raises(ValueError, match="delta_margin_se"):
+        classify(row(), th={**TH, "delta_margin_se": -1.0})
+
+
+def test_unmeasured_delta_se_cannot_earn_decoupled():
+    responses = dict(r_i2_path=-0.5, r_i3_exec=0.4, r_i2_exec=0.05, r_i3_path=0.05, decoupling_index_se=np.nan)
+    r = one(**responses)
+    assert r.label != C.DECOUPLED and "SE(Delta) not measured" in r.rule
+    assert classify(row(**responses), th={**TH, "delta_margin_se": 0.0}).label[0] == C.DECOUPLED
 
 
 def test_decoupled_beats_eta_rules():
@@ -152,7 +182,7 @@ def test_every_label_is_a_rule_outcome():
     ]
     out = classify(*rows)
     assert list(out.label) == list(C.LABELS)
-    assert len(out) == len(rows) and list(out.columns) == C.OUTPUT_COLUMNS
+    assert len(out) == len(rows) and list(out.columns) == C.OUTPUT_COLUMNS + [C.band_column(b) for b in C.bands(TH)]
     assert out.learned_structure_bits.tolist() == [0.5] * 5 and out.rho_infl.tolist() == [0.3] * 5
 
 
@@ -274,3 +304,78 @@ def test_report_caption_defines_the_ratios_as_the_code_computes_them():
     assert "κ = H(Z)_gen / H(Z)_data" in caption and "δ = D_gen / D_data" in caption
     kappa, _ = C.ratio_se(np.array([3.0]), np.array([0.0]), np.array([6.0]), np.array([0.0]))
     assert kappa[0] == pytest.approx(0.5)  # ratio_se(gen, se, data, se) = gen / data, as in classify_rows
+
+
+# --- bands and robustness (DESIGN §5: the headline is the robust label or says what it depends on) ----
+
+
+TIGHT = dict(h_z_se=1e-4, h_z_data_se=1e-4, d_se=1e-4, d_data_se=1e-4)
+
+
+def test_every_label_is_also_decided_at_each_band():
+    """η = 1.015: Diversity-Prioritized at ε = 0 and 0.01, Balanced at the configured 0.02; the
+    configured band's column is the label itself."""
+    r = classify(row(d=2.03, **TIGHT), th={**TH, "eta_band": 0.02}).iloc[0]
+    assert C.bands({**TH, "eta_band": 0.02}) == [0.0, 0.01, 0.02]
+    assert (r["label_eps0"], r["label_eps0.01"], r["label_eps0.02"]) == (
+        C.DIVERSITY_PRIORITIZED, C.DIVERSITY_PRIORITIZED, C.BALANCED)
+    assert r.label == r["label_eps0.02"]
+    # a configured band outside the set gets its own column
+    assert "label_eps0.05" in classify(row(), th={**TH, "eta_band": 0.05}).columns
+
+
+def _stacked(*alphabets):
+    """A classified table over alphabets: each argument is {seed: d} for one coarse_k."""
+    out = []
+    for k, ds in enumerate(alphabets):
+        t = classify(*[row(seed=s, d=d, **TIGHT) for s, d in ds.items()], th={**TH, "eta_band": 0.02})
+        t.insert(3, "coarse_k", 0 if k == 0 else 8 * k)
+        out.append(t)
+    return pd.concat(out, ignore_index=True)
+
+
+@pytest.mark.parametrize("alphabets, robust, headline", [
+    (({0: 2.5, 1: 2.4}, {0: 2.6, 1: 2.5}), True, C.DIVERSITY_PRIORITIZED),      # every seed, band, alphabet
+    (({0: 2.03, 1: 2.03}, {0: 2.03, 1: 2.03}), False, "depends on ε"),           # η 1.015: bands disagree
+    (({0: 2.5, 1: 2.5}, {0: 2.0, 1: 2.0}), False, "depends on alphabet"),
+    (({0: 2.5, 1: 2.0}, {0: 2.5, 1: 2.0}), False, "depends on seed"),
+    (({0: 2.03, 1: 2.0}, {0: 2.5, 1: 2.0}), False, "depends on ε / alphabet / seed"),
+])
+def test_robust_flag_and_headline_name_what_a_label_depends_on(alphabets, robust, headline):
+    out = C.robustness(_stacked(*alphabets))
+    assert len(out) == 1
+    r = out.iloc[0]
+    assert bool(r.robust) is robust and r.headline == headline
+    assert r.depends_on == ("" if robust else headline[len("depends on "):])
+
+
+def test_stability_reports_the_consensus_at_each_band():
+    s = C.stability(classify(row(seed=0, d=2.03, **TIGHT), row(seed=1, d=2.05, **TIGHT),
+                             th={**TH, "eta_band": 0.02})).iloc[0]
+    assert s["consensus_eps0"] == C.DIVERSITY_PRIORITIZED and s["consensus_eps0.02"] == C.UNSTABLE
+    assert s.consensus == s["consensus_eps0.02"]
+
+
+# --- the run's own label calibration suite --------------------------------------------------------
+
+
+def _confusion(rows):
+    """A confusion table as calibration_suite.confusion writes it: {case: (expected, n, {label: share})}."""
+    table = pd.DataFrame([{"case": case, "expected": exp, "n_seeds": n, **{lab: shares.get(lab, 0.0) for lab in C.LABELS}}
+                          for case, (exp, n, shares) in rows.items()]).set_index("case")
+    return table
+
+
+def test_suite_flags_name_missed_and_unearned_labels():
+    """At the pretrained design the decoupled case came out Decoupled in 35 of 40 seeds (issue 22):
+    Decoupled is missed there and Balanced given where it is not earned; a case at 100% flags nothing."""
+    flags = C.suite_flags(_confusion({
+        "decoupled": (C.DECOUPLED, 40, {C.DECOUPLED: 0.875, C.BALANCED: 0.125}),
+        "entangled": (C.BALANCED, 20, {C.BALANCED: 1.0}),
+        "diversity_prioritized": (C.DIVERSITY_PRIORITIZED, 20, {C.DIVERSITY_PRIORITIZED: 0.95, C.BALANCED: 0.05}),
+    }))
+    assert set(flags) == {C.DECOUPLED, C.BALANCED}
+    assert flags[C.DECOUPLED] == ["suite case decoupled got Decoupled in 88% of 40 seeds (< 95%)"]
+    assert "built Decoupled" in flags[C.BALANCED][0]
+    assert C.suite_check([C.DIVERSITY_PRIORITIZED], flags) == []
+    assert C.suite_check([C.BALANCED, C.DECOUPLED, C.BALANCED], flags) == flags[C.BALANCED] + flags[C.DECOUPLED]

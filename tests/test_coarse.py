@@ -120,8 +120,9 @@ def test_flat_coarse_measurement_is_per_position_at_the_coarse_alphabet():
     out = diagnostics.measure_coarse(flat_cache(), maps, CFG, seed=7, nested=False)
     assert list(out) == ["4"] and len(out["4"]) == 2
     for row in out["4"]:
-        assert set(row) == {"n_per_class", "h_pos", "d"}  # pooled H(Z) stays at full K
+        assert set(row) == {"n_per_class", "h_pos", "d", "h_z"}  # H(Z) too: κ' on the alphabet of δ'
         assert 0 <= row["d"]["value"] <= np.log2(4) + 1e-12  # clipped at log2 K', not log2 K
+        assert 0 <= row["h_z"]["value"] <= np.log2(4) + 1e-12
     assert out == diagnostics.measure_coarse(flat_cache(), maps, CFG, seed=7, nested=False)  # seeded
     # its own stream per K': adding a K' leaves another K' unchanged
     both = diagnostics.measure_coarse(flat_cache(), {**maps, 8: coarse.code_map(codebook(16), 8, 0)}, CFG, 7, nested=False)
@@ -153,20 +154,20 @@ def test_coarse_path_split_uses_the_coarse_alphabet():
 def write_measurements(tmp_path):
     est = lambda v: {"value": v, "se": 0.01}  # noqa: E731
     reference = {"h_z": est(3.9), "d": est(3.0), "h_pos": est(3.5), "conditioning_accuracy": 0.9,
-                 "coarse": {"8": {"d": est(2.0), "h_pos": est(2.5), "code_map": [0, 1]}}}
+                 "coarse": {"8": {"d": est(2.0), "h_pos": est(2.5), "h_z": est(2.9), "code_map": [0, 1]}}}
     run = {"family": "ar", "seed": 0, "point": "neutral", "cells": [""],
            "measurements": [{"h_z": est(3.8), "d": est(3.3), "h_pos": est(3.4), "conditioning_accuracy": 0.7}],
-           "coarse": {"8": [{"d": est(1.8), "h_pos": est(2.4)}]}}
+           "coarse": {"8": [{"d": est(1.8), "h_pos": est(2.4), "h_z": est(2.6)}]}}
     (tmp_path / "reference.json").write_text(json.dumps(reference))
     (tmp_path / "baseline.json").write_text(json.dumps({"probe": "baseline", "kind": "flat", "runs": [run]}))
     return tables.measurements_table(tmp_path / "reference.json", [tmp_path / "baseline.json"])
 
 
-def test_measurement_rows_carry_coarse_k_and_keep_pooled_numbers_at_full_k(tmp_path):
+def test_measurement_rows_carry_coarse_k_and_keep_image_numbers_at_full_k(tmp_path):
     m = write_measurements(tmp_path)
     assert list(zip(m.probe, m.coarse_k)) == [("reference", 0), ("reference", 8), ("baseline", 0), ("baseline", 8)]
     assert list(m.d) == [3.0, 2.0, 3.3, 1.8] and list(m.h_pos) == [3.5, 2.5, 3.4, 2.4]
-    assert list(m.h_z) == [3.9, 3.9, 3.8, 3.8]  # H(Z) pooled over positions: full K in every row
+    assert list(m.h_z) == [3.9, 2.9, 3.8, 2.6]  # H(Z) on each row's own alphabet (κ' = H(Z)'/H(Z)'_data)
     assert list(m.conditioning_accuracy) == [0.9, 0.9, 0.7, 0.7]
     assert "coarse_8_d" not in m.columns and "code_map" not in m.columns
     assert len(tables.at_alphabet(m)) == 2 and tables.alphabets(m) == [0, 8]
@@ -181,7 +182,8 @@ def test_classification_is_computed_per_alphabet_from_its_own_rows(tmp_path):
     assert list(classified.coarse_k) == [0, 8] and list(out["stability"].coarse_k) == [0, 8]
     assert list(classified.columns[:5]) == ["dataset", "family", "seed", "point", "coarse_k"]
     assert classified.delta.tolist() == pytest.approx([3.3 / 3.0, 1.8 / 2.0])
-    assert classified.kappa.tolist() == pytest.approx([3.8 / 3.9] * 2)
+    assert classified.kappa.tolist() == pytest.approx([3.8 / 3.9, 2.6 / 2.9])  # κ' at K', not full-K κ
+    assert classified.eta.tolist() == pytest.approx([(3.3 / 3.0) / (3.8 / 3.9), (1.8 / 2.0) / (2.6 / 2.9)])
     assert out["summary"].d.tolist() == [3.3, 1.8]
 
 

@@ -61,3 +61,24 @@ def test_rule_text_survives_the_reports_restructuredtext():
     doc = publish_doctree(source, settings_overrides={"report_level": 5})
     assert not list(doc.findall(nodes.problematic)) and not list(doc.findall(nodes.system_message))
     assert doc.astext().strip().endswith(rule)
+
+
+def test_labels_table_leads_with_the_headline_and_shows_each_band():
+    stability = pd.DataFrame([{"family": "ar", "point": "neutral", "labels": "['Balanced']", "stable": True,
+                               "consensus": "Balanced", "consensus_eps0": "Diversity-Prioritized",
+                               "consensus_eps0.01": "Balanced", "consensus_eps0.02": "Balanced",
+                               "robust": False, "depends_on": "ε", "headline": "depends on ε"}])
+    table = findings.labels_table(stability, pd.DataFrame(columns=["family", "point"]))
+    row = table.iloc[0]
+    assert list(table.columns[:3]) == ["family", "point", "headline"]
+    assert row["headline"] == "depends on ε" and row["label"] == "Balanced"
+    assert row["label at ε = 0 / 0.01 / 0.02"] == "Diversity-Prioritized / Balanced / Balanced"
+
+
+def test_labels_table_flags_a_label_the_runs_suite_does_not_back():
+    stability = pd.DataFrame([{"family": f, "point": "neutral", "labels": f"['{label}']", "stable": True,
+                               "consensus": label} for f, label in (("ar", "Decoupled"), ("mim", "Balanced"))])
+    flags = {"Decoupled": ["suite case decoupled got Decoupled in 88% of 40 seeds (< 95%)"]}
+    table = findings.labels_table(stability, pd.DataFrame(columns=["family", "point"]), flags).set_index("family")
+    assert table.loc["ar", "suite check"] == flags["Decoupled"][0] and table.loc["mim", "suite check"] == "ok"
+    assert "suite check" not in findings.labels_table(stability, pd.DataFrame(columns=["family", "point"])).columns

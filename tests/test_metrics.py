@@ -338,7 +338,7 @@ def test_quality_metrics_equal_n_and_distribution_sensitivity():
     far = quality_metrics(tokens, labels, shifted, ref, per_class=100, rng=np.random.default_rng(2))
     assert near["n_per_class"] == far["n_per_class"] == 60  # the smaller side per class: equal N
     assert near["fd"] < far["fd"] and near["kid"] < far["kid"]
-    assert near["kid_subset_sd"] >= 0  # Monte-Carlo spread over subsets, not a sampling SE
+    assert near["kid_mc_se"] >= 0  # Monte-Carlo SE over subset draws, not a sampling SE
     assert near["precision"] > far["precision"] and near["coverage"] > far["coverage"]
 
 

@@ -41,6 +41,7 @@ rule findings_tables:
         stability="results/tables/{dataset}/classification_stability.csv",
         classification="results/tables/{dataset}/classification.csv",
         generators="results/tables/{dataset}/generators.csv",
+        confusion="results/calibration/confusion.csv",  # which labels the run's own suite backs
         **script_inputs("findings_tables"),
     output:
         labels="results/tables/{dataset}/findings/labels.csv",
@@ -60,6 +61,7 @@ rule findings_tables:
 rule summary:
     input:
         unpack(summary_inputs),
+        confusion="results/calibration/confusion.csv",
         **script_inputs("summary"),
     output:
         summary="results/summary.json",
@@ -79,7 +81,8 @@ rule summary:
 
 rule label_calibration:
     """The label calibration suite and the SE calibration (DESIGN §5): constructed generators
-    with known labels through the configured probes, estimands and rule; no training needed."""
+    with known labels through the run's own probe design (P, R, N, σ, cut, coarse alphabets K'),
+    estimands and rule; no training needed. The findings flag labels it does not back."""
     input:
         **script_inputs("label_calibration"),
     output:
@@ -88,9 +91,8 @@ rule label_calibration:
         se="results/calibration/se_calibration.csv",
     params:
         calibration=config["calibration"],
-        # not coarse_k: the suite measures at its generators' own alphabet, so changing the
-        # coarse alphabets must not rerun it
-        measure={k: v for k, v in config["measure"].items() if k != "coarse_k"},
+        # coarse_k included: the suite runs at the run's own design, its coarse alphabets too
+        measure=config["measure"],
         probe=lambda w: config["probes"][registry.probe_of_kind(config["probes"], "decoupling")],
         classification=config["classification"],
     log:

@@ -20,6 +20,8 @@ with job(snakemake.log[0], snakemake.threads) as log:
     headline = tables.enhancement_headline(enhancement, enhancement_name, full) if not enhancement.empty else pd.DataFrame()
     log.info("\n%s", classified["classification"][["family", "seed", "point", "coarse_k", "kappa", "delta", "eta",
                                                    "decoupling_index", "label"]].to_string())
-    outputs = {"measurements": measurements, **classified, "enhancement": enhancement, "headline": headline}
+    # the paired replicates are lists (in measure.json); the CSV keeps the numbers
+    outputs = {"measurements": measurements.drop(columns=[tables.PAIRED], errors="ignore"), **classified,
+               "enhancement": enhancement, "headline": headline}
     for name, table in outputs.items():
         save_text(snakemake.output[name], table.to_csv(index=False, float_format="%.6g"))

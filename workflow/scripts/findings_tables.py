@@ -2,6 +2,7 @@
 import pandas as pd
 
 from ibdiv.report import findings
+from ibdiv.verdict.classification import suite_flags
 from ibdiv.core.io import save_text
 from ibdiv.core.runlog import job
 
@@ -9,7 +10,8 @@ i, o = snakemake.input, snakemake.output
 with job(snakemake.log[0], snakemake.threads) as log:
     generators = pd.read_csv(i.generators)
     tables = {
-        o.labels: findings.labels_table(pd.read_csv(i.stability), generators),
+        o.labels: findings.labels_table(pd.read_csv(i.stability), generators,
+                                        suite_flags(pd.read_csv(i.confusion, index_col=0))),
         o.classification: findings.classification_table(pd.read_csv(i.classification)),
         o.generators: findings.generators_summary(generators),
     }

@@ -21,8 +21,10 @@ with job(snakemake.log[0], snakemake.threads) as log:
         run_seed = derive_seed(p.seed, w.dataset, family, seed, point, "baseline", "measure")
         rng = np.random.default_rng(run_seed)
         stacked = {"tokens": cache["tokens"][None], "labels": cache["labels"], "logprobs": cache["logprobs"][None]}
+        # the run's paired seed, as measure_probe's: gains against the baseline are paired too
         row = diagnostics.measure_flat(stacked, vq.cfg.codebook_size, p.measure, rng, vq, cnn, reference,
-                                      registry.family(family).exact_likelihood)[0]
+                                      registry.family(family).exact_likelihood,
+                                      paired_seed=derive_seed(p.seed, w.dataset, family, seed, point, "paired"))[0]
         log.info("%s seed %s %s: D=%.3f H(Z)=%.3f acc=%.3f", family, seed, point, row["d"]["value"],
                  row["h_z"]["value"], row["conditioning_accuracy"])
         runs.append({"family": family, "seed": int(seed), "point": point, "cells": [""], "measurements": [row],

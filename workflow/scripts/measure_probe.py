@@ -25,7 +25,8 @@ with job(snakemake.log[0], snakemake.threads) as log:
         rng = np.random.default_rng(run_seed)
         if not nested:
             rows = diagnostics.measure_flat(cache, K, p.measure, rng, vq, cnn, reference,
-                                            registry.family(family).exact_likelihood)
+                                            registry.family(family).exact_likelihood,
+                                            paired_seed=derive_seed(p.seed, w.dataset, family, seed, point, "paired"))
         else:
             rows = diagnostics.measure_nested(cache, K, p.measure, rng, vq, cnn, cnn.cfg.n_layouts, reference)
         if decoupling:  # paired responses, kept with the unperturbed cell

@@ -7,7 +7,8 @@ from ibdiv.report.tables import dvc_metrics, headline_summary
 
 i = snakemake.input
 with job(snakemake.log[0], snakemake.threads) as log:
-    summary = headline_summary(snakemake.params.datasets, i.stability, i.classification, i.headline, i.generators)
+    summary = headline_summary(snakemake.params.datasets, i.stability, i.classification, i.headline, i.generators,
+                               confusion_path=i.confusion)
     log.info("%s", summary)
     save_json(snakemake.output.summary, summary)
     save_json(snakemake.output.metrics, dvc_metrics(snakemake.params.datasets, i.stability, i.generators,

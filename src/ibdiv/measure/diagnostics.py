@@ -142,9 +142,10 @@ def quality_metrics(tokens, labels, features, reference: dict, per_class: int, r
                                 ref_nn_hamming=reference["heldout_nn_hamming"])
     return {
         "n_per_class": n, "fd": metrics.frechet_distance(real, fake), "kid": kid.mean,
-        # the SD of KID over overlapping random subsets: Monte-Carlo noise of the estimate, not a
-        # sampling SE; named so nobody reads it beside the bootstrap SEs as one
-        "kid_subset_sd": kid.se,
+        # SD of KID over the 50 overlapping random subsets / sqrt(50): the Monte-Carlo SE of the
+        # mean over subset draws (how much redrawing the subsets moves it), not a sampling SE and
+        # not the spread over subsets (the old name kid_subset_sd said so, wrongly)
+        "kid_mc_se": kid.se,
         **prdc._asdict(), "vendi_within_class": metrics.within_class_vendi(fake, labels[gen]),
         "hamming_vendi": metrics.hamming_vendi(np.asarray(tokens)[gen]),
         "mean_hamming": metrics.mean_pairwise_hamming(np.asarray(tokens)[gen]),
@@ -167,11 +168,34 @@ def predict_decoded(tokens, vq, cnn) -> dict:
     return out
 
 
+def paired_d_replicates(tokens, labels, K: int, cfg: dict, seed: int) -> list[float]:
+    """D on `cfg['n_boot']` bootstrap resamples whose indices depend on `seed` and the labels
+    only: the first `cfg['per_class']` rows of each class, resampled within class.
+
+    Every flat cell of a run (the baseline and each probe's cells) samples its j-th image of a
+    class with the same random numbers (common random numbers: ibdiv.measure.probes samples
+    every probe with the run's seed), so the cells' D are correlated. Given one `seed` per run,
+    cell A's and cell B's replicates resample the same images, and SD(D_A^b − D_B^b) is the
+    **paired** SE of a difference of D (enhancement gains; tables.paired_difference_se): the
+    unpaired hypot(SE_A, SE_B) ignores the correlation and was 3-4x too large (issue 22)."""
+    labels = np.asarray(labels)
+    idx = np.concatenate([np.flatnonzero(labels == c)[: cfg["per_class"]] for c in np.unique(labels)])
+    tokens, labels = np.asarray(tokens, dtype=np.int64)[idx], labels[idx]
+
+    def stat(rows):
+        return entropy.conditional_diversity(tokens[rows], labels[rows], K, cfg["method"], n_boot=0).value
+
+    reps = entropy.bootstrap_replicates(stat, len(idx), cfg["n_boot"], np.random.default_rng(seed), labels)
+    return [float(x) for x in reps]
+
+
 def measure_flat(cache: dict, K: int, cfg: dict, rng, vq, cnn, reference: dict | None = None,
-                 exact_likelihood: bool = False) -> list[dict]:
+                 exact_likelihood: bool = False, paired_seed: int | None = None) -> list[dict]:
     """One dict per cell of a flat cache (tokens (cells, n, N)): estimands + accuracy (with its
     binomial SE), and the quality metrics against `reference` (see quality_reference) when
-    given; the sequence entropy only with `exact_likelihood` (a family trait)."""
+    given; the sequence entropy only with `exact_likelihood` (a family trait); given the run's
+    `paired_seed`, `d_paired_boot`: D on bootstrap resamples shared by every cell of the run
+    (paired_d_replicates)."""
     from ibdiv.measure.metrics import conditioning_accuracy
 
     rows = []
@@ -185,6 +209,8 @@ def measure_flat(cache: dict, K: int, cfg: dict, rng, vq, cnn, reference: dict |
                "conditioning_accuracy_se": float(np.sqrt(accuracy * (1 - accuracy) / len(tokens)))}
         if reference is not None:
             row["quality"] = quality_metrics(tokens, cache["labels"], pred["features"], reference, cfg["per_class"], rng)
+        if paired_seed is not None:
+            row["d_paired_boot"] = paired_d_replicates(tokens, cache["labels"], K, cfg, paired_seed)
         rows.append(row)
     return rows
 
@@ -218,13 +244,16 @@ def measure_nested(cache: dict, K: int, cfg: dict, rng, vq, cnn, n_layouts: int 
 
 def per_position_estimands(tokens, labels, K: int, cfg: dict, rng) -> dict:
     """H_pos and D at `cfg['per_class']` rows per class: the per-position estimands of a flat
-    set, what a coarse alphabet measures again (pooled H(Z) and I(Z;C) stay at full K)."""
+    set, what a coarse alphabet measures again; and H(Z) on the same alphabet, so that κ at K'
+    is a ratio on the alphabet δ at K' is (η' = δ'/κ'; a full-K κ would mix two alphabets).
+    I(Z;C) stays at full K."""
     method, n_boot = cfg["method"], cfg["n_boot"]
     idx = entropy.subsample_per_class(labels, cfg["per_class"], rng)
     tokens, labels = np.asarray(tokens)[idx], np.asarray(labels)[idx]
     return {"n_per_class": cfg["per_class"],
             "h_pos": entropy.positional_entropy(tokens, K, method, n_boot, rng, labels=labels).as_dict(),
-            "d": entropy.conditional_diversity(tokens, labels, K, method, n_boot, rng).as_dict()}
+            "d": entropy.conditional_diversity(tokens, labels, K, method, n_boot, rng).as_dict(),
+            "h_z": entropy.codebook_entropy(tokens, K, method, n_boot, rng, labels=labels).entropy.as_dict()}
 
 
 def measure_per_position(cache: dict, K: int, cfg: dict, rng, *, nested: bool, decoupling: bool = False) -> list[dict]:

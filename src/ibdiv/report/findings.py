@@ -12,6 +12,7 @@ import math
 import pandas as pd
 
 from ibdiv.measure.coarse import FULL_K
+from ibdiv.verdict import classification
 
 # the strategy quantities of DESIGN §5, in the order a reader meets them
 QUANTITIES = {"kappa": "κ", "delta": "δ", "eta": "η", "decoupling_index": "Δ", "rho_infl": "ρ_infl"}
@@ -40,15 +41,27 @@ def _number(value) -> float:
         return math.nan
 
 
-def labels_table(stability: pd.DataFrame, generators: pd.DataFrame) -> pd.DataFrame:
-    """One row per family and operating point: the consensus label over seeds, whether every
-    seed agrees, and the means of the quantities ± their SE across seeds."""
+def labels_table(stability: pd.DataFrame, generators: pd.DataFrame, suite_flags: dict | None = None) -> pd.DataFrame:
+    """One row per family and operating point: the headline (the label when every seed, band
+    and alphabet agree, else what it depends on), the consensus label over seeds at the
+    configured band, whether every seed agrees, the consensus at each band ε, and the means of
+    the quantities ± their SE across seeds. Given the run's suite_flags
+    (classification.suite_flags of results/calibration/confusion.csv), "suite check" says
+    "ok" or which suite case does not back a label this row was given (at any seed or band)."""
     rows = []
     for _, row in stability.iterrows():
         mine = generators[(generators.family == row.family) & (generators.point == row.point)]
-        out = {"family": row.family, "point": row.point, **_alphabet(row), "label": row.consensus,
+        out = {"family": row.family, "point": row.point, **_alphabet(row),
+               "headline": row.get("headline", row.consensus), "label": row.consensus,
                "every seed agrees": "yes" if bool(row.stable) else "no",
                "labels per seed": ", ".join(_as_list(row.labels))}
+        bands = [c for c in row.index if c.startswith("consensus_eps")]
+        if bands:
+            out["label at ε = " + " / ".join(c[len("consensus_eps"):] for c in bands)] = " / ".join(
+                str(row[c]) for c in bands)
+        if suite_flags is not None:
+            given = _as_list(row.labels) + [str(row[c]) for c in bands]
+            out["suite check"] = "; ".join(classification.suite_check(given, suite_flags)) or "ok"
         for column, symbol in QUANTITIES.items():
             out[symbol] = plus_minus(row.get(f"{column}_mean"), row.get(f"{column}_seed_se"))
         out["conditioning accuracy"] = plus_minus(mine.conditioning_accuracy.mean()) if len(mine) else "–"

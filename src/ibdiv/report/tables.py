@@ -7,6 +7,25 @@ import pandas as pd
 from ibdiv.core import registry
 from ibdiv.core.io import load_json
 from ibdiv.measure.coarse import FULL_K
+from ibdiv.verdict import classification
+from ibdiv.verdict.summary import (  # noqa: F401  (re-exported: the report's table API)
+    _rho_at, flatten, iso_quality_diversity, iso_target, summary_table,
+)
+
+
+# the column of measurements_table holding a cell's D on the resamples every cell of its run shares
+# (diagnostics.paired_d_replicates); in memory only: diagnostics_tables leaves it out of the CSV
+PAIRED = "d_paired_boot"
+
+
+def paired_difference_se(a, b) -> float:
+    """SE of D_a − D_b for two measurement rows of one run: the SD of the paired replicate
+    differences when both rows carry PAIRED replicates of one length (common random numbers:
+    the cells share their sampling seed, so their D are correlated), else hypot(SE_a, SE_b)."""
+    ra, rb = a.get(PAIRED), b.get(PAIRED)
+    if isinstance(ra, (list, tuple, np.ndarray)) and isinstance(rb, (list, tuple, np.ndarray)) and len(ra) == len(rb) > 1:
+        return float(np.std(np.asarray(ra, float) - np.asarray(rb, float), ddof=1))
+    return float(np.hypot(float(a["d_se"]), float(b["d_se"])))
 
 
 def _keys(run: dict) -> dict:
@@ -34,23 +53,6 @@ def generators_table(prior_paths, baseline_path, classifier_path) -> pd.DataFram
     return table.sort_values(["family", "seed", "point"]).reset_index(drop=True)
 
 
-def flatten(measurement: dict, prefix: str = "") -> dict:
-    """Nested measurement dict -> flat columns: {"d": {"value", "se"}} -> d, d_se; other
-    sub-dicts -> name_key. Lists and strings are dropped (they are not table cells)."""
-    out = {}
-    for key, value in measurement.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and "value" in value and "se" in value:
-            out[name], out[f"{name}_se"] = value["value"], value["se"]
-        elif isinstance(value, dict):
-            out.update(flatten(value, f"{name}_"))
-        elif isinstance(value, (int, float, bool)) or value is None:
-            out[name] = value
-    return out
-
-
-
-
 def measurements_table(reference_path, measured_paths) -> pd.DataFrame:
     """One row per family x seed x point x probe x cell x alphabet, plus the real data's
     reference rows.
@@ -59,9 +61,10 @@ def measurements_table(reference_path, measured_paths) -> pd.DataFrame:
     seed, point, cells, measurements, coarse}]}); the baseline is the probe "baseline" with one
     cell "". `coarse_k` is FULL_K (0) for the full codebook and K' for coarse tokens (DESIGN
     §13): a K' row repeats its full-K row and overwrites the per-position estimands (H_pos, D,
-    the path split, ρ_infl, the decoupling responses) with their coarse values, so the pooled
-    H(Z), I(Z;C) and everything read from images (accuracy, quality, layout commitment) stay
-    the full-K numbers and every downstream rule reads a K' slice like the full-K one.
+    the path split, ρ_infl, the decoupling responses) and H(Z) with their coarse values (so κ,
+    δ and η at K' are ratios on one alphabet), while I(Z;C) and everything read from images
+    (accuracy, quality, layout commitment) stay the full-K numbers; every downstream rule reads
+    a K' slice like the full-K one.
     """
     reference = load_json(reference_path)
     keys = {"family": "data", "seed": -1, "point": "", "probe": "reference", "kind": "flat", "cell": ""}
@@ -79,6 +82,8 @@ def measurements_table(reference_path, measured_paths) -> pd.DataFrame:
 def _with_coarse(keys: dict, full: dict, coarse: dict) -> list[dict]:
     """The full-K row of one cell and one row per coarse alphabet K' ({str(K'): values})."""
     row = {**keys, "coarse_k": FULL_K, **flatten({k: v for k, v in full.items() if k != "coarse"})}
+    if PAIRED in full:  # a list (flatten drops lists): the cell's D on the run's shared resamples
+        row[PAIRED] = full[PAIRED]
     return [row] + [{**row, **flatten(values), "coarse_k": int(k)} for k, values in coarse.items()]
 
 
@@ -97,9 +102,9 @@ def alphabets(table: pd.DataFrame) -> list[int]:
 def classification_tables(measurements: pd.DataFrame, generators: pd.DataFrame, probes: dict, thresholds: dict,
                           dataset: str) -> dict[str, pd.DataFrame]:
     """summary, classification and classification_stability of every alphabet, stacked with a
-    coarse_k column after `point`: the same summary and rule applied to each alphabet's slice."""
-    from ibdiv.verdict import classification
-
+    coarse_k column after `point`: the same summary and rule applied to each alphabet's slice.
+    The stability rows also carry robust / depends_on / headline (classification.robustness),
+    which span every seed, band and alphabet, so they repeat on each alphabet's row."""
     out = {"summary": [], "classification": [], "stability": []}
     for k in alphabets(measurements):
         summary = summary_table(at_alphabet(measurements, k), generators, probes, thresholds["iso_accuracy"])
@@ -109,111 +114,10 @@ def classification_tables(measurements: pd.DataFrame, generators: pd.DataFrame, 
                             ("stability", classification.stability(classified))):
             table.insert(table.columns.get_loc("point") + 1, "coarse_k", k)
             out[name].append(table)
-    return {name: pd.concat(tables, ignore_index=True) for name, tables in out.items()}
-
-
-def iso_quality_diversity(points: pd.DataFrame, target_accuracy: float) -> tuple[float, float]:
-    """D (and SE) interpolated linearly at `target_accuracy` along a sweep (columns
-    conditioning_accuracy, d, d_se and, when measured, conditioning_accuracy_se); NaN when the
-    sweep does not bracket the target.
-
-    The SE propagates both the D and the accuracy uncertainty of the two bracketing points
-    (delta method, points independent): with w the target's position between them and s the
-    slope dD/dacc, Var = (1-w)² se_lo² + w² se_hi² + s² ((1-w)² sa_lo² + w² sa_hi²). Errors
-    in accuracy move the interpolation point along the slope.
-    """
-    pts = points.sort_values("conditioning_accuracy")
-    acc, d, se = (pts[c].to_numpy(float) for c in ("conditioning_accuracy", "d", "d_se"))
-    acc_se = (pts["conditioning_accuracy_se"].to_numpy(float) if "conditioning_accuracy_se" in pts
-              else np.zeros_like(acc))
-    if len(acc) < 2 or not acc[0] <= target_accuracy <= acc[-1]:
-        return float("nan"), float("nan")
-    hi = int(np.clip(np.searchsorted(acc, target_accuracy, side="left"), 1, len(acc) - 1))
-    lo = hi - 1
-    width = acc[hi] - acc[lo]
-    if width <= 0:  # equal accuracies: nothing to interpolate along
-        return float(d[lo:hi + 1].mean()), float(np.hypot(se[lo], se[hi]) / 2)
-    w, slope = (target_accuracy - acc[lo]) / width, (d[hi] - d[lo]) / width
-    value = d[lo] + w * (d[hi] - d[lo])
-    var = ((1 - w) * se[lo]) ** 2 + (w * se[hi]) ** 2 + slope ** 2 * (((1 - w) * acc_se[lo]) ** 2 + (w * acc_se[hi]) ** 2)
-    return float(value), float(np.sqrt(var))
-
-
-def iso_target(measurements: pd.DataFrame, sweep: str | None, point: str, iso_accuracy, families=None) -> float:
-    """The common accuracy at which families are compared (DESIGN §2, matched quality).
-
-    A number is a fraction of the real data's accuracy. "auto" takes the middle of the
-    accuracy range that every family's sweep (with its baseline) covers at this operating
-    point, so each family's D can be interpolated there; NaN when the ranges do not overlap.
-    `families` restricts the overlap (default: every family with sweep rows).
-    """
-    ref = measurements[measurements.probe == "reference"].iloc[0]
-    if iso_accuracy != "auto":
-        return float(iso_accuracy) * float(ref["conditioning_accuracy"])
-    rows = measurements[(measurements.point == point) & measurements.probe.isin(["baseline", sweep])]
-    swept = set(rows[rows.probe == sweep].family)
-    rows = rows[rows.family.isin(swept if families is None else swept & set(families))]
-    ranges = rows.groupby("family").conditioning_accuracy.agg(["min", "max"])
-    low, high = ranges["min"].max(), ranges["max"].min()
-    return float((low + high) / 2) if sweep and low <= high else float("nan")
-
-
-def summary_table(measurements: pd.DataFrame, generators: pd.DataFrame, probes: dict, iso_accuracy) -> pd.DataFrame:
-    """Per family x seed x point: the inputs of the strategy classification (DESIGN §5)."""
-    ref = measurements[measurements.probe == "reference"].iloc[0]
-    sweep = registry.iso_quality_probe(probes)
-    decoupling = registry.probe_of_kind(probes, "decoupling")
-    clamp = registry.probe_of_kind(probes, "path_clamp")
-    reference_cut = probes[decoupling]["cut_fraction"] if decoupling else None
-    structure = generators.set_index(["family", "seed", "point"])["learned_structure_bits"]
-    # Compare at a quality every family that learned cross-token structure can reach.
-    learned = set(generators[generators.learned_structure_bits > 0].family)
-    targets = {point: iso_target(measurements, sweep, point, iso_accuracy, learned)
-               for point in set(measurements.point) - {""}}
-    rows = []
-    runs = measurements[measurements.probe == "baseline"]
-    for _, base in runs.iterrows():
-        key = (base["family"], base["seed"], base["point"])
-        mine = measurements[(measurements.family == key[0]) & (measurements.seed == key[1]) & (measurements.point == key[2])]
-        row = {"family": key[0], "seed": key[1], "point": key[2], "target_accuracy": targets[key[2]],
-               "conditioning_accuracy": base["conditioning_accuracy"],
-               "learned_structure_bits": structure.get(key, float("nan"))}
-        for col in ("h_z", "h_pos", "d"):
-            row[col], row[f"{col}_se"] = base[col], base[f"{col}_se"]
-            row[f"{col}_data"], row[f"{col}_data_se"] = ref[col], ref[f"{col}_se"]
-        sweep_rows = pd.concat([mine[mine.probe == sweep], base.to_frame().T]) if sweep else base.to_frame().T
-        row["d_iso"], row["d_iso_se"] = iso_quality_diversity(sweep_rows, targets[key[2]])
-        row["rho_infl"] = _rho_at(mine[mine.probe.isin([decoupling, clamp])], reference_cut)
-        row.update(_decoupling_responses(mine[mine.probe == decoupling]))
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def _rho_at(rows: pd.DataFrame, fraction) -> float:
-    """D_influence / D_tot at the reference cut: the decoupling probe's unperturbed cell (it is
-    sampled at every operating point), else the path-clamp cut nearest the reference fraction."""
-    if fraction is None:
-        return float("nan")
-    unperturbed = rows[rows["cell"] == "none"]
-    if not unperturbed.empty:
-        return float(unperturbed["rho_infl"].iloc[0])
-    cuts = rows[pd.to_numeric(rows["cell"], errors="coerce").notna()]
-    if cuts.empty:
-        return float("nan")
-    nearest = (cuts["cell"].astype(float) - fraction).abs().idxmin()
-    return float(cuts.loc[nearest, "rho_infl"])
-
-
-def _decoupling_responses(cells: pd.DataFrame) -> dict:
-    """The decoupling matrix's responses with their paired SEs (measured with the unperturbed
-    cell: diagnostics.decoupling_responses), ΔD_tot beside them (r_*_tot), and Δ's SE."""
-    names = ([f"r_{probe}_{col}" for probe in ("i2", "i3") for col in ("path", "exec", "infl", "tot")]
-             + ["decoupling_index"])
-    none = cells[cells["cell"] == "none"]
-    if none.empty:
-        return {k: float("nan") for n in names for k in (n, f"{n}_se")}
-    row = none.iloc[0]
-    return {k: float(row[f"responses_{k}"]) for n in names for k in (n, f"{n}_se")}
+    tables = {name: pd.concat(tables, ignore_index=True) for name, tables in out.items()}
+    robust = classification.robustness(tables["classification"])
+    tables["stability"] = tables["stability"].merge(robust, on=classification.GROUP_KEYS, how="left")
+    return tables
 
 
 def enhancement_table(measurements: pd.DataFrame, probes: dict, point: str = "neutral") -> pd.DataFrame:
@@ -222,11 +126,12 @@ def enhancement_table(measurements: pd.DataFrame, probes: dict, point: str = "ne
     For each flat probe (its cells plus the baseline) the best D among settings whose
     conditioning accuracy is at least the baseline's: how much diversity the knob buys
     without losing quality. `gain` = the enhancement probe's best D minus this probe's
-    (SE from both cells' SEs); the headline compares with the best usual knob.
+    (gain_se: paired over the run's shared resamples, paired_difference_se; gain_se_unpaired:
+    hypot of the two SEs, for comparison); the headline compares with the best usual knob.
     """
     enhancement = registry.probe_of_kind(probes, "enhancement")
     flat = [n for n, p in probes.items() if p["kind"] in registry.FLAT_KINDS]
-    rows = []
+    rows, best_rows = [], []
     base_rows = measurements[(measurements.probe == "baseline") & (measurements.point == point)]
     for _, base in base_rows.iterrows():
         mine = measurements[(measurements.family == base.family) & (measurements.seed == base.seed)
@@ -243,13 +148,16 @@ def enhancement_table(measurements: pd.DataFrame, probes: dict, point: str = "ne
                          "d_best": float(best.d), "d_best_se": float(best.d_se),
                          "accuracy_at_best": float(best.conditioning_accuracy),
                          "baseline_d": float(base.d), "baseline_accuracy": float(base.conditioning_accuracy)})
+            best_rows.append(best)
     table = pd.DataFrame(rows)
     if table.empty or enhancement is None:
         return table
-    enh = table[table.probe == enhancement].set_index(["family", "seed"])
-    key = list(zip(table.family, table.seed))
-    table["gain"] = [enh.d_best.get(k, np.nan) - d for k, d in zip(key, table.d_best)]
-    table["gain_se"] = [float(np.hypot(enh.d_best_se.get(k, np.nan), se)) for k, se in zip(key, table.d_best_se)]
+    enh = {(r.family, r.seed): b for r, b in zip(table.itertuples(), best_rows) if r.probe == enhancement}
+    missing = pd.Series({"d": np.nan, "d_se": np.nan})
+    pairs = [(enh.get((r.family, r.seed), missing), b) for r, b in zip(table.itertuples(), best_rows)]
+    table["gain"] = [float(e["d"]) - float(b["d"]) for e, b in pairs]
+    table["gain_se"] = [paired_difference_se(e, b) for e, b in pairs]
+    table["gain_se_unpaired"] = [float(np.hypot(float(e["d_se"]), float(b["d_se"]))) for e, b in pairs]
     return table
 
 
@@ -268,7 +176,8 @@ def enhancement_headline(table: pd.DataFrame, enhancement: str, measurements: pd
             continue
         row = {"family": family, "seed": seed, "selected_on_seed": None, "best_usual_knob": None,
                "best_usual_cell": None, "enhancement_cell": None, "d_enhancement": np.nan, "d_usual": np.nan,
-               "gain": np.nan, "gain_se": np.nan, "gain_vs_baseline": np.nan, "accuracy_enhancement": np.nan}
+               "gain": np.nan, "gain_se": np.nan, "gain_se_unpaired": np.nan, "gain_vs_baseline": np.nan,
+               "accuracy_enhancement": np.nan}
         other = table[(table.family == family) & (table.seed != seed)]
         if not other.empty:
             chosen_seed = sorted(other.seed)[0]
@@ -281,7 +190,8 @@ def enhancement_headline(table: pd.DataFrame, enhancement: str, measurements: pd
             base = _cell_row(measurements, family, seed, point, "baseline", "baseline")
             row.update(selected_on_seed=chosen_seed, best_usual_knob=best.probe, best_usual_cell=best.best_cell,
                        enhancement_cell=enh_cell, d_enhancement=float(enh.d), d_usual=float(use.d),
-                       gain=float(enh.d) - float(use.d), gain_se=float(np.hypot(enh.d_se, use.d_se)),
+                       gain=float(enh.d) - float(use.d), gain_se=paired_difference_se(enh, use),
+                       gain_se_unpaired=float(np.hypot(float(enh.d_se), float(use.d_se))),
                        gain_vs_baseline=float(enh.d) - float(base.d),
                        accuracy_enhancement=float(enh.conditioning_accuracy))
         rows.append(row)
@@ -296,10 +206,18 @@ def _cell_row(measurements: pd.DataFrame, family, seed, point, probe: str, cell)
     return mine[(mine.probe == probe) & (mine.cell.astype(str) == str(cell))].iloc[0]
 
 
-def headline_summary(datasets, stability_paths, classification_paths, headline_paths, generator_paths) -> dict:
+def headline_summary(datasets, stability_paths, classification_paths, headline_paths, generator_paths,
+                     confusion_path=None) -> dict:
     """results/summary.json: per dataset the labels (and whether all seeds agree), the numbers
     behind them with SEs across seeds, learned structure, and the enhancement gains; all at
-    full K, and under "coarse" the labels and numbers of every coarse alphabet K' (DESIGN §13)."""
+    full K, and under "coarse" the labels and numbers of every coarse alphabet K' (DESIGN §13).
+    Each entry leads with `headline`: the label when every seed, band and alphabet agree
+    (`robust`), else "depends on ε / alphabet / seed" naming what it changes with (`depends_on`);
+    `label_by_band` is the consensus over seeds at each ε of classification.bands. Given the
+    suite's confusion table, `suite_check` lists why the run's own label calibration suite does
+    not back a label the entry was given ([] when it does; classification.suite_flags)."""
+    flags = (classification.suite_flags(pd.read_csv(confusion_path, index_col=0))
+             if confusion_path is not None else None)
     out = {}
     for name, stab, cls, head, gen in zip(datasets, stability_paths, classification_paths, headline_paths, generator_paths):
         stability, classified, generators = pd.read_csv(stab), pd.read_csv(cls), pd.read_csv(gen)
@@ -313,20 +231,27 @@ def headline_summary(datasets, stability_paths, classification_paths, headline_p
                              "gain_se_per_seed": [_nan_none(v) for v in group.gain_se],
                              "best_usual_knob_per_seed": group.best_usual_knob.tolist(),
                              "gain_vs_baseline_mean": _nan_none(group.gain_vs_baseline.mean())}
-        families = {k: _label_entries(at_alphabet(stability, k), at_alphabet(classified, k), generators)
+        families = {k: _label_entries(at_alphabet(stability, k), at_alphabet(classified, k), generators, flags)
                     for k in alphabets(stability)}
         out[name] = {"families": families.pop(FULL_K), "enhancement": gains,
                      "coarse": {str(k): entries for k, entries in families.items()}}
     return out
 
 
-def _label_entries(stability: pd.DataFrame, classified: pd.DataFrame, generators: pd.DataFrame) -> dict:
+def _label_entries(stability: pd.DataFrame, classified: pd.DataFrame, generators: pd.DataFrame,
+                   flags: dict | None = None) -> dict:
     """{family: {point: label, stability and numbers}} of one alphabet's tables."""
     families = {}
     for _, row in stability.iterrows():
         per_seed = classified[(classified.family == row.family) & (classified.point == row.point)]
-        entry = {"label": row.consensus, "stable": bool(row.stable), "labels_per_seed": per_seed.label.tolist(),
-                 "rules_per_seed": per_seed.rule.tolist()}
+        entry = {"headline": row.get("headline", row.consensus), "robust": _bool(row.get("robust", False)),
+                 "depends_on": _text(row.get("depends_on")),
+                 "label": row.consensus, "stable": bool(row.stable), "labels_per_seed": per_seed.label.tolist(),
+                 "rules_per_seed": per_seed.rule.tolist(),
+                 "label_by_band": {c[len("consensus_eps"):]: row[c] for c in row.index if c.startswith("consensus_eps")}}
+        if flags is not None:
+            entry["suite_check"] = classification.suite_check(entry["labels_per_seed"] + list(entry["label_by_band"].values()),
+                                                              flags)
         for q in ("kappa", "delta", "delta_iso", "eta", "decoupling_index", "rho_infl"):
             entry[q] = {"mean": _nan_none(row.get(f"{q}_mean")), "se_across_seeds": _nan_none(row.get(f"{q}_seed_se"))}
         gen = generators[(generators.family == row.family) & (generators.point == row.point)]
@@ -334,6 +259,16 @@ def _label_entries(stability: pd.DataFrame, classified: pd.DataFrame, generators
         entry["conditioning_accuracy"] = _nan_none(gen.conditioning_accuracy.mean()) if len(gen) else None
         families.setdefault(row.family, {})[row.point] = entry
     return families
+
+
+def _bool(value) -> bool:
+    """A flag read back from CSV ("True"/"False" strings or booleans)."""
+    return str(value).lower() == "true"
+
+
+def _text(value) -> str:
+    """A text cell read back from CSV: an empty cell is NaN there."""
+    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
 
 
 def _nan_none(value):
@@ -349,6 +284,13 @@ def _nan_none(value):
 # compares numbers only; docs/sharing.md lists the codes); "unstable": the seeds disagree
 LABEL_CODES = {"Balanced": 0, "Compression-Prioritized": 1, "Diversity-Prioritized": 2, "Decoupled": 3,
                "Unclassified": -1, "unstable": -2}
+# the headline's code when it is not one robust label ("depends on ε / alphabet / seed")
+DEPENDS_CODE = -3
+
+
+def headline_code(headline: str) -> int:
+    """results/metrics.json's number for a headline: the robust label's code, or DEPENDS_CODE."""
+    return DEPENDS_CODE if str(headline).startswith("depends on") else label_code(headline)
 
 
 def label_code(label: str) -> int:
@@ -366,8 +308,9 @@ def dvc_metrics(datasets, stability_paths, generator_paths, classification_paths
     κ, δ, η, Δ (decoupling_index), ρ_infl, conditioning accuracy and held-out bits/token; and
     the verdict: `label_code` (the consensus label as a number, LABEL_CODES), `stable` (1 when
     every seed carries that label, else 0) and, given the per-seed classification tables,
-    `margin` (mean over seeds of the deciding quantity in SE units; ibdiv.verdict.classification).
-    Numbers only; a quantity not measured for a row is left out. Full K only: the coarse
+    `margin` (mean over seeds of the deciding quantity in SE units; ibdiv.verdict.classification);
+    `robust` (1 when every seed, band and alphabet agree) and `headline_code` (the robust label's
+    code, or -3 when the label depends on ε, alphabet or seed). Numbers only; a quantity not measured for a row is left out. Full K only: the coarse
     alphabets' numbers are in summary.json and the tables."""
     quantities = ("kappa", "delta", "eta", "decoupling_index", "rho_infl")
     out = {}
@@ -377,7 +320,10 @@ def dvc_metrics(datasets, stability_paths, generator_paths, classification_paths
         for _, row in at_alphabet(pd.read_csv(stab)).iterrows():
             rows[(row.family, row.point)] = {q: row.get(f"{q}_mean") for q in quantities}
             rows[(row.family, row.point)].update(label_code=label_code(row.consensus),
-                                                 stable=int(str(row.stable).lower() == "true"))
+                                                 stable=int(_bool(row.stable)))
+            if "headline" in row.index:
+                rows[(row.family, row.point)].update(robust=int(_bool(row.robust)),
+                                                     headline_code=headline_code(row.headline))
         classified = at_alphabet(pd.read_csv(cls)) if cls is not None else pd.DataFrame(columns=["family", "point"])
         for (family, point), group in classified.groupby(["family", "point"], sort=False):
             rows.setdefault((family, point), {})["margin"] = pd.to_numeric(group.margin, errors="coerce").mean()
@@ -387,7 +333,7 @@ def dvc_metrics(datasets, stability_paths, generator_paths, classification_paths
                 heldout_bits_per_token=group.heldout_bits_per_token.mean())
         out[name] = {}
         for (family, point), values in rows.items():
-            numbers = {k: (v if k in ("label_code", "stable") else float(v))
+            numbers = {k: (v if k in ("label_code", "stable", "robust", "headline_code") else float(v))
                        for k, v in values.items() if _nan_none(v) is not None}
             out[name].setdefault(family, {})[point] = numbers
     return out

@@ -31,6 +31,17 @@ embedding of token 0 read through the code table rather than symbolically. Under
 read is clean (token 0 is the path), so the case stays Decoupled; under the old whole-table I3 the
 read is noisy and the case looks entangled (tests/test_calibration.py shows both).
 
+Two more constructions exercise κ, the codebook-entropy ratio that η divides by:
+
+* ``layout="shared"``: every class and position spells its modes with the same codes (the
+  default ``"spread"`` gives each class and position its own random offset). Which codes a cell
+  uses changes the pooled code usage H(Z) a lot and the per-position conditional diversity D
+  little, so a generator and data built in the two layouts differ in κ at δ ≈ 1;
+* ``wiring="iid"``: every token is drawn independently from one fixed distribution over the K
+  codes (no class, no position, no path; neither perturbation reaches it). Its H(Z), H_pos and
+  D are all that distribution's entropy, so sampled colder than its data it loses codebook
+  entropy and conditional diversity in proportion: κ = δ, η = 1.
+
 Temperature (the one knob) scales every logit: sampled hotter or colder than the data's own
 distribution (temperature 1), the generator spreads or concentrates its conditional diversity,
 which is how the Diversity- and Compression-Prioritized cases are built.
@@ -51,8 +62,9 @@ from ibdiv.families.backbone import CodeReads, DecodeState, TokenPrior, code_rea
 
 KNOBS = {"temperature": 1.0}
 SCHEDULE_KNOBS: tuple[str, ...] = ()
-WIRINGS = ("decoupled", "entangled")
+WIRINGS = ("decoupled", "entangled", "iid")
 MODE_READS = ("symbolic", "embedding")
+LAYOUTS = ("spread", "shared")
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,8 @@ class CalibrationConfig:
     path_sensitivity: float = 2.5  # how far condition noise moves them (jitter SD ~ sigma x this)
     exec_gain: float = 2.0
     mode_read: str = "symbolic"  # decoupled wiring: how the execution knows its mode (module docstring)
+    layout: str = "spread"  # which codes spell the modes: a random offset per class and position, or one for all
+    iid_gain: float = 1.5  # iid wiring: SD of its fixed logits over the K codes
     seed: int = 0  # the construction's own random tables (not the sampling seed)
 
 
@@ -84,6 +98,8 @@ class CalibrationPrior(TokenPrior):
         if config.mode_read not in MODE_READS or (config.mode_read != "symbolic" and config.wiring != "decoupled"):
             raise ValueError(f"mode_read must be one of {MODE_READS} ('embedding' only for the decoupled wiring)")
         C, K, N, d, M = config.n_classes, config.vocab_size, config.seq_len, config.d_model, config.n_modes
+        if config.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {config.layout!r}")
         if M * config.support > K:
             raise ValueError("n_modes * support must not exceed the vocabulary")
         self.config = config
@@ -99,10 +115,14 @@ class CalibrationPrior(TokenPrior):
         self.register_buffer("mode_dirs", config.path_sensitivity * torch.randn(C, M, d, generator=g) / math.sqrt(d))
         # the code that spells mode m at position i of class c: modes sit `support` codes apart,
         # so their supports {t, ..., t + L - 1} never overlap
-        offsets = torch.randint(0, K, (C, 1, N), generator=g)
+        offsets = torch.randint(0, K, (C, 1, N), generator=g)  # drawn in both layouts: the later tables stay the same
+        if config.layout == "shared":
+            offsets = torch.zeros_like(offsets)
         self.register_buffer("mode_codes", (offsets + config.support * torch.arange(M)[None, :, None]) % K)
         # entangled wiring: the class's preference for sharp (first) over soft execution
         self.register_buffer("sharp_dirs", 4.0 * torch.randn(C, 2, d, generator=g) / math.sqrt(d))
+        # iid wiring: the one distribution every token is drawn from (reads no table)
+        self.register_buffer("iid_logits", config.iid_gain * torch.randn(K, generator=g))
 
     def mode_logits(self, cond: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         """(n, M) logits of the path choice: the class's own logits, moved by how far the
@@ -200,7 +220,9 @@ def advance(model: CalibrationPrior, state: DecodeState, knobs: dict, gen: torch
         i = state.step
         mode, sharp = _path_of(model, state)
         logits = torch.full((len(classes), cfg.vocab_size), -math.inf)
-        if i == 0:
+        if cfg.wiring == "iid":
+            logits = model.iid_logits.expand(len(classes), cfg.vocab_size)
+        elif i == 0:
             logits.scatter_(1, model.mode_codes[classes, :, 0], model.mode_logits(cond, classes))
         elif i == 1 and cfg.wiring == "entangled":  # the path also decides how sharply it is executed
             logits.scatter_(1, (model.mode_codes[classes, mode, 1][:, None] + torch.tensor([0, 1])) % cfg.vocab_size,

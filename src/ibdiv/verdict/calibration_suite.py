@@ -14,21 +14,49 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from ibdiv.measure import diagnostics, entropy, probes
+from ibdiv.measure import coarse, diagnostics, entropy, probes
 from ibdiv.families.oracle import OracleKnobs, TunableOracle
 from ibdiv.verdict.calibration import CalibrationConfig, CalibrationPrior, PatchTokenizer
 from ibdiv.verdict.classification import LABELS, classify_rows
+from ibdiv.verdict.summary import flatten, summary_table
 from ibdiv.core.seeds import derive_seed
+
+
+PROPORTIONAL_LOSS = 0.8  # the proportional-loss case keeps this share of its data's entropy
+
+
+def iid_temperature(entropy_ratio: float, config: CalibrationConfig | None = None) -> float:
+    """The temperature at which the iid generator's exact token entropy is `entropy_ratio` times
+    its temperature-1 entropy (bisection; entropy grows with temperature). For that generator
+    H(Z) = H_pos = D = this entropy, so κ = δ = entropy_ratio by construction."""
+    logits = CalibrationPrior(config or CalibrationConfig(wiring="iid")).iid_logits.double()
+
+    def bits(t: float) -> float:
+        p = torch.softmax(logits / t, 0)
+        return float(-(p * torch.log2(p.clamp_min(1e-300))).sum())
+
+    target, lo, hi = entropy_ratio * bits(1.0), 1e-3, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if bits(mid) < target else (lo, mid)
+    return (lo + hi) / 2
 
 
 # name -> (the label it is built to have, wiring, sampling temperature against the data's 1.0,
 # construction overrides). (e) is a second, independently built world, sampled as its own data.
+# The kappa cases keep δ ≈ 1 and move κ (the generator and its data spell their modes with
+# different codes, DATA_WORLDS): η = δ/κ labels them by κ alone, and a rule that ignored κ
+# (η = δ) would call both Balanced. proportional_loss loses codebook entropy and conditional
+# diversity in proportion (κ = δ = 0.8): Balanced, where η = δ would say Compression-Prioritized.
 CASES = {
     "decoupled": ("Decoupled", "decoupled", 1.0, {}),
     "entangled": ("Balanced", "entangled", 1.0, {}),
     "diversity_prioritized": ("Diversity-Prioritized", "entangled", 1.4, {}),
     "compression_prioritized": ("Compression-Prioritized", "entangled", 0.7, {}),
     "balanced": ("Balanced", "entangled", 1.0, {"n_modes": 3, "path_gain": 1.0, "seed": 1}),
+    "kappa_low": ("Diversity-Prioritized", "entangled", 1.0, {"layout": "shared"}),
+    "kappa_high": ("Compression-Prioritized", "entangled", 1.0, {}),
+    "proportional_loss": ("Balanced", "iid", iid_temperature(PROPORTIONAL_LOSS), {}),
     # the decoupled wiring reading its mode from token 0's embedding: Decoupled only when I3 after
     # the cut leaves the path's read alone (DESIGN §4; under the old whole-table I3 it looked entangled)
     "decoupled_embedding_read": ("Decoupled", "decoupled", 1.0, {"mode_read": "embedding"}),
@@ -38,6 +66,9 @@ CASES = {
     "oracle_decoupled": ("Decoupled", "decoupled", None, {}),
     "oracle_entangled": ("Balanced", "entangled", None, {}),
 }
+# cases whose data is another world: construction overrides of the data's generator
+DATA_WORLDS = {"kappa_low": {"layout": "spread"}, "kappa_high": {"layout": "shared"}}
+PROBE_NAME = "decoupling"  # the suite's one probe, as the measurements table names it
 
 
 # Cases whose expected label the token-level estimand does not earn, and why (docs/methods.md,
@@ -49,50 +80,89 @@ ESTIMAND_OPEN = {
 }
 
 
-def build_case(name: str, cut_fraction: float) -> tuple[CalibrationPrior | TunableOracle, float | None]:
-    """The generator of a suite case and its sampling temperature (None: the oracle, which has no
-    knobs); a constructed generator's path is decided exactly at the decoupling probe's cut, the
-    oracle's at its own (after the layout, whatever the cut)."""
+def build_case(name: str, cut_fraction: float, data: bool = False) -> tuple[CalibrationPrior | TunableOracle, float | None]:
+    """The generator of a suite case and its sampling temperature (or, with `data`, the world
+    its data is sampled from, at temperature 1). A constructed generator's path is decided exactly
+    at the decoupling probe's cut; the oracle (temperature None: it has no knobs; its data is its
+    own world) decides its path at its own stage, after the layout, whatever the cut."""
     _, wiring, temperature, overrides = CASES[name]
     if name.startswith("oracle"):
         return TunableOracle(PatchTokenizer(), OracleKnobs(wiring=wiring, **overrides)), temperature
+    if data:
+        overrides, temperature = {**overrides, **DATA_WORLDS.get(name, {})}, 1.0
     config = CalibrationConfig(wiring=wiring, **overrides)
     n_path = round(cut_fraction * config.seq_len)
     return CalibrationPrior(CalibrationConfig(**{**config.__dict__, "n_path": n_path})), temperature
 
 
-def measure_case(name: str, seed: int, measure: dict, probe: dict) -> dict:
-    """One replicate of a case through the real probes and estimands: a summary row ready for
-    classification.classify_rows, plus the unperturbed split terms (for the SE calibration).
+def measure_case(name: str, seed: int, measure: dict, probe: dict) -> pd.DataFrame:
+    """One replicate of a case through the real probes and estimands, as a measurements table
+    (the form report.tables.measurements_table gives the pipeline's runs): the data's reference
+    row, the generator's baseline row and the decoupling probe's unperturbed cell with the paired
+    responses (diagnostics.decoupling_responses, as measure_probe keeps them).
 
-    The data is the generator's own distribution (temperature 1) sampled with another seed, at
-    the same N per class as the generated set; the decoupling probe runs at the configured P,
-    R, cut and sigma.
+    The data is sampled from the case's data world (its own generator at temperature 1 unless
+    DATA_WORLDS says otherwise) with another seed, at the same N per class as the generated set;
+    the decoupling probe runs at the configured P, R, cut and sigma. For every coarse alphabet
+    K' of `measure["coarse_k"]` below the generator's K the rows are repeated with coarse_k = K'
+    and the per-position estimands, H(Z) and the responses measured again on tokens mapped to K'
+    clusters of the generator's code table (DESIGN §13, as measure_coarse does for a family).
     """
     torch.set_num_threads(1)
     model, temperature = build_case(name, probe["cut_fraction"])
+    data_model, _ = build_case(name, probe["cut_fraction"], data=True)
     C, K, n = model.config.n_classes, model.config.vocab_size, measure["per_class"]
     knobs = {} if temperature is None else {"temperature": temperature}
     seeds = {part: derive_seed(seed, "calibration", name, part) for part in ("data", "gen", "noise", "measure")}
     rng = np.random.default_rng(seeds["measure"])
-    method, n_boot = measure["method"], measure["n_boot"]
-    row = {"dataset": "calibration", "family": name, "seed": seed, "point": "neutral",
-           "d_iso": math.nan, "d_iso_se": math.nan, "rho_infl": math.nan, "learned_structure_bits": math.nan}
-    for part, part_knobs, suffix in (("gen", knobs, ""), ("data", {}, "_data")):
-        cache = probes.sample_flat(model, C, n, part_knobs, seeds[part])
-        tokens, labels = cache["tokens"].astype(np.int64), cache["labels"]
-        # the estimands the rule reads, by the functions flat_estimands uses (same N per class)
-        for col, est in (("h_z", entropy.codebook_entropy(tokens, K, method, n_boot, rng, labels=labels).entropy),
-                         ("h_pos", entropy.positional_entropy(tokens, K, method, n_boot, rng, labels=labels)),
-                         ("d", entropy.conditional_diversity(tokens, labels, K, method, n_boot, rng))):
-            row[f"{col}{suffix}"], row[f"{col}{suffix}_se"] = est.value, est.se
+    keys = {"family": name, "seed": seed, "point": "neutral", "cell": "", "coarse_k": 0,
+            "conditioning_accuracy": math.nan}
+    rows, flat = [], []
+    for part, sampler, part_knobs in (("gen", model, knobs), ("data", data_model, {})):
+        flat.append(probes.sample_flat(sampler, C, n, part_knobs, seeds[part]))
+        rows.append(_flat_row(flat[-1], K, measure, rng))
+    rows[0].update(keys, probe="baseline", kind="flat")
+    rows[1].update(keys, family="data", seed=-1, point="", probe="reference", kind="flat")
     nested = probes.run_probe(model, probe, C, knobs, per_class=n, seed=seeds["gen"], noise_seed=seeds["noise"])
-    cells = [{"tokens": nested["tokens"][i], "frozen": nested["frozen"][i]} for i in range(3)]
+    cells = [{"tokens": nested["tokens"][i].astype(np.int64), "frozen": nested["frozen"][i]} for i in range(3)]
     responses = diagnostics.decoupling_responses(cells, K, measure, rng)
-    for key, value in responses.items():
-        for sub, est in (value.items() if key == "unperturbed" else [(key, value)]):
-            row[sub], row[f"{sub}_se"] = est["value"], est["se"]
-    return row
+    rows.append({**keys, "probe": PROBE_NAME, "kind": "decoupling", "cell": "none", "rho_infl": math.nan,
+                 **flatten({"responses": responses})})
+    for k in [int(k) for k in measure.get("coarse_k", []) if int(k) < K]:
+        code_map = coarse.code_map(model.tok_emb.weight[:K].detach().numpy(), k, getattr(model.config, "seed", 0))
+        rng_k = np.random.default_rng(derive_seed(seeds["measure"], "coarse", k))
+        coarse_rows = [diagnostics.per_position_estimands(coarse.apply(code_map, cache["tokens"]), cache["labels"], k,
+                                                          measure, rng_k) for cache in flat]
+        mapped = [{**cell, "tokens": coarse.apply(code_map, cell["tokens"])} for cell in cells]
+        coarse_rows.append({"responses": diagnostics.decoupling_responses(mapped, k, measure, rng_k)})
+        rows += [{**row, **flatten(values), "coarse_k": k} for row, values in zip(rows[:3], coarse_rows)]
+    return pd.DataFrame(rows)
+
+
+def _flat_row(cache: dict, K: int, measure: dict, rng) -> dict:
+    """H(Z), H_pos and D of a flat sample set, by the functions flat_estimands uses (same N per class)."""
+    tokens, labels = cache["tokens"].astype(np.int64), cache["labels"]
+    method, n_boot = measure["method"], measure["n_boot"]
+    return flatten({"h_z": entropy.codebook_entropy(tokens, K, method, n_boot, rng, labels=labels).entropy.as_dict(),
+                    "h_pos": entropy.positional_entropy(tokens, K, method, n_boot, rng, labels=labels).as_dict(),
+                    "d": entropy.conditional_diversity(tokens, labels, K, method, n_boot, rng).as_dict()})
+
+
+def summarize_case(measurements: pd.DataFrame, probe: dict) -> pd.DataFrame:
+    """The classification's input row of one replicate: the pipeline's own summary_table (no
+    learned structure, no iso-quality sweep), with the unperturbed split terms beside it (for
+    the SE calibration)."""
+    base = measurements[measurements.probe == "baseline"]
+    generators = pd.DataFrame({"family": base.family, "seed": base.seed, "point": base.point,
+                               "learned_structure_bits": math.nan})
+    summary = summary_table(measurements, generators, {PROBE_NAME: probe}, "auto")
+    summary.insert(0, "dataset", "calibration")
+    summary.insert(list(summary.columns).index("point") + 1, "coarse_k", int(measurements.coarse_k.iloc[0]))
+    unperturbed = measurements[measurements.cell == "none"].iloc[0]
+    prefix = "responses_unperturbed_"
+    for column in [c for c in measurements.columns if c.startswith(prefix)]:
+        summary[column[len(prefix):]] = unperturbed[column]
+    return summary
 
 
 def run_suite(seeds: int, measure: dict, probe: dict, thresholds: dict, cases=tuple(CASES),
@@ -100,18 +170,29 @@ def run_suite(seeds: int, measure: dict, probe: dict, thresholds: dict, cases=tu
     """Every case over `seeds` replicates, classified by the real rule: one row per case x seed
     with the expected label, the label given and the numbers behind it."""
     jobs = [(name, seed) for name in cases for seed in range(seeds)]
-    rows = [measure_case(name, seed, measure, probe) for name, seed in tqdm(jobs, disable=not progress, desc="calibration")]
-    summary = pd.DataFrame(rows)
+    summary = pd.concat([summarize_case(alphabet, probe)
+                         for name, seed in tqdm(jobs, disable=not progress, desc="calibration")
+                         for _, alphabet in measure_case(name, seed, measure, probe).groupby("coarse_k", sort=True)],
+                        ignore_index=True)
     classified = classify_rows(summary, thresholds)
     classified["expected"] = [CASES[name][0] for name in classified.family]
-    keep = [c for c in summary.columns if c.startswith(("d_tot", "d_exec", "d_path", "d_influence", "r_i"))]
+    # a coarse alphabet's replicates are their own rows of the confusion table: "decoupled K'=16"
+    classified["family"] = [case_name(name, k) for name, k in zip(classified.family, summary.coarse_k)]
+    # every measured input beside the verdict, so the rows can be classified again (tests)
+    keep = [c for c in summary.columns if c not in classified.columns]
     return pd.concat([classified.rename(columns={"family": "case"}), summary[keep]], axis=1)
+
+
+def case_name(name: str, coarse_k: int) -> str:
+    """A suite row's case: the case's name at its own alphabet, "<name> K'=<k>" at a coarse one."""
+    return name if int(coarse_k) == 0 else f"{name} K'={int(coarse_k)}"
 
 
 def confusion(results: pd.DataFrame) -> pd.DataFrame:
     """Share of seeds given each label, per case (rows) and label (columns)."""
     table = pd.crosstab(results.case, results.label, normalize="index").reindex(columns=list(LABELS), fill_value=0.0)
-    table.insert(0, "expected", [CASES[c][0] for c in table.index])
+    expected = results.groupby("case")["expected"].first()
+    table.insert(0, "expected", expected.reindex(table.index).to_numpy())
     table.insert(1, "n_seeds", results.groupby("case").size().reindex(table.index).to_numpy())
     return table
 
