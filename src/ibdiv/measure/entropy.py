@@ -619,8 +619,10 @@ def _total_entropy_sets(tokens: np.ndarray, alphabet_size: int, method: str, n_s
     order = np.argsort(keys, axis=-1, kind="stable")[..., : n_groups * n_cont]
     paths = np.swapaxes(order.reshape(n_cls, n_rounds, n_cont, n_groups), -1, -2)
     conts = rng.integers(0, n_cont, size=paths.shape)
-    cls = np.arange(n_cls)[:, None, None, None]
-    sets = tokens[cls, paths, conts]  # (C, rounds, groups, R, N)
+    # whole continuations by flat row index (c·P + path)·R + cont: one row take instead of a
+    # three-array fancy index over every token (same rows)
+    rows = (np.arange(n_cls)[:, None, None, None] * n_paths + paths) * n_cont + conts
+    sets = np.take(tokens.reshape(-1, tokens.shape[-1]), rows, axis=0)  # (C, rounds, groups, R, N)
     h = entropy_from_samples(sets, alphabet_size, method, axis=-2)
     return paths.reshape(n_cls, -1, n_cont), h.reshape(n_cls, -1, h.shape[-1])
 
@@ -657,21 +659,25 @@ def _shuffle_free_cells(tokens: np.ndarray, frozen: np.ndarray,
     flat = tokens.reshape(n_cls, n_slots, n_pos)
     free = np.broadcast_to(~frozen[:, :, None, :], tokens.shape).reshape(n_cls, n_slots, n_pos)
     pi = np.argsort(rng.random((n_cls, n_slots)), axis=1)
-    cls = np.arange(n_cls)[:, None, None]
-    pos = np.arange(n_pos)[None, None, :]
+    # cells are addressed by flat index (c·slots + s)·N + i: one take per look-up instead of a
+    # three-array fancy index (~2x faster; same cells, same result)
+    cell_of_slot0 = (np.arange(n_cls)[:, None, None] * n_slots * n_pos + np.arange(n_pos)).astype(np.intp)
+    free_flat = np.ascontiguousarray(free).ravel()
     # Pointer jumping: dest[s] is a slot after s on π's cycle with only frozen slots strictly
     # in between; while dest[s] is frozen, hop to dest[dest[s]]. The gap doubles per pass,
     # so a handful of passes suffice, and a free slot is never skipped. (Following π one
     # step at a time took ~100 passes when most cells are frozen.)
-    dest = np.broadcast_to(pi[:, :, None], flat.shape).copy()
+    dest = np.broadcast_to(pi[:, :, None], flat.shape).astype(np.intp)
     while True:
-        stuck = ~free[cls, dest, pos]
+        target = cell_of_slot0 + dest * n_pos  # the cell (c, dest[c, s, i], i)
+        stuck = ~free_flat[target]
         if not (stuck & free).any():  # ends: π's cycle through a free slot comes back to it
             break
-        dest = np.where(stuck, dest[cls, dest, pos], dest)
+        dest = np.where(stuck, dest.ravel()[target], dest)
     out = flat.copy()
-    c_i, s_i, p_i = np.nonzero(free)
-    out[c_i, dest[c_i, s_i, p_i], p_i] = flat[c_i, s_i, p_i]
+    moved = np.flatnonzero(free_flat)
+    target = np.broadcast_to(cell_of_slot0, flat.shape).ravel()[moved] + dest.ravel()[moved] * n_pos
+    out.ravel()[target] = flat.ravel()[moved]
     return out.reshape(tokens.shape)
 
 
