@@ -84,6 +84,7 @@ def time_run(config: str, keep: Path | None, snakemake_args=()) -> tuple[Path, f
     """Run the DAG of `config` in a fresh copy; print its wall time, the no-op dry run and where the
     CPU went, in seconds and reference units. Returns the copy and the unit (CPU s) it measured."""
     work = keep or Path(tempfile.mkdtemp(prefix=f"ibdiv-bench-{config}-"))
+    work.mkdir(parents=True, exist_ok=True)
     for name in COPIED:
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy2)(ROOT / name, work / name)
     unit_before = reference_unit(work)
