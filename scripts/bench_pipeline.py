@@ -8,7 +8,10 @@ For a run it reports the end-to-end wall time, the no-op dry-run time and where 
 whole process tree, Snakemake's own process, the jobs' benchmark files, and what none of them
 accounts for: job start-up outside the measured process, the scheduler's solver); for any finished
 workspace the per-rule totals from Snakemake's benchmark TSVs (jobs, wall s, CPU s, peak RSS) and
-the slowest jobs. Run it on an otherwise idle machine: the numbers are wall-clock.
+the slowest jobs. Every time is also given in reference units (`ibdiv.pipeline.speed`: one unit =
+the CPU seconds of 60 training steps of the default AR prior), measured in the same run, before and
+after the DAG (their mean is the unit used; both are printed, so a load change shows). Run it on an
+otherwise idle machine: the numbers are wall-clock.
 """
 from __future__ import annotations
 
@@ -27,17 +30,30 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 COPIED = ["Snakefile", "workflow", "src", "profiles", "envs", "config.yaml", "config"]
 CONFIGS = {"smoke": "config/smoke.yaml", "quick": "config/quick.yaml", "default": "config.yaml"}
+# Snakemake's benchmark thread samples a job's process tree every 0.5 s for its first 15 s, then
+# every 30 s (snakemake.benchmark, BENCHMARK_INTERVAL), and a job's cpu_time is the last sample:
+# a job that runs longer than 15 s loses up to 30 s of its CPU from its benchmark file, which
+# then shows up as "outside the jobs". The benchmark launches Snakemake with the interval set
+# to SAMPLE_S throughout, so the files miss at most SAMPLE_S of each job.
+SAMPLE_S = 0.5
+LAUNCH = """import sys
+import snakemake.benchmark as benchmark
+benchmark.benchmarked.__wrapped__.__defaults__ = (None, None, float(sys.argv.pop(1)))
+from snakemake.cli import main
+main()
+"""
 
 
-def snakemake(workdir: Path, *args: str) -> tuple[float, dict]:
+def snakemake(workdir: Path, *args: str, sample_s: float = SAMPLE_S) -> tuple[float, dict]:
     """Seconds one snakemake invocation takes (raises on failure), and where its CPU went:
     `tree` = user/sys seconds of the whole process tree (Snakemake and every job, scheduler
-    solver and shell wrappers included), `snakemake` = the Snakemake process's own."""
+    solver and shell wrappers included), `snakemake` = the Snakemake process's own. Jobs'
+    benchmark files are sampled every `sample_s` seconds (see SAMPLE_S)."""
     # the copy's own code: the venv's editable install would import the checkout, which may be edited meanwhile
     env = {**os.environ, "PYTHONPATH": str(workdir / "src")}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=workdir,
+    proc = subprocess.Popen([sys.executable, "-c", LAUNCH, str(sample_s), "--cores", "2", *args], cwd=workdir,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     own = _own_cpu_until_exit(proc)
     wall = time.perf_counter() - start
@@ -64,19 +80,41 @@ def _own_cpu_until_exit(proc: subprocess.Popen) -> dict:
     return own
 
 
-def time_run(config: str, keep: Path | None, snakemake_args=()) -> Path:
+def reference_unit(workdir: Path) -> float:
+    """One reference unit in CPU seconds, measured now in a fresh process on the copy's code."""
+    env = {**os.environ, "PYTHONPATH": str(workdir / "src")}
+    out = subprocess.run([sys.executable, "-c", "from ibdiv.pipeline.speed import reference_unit_seconds as u; print(u())"],
+                         cwd=workdir, env=env, check=True, capture_output=True, text=True).stdout
+    return float(out.split()[-1])
+
+
+def units(seconds: float, unit: float) -> str:
+    """`seconds` as `S s = U u` (u: reference units)."""
+    return f"{seconds:.1f} s = {seconds / unit:.1f} u"
+
+
+def time_run(config: str, keep: Path | None, snakemake_args=(), sample_s: float = SAMPLE_S) -> tuple[Path, float]:
+    """Run the DAG of `config` in a fresh copy; print its wall time, the no-op dry run and where the
+    CPU went, in seconds and reference units. Returns the copy and the unit (CPU s) it measured."""
     work = keep or Path(tempfile.mkdtemp(prefix=f"ibdiv-bench-{config}-"))
+    work.mkdir(parents=True, exist_ok=True)
     for name in COPIED:
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy2)(ROOT / name, work / name)
-    total, cpu = snakemake(work, "--configfile", CONFIGS[config], *snakemake_args)
+    unit_before = reference_unit(work)
+    total, cpu = snakemake(work, "--configfile", CONFIGS[config], *snakemake_args, sample_s=sample_s)
     noop = min(snakemake(work, "--configfile", CONFIGS[config], "--dry-run")[0] for _ in range(3))
-    print(f"{config} DAG end to end: {total:.1f} s wall   no-op dry run: {noop:.2f} s (best of 3)   in {work}")
+    unit_after = reference_unit(work)
+    unit = (unit_before + unit_after) / 2
+    print(f"reference unit: {unit:.2f} CPU-s (before the DAG {unit_before:.2f}, after {unit_after:.2f})")
+    print(f"{config} DAG end to end: {units(total, unit)} wall   no-op dry run: {units(noop, unit)} (best of 3)   in {work}")
     jobs = benchmark_cpu(work)
     tree, own = cpu["tree"], cpu["snakemake"]
-    print(f"CPU s: whole tree {tree['user'] + tree['sys']:.0f} (user {tree['user']:.0f}, sys {tree['sys']:.0f});"
-          f" Snakemake itself {own['user'] + own['sys']:.0f} (user {own['user']:.0f}, sys {own['sys']:.0f});"
-          f" jobs' benchmark files {jobs:.0f}; unaccounted {tree['user'] + tree['sys'] - jobs - own['user'] - own['sys']:.0f}")
-    return work
+    whole, snake = tree["user"] + tree["sys"], own["user"] + own["sys"]
+    print(f"CPU: whole tree {units(whole, unit)} (user {tree['user']:.0f} s, sys {tree['sys']:.0f} s);"
+          f" Snakemake itself {units(snake, unit)} (user {own['user']:.0f} s, sys {own['sys']:.0f} s);"
+          f" jobs' benchmark files {units(jobs, unit)}; outside the jobs {units(whole - jobs, unit)},"
+          f" of which unaccounted {units(whole - jobs - snake, unit)}")
+    return work, unit
 
 
 def benchmark_cpu(workdir: Path) -> float:
@@ -88,8 +126,9 @@ def benchmark_cpu(workdir: Path) -> float:
     return total
 
 
-def rule_table(workdir: Path, slowest: int = 8) -> None:
-    """Per-rule totals from results/benchmarks/<rule>/*.tsv (the last row of each file)."""
+def rule_table(workdir: Path, unit: float | None = None, slowest: int = 8) -> None:
+    """Per-rule totals from results/benchmarks/<rule>/*.tsv (the last row of each file); with
+    `unit` (CPU s of one reference unit) also wall and CPU in units."""
     rules, jobs = defaultdict(lambda: [0, 0.0, 0.0, 0.0]), []
     for path in sorted((workdir / "results/benchmarks").glob("*/*.tsv")):
         rows = list(csv.DictReader(path.open(), delimiter="\t"))
@@ -107,11 +146,17 @@ def rule_table(workdir: Path, slowest: int = 8) -> None:
     if not rules:
         print(f"no benchmark files under {workdir / 'results/benchmarks'}")
         return
-    print(f"\n{'rule':<22}{'jobs':>6}{'wall s':>10}{'CPU s':>10}{'peak RSS MB':>13}")
+    in_units = f"{'wall u':>9}{'CPU u':>9}" if unit else ""
+    print(f"\n{'rule':<22}{'jobs':>6}{'wall s':>10}{'CPU s':>10}{in_units}{'peak RSS MB':>13}")
+
+    def line(name, n, wall, cpu, rss):
+        scaled = f"{wall / unit:>9.2f}{cpu / unit:>9.2f}" if unit else ""
+        print(f"{name:<22}{n:>6}{wall:>10.1f}{cpu:>10.1f}{scaled}{rss:>13.0f}")
+
     for rule, (n, wall, cpu, rss) in sorted(rules.items(), key=lambda kv: -kv[1][1]):
-        print(f"{rule:<22}{n:>6}{wall:>10.1f}{cpu:>10.1f}{rss:>13.0f}")
+        line(rule, n, wall, cpu, rss)
     n, wall, cpu = (sum(v[i] for v in rules.values()) for i in range(3))
-    print(f"{'total':<22}{n:>6}{wall:>10.1f}{cpu:>10.1f}{max(v[3] for v in rules.values()):>13.0f}")
+    line("total", n, wall, cpu, max(v[3] for v in rules.values()))
     print(f"\nslowest {slowest} jobs (wall s):")
     for wall, name in sorted(jobs, reverse=True)[:slowest]:
         print(f"  {wall:8.1f}  {name}")
@@ -122,14 +167,20 @@ def main() -> None:
     parser.add_argument("--run", choices=sorted(CONFIGS), help="time a fresh run of this config in a temporary copy")
     parser.add_argument("--keep", type=Path, help="with --run: run in this (empty) directory instead")
     parser.add_argument("--results", type=Path, help="summarise the benchmark files of a finished workspace")
+    parser.add_argument("--unit", action="store_true", help="with --results: measure the reference unit now and add units")
+    parser.add_argument("--sample-s", type=float, default=SAMPLE_S,
+                        help="benchmark sampling interval of the jobs (30: Snakemake's own, which misses up to 30 s of CPU a job)")
     parser.add_argument("--snakemake-args", default="", help="with --run: extra snakemake arguments, e.g. '--scheduler greedy'")
     args = parser.parse_args()
     if not args.run and not args.results:
         parser.error("give --run and/or --results")
     if args.run:
-        rule_table(time_run(args.run, args.keep, args.snakemake_args.split()))
+        rule_table(*time_run(args.run, args.keep, args.snakemake_args.split(), args.sample_s))
     if args.results:
-        rule_table(args.results)
+        unit = reference_unit(ROOT) if args.unit else None
+        if unit:
+            print(f"reference unit measured now: {unit:.2f} CPU-s (not during that run)")
+        rule_table(args.results, unit)
 
 
 if __name__ == "__main__":

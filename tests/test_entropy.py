@@ -440,3 +440,26 @@ def test_results_serialise_to_json():
     cb = E.codebook_entropy(tokens.reshape(-1, 8), 16, n_boot=3, rng=0)
     text = json.dumps({"split": split.as_dict(), "layout": layout.as_dict(), "cb": cb.as_dict()})
     assert "influence_clears" in text and "rule" in text
+
+
+@pytest.mark.parametrize("k, n", [(3, 40), (18, 80), (64, 20), (64, 10), (5000, 7)])
+def test_chao_shen_by_counting_and_sorting_agree_bit_for_bit(k, n):
+    """The two ways entropy_from_samples finds a row's runs (counting for small K, sorting
+    otherwise) add the same terms in the same order: equal bits, on either sample axis."""
+    samples = np.random.default_rng(k + n).integers(0, k, size=(6, n, 5))  # samples along axis 1
+    rows = np.moveaxis(samples, 1, -1).reshape(-1, n)
+    by_sorting = E._chao_shen_by_sorting(samples, 1)
+    by_counting = E._chao_shen_by_counting(samples, k, 1, (6, 5))
+    assert np.array_equal(by_sorting, by_counting)
+    # and both equal a plain per-row sum of the tabulated terms over the row's value counts
+    table = E._chao_shen_table(n)
+    for r, row in enumerate(rows):
+        counts = np.bincount(row)
+        counts = counts[counts > 0]
+        expected = 0.0
+        for c in counts:
+            expected += table[int(np.sum(counts == 1)), c]
+        assert by_sorting[r] == expected
+    along_axis = E.entropy_from_samples(samples, k, axis=1)
+    assert along_axis.shape == (6, 5)
+    assert np.array_equal(along_axis.ravel(), E.entropy_from_samples(rows, k))

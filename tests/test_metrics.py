@@ -371,9 +371,28 @@ def test_quality_reference_round_trips_through_its_file(tmp_path):
     ref = _reference()
     save_quality_reference(tmp_path / "quality.npz", ref)
     loaded = load_quality_reference(tmp_path / "quality.npz")
-    assert sorted(loaded) == sorted(ref) and isinstance(loaded["heldout_nn_hamming"], float)
+    # the saved arrays, plus the look-ups every generated set needs, computed once at load
+    assert sorted(loaded) == sorted([*ref, "train_rows", "heldout_copy_rate"])
+    assert isinstance(loaded["heldout_nn_hamming"], float)
+    assert loaded["heldout_copy_rate"] == M.memorisation(ref["heldout_tokens"], ref["train_tokens"],
+                                                         ref["heldout_tokens"]).ref_copy_rate
     labels, rng = np.repeat(np.arange(3), 50), np.random.default_rng(3)
     tokens, feats = rng.integers(0, 5, (150, 8)), rng.normal(size=(150, 6))
     measured = [quality_metrics(tokens, labels, feats, r, per_class=50, rng=np.random.default_rng(0))
                 for r in (ref, loaded)]
     assert measured[0] == measured[1]
+
+
+def test_token_diversity_is_both_hamming_metrics_from_one_encoding():
+    z = np.random.default_rng(4).integers(0, 6, size=(40, 9))
+    assert M.token_diversity(z) == (M.hamming_vendi(z), M.mean_pairwise_hamming(z))
+
+
+def test_memorisation_with_precomputed_reference_lookups_is_the_same():
+    rng = np.random.default_rng(5)
+    train, ref, gen = rng.integers(0, 3, (300, 4)), rng.integers(0, 3, (60, 4)), rng.integers(0, 3, (80, 4))
+    plain = M.memorisation(gen, train, ref)
+    rows = M.RowSet(train)
+    shared = M.memorisation(gen, train, ref, ref_nn_hamming=plain.ref_nn_hamming, train_rows=rows,
+                            ref_copy_rate=rows.copy_rate(ref))
+    assert shared == plain and 0 < plain.copy_rate < 1  # small grids: some copies, not all

