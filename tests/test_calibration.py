@@ -34,7 +34,8 @@ def test_every_label_is_reachable_and_earned(suite):
     """Each case gets its own label in >= 95% of seeds and no other label in more than 5% (except
     the documented estimand gap, cal.ESTIMAND_OPEN: see the strict xfail below)."""
     table = cal.confusion(suite)
-    for case, row in table.drop(index=list(cal.ESTIMAND_OPEN)).iterrows():
+    open_rows = [case for case in table.index if case.split(" K'=")[0] in cal.ESTIMAND_OPEN]  # at every alphabet
+    for case, row in table.drop(index=open_rows).iterrows():
         shares = row.drop(["expected", "n_seeds"]).astype(float)
         assert shares[row.expected] >= 0.95, (case, shares.to_dict())
         assert (shares.drop(row.expected) <= 0.05).all(), (case, shares.to_dict())

@@ -90,16 +90,18 @@ def test_changing_one_probe_sigma_plans_that_probe_and_its_dependents(finished):
 
 
 def test_changing_coarse_alphabets_plans_only_measuring_and_what_follows(finished):
-    """measure.coarse_k (DESIGN §13) is read by the measuring jobs only: no training, sampling
-    or calibration job may hold `measure` whole in its params."""
+    """measure.coarse_k (DESIGN §13) is read by the measuring jobs and by the label calibration
+    suite (it runs at the run's own alphabets): no training or sampling job may hold `measure`
+    whole in its params."""
     config = yaml.safe_load((finished / "config/smoke.yaml").read_text())
     config["measure"]["coarse_k"] = [*config["measure"].get("coarse_k", []), 4]
     (finished / "config/smoke.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     rules = {rule for rule, _ in planned(finished)}
-    assert {"measure_reference", "measure_baseline", "measure_probe", "diagnostics_tables", "oracle_validation"} <= rules
+    assert {"measure_reference", "measure_baseline", "measure_probe", "diagnostics_tables", "oracle_validation",
+            "label_calibration"} <= rules
     assert rules <= {"measure_reference", "measure_baseline", "measure_probe", "generators_table",
-                     "diagnostics_tables", "oracle_validation", "diagnostic_figures", "findings_tables", "summary",
-                     "manifest"}, rules
+                     "diagnostics_tables", "oracle_validation", "label_calibration", "calibration_figure",
+                     "diagnostic_figures", "findings_tables", "summary", "manifest"}, rules
 
 
 def test_rewriting_unchanged_files_plans_nothing(finished):
