@@ -110,7 +110,9 @@ def test_a_user_s_checkpoint_folder_and_image_folders_run_and_a_replaced_file_re
     del spec["render_shapes"]
     for condition in spec["conditions"]:
         condition["images"] = f"user_images/{condition['name']}"
-    (work / "config.user.yaml").write_text(yaml.safe_dump({**config, "datasets": {"llamagen_tiny": spec}}))
+    probes = {"decoupling": config["probes"]["decoupling"]}  # what a label needs: the main run has every probe
+    (work / "config.user.yaml").write_text(yaml.safe_dump({**config, "probes": probes,
+                                                           "datasets": {"llamagen_tiny": spec}}))
     target = ["--", "results/tables/llamagen_tiny/classification.csv"]
     snakemake(work, *target, configfile="config.user.yaml")
     assert json.loads((work / "results/llamagen_tiny/backend.json").read_text())["folder"] == "ckpt_copy"
