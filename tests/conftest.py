@@ -41,12 +41,23 @@ def copy_repository(work: Path) -> Path:
     return work
 
 
+# The files of the two whole-DAG runs first, then the next heaviest, so that pytest-xdist (which
+# hands out whole files in collection order with scripts/test.sh's --no-loadscope-reorder) starts
+# the pretrained smoke on one worker and the shared smoke run on the other, and every other file
+# fills in around them. In the default order both runs could land on one worker, or the second
+# worker could sit waiting for the smoke run's file lock.
+HEAVY_FILES_FIRST = ("test_pretrained_e2e.py", "test_pipeline_e2e.py", "test_calibration.py", "test_reruns.py",
+                     "test_dvc.py")
+
+
 def pytest_collection_modifyitems(items):
     """A test that reads a whole smoke run is end-to-end, whatever its file says: the tiers must
-    hold without remembering to mark each one."""
+    hold without remembering to mark each one. The heavy files go first (HEAVY_FILES_FIRST)."""
     for item in items:
         if "smoke_run" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.e2e)
+    rank = {name: i for i, name in enumerate(HEAVY_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
 
 
 def shared_once(tmp_path_factory, name: str, build):

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import copy_repository, snakemake
+from conftest import ROOT, copy_repository, snakemake
 
 pytestmark = [pytest.mark.e2e, pytest.mark.pretrained]
 pytest.importorskip("diffusers")
@@ -29,6 +29,14 @@ def pretrained_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def config(pretrained_run):
     return yaml.safe_load((pretrained_run / CONFIG).read_text())
+
+
+def test_the_tiny_dag_has_every_probe_kind():
+    """The pretrained smoke keeps one probe of each kind (its cost is jobs): none may be dropped."""
+    from ibdiv.core import registry
+
+    config = yaml.safe_load((ROOT / CONFIG).read_text())
+    assert {spec["kind"] for spec in config["probes"].values()} == set(registry.PROBE_KINDS)
 
 
 @pytest.mark.parametrize("dataset", BACKENDS)
@@ -102,7 +110,9 @@ def test_a_user_s_checkpoint_folder_and_image_folders_run_and_a_replaced_file_re
     del spec["render_shapes"]
     for condition in spec["conditions"]:
         condition["images"] = f"user_images/{condition['name']}"
-    (work / "config.user.yaml").write_text(yaml.safe_dump({**config, "datasets": {"llamagen_tiny": spec}}))
+    probes = {"decoupling": config["probes"]["decoupling"]}  # what a label needs: the main run has every probe
+    (work / "config.user.yaml").write_text(yaml.safe_dump({**config, "probes": probes,
+                                                           "datasets": {"llamagen_tiny": spec}}))
     target = ["--", "results/tables/llamagen_tiny/classification.csv"]
     snakemake(work, *target, configfile="config.user.yaml")
     assert json.loads((work / "results/llamagen_tiny/backend.json").read_text())["folder"] == "ckpt_copy"

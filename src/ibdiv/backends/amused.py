@@ -90,8 +90,8 @@ import torch
 from torch import nn
 
 from ibdiv.backends.diffusers_common import (
-    MODEL_INDEX, TINY_TEXT_LENGTH, Branches, PipelineInterface, PromptedGenerator, content_rms, load_components,
-    prompt_content, reading_codes, square_side, tiny_text_tokenizer,
+    MODEL_INDEX, TINY_TEXT_LENGTH, Branches, PipelineInterface, PromptedGenerator, content_rms, diffusers_classes,
+    load_components, prompt_content, reading_codes, square_side, tiny_text_tokenizer,
 )
 from ibdiv.backends.diffusers_common import heldout_bits_per_token as heldout_bits_per_token  # the family contract's
 from ibdiv.backends.diffusers_common import vq_codebook as vq_codebook  # the DAG's backend interface
@@ -312,9 +312,11 @@ def advance(model: AmusedGenerator, state: DecodeState, knobs: dict, gen: torch.
 def load_checkpoint(folder, device="cpu", prompts=()) -> AmusedGenerator:
     """The generator of a checkpoint folder, in eval mode on ``device``, conditioned on ``prompts``
     (class id c = prompts[c]; more can be set later with ``set_prompts``)."""
-    from diffusers import AmusedScheduler, UVit2DModel, VQModel
     from transformers import CLIPTextModelWithProjection, CLIPTokenizer
 
+    AmusedScheduler, UVit2DModel, VQModel = diffusers_classes(
+        "schedulers.scheduling_amused:AmusedScheduler", "models.unets.uvit_2d:UVit2DModel",
+        "models.autoencoders.vq_model:VQModel")
     folder = check_folder(folder)
     parts = load_components(folder, (("vqvae", VQModel), ("transformer", UVit2DModel), ("scheduler", AmusedScheduler),
                                      ("text_encoder", CLIPTextModelWithProjection), ("tokenizer", CLIPTokenizer)),

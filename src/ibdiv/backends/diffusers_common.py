@@ -6,6 +6,8 @@
   checkpoint (``build_tiny``): the DAG's backend interface (``ibdiv.backends.protocol.Backend``),
   parametrised by each backend's layout, loader and tiny builder.
 * The tiny CLIP tokenizer both tiny checkpoints save (``tiny_text_tokenizer``).
+* diffusers classes imported without the package ``__init__``s that import every model of their
+  kind (``diffusers_classes``): most jobs need only the VQ, and a job pays its imports.
 * Pieces of the sampler both rewrite of their pipeline's loop: the [negative, positive] network
   inputs of a guided batch (``Branches``), the per-sample perturbed code rows read through a forward
   hook (``reading_codes``), the class ids checked against the prompts set (``PromptedGenerator``),
@@ -15,9 +17,13 @@ May import what a backend may (`core`, `data`, `families`); imports no backend m
 """
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import math
+import sys
 import tempfile
+import types
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,8 +147,7 @@ class PipelineInterface:
 
     def load_vq(self, folder, device="cpu"):
         """The checkpoint's image VQ (a diffusers VQModel: decodes tokens, encodes the real reference images)."""
-        from diffusers import VQModel
-
+        (VQModel,) = diffusers_classes("models.autoencoders.vq_model:VQModel")
         folder = self.check_folder(folder)
         return VQModel.from_pretrained(folder / "vqvae", local_files_only=True).to(device).eval()
 
@@ -157,6 +162,34 @@ class PipelineInterface:
         """(check_folder, load_conditioned, token_grid, vq_image_size, load_vq, build_tiny)."""
         return (self.check_folder, self.load_conditioned, self.token_grid, self.vq_image_size, self.load_vq,
                 self.build_tiny)
+
+
+# diffusers' package __init__s that import every model of their kind (every autoencoder, U-Net and
+# transformer, and through them the loaders, scipy.stats, ...): `from diffusers import VQModel`
+# cost 4.0 CPU-s over torch, the VQ's own module path 2.2 (python -X importtime, 2026-12-07).
+EAGER_PACKAGES = ("diffusers.models.autoencoders", "diffusers.models.unets", "diffusers.models.transformers")
+
+
+def diffusers_classes(*names: str) -> tuple:
+    """diffusers classes by ``"module:Class"`` (module relative to ``diffusers``), imported with
+    the eager package inits of ``EAGER_PACKAGES`` replaced, while importing, by bare packages of
+    the same folder: a module's own relative imports work, the package's siblings are not loaded.
+    The bare packages are removed afterwards, so a later ``import diffusers.models.unets`` (or
+    anything of the rest of diffusers) imports the real package as usual."""
+    root = Path(importlib.util.find_spec("diffusers").submodule_search_locations[0])
+    bare = {}
+    for package in EAGER_PACKAGES:
+        if package not in sys.modules:
+            module = types.ModuleType(package)
+            module.__path__ = [str(root.joinpath(*package.split(".")[1:]))]
+            bare[package] = sys.modules[package] = module
+    try:
+        return tuple(getattr(importlib.import_module(f"diffusers.{module}"), name)
+                     for module, _, name in (spec.partition(":") for spec in names))
+    finally:
+        for package, module in bare.items():
+            if sys.modules.get(package) is module:
+                del sys.modules[package]
 
 
 def vq_codebook(vq) -> torch.Tensor:

@@ -113,8 +113,8 @@ import torch
 from torch import nn
 
 from ibdiv.backends.diffusers_common import (
-    MODEL_INDEX, TINY_TEXT_LENGTH, Branches, PipelineInterface, PromptedGenerator, content_rms, load_components,
-    prompt_content, reading_codes, square_side, tiny_text_tokenizer,
+    MODEL_INDEX, TINY_TEXT_LENGTH, Branches, PipelineInterface, PromptedGenerator, content_rms, diffusers_classes,
+    load_components, prompt_content, reading_codes, square_side, tiny_text_tokenizer,
 )
 from ibdiv.backends.diffusers_common import heldout_bits_per_token as heldout_bits_per_token  # the family contract's
 from ibdiv.backends.diffusers_common import vq_codebook as vq_codebook  # the DAG's backend interface
@@ -359,12 +359,12 @@ def apply_step(state: DecodeState, drawn: torch.Tensor, lp: torch.Tensor, K: int
 
 def load_checkpoint(folder, device="cpu", prompts=()) -> VQDiffusionGenerator:
     """The generator of a checkpoint folder, in eval mode on ``device``, conditioned on ``prompts``."""
-    from diffusers import Transformer2DModel, VQDiffusionScheduler, VQModel
-    from diffusers.pipelines.deprecated.vq_diffusion.pipeline_vq_diffusion import (
-        LearnedClassifierFreeSamplingEmbeddings,
-    )
     from transformers import CLIPTextModel, CLIPTokenizer
 
+    Transformer2DModel, VQDiffusionScheduler, VQModel, LearnedClassifierFreeSamplingEmbeddings = diffusers_classes(
+        "models.transformers.transformer_2d:Transformer2DModel",
+        "schedulers.scheduling_vq_diffusion:VQDiffusionScheduler", "models.autoencoders.vq_model:VQModel",
+        "pipelines.deprecated.vq_diffusion.pipeline_vq_diffusion:LearnedClassifierFreeSamplingEmbeddings")
     folder = check_folder(folder)
     parts = load_components(folder, (("vqvae", VQModel), ("transformer", Transformer2DModel),
                                      ("scheduler", VQDiffusionScheduler), ("text_encoder", CLIPTextModel),
