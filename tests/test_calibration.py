@@ -59,7 +59,7 @@ def test_mode_read_through_the_path_embedding_is_decoupled_only_under_the_fixed_
     fixed = suite[suite.case == case]
     assert len(fixed) == LABEL_SEEDS and (fixed.label == "Decoupled").mean() >= 0.95
     monkeypatch.setattr(probes.sampling, "after_cut", lambda perturbation, state: perturbation)
-    old = cal.run_suite(LABEL_SEEDS, CONFIG["measure"], PROBE, CONFIG["classification"], cases=(case,))
+    old = cal.run_suite(LABEL_SEEDS, MEASURE, PROBE, CONFIG["classification"], cases=(case,))
     assert (old.label != "Decoupled").mean() >= 0.95, old.decoupling_index.describe().to_dict()
     assert (old.r_i3_path < 0).all()  # the misread path: D_path falls under the old I3
 
@@ -116,7 +116,7 @@ def test_a_rule_that_ignores_kappa_fails_the_suite(monkeypatch):
     from ibdiv.verdict import classification
 
     cases = ("kappa_low", "kappa_high", "proportional_loss", "decoupled")
-    suite = cal.run_suite(6, CONFIG["measure"], PROBE, CONFIG["classification"], cases=cases)
+    suite = cal.run_suite(6, MEASURE, PROBE, CONFIG["classification"], cases=cases)
     correct = {case: float(row[row.expected]) for case, row in cal.confusion(suite).iterrows()}
     assert all(share == 1.0 for share in correct.values()), correct  # the real rule labels them all
     monkeypatch.setattr(classification, "eta_of", lambda delta, delta_se, kappa, kappa_se: (delta, delta_se))
