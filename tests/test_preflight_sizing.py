@@ -61,7 +61,9 @@ def test_guidance_code_tables_and_nested_designs_raise_the_estimate(folders):
     jobs = {job.job: job for job in plan.jobs}
     assert jobs["sample_baseline/standard"].guided and not jobs["sample_baseline/neutral"].guided  # cfg 10 vs 1
     assert jobs["sample_probe/path_clamp/neutral"].samples == 4 * 6 * 3  # conditions x paths x continuations
-    assert jobs["sample_probe/codebook_noise/neutral"].code_tables and not jobs["sample_probe/temperature/neutral"].code_tables
+    # the decoupling probe perturbs the codebook after the cut (I3); the sweep and condition noise do not
+    assert jobs["sample_probe/decoupling/neutral"].code_tables and not jobs["sample_probe/temperature/neutral"].code_tables
+    assert not jobs["sample_probe/condition_noise/neutral"].code_tables
     assert jobs["sample_baseline/standard"].flops_per_sample == 2 * jobs["sample_baseline/neutral"].flops_per_sample
 
 
