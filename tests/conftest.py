@@ -50,6 +50,15 @@ HEAVY_FILES_FIRST = ("test_pretrained_e2e.py", "test_pipeline_e2e.py", "test_cal
                      "test_dvc.py")
 
 
+def write_tables(folder: Path, **frames) -> dict:
+    """Each DataFrame as <folder>/<name>.csv (the table files the report's readers take): name -> path."""
+    paths = {}
+    for name, frame in frames.items():
+        paths[name] = folder / f"{name}.csv"
+        frame.to_csv(paths[name], index=False)
+    return paths
+
+
 def pytest_collection_modifyitems(items):
     """A test that reads a whole smoke run is end-to-end, whatever its file says: the tiers must
     hold without remembering to mark each one. The heavy files go first (HEAVY_FILES_FIRST)."""

@@ -10,7 +10,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import ROOT
+from conftest import ROOT, write_tables
 
 from ibdiv.measure import coarse, diagnostics, entropy
 from ibdiv.pipeline import preflight
@@ -195,10 +195,7 @@ def test_summary_and_dvc_metrics_do_not_mix_alphabets(tmp_path):
                                            "rule": "r"} for k, label in ((0, "Balanced"), (8, "Diversity-Prioritized"))])
     gen = pd.DataFrame([{"family": "ar", "point": "neutral", "seed": 0, "learned_structure_bits": 0.5,
                                            "conditioning_accuracy": 0.7, "heldout_bits_per_token": 3.0}])
-    paths = {}
-    for name, df in (("stab", stab), ("cls", cls), ("gen", gen)):
-        paths[name] = tmp_path / f"{name}.csv"
-        df.to_csv(paths[name], index=False)
+    paths = write_tables(tmp_path, stab=stab, cls=cls, gen=gen)
     (tmp_path / "head.csv").write_text("\n")
     out = tables.headline_summary(["shapes"], [paths["stab"]], [paths["cls"]], [tmp_path / "head.csv"], [paths["gen"]])
     assert out["shapes"]["families"]["ar"]["neutral"]["labels_per_seed"] == ["Balanced"]

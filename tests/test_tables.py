@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from ibdiv.report import tables
+from conftest import write_tables
 
 
 def test_flatten_turns_estimates_into_value_and_se_columns():
@@ -88,10 +89,7 @@ def test_headline_summary_reads_labels_per_seed(tmp_path):
     cls = pd.DataFrame([{"family": "ar", "point": "neutral", "seed": s, "label": "Balanced", "rule": "r"} for s in (0, 1)])
     gen = pd.DataFrame([{"family": "ar", "point": "neutral", "seed": 0, "learned_structure_bits": 0.5,
                          "conditioning_accuracy": 0.7}])
-    paths = {}
-    for name, df in [("stab", stab), ("cls", cls), ("gen", gen)]:
-        paths[name] = tmp_path / f"{name}.csv"
-        df.to_csv(paths[name], index=False)
+    paths = write_tables(tmp_path, stab=stab, cls=cls, gen=gen)
     (tmp_path / "head.csv").write_text("\n")  # no enhancement probe ran
     out = tables.headline_summary(["shapes"], [paths["stab"]], [paths["cls"]], [tmp_path / "head.csv"], [paths["gen"]])
     entry = out["shapes"]["families"]["ar"]["neutral"]
@@ -136,10 +134,7 @@ def test_headline_is_the_robust_label_or_says_what_it_depends_on(tmp_path):
     cls = pd.DataFrame([{"family": f, "point": "neutral", "seed": 0, "label": "Balanced", "rule": "r"} for f in ("ar", "mim")])
     gen = pd.DataFrame([{"family": f, "point": "neutral", "seed": 0, "learned_structure_bits": 0.5,
                          "conditioning_accuracy": 0.7, "heldout_bits_per_token": 3.0} for f in ("ar", "mim")])
-    paths = {}
-    for name, df in (("stab", stab), ("cls", cls), ("gen", gen)):
-        paths[name] = tmp_path / f"{name}.csv"
-        df.to_csv(paths[name], index=False)
+    paths = write_tables(tmp_path, stab=stab, cls=cls, gen=gen)
     (tmp_path / "head.csv").write_text("\n")
     out = tables.headline_summary(["shapes"], [paths["stab"]], [paths["cls"]], [tmp_path / "head.csv"], [paths["gen"]])
     ar, mim = (out["shapes"]["families"][f]["neutral"] for f in ("ar", "mim"))
