@@ -109,16 +109,16 @@ def test_kappa_is_exercised(suite):
     assert mean.loc["proportional_loss", ["kappa", "delta"]].to_numpy() == pytest.approx([0.8, 0.8], abs=0.02)
 
 
-def test_a_rule_that_ignores_kappa_fails_the_suite(monkeypatch):
-    """Mutation: η = δ (κ ignored). The same measured rows (6 seeds of the κ cases, the
-    proportional-loss case and the decoupled control), classified again, miss the κ cases and
-    the proportional-loss case, so the suite would catch the mutation."""
+def test_a_rule_that_ignores_kappa_fails_the_suite(suite, monkeypatch):
+    """Mutation: η = δ (κ ignored). The suite's own rows of the κ cases, the proportional-loss
+    case and the decoupled control (full alphabet), classified again, miss the κ cases and the
+    proportional-loss case, so the suite would catch the mutation."""
     from ibdiv.verdict import classification
 
     cases = ("kappa_low", "kappa_high", "proportional_loss", "decoupled")
-    suite = cal.run_suite(6, MEASURE, PROBE, CONFIG["classification"], cases=cases)
+    suite = suite[suite["case"].isin(cases)].reset_index(drop=True)
     correct = {case: float(row[row.expected]) for case, row in cal.confusion(suite).iterrows()}
-    assert all(share == 1.0 for share in correct.values()), correct  # the real rule labels them all
+    assert all(share >= 0.95 for share in correct.values()), correct  # the real rule earns them all (the suite's bar)
     monkeypatch.setattr(classification, "eta_of", lambda delta, delta_se, kappa, kappa_se: (delta, delta_se))
     mutated = classification.classify_rows(suite.rename(columns={"case": "family"}), CONFIG["classification"])
     mutated = mutated.rename(columns={"family": "case"}).assign(expected=suite["expected"].to_numpy())
