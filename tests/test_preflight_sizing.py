@@ -50,7 +50,7 @@ def test_sizes_come_from_config_files_and_weight_headers(folders):
     assert s.code_width == model.tok_emb.weight.shape[1]  # the table codebook noise copies per sample
     v = sizing.read_sizes("vq_diffusion", folders["vq_diffusion"])
     assert (v.grid, v.codes, v.steps, v.logit_bytes) == (vq_diffusion.TINY_GRID, vq_diffusion.TINY_CODES, 100, 8)
-    assert sizing.read_sizes("llamagen", folders["amused"]) is None  # no reader: not sized, said so in the log
+    assert sizing.read_sizes("llamagen", folders["amused"]) is None  # not a LlamaGen folder (no llamagen.json): not sized
 
 
 def test_guidance_code_tables_and_nested_designs_raise_the_estimate(folders):
