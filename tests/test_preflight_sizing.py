@@ -145,3 +145,18 @@ def test_the_first_gpu_config_is_valid_and_sized(folders):
     spec["checkpoint"] = str(folders["amused"])
     plan = sizing.check_resources(config).datasets[name]
     assert plan.sizes.grid == 64 and 1 <= plan.batch <= sizing.MAX_BATCH and plan.score_rows >= 1
+
+
+def test_the_capped_run_script_config_fits_its_cap(folders):
+    """scripts/capped_run.py (issue 25's "done when", run by hand: too slow for CI) plans at its
+    default cap with batch auto: the estimates it prints come from this plan."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("capped_run", ROOT / "scripts/capped_run.py")
+    capped_run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(capped_run)
+    config = capped_run.capped_config(folders, 0.2)
+    plan = sizing.check_resources(config)
+    assert set(plan.datasets) == {"amused_tiny", "vq_diffusion_tiny"} and plan.datasets["amused_tiny"].sizes.grid == 64
+    assert all(job.peak_bytes <= 0.2 * GIB for d in plan.datasets.values() for job in d.jobs)
+    assert plan.datasets["amused_tiny"].nested_batch  # the cap splits the 64 x 64 grid's nested continuations
