@@ -367,6 +367,49 @@ def test_mask_and_replace_needs_a_model_trained_for_it(models):
         sample(models["diffusion"], one_class(2), {"mask_and_replace": True}, gen())
 
 
+@pytest.fixture(scope="module")
+def replacing_model():
+    return train("diffusion", steps=40, replace_fraction=0.3)[0]
+
+
+def test_mask_and_replace_continuations_keep_the_prefix_when_frozen(replacing_model):
+    """A nested design's continuation (resume with freeze_committed) revises no code committed at
+    the cut and counts the revisions it kept out; the free continuation (the published process)
+    revises some prefix codes."""
+    knobs, classes = {"mask_and_replace": True, "steps": 16}, torch.arange(64) % C
+    cut = sample(replacing_model, classes, knobs, gen(2), cut_fraction=0.5)
+    frozen = resume(replacing_model, cut.state, knobs, gen(9), freeze_committed=True)
+    free = resume(replacing_model, cut.state, knobs, gen(9))
+    prefix, done = cut.committed, len(cut.trace["revised"])
+    assert torch.equal(frozen.tokens[prefix], cut.tokens[prefix])
+    assert torch.equal(frozen.logprobs[prefix], cut.logprobs[prefix])
+    assert sum(frozen.trace["revised"][done:]) == 0 and sum(frozen.trace["suppressed"][done:]) > 0
+    assert not torch.equal(free.tokens[prefix], cut.tokens[prefix]) and sum(free.trace["revised"][done:]) > 0
+    assert sum(free.trace["suppressed"]) == 0 and sum(cut.trace["suppressed"]) == 0
+
+
+def test_absorbing_continuations_are_unchanged_by_freezing(models):
+    """Without mask_and_replace nothing revises a code: freezing is a no-op, bit for bit, and the
+    trace has no suppressed count (a nested cache then records none)."""
+    classes = torch.arange(16) % C
+    cut = sample(models["diffusion"], classes, {}, gen(2), cut_fraction=0.5)
+    frozen = resume(models["diffusion"], cut.state, {}, gen(9), freeze_committed=True)
+    free = resume(models["diffusion"], cut.state, {}, gen(9))
+    assert torch.equal(frozen.tokens, free.tokens) and torch.equal(frozen.logprobs, free.logprobs)
+    assert "suppressed" not in frozen.trace
+
+
+def test_nested_mask_and_replace_records_the_suppressed_replacements(replacing_model, models):
+    from ibdiv.measure.probes import sample_nested
+
+    kw = dict(paths=3, continuations=3, cut_fraction=0.5, seed=0)
+    out = sample_nested(replacing_model, C, knobs={"mask_and_replace": True}, **kw)
+    assert out["suppressed_replacements"] > 0
+    frozen = out["frozen"][:, :, None, :].repeat(3, axis=2)
+    assert (out["tokens"] == out["tokens"][:, :, :1])[frozen].all()  # every continuation keeps its path's prefix
+    assert "suppressed_replacements" not in sample_nested(models["diffusion"], C, knobs={}, **kw)
+
+
 # --- perturbations --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("family", LEARNED)

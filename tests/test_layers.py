@@ -17,7 +17,7 @@ SIBLINGS = {
     "backends": {"llamagen", "amused", "vq_diffusion"},
 }
 # A backend may be split over several files; they count as one backend.
-BACKEND_OF_MODULE = {"llamagen_vq": "llamagen"}
+BACKEND_OF_MODULE = {"llamagen_vq": "llamagen", "llamagen_sizes": "llamagen"}
 # Who may import whom beyond the plain order: measure reaches backends only through the registry,
 # by name (tested below), so `measure` sits above `backends` without importing them.
 

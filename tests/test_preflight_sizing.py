@@ -50,7 +50,7 @@ def test_sizes_come_from_config_files_and_weight_headers(folders):
     assert s.code_width == model.tok_emb.weight.shape[1]  # the table codebook noise copies per sample
     v = sizing.read_sizes("vq_diffusion", folders["vq_diffusion"])
     assert (v.grid, v.codes, v.steps, v.logit_bytes) == (vq_diffusion.TINY_GRID, vq_diffusion.TINY_CODES, 100, 8)
-    assert sizing.read_sizes("llamagen", folders["amused"]) is None  # no reader: not sized, said so in the log
+    assert sizing.read_sizes("llamagen", folders["amused"]) is None  # not a LlamaGen folder (no llamagen.json): not sized
 
 
 def test_guidance_code_tables_and_nested_designs_raise_the_estimate(folders):
@@ -145,3 +145,18 @@ def test_the_first_gpu_config_is_valid_and_sized(folders):
     spec["checkpoint"] = str(folders["amused"])
     plan = sizing.check_resources(config).datasets[name]
     assert plan.sizes.grid == 64 and 1 <= plan.batch <= sizing.MAX_BATCH and plan.score_rows >= 1
+
+
+def test_the_capped_run_script_config_fits_its_cap(folders):
+    """scripts/capped_run.py (issue 25's "done when", run by hand: too slow for CI) plans at its
+    default cap with batch auto: the estimates it prints come from this plan."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("capped_run", ROOT / "scripts/capped_run.py")
+    capped_run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(capped_run)
+    config = capped_run.capped_config(folders, 0.2)
+    plan = sizing.check_resources(config)
+    assert set(plan.datasets) == {"amused_tiny", "vq_diffusion_tiny"} and plan.datasets["amused_tiny"].sizes.grid == 64
+    assert all(job.peak_bytes <= 0.2 * GIB for d in plan.datasets.values() for job in d.jobs)
+    assert plan.datasets["amused_tiny"].nested_batch  # the cap splits the 64 x 64 grid's nested continuations

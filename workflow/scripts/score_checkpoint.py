@@ -17,12 +17,13 @@ with job(snakemake.log[0], snakemake.threads) as log:
     with torch.no_grad():
         # the ELBO bound of MIM / diffusion backends draws masks: from a seeded CPU generator (DESIGN §10)
         masks = torch.Generator().manual_seed(derive_seed(snakemake.params.seed, w.dataset, w.family, w.seed, "score"))
-        # the masked backends' Monte-Carlo bound runs rows_per_call masked rows a network call, sized
-        # from resources.memory_gib at start (ibdiv.pipeline.sizing); without a budget, the backend's default
+        # rows_per_call rows a network call (the masked backends' Monte-Carlo bound: masked rows; LlamaGen's
+        # exact NLL: sequences), sized from resources.memory_gib at start (ibdiv.pipeline.sizing);
+        # without a budget, the backend's default
         chunk = snakemake.params.rows_per_call
-        sized = {} if chunk is None or registry.family(w.family).exact_likelihood else {"rows_per_call": chunk}
+        sized = {} if chunk is None else {"rows_per_call": chunk}
         log.info("held-out score of %d sequences, %s", len(held.tokens),
-                 f"{chunk} masked rows a network call (resources.memory_gib)" if sized else "the backend's default chunk")
+                 f"{chunk} rows a network call (resources.memory_gib)" if sized else "the backend's default chunk")
         bits = float(module.heldout_bits_per_token(model, torch.from_numpy(held.tokens).to(device),
                                                    torch.from_numpy(held.labels).to(device), masks, **sized))
     metrics = {"family": w.family, "seed": int(w.seed), "heldout_bits_per_token": bits,

@@ -39,7 +39,7 @@ import argparse
 import json
 import math
 import pickle
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ibdiv.backends.checkpoints import refuse_other_backends
+from ibdiv.backends.llamagen_sizes import GPT_PRESETS, GPTConfig, gpt_config, overlay_sizes  # noqa: F401  (re-exported)
 from ibdiv.backends.llamagen_vq import VQ_PRESETS, VQConfig, VQModel
 from ibdiv.families import ar
 from ibdiv.families.backbone import CodeReads, KVCache, TokenPrior, causal_mask
@@ -58,78 +59,12 @@ FAMILY = "llamagen"
 # Sizes
 # ----------------------------------------------------------------------------------------------
 
-@dataclass
-class GPTConfig:
-    """Field names are the reference's ``ModelArgs`` (gpt.py); defaults are its c2i values."""
-
-    dim: int = 768
-    n_layer: int = 12
-    n_head: int = 12
-    vocab_size: int = 16384
-    num_classes: int = 1000
-    block_size: int = 256  # tokens per image: a square grid (16 x 16 at 256 px with VQ-16)
-    multiple_of: int = 256  # SwiGLU hidden width rounded up to a multiple of this
-    ffn_dim_multiplier: float | None = None
-    rope_base: float = 10000.0
-    norm_eps: float = 1e-5
-
-    # the names the rest of ibdiv reads (sampling.condition_noise, ar.start, ...)
-    @property
-    def d_model(self) -> int:
-        return self.dim
-
-    @property
-    def n_classes(self) -> int:
-        return self.num_classes
-
-    @property
-    def seq_len(self) -> int:
-        return self.block_size
-
-    @property
-    def grid(self) -> int:
-        return math.isqrt(self.block_size)
-
-    @property
-    def ffn_hidden(self) -> int:
-        """Llama's SwiGLU width: 2/3 of 4 dim, optionally scaled, rounded up (gpt.py FeedForward)."""
-        hidden = int(2 * 4 * self.dim / 3)
-        if self.ffn_dim_multiplier is not None:
-            hidden = int(self.ffn_dim_multiplier * hidden)
-        return -(-hidden // self.multiple_of) * self.multiple_of
-
-
-# Published sizes (reference: gpt.py GPT_B ... GPT_XXXL, GPT_3B; vocab 16384 and 1000 classes are
-# sample_c2i.py's defaults). The block is 16 x 16 for 256 px with VQ-16 (c2i_B_256.pt, c2i_L_256.pt);
-# the XL / XXL / 3B c2i releases are 384 px: give "block_size": 576 (24 x 24) beside the preset.
-GPT_PRESETS = {
-    "GPT-B": {"dim": 768, "n_layer": 12, "n_head": 12},  # 111M
-    "GPT-L": {"dim": 1024, "n_layer": 24, "n_head": 16},  # 343M
-    "GPT-XL": {"dim": 1280, "n_layer": 36, "n_head": 20},  # 775M
-    "GPT-XXL": {"dim": 1536, "n_layer": 48, "n_head": 24},  # 1.4B
-    "GPT-XXXL": {"dim": 2560, "n_layer": 48, "n_head": 40},  # 3.9B
-    "GPT-3B": {"dim": 3200, "n_layer": 24, "n_head": 32},  # 3.1B (c2i_3B_384.pt)
-}
-
-
-def gpt_config(entry: dict) -> GPTConfig:
-    """A config from a ``llamagen.json`` entry: an optional ``preset`` overlaid with explicit sizes."""
-    return GPTConfig(**_sizes(entry, GPT_PRESETS, GPTConfig))
+# GPTConfig, the published GPT_PRESETS and gpt_config live in the torch-free llamagen_sizes (read at
+# Snakemake start by ibdiv.pipeline.sizing); imported here under the names the rest of ibdiv uses.
 
 
 def vq_config(entry: dict) -> VQConfig:
-    return VQConfig(**_sizes(entry, VQ_PRESETS, VQConfig))
-
-
-def _sizes(entry: dict, presets: dict, cls) -> dict:
-    entry = {k: v for k, v in entry.items() if k != "file"}
-    preset = entry.pop("preset", None)
-    if preset is not None and preset not in presets:
-        raise ValueError(f"unknown preset {preset!r}; known: {sorted(presets)}")
-    unknown = sorted(set(entry) - {f.name for f in fields(cls)})
-    if unknown:
-        raise ValueError(f"unknown size field(s) {unknown} for {cls.__name__}; known: {[f.name for f in fields(cls)]}")
-    return {**presets.get(preset, {}), **entry}
+    return VQConfig(**overlay_sizes(entry, VQ_PRESETS, VQConfig))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -338,9 +273,15 @@ def advance(model: GPT, state, knobs: dict, gen: torch.Generator, perturbation=N
     return ar.advance(model, state, knobs, gen, perturbation, cut_fraction)
 
 
-def heldout_bits_per_token(model: GPT, tokens, labels, gen=None) -> float:
-    """Exact NLL of token grids (e.g. the reference images encoded by the backend's VQ)."""
-    return ar.heldout_bits_per_token(model, tokens, labels, gen)
+def heldout_bits_per_token(model: GPT, tokens, labels, gen=None, *, rows_per_call: int | None = None) -> float:
+    """Exact NLL of token grids (e.g. the reference images encoded by the backend's VQ);
+    ``rows_per_call`` sequences a forward where the memory budget sizes it (each holds N x K
+    logits: ibdiv.pipeline.sizing), else all in one, as the in-house AR family."""
+    if rows_per_call is None or rows_per_call >= len(tokens):
+        return ar.heldout_bits_per_token(model, tokens, labels, gen)
+    bits = sum(ar.heldout_bits_per_token(model, tokens[i:i + rows_per_call], labels[i:i + rows_per_call], gen)
+               * tokens[i:i + rows_per_call].numel() for i in range(0, len(tokens), rows_per_call))
+    return bits / tokens.numel()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -464,7 +405,7 @@ def load_conditioned(folder, conditions: list[int], device="cpu") -> GPT:
     """The generator whose class i samples the checkpoint's class ``conditions[i]``, the null row
     kept last: the DAG's labels 0..C-1 are the configured conditions, and condition noise (I2)
     scales to the rows of the configured classes only."""
-    model = load_checkpoint(folder, device)
+    model = load_checkpoint(folder)  # on the CPU: the device then holds only the selected copy
     n = model.config.num_classes
     if not conditions or min(conditions) < 0 or max(conditions) >= n:
         raise ValueError(f"{folder}: class ids {list(conditions)} are not all among the checkpoint's {n} classes")

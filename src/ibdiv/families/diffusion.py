@@ -16,7 +16,10 @@ which >= f N tokens are committed" the same step for the whole batch), each draw
 network's x0 prediction after guidance, temperature and top-p. With ``mask_and_replace`` (only
 for networks trained with rho > 0) every visible token is also re-drawn from the x0 prediction
 and, if the draw differs, replaced with the posterior probability (t - s) / t that a token
-visible at t but wrong was still clean at s; committed tokens can then change.
+visible at t but wrong was still clean at s; committed tokens can then change. In the nested
+designs' continuations (``state.freeze_committed``, set by ``sampling.resume``) they do not: the
+revision coins are still drawn (the same randomness per step), the revisions they would make are
+kept out and counted in ``trace["suppressed"]``, as the vq_diffusion backend does.
 """
 
 from __future__ import annotations
@@ -93,8 +96,11 @@ def check_replace_knob(model: DiffusionPrior, knobs: dict) -> None:
 
 def start(model: DiffusionPrior, classes: torch.Tensor, knobs: dict) -> DecodeState:
     check_replace_knob(model, knobs)
+    # "suppressed" only where revisions can happen: a nested design's cache then records
+    # suppressed_replacements (ibdiv.measure.probes), an absorbing-only run's stays as it was
+    keys = ("committed", "revised", "suppressed") if knobs["mask_and_replace"] else ("committed", "revised")
     return DecodeState.fresh(classes, model.config.seq_len, model.mask_id, knobs["steps"],
-                             {"steps": knobs["steps"]}, trace_keys=("committed", "revised"))
+                             {"steps": knobs["steps"]}, trace_keys=keys)
 
 
 @torch.no_grad()
@@ -104,6 +110,8 @@ def advance(model: DiffusionPrior, state: DecodeState, knobs: dict, gen: torch.G
 
     Randomness per step, in this order: unmasking order (n, N), token draws (n, N, K), and with
     mask-and-replace the revision coins (n, N). Steps that commit nothing (T > N) draw nothing.
+    With ``state.freeze_committed`` no committed token is revised (``trace["suppressed"]`` counts
+    the revisions kept out; ``trace["revised"]`` stays 0).
     """
     check_replace_knob(model, knobs)
     guide = Guidance(model, state.classes, knobs["cfg_scale"], perturbation)
@@ -112,7 +120,7 @@ def advance(model: DiffusionPrior, state: DecodeState, knobs: dict, gen: torch.G
     while not state.finished and not state.reached(cut_fraction):
         j = state.step
         n_new = targets[j] - (targets[j - 1] if j else 0)
-        revised = 0
+        revised = suppressed = 0
         if n_new or knobs["mask_and_replace"]:
             order = uniform(state.tokens.shape, gen, state.tokens.device)
             order = order.masked_fill(state.committed, math.inf)
@@ -126,6 +134,8 @@ def advance(model: DiffusionPrior, state: DecodeState, knobs: dict, gen: torch.G
                 t, s = 1 - j / T, 1 - (j + 1) / T
                 coin = uniform(state.tokens.shape, gen, state.tokens.device) < (t - s) / t
                 revise = state.committed & (sampled != state.tokens) & coin
+                if state.freeze_committed:  # a nested continuation: the prefix stays the path's
+                    suppressed, revise = int(revise.sum()), torch.zeros_like(revise)
                 revised = int(revise.sum())
                 update = newly | revise
             state.tokens = torch.where(update, sampled, state.tokens)
@@ -134,4 +144,6 @@ def advance(model: DiffusionPrior, state: DecodeState, knobs: dict, gen: torch.G
         state.step += 1
         state.trace["committed"].append(targets[j])
         state.trace["revised"].append(revised)
+        if "suppressed" in state.trace:
+            state.trace["suppressed"].append(suppressed)
     return state

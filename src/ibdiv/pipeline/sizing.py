@@ -20,15 +20,29 @@ the largest that fits every sampling job of the dataset; the held-out score's ne
 call, its continuations per call (`nested_batch`) are always sized from the budget.
 
 The memory model is a rule of thumb, float32 weights and activations, per network row (one
-sequence in one forward; a guided batch has two rows a sample):
+sequence in one forward; a guided batch has two rows a sample). The masked and diffusion backends
+(aMUSEd, VQ-Diffusion) run the whole grid every step:
   activations   ACTIVATION_COPIES x N x width floats (residual stream, q/k/v, MLP hidden)
   attention     heads x N_att x L for cross-attention to L text positions (the N_att^2 self-
                 attention scores only with MATERIALISED_ATTENTION: the fused kernels do not hold them)
   logits        LOGIT_COPIES x N x (K + 1) of the sampler's largest temporaries (logits,
                 log-softmax, Gumbel noise, sort for top-p; VQ-Diffusion's are float64: its
                 log-softmax and q_posterior run in double)
-times MARGIN, plus the weights once, plus one K x d code table per sample under codebook noise. FLOPs per
-network row: 2 x transformer parameters x N + 4 x layers x N_att^2 x width. It has not been
+times MARGIN, plus the weights once, plus one K x d code table per sample under codebook noise.
+LlamaGen (raster order, one token a step, KV cache; sizes from llamagen.json through the torch-free
+ibdiv.backends.llamagen_sizes) holds per row instead
+  KV cache      2 x (layers + 1) x (N + 1) x width floats (keys and values of every layer, one layer's
+                torch.cat copy)
+  one step      LOGIT_COPIES x K floats of the sampler plus one position's activations
+  a resume      where a job cuts and resumes (nested designs, cut cells) or runs without the cache,
+                the first call feeds the whole prefix (at most N + 1 positions): ACTIVATION_COPIES x
+                (N + 1) x width and (N + 1) x K logits (the 2 x heads x (N + 1)^2 causal scores only
+                with MATERIALISED_ATTENTION: the fused kernels take the causal mask without them)
+times MARGIN, and under codebook noise 2 K x d tables a sample (the noise and the perturbed table),
+4 when guided (both stacked for the two branches: backbone.CodeReads.twice). Its held-out score is
+the exact NLL, one teacher-forced row a sequence (LOGIT_COPIES x N x K logits), chunked like the
+masked backends' masked rows. FLOPs per network row: 2 x transformer parameters x N + 4 x layers x
+N_att^2 x width (LlamaGen: one such row a sample with the KV cache, about (N + 1) / 2 without). It has not been
 measured against a GPU run: treat it as an order of magnitude and check the first job's peak
 (docs/gpu-runbook.md).
 
@@ -55,7 +69,7 @@ MATERIALISED_ATTENTION = 0
 MARGIN = 1.5  # allocator slack and the temporaries the rule of thumb misses (tiny VQ-Diffusion: 0.10 MB a row measured)
 DEFAULT_TFLOPS = 10.0  # an assumption (float32 on a current datacenter GPU, well below its peak)
 MAX_BATCH = 1024  # `auto` never asks for more samples at once (sample_flat's old default)
-AUTO_BATCH_UNSIZED = 32  # `auto` where nothing is sized (LlamaGen: 50 MB code tables a sample; the old pretrained batch)
+AUTO_BATCH_UNSIZED = 32  # `auto` where nothing is sized (a tiny checkpoint the DAG builds; the old pretrained batch)
 MAX_SCORE_ROWS = 1024
 SAFETENSORS_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
                      "BOOL": 1}
@@ -82,6 +96,7 @@ class ModelSizes:
     total_params: int  # every component the job loads (transformer, text encoder, VQ, ...)
     code_width: int  # width d of the code-embedding table that codebook noise perturbs
     logit_bytes: int  # bytes per element of the sampler's logit-sized temporaries
+    causal: bool = False  # raster order with a KV cache (LlamaGen): the per-row model of the docstring
 
     @property
     def tokens(self) -> int:
@@ -135,11 +150,29 @@ def _vq_diffusion_sizes(folder: Path) -> ModelSizes:
         code_width=width, logit_bytes=8)  # float64 log p(x0) and posterior
 
 
-READERS = {"amused": _amused_sizes, "vq_diffusion": _vq_diffusion_sizes}  # llamagen: not sized yet
+def _llamagen_sizes(folder: Path) -> ModelSizes | None:
+    """From llamagen.json's "gpt" entry (a preset and / or explicit sizes): the weights are torch
+    pickles, whose headers say nothing; the parameters are counted from the sizes. A sampling job
+    loads the GPT only (the VQ is the encoding and decoding jobs'). None without llamagen.json
+    (not a LlamaGen folder: the checkpoint's record says so)."""
+    from ibdiv.backends.llamagen_sizes import gpt_config
+
+    sizes_file = folder / "llamagen.json"  # llamagen.SIZES_FILE (that module needs torch)
+    if not sizes_file.is_file():
+        return None
+    c = gpt_config(json.loads(sizes_file.read_text())["gpt"])
+    return ModelSizes(
+        backend="llamagen", grid=c.grid, codes=c.vocab_size, width=c.dim, layers=c.n_layer, heads=c.n_head,
+        attention_grid=c.grid, text_length=0, steps=1,  # one network row a sample: a token a step, KV cache
+        transformer_params=c.parameters, total_params=c.parameters, code_width=c.dim, logit_bytes=FLOAT32,
+        causal=True)
+
+
+READERS = {"amused": _amused_sizes, "vq_diffusion": _vq_diffusion_sizes, "llamagen": _llamagen_sizes}
 
 
 def read_sizes(backend: str, folder) -> ModelSizes | None:
-    """The sizes of a checkpoint folder, or None where there is no reader (llamagen) or no folder."""
+    """The sizes of a checkpoint folder, or None where there is no reader or no folder."""
     folder = Path(folder)
     if backend not in READERS or not folder.is_dir():
         return None
@@ -148,8 +181,11 @@ def read_sizes(backend: str, folder) -> ModelSizes | None:
 
 # --- the per-row model ----------------------------------------------------------------------------
 
-def row_bytes(s: ModelSizes) -> int:
-    """Peak bytes one network row adds while sampling (see the module docstring)."""
+def row_bytes(s: ModelSizes, resumes: bool = False) -> int:
+    """Peak bytes one network row adds while sampling (see the module docstring); `resumes`: the job
+    cuts and resumes (a causal backend then feeds the whole prefix in one call)."""
+    if s.causal:
+        return _causal_row_bytes(s, resumes)
     N, n_att = s.tokens, s.attention_grid ** 2
     activations = ACTIVATION_COPIES * N * s.width * FLOAT32
     attention = s.heads * n_att * (2 * n_att * MATERIALISED_ATTENTION + s.text_length) * FLOAT32
@@ -157,8 +193,26 @@ def row_bytes(s: ModelSizes) -> int:
     return int(MARGIN * (activations + attention + logits))
 
 
+def _causal_row_bytes(s: ModelSizes, resumes: bool) -> int:
+    positions = s.tokens + 1  # the class token, then the codes
+    cache = 2 * (s.layers + 1) * positions * s.width * FLOAT32
+    step = (LOGIT_COPIES * (s.codes + 1) + ACTIVATION_COPIES * s.width) * FLOAT32
+    prefix = _causal_forward_bytes(s, 1) if resumes else 0
+    return int(MARGIN * (cache + step + prefix))
+
+
+def _causal_forward_bytes(s: ModelSizes, logit_copies: int) -> int:
+    """One row fed all N + 1 positions at once: activations, causal scores, logits at every position."""
+    positions = s.tokens + 1
+    return (ACTIVATION_COPIES * positions * s.width + 2 * s.heads * positions ** 2 * MATERIALISED_ATTENTION
+            + logit_copies * positions * s.codes) * FLOAT32
+
+
 def score_row_bytes(s: ModelSizes) -> int:
-    """One masked row of the held-out score: a forward plus the cross-entropy's float32 log-softmax."""
+    """One row of the held-out score: a masked row (a forward plus the cross-entropy's float32
+    log-softmax) or, for a causal backend, one teacher-forced sequence."""
+    if s.causal:
+        return int(MARGIN * _causal_forward_bytes(s, LOGIT_COPIES))
     return row_bytes(s) + 2 * s.tokens * s.codes * FLOAT32
 
 
@@ -193,27 +247,36 @@ class JobEstimate:
                 f"{seconds * 1e3:.3g} ms a {'sequence' if scoring else 'sample'} at {tflops:g} TFLOP/s")
 
 
-def per_sample_bytes(s: ModelSizes, guided: bool, code_tables: bool) -> int:
-    return (2 if guided else 1) * row_bytes(s) + (s.codes * s.code_width * FLOAT32 if code_tables else 0)
+def per_sample_bytes(s: ModelSizes, guided: bool, code_tables: bool, resumes: bool = False) -> int:
+    tables = (2 + 2 * guided if s.causal else 1) if code_tables else 0  # see the module docstring
+    return (2 if guided else 1) * row_bytes(s, resumes) + tables * s.codes * s.code_width * FLOAT32
 
 
 def _guided(knobs: dict) -> bool:
     return float(knobs.get("cfg_scale", 1.0)) != 1.0
 
 
-def _steps(s: ModelSizes, knobs: dict) -> int:
-    return int(knobs.get("steps", s.steps))
+def _uncached(s: ModelSizes, knobs: dict) -> bool:
+    """A causal backend run without its KV cache (LlamaGen's kv_cache knob): the prefix every step."""
+    return s.causal and knobs.get("kv_cache", True) is False
+
+
+def _steps(s: ModelSizes, knobs: dict) -> float:
+    """Network rows a sample runs (each over the whole grid); a causal backend without its cache
+    recomputes the prefix at every token: (N + 1) / 2 rows on average."""
+    return (s.tokens + 1) / 2 if _uncached(s, knobs) else int(knobs.get("steps", s.steps))
 
 
 def sampling_jobs(config: dict, s: ModelSizes, n_conditions: int) -> list[dict]:
     """Each sampling job of the backend (the baseline per point, each applicable probe per point):
     {job, cells (each cell's knobs), code_tables (a cell perturbs the codebook), nested
     (continuations of a nested design; None for a flat one, whose batch is sampling.batch_size),
-    remedy (the key to lower)}."""
+    resumes (a cell cuts and resumes, or runs a causal backend uncached), remedy (the key to lower)}."""
     backend, jobs = s.backend, []
     points = config["families"].get(backend, {})
     for point, knobs in points.items():
-        jobs.append({"job": f"sample_baseline/{point}", "cells": [knobs], "code_tables": False, "nested": None})
+        jobs.append({"job": f"sample_baseline/{point}", "cells": [knobs], "code_tables": False, "nested": None,
+                     "resumes": _uncached(s, knobs)})
     for name, probe in config["probes"].items():
         if backend not in probe.get("families", [backend]) or not registry.applies(probe, backend):
             continue
@@ -224,7 +287,9 @@ def sampling_jobs(config: dict, s: ModelSizes, n_conditions: int) -> list[dict]:
             cells = registry.cell_settings(probe, knobs)
             tables = any("codebook" in str(c.get(k)) for c in cells for k in ("noise", "noise_after", "after", "before"))
             nested = n_conditions * probe["paths"] * probe["continuations"] if design == "nested" else None
-            jobs.append({"job": f"sample_probe/{name}/{point}", "cells": [c.get("knobs", knobs) for c in cells],
+            cell_knobs = [c.get("knobs", knobs) for c in cells]
+            resumes = any("cut_fraction" in c for c in cells) or any(_uncached(s, k) for k in cell_knobs)
+            jobs.append({"job": f"sample_probe/{name}/{point}", "cells": cell_knobs, "resumes": resumes,
                          "code_tables": tables, "nested": nested,
                          "remedy": f"probes.{name}.paths / probes.{name}.continuations" if nested else None})
     return jobs
@@ -236,7 +301,7 @@ def estimate(job: dict, s: ModelSizes, batch: int, nested_batch: int | None = No
     guided = any(_guided(k) for k in job["cells"])
     samples = min(job["nested"], nested_batch or job["nested"]) if job["nested"] else batch
     flops = max((2 if _guided(k) else 1) * _steps(s, k) for k in job["cells"]) * row_flops(s)
-    peak = weight_bytes(s) + samples * per_sample_bytes(s, guided, job["code_tables"])
+    peak = weight_bytes(s) + samples * per_sample_bytes(s, guided, job["code_tables"], job["resumes"])
     return JobEstimate(job["job"], samples, guided, job["code_tables"], peak, flops,
                        job.get("remedy") or "sampling.batch_size")
 
@@ -310,15 +375,17 @@ def _plan_dataset(config, name, spec, s, asked, budget, tflops, problems) -> Dat
     if asked == "auto":
         batch = AUTO_BATCH_UNSIZED
         if budget is not None and flat:
-            per_sample = max(per_sample_bytes(s, any(_guided(k) for k in j["cells"]), j["code_tables"]) for j in flat)
+            per_sample = max(per_sample_bytes(s, any(_guided(k) for k in j["cells"]), j["code_tables"], j["resumes"])
+                             for j in flat)
             batch = max(1, min(MAX_BATCH, int((budget - weight_bytes(s)) // per_sample)))
     else:
         batch = asked
     rows = score_rows(s, budget)
     nested = _nested_batch([j for j in jobs if j["nested"]], s, budget)
     shown = rows or SCORE_ROWS_UNSIZED
+    passes = 1 if s.causal else SCORE_LEVELS  # an exact NLL: one teacher-forced row a sequence
     score = JobEstimate("score_checkpoint", shown, False, False, weight_bytes(s) + shown * score_row_bytes(s),
-                        SCORE_LEVELS * row_flops(s), "resources.memory_gib")
+                        passes * row_flops(s), "resources.memory_gib")
     estimates = [score] + [estimate(j, s, batch, nested) for j in jobs]
     plan = DatasetPlan(name, s, batch, rows, estimates, nested)
     if budget is None:
@@ -340,7 +407,8 @@ def _nested_batch(nested: list[dict], s: ModelSizes, budget: float | None) -> in
     if budget is None or not nested:
         return None
     fits = {j["job"]: int((budget - weight_bytes(s)) // per_sample_bytes(s, any(_guided(k) for k in j["cells"]),
-                                                                           j["code_tables"])) for j in nested}
+                                                                           j["code_tables"], j["resumes"]))
+            for j in nested}
     if all(j["nested"] <= fits[j["job"]] for j in nested):
         return None
     return max(1, min(fits.values()))
