@@ -43,8 +43,11 @@ def test_device_cuda_places_training_and_sampling_jobs_on_a_gpu():
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-2000:]
     jobs = re.findall(r"rule (\w+):\n(?:    .*\n)*?    wildcards: (.*)\n    resources: (.*)\n", text)
-    on_gpu = {(rule, "family=oracle" in wildcards) for rule, wildcards, resources in jobs if "gpu=1" in resources}
-    assert on_gpu == {("train_prior", False), ("sample_baseline", False), ("sample_probe", False)}, on_gpu
+    on_gpu = {(re.sub(r"^sample_probes_.*", "sample_probes_*", rule), "family=oracle" in wildcards)
+              for rule, wildcards, resources in jobs if "gpu=1" in resources}  # one sample_probes rule per family/point
+    assert on_gpu == {("train_prior", False), ("sample_baseline", False), ("sample_probes_*", False)}, on_gpu
+    oracle = [rule for rule, wildcards, _ in jobs if "family=oracle" in wildcards]
+    assert "sample_probes_oracle_neutral" in oracle  # planned, on the CPU
     assert "gpu=1" not in dry_run(ROOT, "--profile", "profiles/slurm", "--forceall").stdout  # cpu: the default
 
 

@@ -79,13 +79,15 @@ def test_changing_one_probe_sigma_plans_that_probe_and_its_dependents(finished):
     config["probes"]["codebook_noise"]["sigmas"] = [0.0, 0.5]
     (finished / "config/smoke.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     jobs = planned(finished)
-    sampled = [w for rule, w in jobs if rule == "sample_probe"]
-    measured = [w for rule, w in jobs if rule == "measure_probe"]
-    assert len(sampled) == 3 and all(w["probe"] == "codebook_noise" for w in sampled)  # the embedding families
-    assert [w["probe"] for w in measured] == ["codebook_noise"]  # one job measures the probe's caches
-    rules = {rule for rule, _ in jobs}
-    assert rules <= {"sample_probe", "measure_probe", "manifest", "probe_grids", "diagnostics_tables",
-                     "diagnostic_figures", "findings_tables", "summary"}, rules
+    # one job draws every probe of a run (probes.smk): the runs that draw this probe, the embedding
+    # families' (not independent's or the oracle's), and so every probe measured at those runs
+    sampled = sorted(rule for rule, _ in jobs if rule.startswith("sample_probes_"))
+    assert sampled == ["sample_probes_ar_neutral", "sample_probes_diffusion_neutral", "sample_probes_mim_neutral"]
+    measured = {w["probe"] for rule, w in jobs if rule == "measure_probe"}
+    assert "codebook_noise" in measured
+    rules = {rule for rule, _ in jobs} - set(sampled)
+    assert rules <= {"measure_probe", "manifest", "probe_grids", "diagnostics_tables", "diagnostic_figures",
+                     "findings_tables", "oracle_validation", "summary"}, rules
     assert not rules & {"train_prior", "sample_baseline", "measure_baseline", "train_tokenizer"}
 
 

@@ -271,14 +271,39 @@ def probe_cache_paths(dataset, probe):
     return [f"results/{dataset}/probes/{probe}/{f}/seed{s}/{p}/samples.npz" for f, s, p in probe_runs(dataset, probe)]
 
 
+def probes_at(family, point):
+    """The probes drawn at one family's operating point, in config order (the same in every
+    dataset that has the family: probe_runs depends on the family, not the dataset)."""
+    found = {tuple(probe for probe in config["probes"] if (family, SEEDS[0], point) in probe_runs(d, probe))
+             for d in DATASETS if family in families_of(d)}
+    assert len(found) <= 1, f"probes at {family}/{point} differ between datasets: {found}"
+    return list(found.pop()) if found else []
+
+
+def sampling_groups():
+    """(family, point) of every sampling job kind: the probes of one run are drawn by one job
+    (rules sample_probes_<family>_<point>, probes.smk)."""
+    return [(f, p) for f in all_families() for p in points_of(f) if probes_at(f, p)]
+
+
+def group_probes(wildcards):
+    """{probe: its config} of one sampling job, in output order: only its own probes, so that
+    editing a probe reruns the jobs that draw it and no other."""
+    return {probe: config["probes"][probe] for probe in probes_at(wildcards.family, wildcards.point)}
+
+
+def baseline_cells(wildcards):
+    """{probe: its cell that is the run's baseline cache, or None} (registry.baseline_cell)."""
+    return {probe: registry.baseline_cell(spec, config["measure"]["per_class"], config["sampling"]["baseline_per_class"])
+            for probe, spec in group_probes(wildcards).items()}
+
+
 def baseline_reuse(wildcards):
-    """[(the probe's cell that is the baseline cache, that cache)] or [] (registry.baseline_cell)."""
-    cell = registry.baseline_cell(config["probes"][wildcards.probe], config["measure"]["per_class"],
-                                  config["sampling"]["baseline_per_class"])
-    if cell is None:
+    """The run's baseline cache, as a list: [it] where one of the job's probes copies a cell from it, else []."""
+    if all(cell is None for cell in baseline_cells(wildcards).values()):
         return []
     w = wildcards
-    return [(cell, f"results/{w.dataset}/samples/{w.family}/seed{w.seed}/{w.point}/baseline.npz")]
+    return [f"results/{w.dataset}/samples/{w.family}/seed{w.seed}/{w.point}/baseline.npz"]
 
 
 def probe_measure_paths(dataset):

@@ -1,36 +1,51 @@
 # Probes (DESIGN §4): each `probes.<name>` entry of the config becomes, per dataset x family
-# x seed x operating point, a sampling job (a compact token cache) and a measuring job.
+# x seed x operating point, a compact token cache, and per dataset a measuring job.
+#
+# Sampling: one job per run (dataset, family, seed, point) draws every probe of that run, one cache
+# per probe at the same paths as before. Start-up (Python, torch, the library, the model; a text
+# backend's diffusers) cost about as much as a probe's sampling, so one job a probe paid it ~4x as
+# often (docs/performance.md). A job's outputs are fixed when the rule is defined and the probes of
+# a run depend on its family and point, hence one rule per (family, point), all alike; its params
+# hold only its own probes, so editing one probe reruns the runs that draw it (and their other
+# probes' caches), not the other runs.
+import re
 
+for _family, _point in sampling_groups():
 
-rule sample_probe:
-    input:
-        model=sampler_model,
-        tokens="results/{dataset}/tokens.npz",
-        # the run's baseline cache where one of this probe's cells is it (registry.baseline_cell)
-        baseline=lambda w: [path for _, path in baseline_reuse(w)],
-        **script_inputs("sample_probe"),
-    output:
-        "results/{dataset}/probes/{probe}/{family}/seed{seed}/{point}/samples.npz",
-    params:
-        probe=probe_spec,
-        baseline_cell=lambda w: [cell for cell, _ in baseline_reuse(w)],  # [] or [cell], as input.baseline
-        knobs=point_knobs,
-        per_class=config["measure"]["per_class"],
-        batch_size=sampling_batch,
-        nested_batch=nested_batch,  # from resources.memory_gib (ibdiv.pipeline.sizing)
-        seed=config["seed"],
-        device=DEVICE,
-    log:
-        "results/logs/sample_probe/{dataset}_{probe}_{family}_seed{seed}_{point}.log",
-    benchmark:
-        "results/benchmarks/sample_probe/{dataset}_{probe}_{family}_seed{seed}_{point}.tsv"
-    threads: 1
-    resources:
-        gpu=gpus,
-    conda:
-        "../../envs/ibdiv.yaml"
-    script:
-        "../scripts/sample_probe.py"
+    rule:
+        name:
+            f"sample_probes_{_family}_{_point}"
+        input:
+            model=sampler_model,
+            tokens="results/{dataset}/tokens.npz",
+            baseline=baseline_reuse,  # the run's baseline cache where a cell is it (registry.baseline_cell)
+            **script_inputs("sample_probes"),
+        output:
+            [f"results/{{dataset}}/probes/{probe}/{{family}}/seed{{seed}}/{{point}}/samples.npz"
+             for probe in probes_at(_family, _point)],
+        wildcard_constraints:
+            family=re.escape(_family),
+            point=re.escape(_point),
+        params:
+            probes=group_probes,  # in output order
+            baseline_cells=baseline_cells,
+            knobs=point_knobs,
+            per_class=config["measure"]["per_class"],
+            batch_size=sampling_batch,
+            nested_batch=nested_batch,  # from resources.memory_gib (ibdiv.pipeline.sizing)
+            seed=config["seed"],
+            device=DEVICE,
+        log:
+            run_logfile("sample_probes"),
+        benchmark:
+            run_benchfile("sample_probes")
+        threads: 1
+        resources:
+            gpu=gpus,
+        conda:
+            "../../envs/ibdiv.yaml"
+        script:
+            "../scripts/sample_probes.py"
 
 
 rule measure_probe:
