@@ -58,7 +58,7 @@ def test_a_file_importing_the_registry_depends_on_every_family_module_it_names()
     no import statement names ar.py, mim.py, ..., yet a job that loads a family runs them."""
     from ibdiv.core import registry
 
-    for script in ("sample_baseline", "measure_probe", "train_prior"):
+    for script in ("sample_baseline", "measure_probes", "train_prior"):
         found = names(code_files(ROOT / f"workflow/scripts/{script}.py", SRC), SRC)
         for fam in registry.BUILT_IN.values():
             module = fam.implementation.partition(":")[0].replace(".", "/") + ".py"

@@ -57,11 +57,11 @@ def test_editing_a_downstream_module_plans_its_importers_and_what_follows(finish
     calibration suite: no tokenizer, training or sampling job reruns."""
     importers = {script.stem for script in (finished / "workflow/scripts").glob("*.py")
                  if finished / "src/ibdiv/measure/metrics.py" in code_files(script, finished / "src")}
-    assert importers == {"measure_baseline", "measure_probe", "measure_reference", "oracle_validation",
+    assert importers == {"measure_baseline", "measure_probes", "measure_reference", "oracle_validation",
                          "label_calibration"}
     metrics = finished / "src/ibdiv/measure/metrics.py"
     metrics.write_text(metrics.read_text() + "\n# a real edit: the checksum changes\n")
-    rules = {rule for rule, _ in planned(finished)}
+    rules = {re.sub(r"^measure_probes_shapes$", "measure_probes", rule) for rule, _ in planned(finished)}
     downstream = {"generators_table", "diagnostics_tables", "diagnostic_figures", "findings_tables", "summary",
                   "manifest", "calibration_figure"}
     assert rules == importers | downstream, rules
@@ -83,10 +83,9 @@ def test_changing_one_probe_sigma_plans_that_probe_and_its_dependents(finished):
     # families' (not independent's or the oracle's), and so every probe measured at those runs
     sampled = sorted(rule for rule, _ in jobs if rule.startswith("sample_probes_"))
     assert sampled == ["sample_probes_ar_neutral", "sample_probes_diffusion_neutral", "sample_probes_mim_neutral"]
-    measured = {w["probe"] for rule, w in jobs if rule == "measure_probe"}
-    assert "codebook_noise" in measured
     rules = {rule for rule, _ in jobs} - set(sampled)
-    assert rules <= {"measure_probe", "manifest", "probe_grids", "diagnostics_tables", "diagnostic_figures",
+    assert "measure_probes_shapes" in rules  # one job measures every probe of the dataset
+    assert rules <= {"measure_probes_shapes", "manifest", "probe_grids", "diagnostics_tables", "diagnostic_figures",
                      "findings_tables", "oracle_validation", "summary"}, rules
     assert not rules & {"train_prior", "sample_baseline", "measure_baseline", "train_tokenizer"}
 
@@ -99,9 +98,9 @@ def test_changing_coarse_alphabets_plans_only_measuring_and_what_follows(finishe
     config["measure"]["coarse_k"] = [*config["measure"].get("coarse_k", []), 4]
     (finished / "config/smoke.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     rules = {rule for rule, _ in planned(finished)}
-    assert {"measure_reference", "measure_baseline", "measure_probe", "diagnostics_tables", "oracle_validation",
+    assert {"measure_reference", "measure_baseline", "measure_probes_shapes", "diagnostics_tables", "oracle_validation",
             "label_calibration"} <= rules
-    assert rules <= {"measure_reference", "measure_baseline", "measure_probe", "generators_table",
+    assert rules <= {"measure_reference", "measure_baseline", "measure_probes_shapes", "generators_table",
                      "diagnostics_tables", "oracle_validation", "label_calibration", "calibration_figure",
                      "diagnostic_figures", "findings_tables", "summary", "manifest"}, rules
 

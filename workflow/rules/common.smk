@@ -306,8 +306,13 @@ def baseline_reuse(wildcards):
     return [f"results/{w.dataset}/samples/{w.family}/seed{w.seed}/{w.point}/baseline.npz"]
 
 
+def measured_probes(dataset):
+    """The probes with a cache in the dataset, in config order."""
+    return [probe for probe in config["probes"] if probe_runs(dataset, probe)]
+
+
 def probe_measure_paths(dataset):
-    return [f"results/{dataset}/probes/{probe}/measure.json" for probe in config["probes"] if probe_runs(dataset, probe)]
+    return [f"results/{dataset}/probes/{probe}/measure.json" for probe in measured_probes(dataset)]
 
 
 def all_probe_cache_paths(dataset):

@@ -1,5 +1,5 @@
 # Probes (DESIGN §4): each `probes.<name>` entry of the config becomes, per dataset x family
-# x seed x operating point, a compact token cache, and per dataset a measuring job.
+# x seed x operating point, a compact token cache, and a measure.json per dataset.
 #
 # Sampling: one job per run (dataset, family, seed, point) draws every probe of that run, one cache
 # per probe at the same paths as before. Start-up (Python, torch, the library, the model; a text
@@ -48,35 +48,45 @@ for _family, _point in sampling_groups():
             "../scripts/sample_probes.py"
 
 
-rule measure_probe:
-    # one job per probe and dataset, not per cache: measuring a cache takes seconds, about what
-    # starting a job that loads torch, the tokenizer and the classifier costs
-    input:
-        samples=lambda w: probe_cache_paths(w.dataset, w.probe),
-        tokenizer="results/{dataset}/tokenizer/model.pt",
-        classifier="results/{dataset}/classifier/model.pt",
-        reference="results/{dataset}/reference/quality.npz",
-        **script_inputs("measure_probe"),
-    output:
-        "results/{dataset}/probes/{probe}/measure.json",
-    params:
-        probe=probe_spec,
-        runs=lambda w: probe_runs(w.dataset, w.probe),
-        measure=config["measure"],
-        seed=config["seed"],
-    log:
-        "results/logs/measure_probe/{dataset}_{probe}.log",
-    benchmark:
-        "results/benchmarks/measure_probe/{dataset}_{probe}.tsv"
-    threads: 1
-    conda:
-        "../../envs/ibdiv.yaml"
-    script:
-        "../scripts/measure_probe.py"
+# Measuring: one job per dataset measures every probe, one measure.json each (loading the tokenizer,
+# classifier and quality reference and starting up cost about what measuring a smoke probe does).
+# Editing one probe reruns its sampling jobs, which rewrite their runs' other caches too (above),
+# so those probes' measurements rerun anyway; one rule per dataset, its outputs being its probes'.
+for _dataset in DATASETS:
+    if not measured_probes(_dataset):
+        continue
+
+    rule:
+        name:
+            f"measure_probes_{_dataset}"
+        input:
+            samples=lambda w: all_probe_cache_paths(w.dataset),  # probe by probe, in params order
+            tokenizer="results/{dataset}/tokenizer/model.pt",
+            classifier="results/{dataset}/classifier/model.pt",
+            reference="results/{dataset}/reference/quality.npz",
+            **script_inputs("measure_probes"),
+        output:
+            [f"results/{{dataset}}/probes/{probe}/measure.json" for probe in measured_probes(_dataset)],
+        wildcard_constraints:
+            dataset=re.escape(_dataset),
+        params:
+            probes=lambda w: {probe: config["probes"][probe] for probe in measured_probes(w.dataset)},  # output order
+            runs=lambda w: {probe: probe_runs(w.dataset, probe) for probe in measured_probes(w.dataset)},
+            measure=config["measure"],
+            seed=config["seed"],
+        log:
+            logfile("measure_probes"),
+        benchmark:
+            benchfile("measure_probes")
+        threads: 1
+        conda:
+            "../../envs/ibdiv.yaml"
+        script:
+            "../scripts/measure_probes.py"
 
 
 rule measure_baseline:
-    # one job per dataset, for the reason given at measure_probe
+    # one job per dataset, for the reason given at measure_probes
     input:
         samples=lambda w: sample_paths("results/{dataset}/samples/{family}/seed{seed}/{point}/baseline.npz", w.dataset),
         tokenizer="results/{dataset}/tokenizer/model.pt",
