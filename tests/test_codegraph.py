@@ -111,14 +111,15 @@ print(json.dumps(loaded))
 
 
 def test_each_rule_declares_the_code_of_the_script_it_runs():
-    """script_inputs("x") and `script: "../scripts/x.py"` name the same adapter in every rule."""
+    """script_inputs("x") and `script: "../scripts/x.py"` name the same adapter in every rule, the
+    rules a `for` loop generates (`rule:` with a `name:`, e.g. sample_probes_<family>_<point>) included."""
     rules = 0
     for smk in (ROOT / "workflow/rules").glob("*.smk"):
-        for block in re.split(r"\n(?=rule )", smk.read_text()):
-            rule = re.match(r"rule (\w+):", block)
+        for block in re.split(r"\n(?=\S)", smk.read_text()):  # a rule, or a loop that generates one
+            rule = re.match(r"rule (\w+):", block) or re.search(r'^\s+rule:\n\s+name:\n\s+f?"(\w+)', block, re.M)
             if rule:
                 declared = re.findall(r'script_inputs\("(\w+)"\)', block)
-                run = re.findall(r'^    script:\n        "\.\./scripts/(\w+)\.py"', block, re.M)
+                run = re.findall(r'^\s+script:\n\s+"\.\./scripts/(\w+)\.py"', block, re.M)
                 assert declared == run and len(run) == 1, (rule[1], declared, run)
                 rules += 1
     assert rules >= 20

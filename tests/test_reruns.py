@@ -61,7 +61,9 @@ def test_editing_a_downstream_module_plans_its_importers_and_what_follows(finish
                          "label_calibration"}
     metrics = finished / "src/ibdiv/measure/metrics.py"
     metrics.write_text(metrics.read_text() + "\n# a real edit: the checksum changes\n")
-    rules = {re.sub(r"^measure_probes_shapes$", "measure_probes", rule) for rule, _ in planned(finished)}
+    # measure_probe (one job per in-house probe) runs the adapter measure_probes.py, as the pretrained
+    # backends' grouped measure_probes_<dataset> do (workflow/rules/probes.smk)
+    rules = {re.sub(r"^measure_probe$", "measure_probes", rule) for rule, _ in planned(finished)}
     downstream = {"generators_table", "diagnostics_tables", "diagnostic_figures", "findings_tables", "summary",
                   "manifest", "calibration_figure"}
     assert rules == importers | downstream, rules
@@ -79,14 +81,14 @@ def test_changing_one_probe_sigma_plans_that_probe_and_its_dependents(finished):
     config["probes"]["codebook_noise"]["sigmas"] = [0.0, 0.5]
     (finished / "config/smoke.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     jobs = planned(finished)
-    # one job draws every probe of a run (probes.smk): the runs that draw this probe, the embedding
-    # families' (not independent's or the oracle's), and so every probe measured at those runs
-    sampled = sorted(rule for rule, _ in jobs if rule.startswith("sample_probes_"))
-    assert sampled == ["sample_probes_ar_neutral", "sample_probes_diffusion_neutral", "sample_probes_mim_neutral"]
-    rules = {rule for rule, _ in jobs} - set(sampled)
-    assert "measure_probes_shapes" in rules  # one job measures every probe of the dataset
-    assert rules <= {"measure_probes_shapes", "manifest", "probe_grids", "diagnostics_tables", "diagnostic_figures",
-                     "findings_tables", "oracle_validation", "summary"}, rules
+    # in-house families: one sampling job per probe and run, one measuring job per probe (probes.smk)
+    sampled = [w for rule, w in jobs if rule == "sample_probe"]
+    measured = [w for rule, w in jobs if rule == "measure_probe"]
+    assert len(sampled) == 3 and all(w["probe"] == "codebook_noise" for w in sampled)  # the embedding families
+    assert [w["probe"] for w in measured] == ["codebook_noise"]  # one job measures the probe's caches
+    rules = {rule for rule, _ in jobs}
+    assert rules <= {"sample_probe", "measure_probe", "manifest", "probe_grids", "diagnostics_tables",
+                     "diagnostic_figures", "findings_tables", "summary"}, rules
     assert not rules & {"train_prior", "sample_baseline", "measure_baseline", "train_tokenizer"}
 
 
@@ -98,9 +100,9 @@ def test_changing_coarse_alphabets_plans_only_measuring_and_what_follows(finishe
     config["measure"]["coarse_k"] = [*config["measure"].get("coarse_k", []), 4]
     (finished / "config/smoke.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     rules = {rule for rule, _ in planned(finished)}
-    assert {"measure_reference", "measure_baseline", "measure_probes_shapes", "diagnostics_tables", "oracle_validation",
+    assert {"measure_reference", "measure_baseline", "measure_probe", "diagnostics_tables", "oracle_validation",
             "label_calibration"} <= rules
-    assert rules <= {"measure_reference", "measure_baseline", "measure_probes_shapes", "generators_table",
+    assert rules <= {"measure_reference", "measure_baseline", "measure_probe", "generators_table",
                      "diagnostics_tables", "oracle_validation", "label_calibration", "calibration_figure",
                      "diagnostic_figures", "findings_tables", "summary", "manifest"}, rules
 

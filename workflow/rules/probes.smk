@@ -1,15 +1,56 @@
 # Probes (DESIGN §4): each `probes.<name>` entry of the config becomes, per dataset x family
-# x seed x operating point, a compact token cache, and a measure.json per dataset.
+# x seed x operating point, a compact token cache, and a measure.json per dataset and probe.
 #
-# Sampling: one job per run (dataset, family, seed, point) draws every probe of that run, one cache
-# per probe at the same paths as before. Start-up (Python, torch, the library, the model; a text
-# backend's diffusers) cost about as much as a probe's sampling, so one job a probe paid it ~4x as
-# often (docs/performance.md). A job's outputs are fixed when the rule is defined and the probes of
-# a run depend on its family and point, hence one rule per (family, point), all alike; its params
-# hold only its own probes, so editing one probe reruns the runs that draw it (and their other
-# probes' caches), not the other runs.
-import re
+# Two job shapes, the same adapters (workflow/scripts/sample_probes.py, measure_probes.py) and
+# library (probes.probe_cache, probe_measures.measure_probe), byte-identical caches and measures:
+# - in-house families and datasets: one job per probe (sample_probe: dataset x probe x family x
+#   seed x point; measure_probe: dataset x probe). Start-up does not dominate there: a default
+#   sampling job does ~14 CPU-s of work against ~3 CPU-s of start-up, and one job per probe keeps
+#   "edit one probe, rerun only its jobs" (grouping reran ~85 % of the default probe stage, ~1,500
+#   CPU-s, for one probe's ~15 %; docs/performance.md).
+# - pretrained backends (registry model "checkpoint") and their datasets: one job per run draws
+#   every probe of the run (sample_probes_<family>_<point>), one job per dataset measures every
+#   probe (measure_probes_<dataset>). Their start-up (diffusers / transformers imports, ~6 CPU-s
+#   more a job; checkpoints of GBs at full size) cost more than a smoke probe's sampling: grouping
+#   took the pretrained smoke from 84.7 to 54.7 units of CPU (docs/performance.md).
+# The wildcard constraints (family / dataset) split the two shapes, so no file has two rules.
 
+
+rule sample_probe:
+    input:
+        model=sampler_model,
+        tokens="results/{dataset}/tokens.npz",
+        baseline=baseline_reuse,  # the run's baseline cache where the probe's cell is it (registry.baseline_cell)
+        **script_inputs("sample_probes"),
+    output:
+        "results/{dataset}/probes/{probe}/{family}/seed{seed}/{point}/samples.npz",
+    wildcard_constraints:
+        family=one_of(f for f in all_families() if not starts_up_heavily(f)),
+    params:
+        probes=job_probes,
+        baseline_cells=baseline_cells,
+        knobs=point_knobs,
+        per_class=config["measure"]["per_class"],
+        batch_size=sampling_batch,
+        nested_batch=nested_batch,  # from resources.memory_gib (ibdiv.pipeline.sizing)
+        seed=config["seed"],
+        device=DEVICE,
+    log:
+        "results/logs/sample_probe/{dataset}_{probe}_{family}_seed{seed}_{point}.log",
+    benchmark:
+        "results/benchmarks/sample_probe/{dataset}_{probe}_{family}_seed{seed}_{point}.tsv"
+    threads: 1
+    resources:
+        gpu=gpus,
+    conda:
+        "../../envs/ibdiv.yaml"
+    script:
+        "../scripts/sample_probes.py"
+
+
+# A grouped job's outputs are fixed when the rule is defined and the probes of a run depend on its
+# family and point, hence one rule per (family, point), all alike; its params hold only its own
+# probes, so editing one probe reruns the runs that draw it (and their other probes' caches).
 for _family, _point in sampling_groups():
 
     rule:
@@ -27,7 +68,7 @@ for _family, _point in sampling_groups():
             family=re.escape(_family),
             point=re.escape(_point),
         params:
-            probes=group_probes,  # in output order
+            probes=job_probes,  # in output order
             baseline_cells=baseline_cells,
             knobs=point_knobs,
             per_class=config["measure"]["per_class"],
@@ -48,11 +89,37 @@ for _family, _point in sampling_groups():
             "../scripts/sample_probes.py"
 
 
-# Measuring: one job per dataset measures every probe, one measure.json each (loading the tokenizer,
-# classifier and quality reference and starting up cost about what measuring a smoke probe does).
-# Editing one probe reruns its sampling jobs, which rewrite their runs' other caches too (above),
-# so those probes' measurements rerun anyway; one rule per dataset, its outputs being its probes'.
-for _dataset in DATASETS:
+rule measure_probe:
+    # one job per probe and dataset, not per cache: measuring a cache takes seconds, about what
+    # starting a job that loads torch, the tokenizer and the classifier costs
+    input:
+        samples=lambda w: probe_cache_paths(w.dataset, w.probe),
+        tokenizer="results/{dataset}/tokenizer/model.pt",
+        classifier="results/{dataset}/classifier/model.pt",
+        reference="results/{dataset}/reference/quality.npz",
+        **script_inputs("measure_probes"),
+    output:
+        "results/{dataset}/probes/{probe}/measure.json",
+    wildcard_constraints:
+        dataset=one_of(d for d in DATASETS if not grouped_dataset(d)),
+    params:
+        probes=lambda w: {probe: config["probes"][probe] for probe in job_measured_probes(w)},
+        runs=lambda w: {probe: probe_runs(w.dataset, probe) for probe in job_measured_probes(w)},
+        measure=config["measure"],
+        seed=config["seed"],
+    log:
+        "results/logs/measure_probe/{dataset}_{probe}.log",
+    benchmark:
+        "results/benchmarks/measure_probe/{dataset}_{probe}.tsv"
+    threads: 1
+    conda:
+        "../../envs/ibdiv.yaml"
+    script:
+        "../scripts/measure_probes.py"
+
+
+# A pretrained backend's dataset: one job measures every probe, one measure.json each.
+for _dataset in filter(grouped_dataset, DATASETS):
     if not measured_probes(_dataset):
         continue
 
@@ -70,8 +137,8 @@ for _dataset in DATASETS:
         wildcard_constraints:
             dataset=re.escape(_dataset),
         params:
-            probes=lambda w: {probe: config["probes"][probe] for probe in measured_probes(w.dataset)},  # output order
-            runs=lambda w: {probe: probe_runs(w.dataset, probe) for probe in measured_probes(w.dataset)},
+            probes=lambda w: {probe: config["probes"][probe] for probe in job_measured_probes(w)},  # output order
+            runs=lambda w: {probe: probe_runs(w.dataset, probe) for probe in job_measured_probes(w)},
             measure=config["measure"],
             seed=config["seed"],
         log:
@@ -86,7 +153,7 @@ for _dataset in DATASETS:
 
 
 rule measure_baseline:
-    # one job per dataset, for the reason given at measure_probes
+    # one job per dataset, for the reason given at measure_probe
     input:
         samples=lambda w: sample_paths("results/{dataset}/samples/{family}/seed{seed}/{point}/baseline.npz", w.dataset),
         tokenizer="results/{dataset}/tokenizer/model.pt",

@@ -1,6 +1,7 @@
-"""Snakemake adapter: every estimand of every cell of every sample cache of every probe of one
-dataset, one measure.json per probe (ibdiv.measure.probe_measures). One job for them all: the
-tokenizer, classifier and quality reference are loaded once, and start-up is paid once."""
+"""Snakemake adapter of both measuring shapes (workflow/rules/probes.smk): every estimand of every
+cell of every sample cache of the probes `params.probes` of one dataset, one measure.json per probe
+(ibdiv.measure.probe_measures): one probe (measure_probe, in-house datasets) or every probe of a
+pretrained backend's dataset (measure_probes_<dataset>, tokenizer, classifier and reference loaded once)."""
 from ibdiv.data import classifier, tokenizer
 from ibdiv.measure import coarse, diagnostics, probe_measures
 from ibdiv.core import registry

@@ -1,7 +1,7 @@
-"""Snakemake adapter: every probe of one family / seed / operating point, one cache per probe.
-
-One job draws them all because start-up (Python, torch, the library, a backend's diffusers) costs
-more than most probes' sampling; each cache is what a job of its own would write (probes.probe_cache)."""
+"""Snakemake adapter of both sampling shapes (workflow/rules/probes.smk): the probes `params.probes`
+of one family / seed / operating point, one cache each: one probe (sample_probe, in-house families)
+or every probe of the run (sample_probes_<family>_<point>, pretrained backends, whose start-up costs
+more than a probe's sampling). Each cache is the same either way (probes.probe_cache)."""
 from ibdiv.core import devices, registry
 from ibdiv.measure import probes
 from ibdiv.data import tokens
