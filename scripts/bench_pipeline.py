@@ -2,6 +2,7 @@
 
     python scripts/bench_pipeline.py --run smoke          # fresh copy, whole DAG, then a no-op dry run
     python scripts/bench_pipeline.py --run quick
+    python scripts/bench_pipeline.py --run pretrained-smoke   # the three backends' tiny checkpoints
     python scripts/bench_pipeline.py --results /path/to/finished/checkout   # default run already done
 
 For a run it reports the end-to-end wall time, the no-op dry-run time and where the CPU went (the
@@ -29,7 +30,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 COPIED = ["Snakefile", "workflow", "src", "profiles", "envs", "config.yaml", "config"]
-CONFIGS = {"smoke": "config/smoke.yaml", "quick": "config/quick.yaml", "default": "config.yaml"}
+CONFIGS = {"smoke": "config/smoke.yaml", "pretrained-smoke": "config/pretrained-smoke.yaml", "quick": "config/quick.yaml",
+           "default": "config.yaml"}
 # Snakemake's benchmark thread samples a job's process tree every 0.5 s for its first 15 s, then
 # every 30 s (snakemake.benchmark, BENCHMARK_INTERVAL), and a job's cpu_time is the last sample:
 # a job that runs longer than 15 s loses up to 30 s of its CPU from its benchmark file, which

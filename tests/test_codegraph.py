@@ -58,7 +58,7 @@ def test_a_file_importing_the_registry_depends_on_every_family_module_it_names()
     no import statement names ar.py, mim.py, ..., yet a job that loads a family runs them."""
     from ibdiv.core import registry
 
-    for script in ("sample_baseline", "measure_probe", "train_prior"):
+    for script in ("sample_baseline", "measure_probes", "train_prior"):
         found = names(code_files(ROOT / f"workflow/scripts/{script}.py", SRC), SRC)
         for fam in registry.BUILT_IN.values():
             module = fam.implementation.partition(":")[0].replace(".", "/") + ".py"
@@ -111,14 +111,15 @@ print(json.dumps(loaded))
 
 
 def test_each_rule_declares_the_code_of_the_script_it_runs():
-    """script_inputs("x") and `script: "../scripts/x.py"` name the same adapter in every rule."""
+    """script_inputs("x") and `script: "../scripts/x.py"` name the same adapter in every rule, the
+    rules a `for` loop generates (`rule:` with a `name:`, e.g. sample_probes_<family>_<point>) included."""
     rules = 0
     for smk in (ROOT / "workflow/rules").glob("*.smk"):
-        for block in re.split(r"\n(?=rule )", smk.read_text()):
-            rule = re.match(r"rule (\w+):", block)
+        for block in re.split(r"\n(?=\S)", smk.read_text()):  # a rule, or a loop that generates one
+            rule = re.match(r"rule (\w+):", block) or re.search(r'^\s+rule:\n\s+name:\n\s+f?"(\w+)', block, re.M)
             if rule:
                 declared = re.findall(r'script_inputs\("(\w+)"\)', block)
-                run = re.findall(r'^    script:\n        "\.\./scripts/(\w+)\.py"', block, re.M)
+                run = re.findall(r'^\s+script:\n\s+"\.\./scripts/(\w+)\.py"', block, re.M)
                 assert declared == run and len(run) == 1, (rule[1], declared, run)
                 rules += 1
     assert rules >= 20

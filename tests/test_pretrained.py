@@ -206,7 +206,7 @@ def test_a_backend_must_be_configured_under_families():
     assert not any("llamagen_tiny.backend" in p for p in problems)
 
 
-@pytest.mark.parametrize("script", ["encode_tokens", "measure_probe", "sample_probe", "train_prior", "prepare_data"])
+@pytest.mark.parametrize("script", ["encode_tokens", "measure_probes", "sample_probes", "train_prior", "prepare_data"])
 def test_in_house_jobs_do_not_depend_on_the_backends(script):
     """Editing a backend (or this wiring) must rerun no in-house job: their code inputs hold no
     backend module and not ibdiv.backends.pretrained (only the backend_tokenizer adapter, whose pointer check they run)."""

@@ -185,3 +185,22 @@ def test_after_cut_codebook_noise_reads_the_path_clean(models, monkeypatch, desi
     state, noise = seen["state"], seen["noise"]
     assert noise.code_noise is not None and (noise.path >= 0).any()
     assert torch.equal(noise.path, state.tokens.masked_fill(~state.committed, -1))
+
+
+@pytest.mark.parametrize("family", PERTURBABLE)
+def test_a_probe_cache_does_not_depend_on_the_probes_drawn_before_it_in_its_job(models, family):
+    """One sampling job draws every probe of a run (workflow/rules/probes.smk): a probe's cache must
+    be what a job of its own would draw, whatever the job drew before with the same model."""
+    m, knobs, run = models[family], KNOBS.get(family, {}), ("d", family, "0", "neutral")
+    noise = {"kind": "noise", "target": "codebook", "sigmas": [0.0, 1.0]}
+    others = {"clamp": {"kind": "path_clamp", "cut_fractions": [0.25], "paths": 3, "continuations": 2},
+              "sweep": {"kind": "sweep", "knob": "temperature", "values": [0.5, 2.0]}}
+    draw = lambda name, probe: probes.probe_cache(m, name, probe, n_classes=C, knobs=knobs, per_class=4,  # noqa: E731
+                                                  run=run, base_seed=7)
+    alone = draw("noise", noise)
+    for name, probe in others.items():
+        draw(name, probe)
+    after = draw("noise", noise)
+    assert alone.keys() == after.keys() and all((alone[k] == after[k]).all() for k in alone)
+    renamed = draw("other_noise", noise)  # the noise seed is the probe's own (its name), not the job's
+    assert (renamed["tokens"][0] == alone["tokens"][0]).all() and (renamed["tokens"][1] != alone["tokens"][1]).any()

@@ -57,11 +57,13 @@ def test_editing_a_downstream_module_plans_its_importers_and_what_follows(finish
     calibration suite: no tokenizer, training or sampling job reruns."""
     importers = {script.stem for script in (finished / "workflow/scripts").glob("*.py")
                  if finished / "src/ibdiv/measure/metrics.py" in code_files(script, finished / "src")}
-    assert importers == {"measure_baseline", "measure_probe", "measure_reference", "oracle_validation",
+    assert importers == {"measure_baseline", "measure_probes", "measure_reference", "oracle_validation",
                          "label_calibration"}
     metrics = finished / "src/ibdiv/measure/metrics.py"
     metrics.write_text(metrics.read_text() + "\n# a real edit: the checksum changes\n")
-    rules = {rule for rule, _ in planned(finished)}
+    # measure_probe (one job per in-house probe) runs the adapter measure_probes.py, as the pretrained
+    # backends' grouped measure_probes_<dataset> do (workflow/rules/probes.smk)
+    rules = {re.sub(r"^measure_probe$", "measure_probes", rule) for rule, _ in planned(finished)}
     downstream = {"generators_table", "diagnostics_tables", "diagnostic_figures", "findings_tables", "summary",
                   "manifest", "calibration_figure"}
     assert rules == importers | downstream, rules
@@ -79,6 +81,7 @@ def test_changing_one_probe_sigma_plans_that_probe_and_its_dependents(finished):
     config["probes"]["codebook_noise"]["sigmas"] = [0.0, 0.5]
     (finished / "config/smoke.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     jobs = planned(finished)
+    # in-house families: one sampling job per probe and run, one measuring job per probe (probes.smk)
     sampled = [w for rule, w in jobs if rule == "sample_probe"]
     measured = [w for rule, w in jobs if rule == "measure_probe"]
     assert len(sampled) == 3 and all(w["probe"] == "codebook_noise" for w in sampled)  # the embedding families

@@ -1,4 +1,5 @@
 # Helpers shared by the rule files (axes from config, code inputs, log and benchmark paths).
+import re
 import sys
 from pathlib import Path
 
@@ -271,18 +272,72 @@ def probe_cache_paths(dataset, probe):
     return [f"results/{dataset}/probes/{probe}/{f}/seed{s}/{p}/samples.npz" for f, s, p in probe_runs(dataset, probe)]
 
 
+def starts_up_heavily(family):
+    """A pretrained backend (its model a published checkpoint): a job that draws from it imports
+    diffusers / transformers and loads the checkpoint, which costs more than sampling a probe, so its
+    probes are drawn and measured by grouped jobs (probes.smk says why, with the numbers)."""
+    return registry.family(family).model == "checkpoint"
+
+
+def grouped_dataset(dataset):
+    """A dataset whose probes one job measures (measure_probes_<dataset>): one with a pretrained backend."""
+    return any(starts_up_heavily(f) for f in families_of(dataset))
+
+
+def one_of(names):
+    """A wildcard constraint matching exactly `names` (and nothing when there is none)."""
+    return "|".join(re.escape(name) for name in names) or "(?!)"
+
+
+def probes_at(family, point):
+    """The probes drawn at one family's operating point, in config order (the same in every
+    dataset that has the family: probe_runs depends on the family, not the dataset)."""
+    found = {tuple(probe for probe in config["probes"] if (family, SEEDS[0], point) in probe_runs(d, probe))
+             for d in DATASETS if family in families_of(d)}
+    assert len(found) <= 1, f"probes at {family}/{point} differ between datasets: {found}"
+    return list(found.pop()) if found else []
+
+
+def sampling_groups():
+    """(family, point) of every grouped sampling job kind (rules sample_probes_<family>_<point>,
+    probes.smk): the pretrained backends' operating points that some probe is drawn at."""
+    return [(f, p) for f in all_families() if starts_up_heavily(f) for p in points_of(f) if probes_at(f, p)]
+
+
+def job_probes(wildcards):
+    """{probe: its config} a sampling job draws, in output order: its own probe (sample_probe), or
+    every probe of its run (sample_probes_<family>_<point>), never another run's."""
+    names = [wildcards.probe] if hasattr(wildcards, "probe") else probes_at(wildcards.family, wildcards.point)
+    return {probe: config["probes"][probe] for probe in names}
+
+
+def baseline_cells(wildcards):
+    """{probe: its cell that is the run's baseline cache, or None} (registry.baseline_cell)."""
+    return {probe: registry.baseline_cell(spec, config["measure"]["per_class"], config["sampling"]["baseline_per_class"])
+            for probe, spec in job_probes(wildcards).items()}
+
+
 def baseline_reuse(wildcards):
-    """[(the probe's cell that is the baseline cache, that cache)] or [] (registry.baseline_cell)."""
-    cell = registry.baseline_cell(config["probes"][wildcards.probe], config["measure"]["per_class"],
-                                  config["sampling"]["baseline_per_class"])
-    if cell is None:
+    """The run's baseline cache, as a list: [it] where one of the job's probes copies a cell from it, else []."""
+    if all(cell is None for cell in baseline_cells(wildcards).values()):
         return []
     w = wildcards
-    return [(cell, f"results/{w.dataset}/samples/{w.family}/seed{w.seed}/{w.point}/baseline.npz")]
+    return [f"results/{w.dataset}/samples/{w.family}/seed{w.seed}/{w.point}/baseline.npz"]
+
+
+def job_measured_probes(wildcards):
+    """The probes a measuring job measures, in output order: its own (measure_probe), or every
+    probe of its dataset (measure_probes_<dataset>)."""
+    return [wildcards.probe] if hasattr(wildcards, "probe") else measured_probes(wildcards.dataset)
+
+
+def measured_probes(dataset):
+    """The probes with a cache in the dataset, in config order."""
+    return [probe for probe in config["probes"] if probe_runs(dataset, probe)]
 
 
 def probe_measure_paths(dataset):
-    return [f"results/{dataset}/probes/{probe}/measure.json" for probe in config["probes"] if probe_runs(dataset, probe)]
+    return [f"results/{dataset}/probes/{probe}/measure.json" for probe in measured_probes(dataset)]
 
 
 def all_probe_cache_paths(dataset):

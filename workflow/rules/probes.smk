@@ -1,19 +1,34 @@
 # Probes (DESIGN §4): each `probes.<name>` entry of the config becomes, per dataset x family
-# x seed x operating point, a sampling job (a compact token cache) and a measuring job.
+# x seed x operating point, a compact token cache, and a measure.json per dataset and probe.
+#
+# Two job shapes, the same adapters (workflow/scripts/sample_probes.py, measure_probes.py) and
+# library (probes.probe_cache, probe_measures.measure_probe), byte-identical caches and measures:
+# - in-house families and datasets: one job per probe (sample_probe: dataset x probe x family x
+#   seed x point; measure_probe: dataset x probe). Start-up does not dominate there: a default
+#   sampling job does ~14 CPU-s of work against ~3 CPU-s of start-up, and one job per probe keeps
+#   "edit one probe, rerun only its jobs" (grouping reran ~85 % of the default probe stage, ~1,500
+#   CPU-s, for one probe's ~15 %; docs/performance.md).
+# - pretrained backends (registry model "checkpoint") and their datasets: one job per run draws
+#   every probe of the run (sample_probes_<family>_<point>), one job per dataset measures every
+#   probe (measure_probes_<dataset>). Their start-up (diffusers / transformers imports, ~6 CPU-s
+#   more a job; checkpoints of GBs at full size) cost more than a smoke probe's sampling: grouping
+#   took the pretrained smoke from 84.7 to 54.7 units of CPU (docs/performance.md).
+# The wildcard constraints (family / dataset) split the two shapes, so no file has two rules.
 
 
 rule sample_probe:
     input:
         model=sampler_model,
         tokens="results/{dataset}/tokens.npz",
-        # the run's baseline cache where one of this probe's cells is it (registry.baseline_cell)
-        baseline=lambda w: [path for _, path in baseline_reuse(w)],
-        **script_inputs("sample_probe"),
+        baseline=baseline_reuse,  # the run's baseline cache where the probe's cell is it (registry.baseline_cell)
+        **script_inputs("sample_probes"),
     output:
         "results/{dataset}/probes/{probe}/{family}/seed{seed}/{point}/samples.npz",
+    wildcard_constraints:
+        family=one_of(f for f in all_families() if not starts_up_heavily(f)),
     params:
-        probe=probe_spec,
-        baseline_cell=lambda w: [cell for cell, _ in baseline_reuse(w)],  # [] or [cell], as input.baseline
+        probes=job_probes,
+        baseline_cells=baseline_cells,
         knobs=point_knobs,
         per_class=config["measure"]["per_class"],
         batch_size=sampling_batch,
@@ -30,7 +45,48 @@ rule sample_probe:
     conda:
         "../../envs/ibdiv.yaml"
     script:
-        "../scripts/sample_probe.py"
+        "../scripts/sample_probes.py"
+
+
+# A grouped job's outputs are fixed when the rule is defined and the probes of a run depend on its
+# family and point, hence one rule per (family, point), all alike; its params hold only its own
+# probes, so editing one probe reruns the runs that draw it (and their other probes' caches).
+for _family, _point in sampling_groups():
+
+    rule:
+        name:
+            f"sample_probes_{_family}_{_point}"
+        input:
+            model=sampler_model,
+            tokens="results/{dataset}/tokens.npz",
+            baseline=baseline_reuse,  # the run's baseline cache where a cell is it (registry.baseline_cell)
+            **script_inputs("sample_probes"),
+        output:
+            [f"results/{{dataset}}/probes/{probe}/{{family}}/seed{{seed}}/{{point}}/samples.npz"
+             for probe in probes_at(_family, _point)],
+        wildcard_constraints:
+            family=re.escape(_family),
+            point=re.escape(_point),
+        params:
+            probes=job_probes,  # in output order
+            baseline_cells=baseline_cells,
+            knobs=point_knobs,
+            per_class=config["measure"]["per_class"],
+            batch_size=sampling_batch,
+            nested_batch=nested_batch,  # from resources.memory_gib (ibdiv.pipeline.sizing)
+            seed=config["seed"],
+            device=DEVICE,
+        log:
+            run_logfile("sample_probes"),
+        benchmark:
+            run_benchfile("sample_probes")
+        threads: 1
+        resources:
+            gpu=gpus,
+        conda:
+            "../../envs/ibdiv.yaml"
+        script:
+            "../scripts/sample_probes.py"
 
 
 rule measure_probe:
@@ -41,12 +97,14 @@ rule measure_probe:
         tokenizer="results/{dataset}/tokenizer/model.pt",
         classifier="results/{dataset}/classifier/model.pt",
         reference="results/{dataset}/reference/quality.npz",
-        **script_inputs("measure_probe"),
+        **script_inputs("measure_probes"),
     output:
         "results/{dataset}/probes/{probe}/measure.json",
+    wildcard_constraints:
+        dataset=one_of(d for d in DATASETS if not grouped_dataset(d)),
     params:
-        probe=probe_spec,
-        runs=lambda w: probe_runs(w.dataset, w.probe),
+        probes=lambda w: {probe: config["probes"][probe] for probe in job_measured_probes(w)},
+        runs=lambda w: {probe: probe_runs(w.dataset, probe) for probe in job_measured_probes(w)},
         measure=config["measure"],
         seed=config["seed"],
     log:
@@ -57,7 +115,41 @@ rule measure_probe:
     conda:
         "../../envs/ibdiv.yaml"
     script:
-        "../scripts/measure_probe.py"
+        "../scripts/measure_probes.py"
+
+
+# A pretrained backend's dataset: one job measures every probe, one measure.json each.
+for _dataset in filter(grouped_dataset, DATASETS):
+    if not measured_probes(_dataset):
+        continue
+
+    rule:
+        name:
+            f"measure_probes_{_dataset}"
+        input:
+            samples=lambda w: all_probe_cache_paths(w.dataset),  # probe by probe, in params order
+            tokenizer="results/{dataset}/tokenizer/model.pt",
+            classifier="results/{dataset}/classifier/model.pt",
+            reference="results/{dataset}/reference/quality.npz",
+            **script_inputs("measure_probes"),
+        output:
+            [f"results/{{dataset}}/probes/{probe}/measure.json" for probe in measured_probes(_dataset)],
+        wildcard_constraints:
+            dataset=re.escape(_dataset),
+        params:
+            probes=lambda w: {probe: config["probes"][probe] for probe in job_measured_probes(w)},  # output order
+            runs=lambda w: {probe: probe_runs(w.dataset, probe) for probe in job_measured_probes(w)},
+            measure=config["measure"],
+            seed=config["seed"],
+        log:
+            logfile("measure_probes"),
+        benchmark:
+            benchfile("measure_probes")
+        threads: 1
+        conda:
+            "../../envs/ibdiv.yaml"
+        script:
+            "../scripts/measure_probes.py"
 
 
 rule measure_baseline:

@@ -47,6 +47,14 @@ def sampling_seed(base_seed: int, dataset: str, family: str, seed, point: str) -
     return derive_seed(base_seed, dataset, family, seed, point, "baseline")
 
 
+def noise_seed_of(base_seed: int, dataset: str, family: str, seed, point: str, probe: str) -> int:
+    """The seed of a probe's perturbation noise in one run: derived from the probe's name, so it does
+    not depend on which other probes a job draws beside it."""
+    from ibdiv.core.seeds import derive_seed
+
+    return derive_seed(base_seed, dataset, family, seed, point, probe, "noise")
+
+
 def draw_noise(model, target: str | None, sigma: float, n: int, gen: torch.Generator):
     """A Perturbation for n samples (None when there is nothing to perturb)."""
     if target is None:
@@ -194,6 +202,23 @@ def run_probe(model, probe: dict, n_classes: int, knobs: dict, *, per_class: int
               sample_nested(model, n_classes, probe["paths"], probe["continuations"], knobs=knobs, seed=seed,
                             noise_seed=noise_seed, batch_size=nested_batch, **cell) for i, cell in enumerate(cells)]
     return {key: np.stack([c[key] for c in nested]) for key in nested[0]}
+
+
+def probe_cache(model, name: str, probe: dict, *, n_classes: int, knobs: dict, per_class: int, run: tuple,
+                base_seed: int, baseline: dict | None = None, baseline_cell: int | None = None,
+                batch_size: int = 1024, nested_batch: int | None = None) -> dict:
+    """The sample cache of one probe in one run `run` = (dataset, family, seed, point): what
+    run_probe draws and the cell labels. The sampling seed is the run's (sampling_seed) and the
+    noise seed the probe's own (noise_seed_of), so a cache does not depend on which other probes
+    its job draws, nor in what order. `baseline`: the run's baseline cache, copied as cell
+    `baseline_cell` (registry.baseline_cell) instead of drawn again."""
+    seed = sampling_seed(base_seed, *run)
+    given = {} if baseline_cell is None else {baseline_cell: baseline_as_cell(baseline, seed=seed)}
+    out = run_probe(model, probe, n_classes, knobs, per_class=per_class, seed=seed,
+                    noise_seed=noise_seed_of(base_seed, *run, name), batch_size=batch_size, given=given,
+                    nested_batch=nested_batch)
+    out["cells"] = np.array([str(c) for c in probe_cells(probe)])
+    return out
 
 
 def baseline_as_cell(cache: dict, *, seed: int) -> dict:
