@@ -1,8 +1,7 @@
 """Snakemake adapter: every flat estimand and quality metric of every baseline sample cache of a dataset."""
 import numpy as np
 
-from ibdiv.data import classifier, tokenizer
-from ibdiv.measure import coarse, diagnostics
+from ibdiv.measure import diagnostics, probe_measures
 from ibdiv.core import registry
 from ibdiv.core.seeds import derive_seed
 from ibdiv.core.io import load_npz, save_json
@@ -11,10 +10,8 @@ from ibdiv.core.runlog import job
 w, p = snakemake.wildcards, snakemake.params
 with job(snakemake.log[0], snakemake.threads) as log:
     registry.declare(snakemake.config)  # families the config brings itself
-    vq = tokenizer.load_tokenizer(snakemake.input.tokenizer)
-    cnn = classifier.load_classifier(snakemake.input.classifier)
-    reference = diagnostics.load_quality_reference(snakemake.input.reference)
-    maps = coarse.tokenizer_maps(vq, p.measure.get("coarse_k", []), p.seed)
+    vq, cnn, reference, maps = probe_measures.load_readers(snakemake.input.tokenizer, snakemake.input.classifier,
+                                                           snakemake.input.reference, p.measure, p.seed)
     runs = []
     for (family, seed, point), path in zip(p.runs, snakemake.input.samples):
         cache = load_npz(path)

@@ -7,7 +7,18 @@ import numpy as np
 
 from ibdiv.core import registry
 from ibdiv.core.seeds import derive_seed
-from ibdiv.measure import diagnostics
+from ibdiv.data import classifier, tokenizer
+from ibdiv.measure import coarse, diagnostics
+
+
+def load_readers(tokenizer_path, classifier_path, reference_path, measure: dict, base_seed: int) -> tuple:
+    """(vq, cnn, reference, maps): what every measuring job reads its caches with: the tokenizer
+    (decoding, K), the classifier (accuracy, layouts), the real data's quality reference and the
+    coarse alphabets' code maps of `measure["coarse_k"]`."""
+    vq = tokenizer.load_tokenizer(tokenizer_path)
+    cnn = classifier.load_classifier(classifier_path)
+    reference = diagnostics.load_quality_reference(reference_path)
+    return vq, cnn, reference, coarse.tokenizer_maps(vq, measure.get("coarse_k", []), base_seed)
 
 
 def measure_probe(name: str, probe: dict, runs, caches, *, dataset: str, measure: dict, base_seed: int, vq, cnn,
