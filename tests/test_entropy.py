@@ -463,3 +463,36 @@ def test_chao_shen_by_counting_and_sorting_agree_bit_for_bit(k, n):
     along_axis = E.entropy_from_samples(samples, k, axis=1)
     assert along_axis.shape == (6, 5)
     assert np.array_equal(along_axis.ravel(), E.entropy_from_samples(rows, k))
+
+
+# --- issue 26: the fast paths agree with the plain ones --------------------------------------------
+
+
+@FAST
+@given(n=st.integers(1, 140), rows=st.integers(1, 30), low=st.sampled_from([-40, 0, 30_000]),
+       seed=st.integers(0, 2**32 - 1))
+def test_network_sort_sorts_every_column(n, rows, low, seed):
+    """Batcher's network, pruned to n slots, sorts like np.sort for every n up to past its cap."""
+    x = np.random.default_rng(seed).integers(low, low + 50, size=(n, rows)).astype(np.int32)
+    assert np.array_equal(E._network_sort(x.copy()), np.sort(x, axis=0))
+
+
+@pytest.mark.parametrize("n", [10, 20, 129])  # the network (n <= 128) and np.sort past it
+def test_chao_shen_by_sorting_matches_entropy_from_counts(n):
+    """Every row's tabulated Chao-Shen entropy = the estimator on the row's histogram."""
+    samples = np.random.default_rng(n).integers(0, 12, size=(40, n))
+    hist = np.stack([np.bincount(row, minlength=12) for row in samples])
+    np.testing.assert_allclose(E._chao_shen_by_sorting(samples, -1) / math.log(2),
+                               E.entropy_from_counts(hist, "chao_shen"), rtol=1e-12)
+
+
+@FAST
+@given(n_rows=st.integers(0, 40), n_classes=st.integers(1, 6), seed=st.integers(0, 2**32 - 1))
+def test_class_code_counts_equals_scatter_add(n_rows, n_classes, seed):
+    """Sorted per-class sums = np.add.at, empty classes included (zero rows)."""
+    rng = np.random.default_rng(seed)
+    hist, labels = rng.integers(0, 5, size=(n_rows, 7)), rng.integers(0, n_classes, size=n_rows)
+    expected = np.zeros((n_classes, 7), dtype=hist.dtype)
+    np.add.at(expected, labels, hist)
+    got = E._class_code_counts(hist, labels, n_classes)
+    assert got.dtype == expected.dtype and np.array_equal(got, expected)

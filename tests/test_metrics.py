@@ -396,3 +396,46 @@ def test_memorisation_with_precomputed_reference_lookups_is_the_same():
     shared = M.memorisation(gen, train, ref, ref_nn_hamming=plain.ref_nn_hamming, train_rows=rows,
                             ref_copy_rate=rows.copy_rate(ref))
     assert shared == plain and 0 < plain.copy_rate < 1  # small grids: some copies, not all
+
+
+# --- issue 26: the fast paths agree with the slow definitions -------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1, 40), n_pos=st.integers(1, 5), n_values=st.integers(1, 6), seed=st.integers(0, 2**32 - 1))
+def test_hamming_vendi_both_gram_routes_agree(rows, n_pos, n_values, seed):
+    """The spectrum from Fᵀ F (width < n) and from F Fᵀ (otherwise) give the same Vendi: random
+    code grids on both sides of width = n, against the explicit n x n Hamming kernel."""
+    z = np.random.default_rng(seed).integers(0, n_values, size=(rows, n_pos))
+    (columns,), width = M._one_hot_columns(z)
+    factor = M._one_hot(columns, width).astype(np.float64)
+    by_rows = M._vendi_from_eigenvalues(np.linalg.eigvalsh(factor @ factor.T / (n_pos * rows)))
+    by_columns = M._vendi_from_eigenvalues(np.linalg.eigvalsh(factor.T @ factor / (n_pos * rows)))
+    explicit = M.vendi_from_kernel(bruteforce_hamming_kernel(z))
+    assert by_rows == pytest.approx(explicit, rel=1e-10)
+    assert by_columns == pytest.approx(explicit, rel=1e-10)
+    assert M.hamming_vendi(z) == pytest.approx(explicit, rel=1e-10)
+
+
+@FAST
+@given(n_query=st.integers(1, 30), n_pool=st.integers(1, 40), n_pos=st.integers(1, 7),
+       low=st.sampled_from([-3, 0, 250, 70_000]), seed=st.integers(0, 2**32 - 1), chunk=st.integers(1, 9))
+def test_nn_hamming_matches_bruteforce(n_query, n_pool, n_pos, low, seed, chunk):
+    """Position-by-position counting (narrow codes, any chunk) = the definition, for negative
+    codes, codes past uint8 and past uint16."""
+    rng = np.random.default_rng(seed)
+    pool = rng.integers(low, low + 4, size=(n_pool, n_pos))
+    queries = np.vstack([rng.integers(low, low + 4, size=(n_query, n_pos)), pool[:1]])
+    expected = [min(np.mean(q != p) for p in pool) for q in queries]
+    np.testing.assert_allclose(M._nn_hamming(queries, pool, chunk=chunk), expected, rtol=0, atol=1e-12)
+
+
+def test_nn_hamming_counts_past_255_positions():
+    """N = 300 positions overflows uint8 counts: the counter must be wider."""
+    rng = np.random.default_rng(0)
+    pool = rng.integers(0, 3, size=(5, 300))
+    queries = np.vstack([pool[2], rng.integers(0, 3, size=(3, 300))])
+    expected = [min(np.mean(q != p) for p in pool) for q in queries]
+    got = M._nn_hamming(queries, pool)
+    assert got[0] == 0.0
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)

@@ -322,6 +322,42 @@ def _chao_shen_by_counting(samples: np.ndarray, alphabet_size: int, axis: int, l
     return np.bincount(row, weights=_chao_shen_table(n)[singletons[row], length], minlength=n_rows)
 
 
+# Up to this many values a row, a sorting network beats np.sort (measured: n 20, 200,000 rows,
+# int16: 0.011 vs 0.063 CPU-s with the transpose; n 128: 0.010 vs 0.033).
+_NETWORK_MAX_N = 128
+
+
+@functools.lru_cache(maxsize=16)
+def _batcher_pairs(n: int) -> tuple[tuple[int, int], ...]:
+    """Compare-exchange pairs (i < j) of Batcher's odd-even merge sort for n values: the network
+    for the next power of two, less the pairs that touch a slot >= n (those slots would hold +inf,
+    so such pairs never exchange; the rest still sorts)."""
+    size = 1 << max(0, (n - 1).bit_length())
+    pairs, p = [], 1
+    while p < size:
+        k = p
+        while k >= 1:
+            for j in range(k % p, size - k, 2 * k):
+                for i in range(min(k, size - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p) and i + j + k < n:
+                        pairs.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    return tuple(pairs)
+
+
+def _network_sort(slots: np.ndarray) -> np.ndarray:
+    """Sort every column of `slots` (n, rows) in place, ascending, by a sorting network: each
+    compare-exchange is a vector min and max over all rows at once, where np.sort sorts the
+    millions of short rows of the nested designs one by one (5-6x slower at n = 10-20)."""
+    low = np.empty_like(slots[0])
+    for i, j in _batcher_pairs(slots.shape[0]):
+        np.minimum(slots[i], slots[j], out=low)
+        np.maximum(slots[i], slots[j], out=slots[j])
+        slots[i] = low
+    return slots
+
+
 def _chao_shen_by_sorting(samples: np.ndarray, axis: int) -> np.ndarray:
     """Chao–Shen nats of every row (the values along ``axis``), from the rows sorted and laid out
     one row per column (n, rows): run ends, run lengths and singletons are then a few vector
@@ -333,21 +369,27 @@ def _chao_shen_by_sorting(samples: np.ndarray, axis: int) -> np.ndarray:
     small = np.iinfo(np.int16)
     if rows.dtype.kind in "iu" and rows.size and small.min <= rows.min() and rows.max() <= small.max:
         rows = rows.astype(np.int16, order="C")  # codes and layouts are small: int16 sorts ~3x faster than int64
-    rows = np.sort(rows.reshape(-1, n), axis=-1)  # sorts a copy: the caller's array stays as it is
-    slots = np.ascontiguousarray(rows.T)  # (n, rows)
+    if rows.dtype.kind in "iu" and n <= _NETWORK_MAX_N:
+        slots = _network_sort(np.ascontiguousarray(rows.reshape(-1, n).T))  # (n, rows), a sorted copy
+    else:
+        rows = np.sort(rows.reshape(-1, n), axis=-1)  # sorts a copy: the caller's array stays as it is
+        slots = np.ascontiguousarray(rows.T)  # (n, rows)
     ends = np.empty(slots.shape, dtype=bool)
     np.not_equal(slots[1:], slots[:-1], out=ends[:-1])
     ends[-1] = True
-    length = np.zeros(slots.shape, dtype=np.intp)  # a run's length at its last slot, else 0
-    run = np.ones(slots.shape[1], dtype=np.intp)  # length so far of the run through the slot
+    goes_on = ~ends
+    # narrow in-place counters (uint8 for n <= 255): ~5x cheaper than np.where on intp per slot
+    length = np.empty(slots.shape, dtype=np.min_scalar_type(n))  # a run's length at its last slot, else 0
+    run = np.ones(slots.shape[1], dtype=length.dtype)  # length so far of the run through the slot
     for slot in range(n):
         if slot:
-            run = np.where(ends[slot - 1], 1, run + 1)
+            np.multiply(run, goes_on[slot - 1], out=run)  # restart after a run's end
+            run += 1
         np.multiply(run, ends[slot], out=length[slot])
-    singletons = np.count_nonzero(length == 1, axis=0)
+    singletons = np.add.reduce(length == 1, axis=0, dtype=np.intp)
     # table[singletons, length] as one flat take (a broadcast 2-D fancy index is ~2x slower);
     # length 0 reads the table's 0 column: ±0
-    terms = np.take(_chao_shen_table(n).ravel(), length + singletons * (n + 1))
+    terms = np.take(_chao_shen_table(n).ravel(), singletons * (n + 1) + length)
     nats = terms[0] + 0.0  # from +0.0, as bincount starts (−0.0 + 0.0 = +0.0)
     for slot in range(1, n):
         nats += terms[slot]
@@ -531,11 +573,15 @@ def _usage_mi_from_class_counts(class_counts: np.ndarray, method: str) -> np.nda
 
 
 def _class_code_counts(hist: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """(C, K) code counts per class from per-image histograms. A scatter-add, not a one-hot
-    matrix product: the product went through BLAS and cost ~60 ms a call on a busy 2-core
-    machine (threads spinning), 80% of a calibration replicate's time (cProfile)."""
+    """(C, K) code counts per class from per-image histograms: the rows sorted by class and
+    summed per run of equal labels (integers: exact). Not a one-hot matrix product (it went
+    through BLAS and cost ~60 ms a call on a busy 2-core machine, threads spinning) nor a
+    scatter-add (np.add.at: 0.95 ms a call against 0.30 at n 1,600, K 64; 600 calls a flat cell)."""
+    order = np.argsort(labels, kind="stable")
+    present, starts = np.unique(labels[order], return_index=True)
     counts = np.zeros((n_classes, hist.shape[1]), dtype=hist.dtype)
-    np.add.at(counts, labels, hist)
+    if len(order):
+        counts[present] = np.add.reduceat(hist[order], starts, axis=0)
     return counts
 
 

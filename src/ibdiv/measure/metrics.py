@@ -145,8 +145,11 @@ def frechet_distance(feats_a, feats_b) -> float:
 
 
 def _cubic(dots: np.ndarray, width: int) -> np.ndarray:
-    """The standard KID kernel (x·y/d + 1)^3, from the dot products."""
-    return (dots / width + 1.0) ** 3
+    """The standard KID kernel (x·y/d + 1)^3, from the dot products. Cubed by two products, not
+    `** 3` (numpy's pow: ~8x slower, 11 % of a flat measuring cell); they differ by <= 1 ulp."""
+    base = dots / width
+    base += 1.0
+    return base * base * base
 
 
 def _polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -379,15 +382,41 @@ def _mean_pairwise_hamming(columns: list[np.ndarray], width: int) -> float:
     return float(1.0 - equal_pairs / n_pos)
 
 
-def _nn_hamming(queries: np.ndarray, pool: np.ndarray, chunk: int = 4096) -> np.ndarray:
-    """Per query row: min normalised Hamming distance to any pool row (one-hot matmul, chunked)."""
-    (q_cols, p_cols), width = _one_hot_columns(queries, pool)
-    q_hot = _one_hot(q_cols, width)
-    best_equal = np.zeros(queries.shape[0], dtype=np.float32)
-    for rows in _row_chunks(pool.shape[0], chunk):  # chunks bound memory to n_query × chunk
-        equal = q_hot @ _one_hot(p_cols[rows], width).T
-        best_equal = np.maximum(best_equal, equal.max(axis=1))
-    return 1.0 - best_equal.astype(np.float64) / queries.shape[1]
+def _smallest_int_dtype(*arrays: np.ndarray) -> np.dtype:
+    """The narrowest integer dtype holding every value of the arrays (uint8 for K <= 256 codes):
+    comparing narrow codes moves less memory."""
+    lo = min(int(a.min()) for a in arrays if a.size)
+    hi = max(int(a.max()) for a in arrays if a.size)
+    return np.result_type(np.min_scalar_type(lo), np.min_scalar_type(hi))
+
+
+def _nn_hamming(queries: np.ndarray, pool: np.ndarray, chunk: int = 128) -> np.ndarray:
+    """Per query row: min normalised Hamming distance to any pool row.
+
+    Equal positions are counted position by position (N compares of a chunk of queries against
+    every pool row, added in place into narrow integer counts): exact, and ~15x cheaper than the
+    one-hot matrix product it replaces (1,600 x 16,000 grids, N 16, K 64: 0.04 vs 0.64 CPU-s),
+    which multiplied N*K-wide rows holding N ones each. Chunks of `chunk` queries bound the
+    memory to 2 x chunk x n_pool bytes and keep the counts in cache.
+    """
+    if queries.shape[0] == 0 or pool.shape[0] == 0:  # as the matrix product gave: nothing equal
+        return np.ones(queries.shape[0])
+    n_pos = queries.shape[1]
+    codes = _smallest_int_dtype(queries, pool)
+    q_cols = np.ascontiguousarray(queries.astype(codes, copy=False).T)  # (N, n_query): one row per position
+    p_cols = np.ascontiguousarray(pool.astype(codes, copy=False).T)
+    count_dtype = np.min_scalar_type(n_pos)  # uint8 up to 255 positions
+    equal = np.empty((min(chunk, queries.shape[0]), pool.shape[0]), dtype=count_dtype)
+    hit = np.empty(equal.shape, dtype=bool)
+    best = np.empty(queries.shape[0], dtype=np.int64)
+    for rows in _row_chunks(queries.shape[0], chunk):
+        eq, ht = equal[: rows.stop - rows.start], hit[: rows.stop - rows.start]
+        eq[...] = 0
+        for pos in range(n_pos):  # N positions only (tiny); never a Python loop over rows
+            np.equal(q_cols[pos, rows, None], p_cols[pos][None, :], out=ht)
+            np.add(eq, ht, out=eq)
+        best[rows] = eq.max(axis=1)
+    return 1.0 - best.astype(np.float64) / n_pos
 
 
 class RowSet:
