@@ -14,12 +14,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
-import numpy as np
+# One BLAS thread, as the Snakefile gives every job, set before numpy starts OpenBLAS: without it
+# OpenBLAS spins a thread per core and eigvalsh alone took 4.7 of a flat run's 10.3 CPU-s
+# (0.15 with one thread; the "54 % in eigvalsh" of issue 26's profile was this, not the jobs).
+for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-from ibdiv.measure import coarse, diagnostics, metrics
-from ibdiv.pipeline.speed import reference_unit_seconds
+import numpy as np  # noqa: E402
+
+from ibdiv.measure import coarse, diagnostics, metrics  # noqa: E402
+from ibdiv.pipeline.speed import reference_unit_seconds  # noqa: E402
 
 C, P, R, N, K, PER_CLASS, N_LAYOUTS = 8, 40, 20, 16, 64, 200, 18
 CFG = {"method": "chao_shen", "per_class": PER_CLASS, "n_boot": 100, "n_null": 100, "n_boot_paths": 30,

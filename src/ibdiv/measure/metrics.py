@@ -145,11 +145,10 @@ def frechet_distance(feats_a, feats_b) -> float:
 
 
 def _cubic(dots: np.ndarray, width: int) -> np.ndarray:
-    """The standard KID kernel (x·y/d + 1)^3, from the dot products. Cubed by two products, not
-    `** 3` (numpy's pow: ~8x slower, 11 % of a flat measuring cell); they differ by <= 1 ulp."""
-    base = dots / width
-    base += 1.0
-    return base * base * base
+    """The standard KID kernel (x·y/d + 1)^3, from the dot products. (`** 3`, numpy's pow, is
+    ~8x slower than two products, ~0.1 CPU-s a flat cell, but the products differ from it by up
+    to 1 ulp in a quarter of the cells: kept, so that KID stays bit-identical.)"""
+    return (dots / width + 1.0) ** 3
 
 
 def _polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
