@@ -14,14 +14,14 @@ min_version("9.0")
 for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-# glibc malloc serves blocks above its mmap threshold (128 KiB at first, raised as they are freed)
-# with fresh mmaps and returns the heap's top above its trim threshold to the kernel: torch's
-# training and sampling temporaries were mmapped, unmapped and page-faulted back (zeroed) step
-# after step, 15 % of a default-sized training + sampling run's CPU in the kernel (issue 26:
-# 856 of the default DAG's 4,604 CPU-s were system time). Blocks below 32 MiB (glibc's largest
-# dynamic threshold) now come from the heap and freed memory stays there below 256 MiB: system
-# time 5.99 -> 0.48 CPU-s, page faults 4.0 M -> 0.23 M (scripts/bench_families.py; docs/performance.md).
-# Only both together help: either alone freezes the other at its small default (more faults).
+# glibc malloc serves blocks above its mmap threshold (128 KiB at first, raised as they are freed,
+# never past 32 MiB) with fresh mmaps and gives the heap's top above its trim threshold back to the
+# kernel: torch's training and sampling temporaries were mapped, unmapped and page-faulted back
+# (zeroed) step after step (issue 26: 856 of the default DAG's 4,604 CPU-s were system time). Blocks
+# below 256 MiB now come from the heap and freed memory stays there up to 256 MiB. Default-sized
+# training and sampling (scripts/bench_families.py --samples 1000, one thread): system time
+# 6.2 -> 0.4 CPU-s, page faults 4.2 M -> 0.17 M, peak RSS 686 -> 768 MB (docs/performance.md).
+# Both are needed: setting either alone freezes the other at its small default (more faults).
 # Allocation only: the numbers are unchanged (the smoke DAG's results are byte-identical).
 os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(256 * 2**20))
 os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", str(256 * 2**20))
