@@ -368,7 +368,9 @@ def _chao_shen_by_sorting(samples: np.ndarray, axis: int) -> np.ndarray:
     rows = np.moveaxis(samples, axis, -1)
     small = np.iinfo(np.int16)
     if rows.dtype.kind in "iu" and rows.size and small.min <= rows.min() and rows.max() <= small.max:
-        rows = rows.astype(np.int16, order="C")  # codes and layouts are small: int16 sorts ~3x faster than int64
+        # codes and layouts are small: narrow codes sort faster (int16 ~3x faster than int64 with
+        # np.sort; uint8, K <= 256, halves the sorting network's memory traffic again)
+        rows = rows.astype(np.uint8 if 0 <= rows.min() and rows.max() <= 255 else np.int16, order="C")
     if rows.dtype.kind in "iu" and n <= _NETWORK_MAX_N:
         slots = _network_sort(np.ascontiguousarray(rows.reshape(-1, n).T))  # (n, rows), a sorted copy
     else:
