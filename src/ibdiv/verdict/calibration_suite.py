@@ -274,6 +274,9 @@ def summarize_case(measurements: pd.DataFrame, probe: dict) -> pd.DataFrame:
     prefix = "responses_unperturbed_"
     for column in [c for c in measurements.columns if c.startswith(prefix)]:
         summary[column[len(prefix):]] = unperturbed[column]
+    prefix = "responses_joint_unperturbed_"  # the joint split of the unperturbed cell, beside the token-level one
+    for column in [c for c in measurements.columns if c.startswith(prefix)]:
+        summary["joint_" + column[len(prefix):]] = unperturbed[column]
     return summary
 
 
