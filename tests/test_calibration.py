@@ -78,7 +78,7 @@ def test_oracle_decoupled_by_construction_is_labelled_decoupled(suite):
 def test_entangled_wiring_is_entangled_by_a_wide_gap(suite):
     """Every case built on the entangled wiring (a misread persists) has its joint Δ far below Δ_min,
     not only by the 2-SE margin: Δ + 2 SE < Δ_min - 0.15 in every seed (measured: Δ 0.24-0.39)."""
-    wired = suite[suite.case.isin([c for c, spec in cal.CASES.items() if spec[1] == "entangled"])]
+    wired = suite[suite.case.isin([c for c, spec in cal.CASES.items() if spec[1] == "entangled" and not c.startswith("oracle")])]
     assert len(wired) and (wired.path_column == "joint").all()
     top = wired.decoupling_index + 2 * wired.decoupling_index_se
     assert (top < CONFIG["classification"]["delta_min"] - 0.15).all(), wired.groupby("case").decoupling_index.max()
@@ -101,13 +101,12 @@ def test_oracle_estimates_match_its_ground_truth_at_the_probe_r(suite, case):
     model, _ = cal.build_case(case, PROBE["cut_fraction"])
     truth = diagnostics.tunable_oracle_truth(model, PROBE["sigma"], 200, 0)
     est = suite[suite.case == case].mean(numeric_only=True)
-    est = est.rename(lambda c: c[len("token_"):] if c.startswith("token_r_") else c)  # the token-level matrix
     for name in ("d_tot", "d_exec", "d_path"):  # Chao-Shen at N = R = 10 reads D_path ~10% low
         assert est[name] == pytest.approx(truth["none"][name], rel=0.12), name
     # responses within 0.06 bit or 15%: Chao-Shen at N = 10 reads the entangled oracle's misread
     # continuations (within-path entropy 1.85 bit) ~0.11 bit low (measured: r_i3_path -0.76 vs -0.86)
-    for name in ("r_i2_path", "r_i2_exec", "r_i3_path", "r_i3_exec", "r_i3_tot"):
-        assert abs(est[name] - truth[name]) <= max(0.06, 0.15 * abs(truth[name])), (name, est[name], truth[name])
+    for name in ("r_i2_path", "r_i2_exec", "r_i3_path", "r_i3_exec", "r_i3_tot"):  # the token-level matrix
+        assert abs(est[f"token_{name}"] - truth[name]) <= max(0.06, 0.15 * abs(truth[name])), (name, est[f"token_{name}"], truth[name])
     if case == "oracle_decoupled":
         assert truth["r_i3_path"] < -0.2  # no continuation leaves its layout, yet I(z_i; layout) falls
 

@@ -34,10 +34,11 @@ Two ways to wire the execution make the cases of DESIGN §5:
   never misread, so every continuation still spelled its path: jointly decoupled,
   docs/methods-joint-path.md.)
 
-``mode_read = "embedding"`` (decoupled wiring only) makes the execution identify its mode from the
-embedding of token 0 read through the code table rather than symbolically. Under the fixed I3 that
-read is clean (token 0 is the path), so the case stays Decoupled; under the old whole-table I3 the
-read is noisy and the case looks entangled (tests/test_calibration.py shows both).
+``mode_read = "embedding"`` (decoupled wiring only) makes the execution identify its mode, at its
+first step, from the embedding of token 0 read through the code table rather than symbolically, and
+then follow the mode its last token spells. Under the fixed I3 that read is clean (token 0 is the
+path), so the case stays Decoupled; under the old whole-table I3 the read is noisy, a misread persists
+and the case looks entangled (tests/test_calibration.py shows both).
 
 Two more constructions exercise κ, the codebook-entropy ratio that η divides by:
 
@@ -259,7 +260,7 @@ def advance(model: CalibrationPrior, state: DecodeState, knobs: dict, gen: torch
             if cfg.wiring == "entangled":
                 mode, sharp = _follow_written(model, reads, state, mode, sharp, gen)
             elif cfg.mode_read == "embedding":
-                mode = _reread_mode(model, reads, state, mode, gen)
+                mode = _read_mode_from_embedding(model, reads, state, mode, gen)
             logits = model.exec_logits(model.table_read_at(reads, state.tokens, i), mode, sharp, classes, i)
         log_probs = sampling_log_probs(logits, knobs["temperature"])
         state.commit_next(*draw(log_probs, gen))
@@ -283,18 +284,22 @@ def _follow_written(model: CalibrationPrior, reads: CodeReads | None, state: Dec
     return torch.where(misread, redrawn // 2, mode), torch.where(misread, redrawn % 2 == 1, sharp)
 
 
-def _reread_mode(model: CalibrationPrior, reads: CodeReads | None, state: DecodeState, mode: torch.Tensor,
-                 gen: torch.Generator) -> torch.Tensor:
-    """The mode an execution step of ``mode_read = "embedding"`` follows: read from token 0's row
-    through the code table (clean under the fixed I3: token 0 is the path); a misread re-draws the mode
-    from the class's prior for this step. Every step consumes the same draws, misread or not."""
+def _read_mode_from_embedding(model: CalibrationPrior, reads: CodeReads | None, state: DecodeState,
+                              mode: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """The mode an execution step of ``mode_read = "embedding"`` follows: at the first execution step
+    the mode read from token 0's row through the code table (clean under the fixed I3: token 0 is the
+    path), a misread re-drawing it from the class's prior; at every later step the mode its last token
+    spells (the decoupled supports are disjoint), so a misread persists, as in the entangled wiring.
+    Every step consumes the same draws, misread or not (the sampler's RNG contract)."""
     classes = state.classes
     rows = torch.arange(len(classes))
     read = model.table_read_at(reads, state.tokens, 0)[rows, state.tokens[:, 0]]
     clean = model.tok_emb.weight[state.tokens[:, 0]]
-    misread = torch.rand(len(classes), generator=gen) < model.misread_probability(read, clean)
+    coin = torch.rand(len(classes), generator=gen)
     redrawn = torch.multinomial(model.mode_logits(model.cls_emb(classes), classes).softmax(-1), 1, generator=gen)[:, 0]
-    return torch.where(misread, redrawn, mode)
+    if state.step > model.config.n_path:
+        return model.written_state(classes, state.tokens[:, state.step - 1], state.step - 1)[0]
+    return torch.where(coin < model.misread_probability(read, clean), redrawn, mode)
 
 
 def _path_of(model: CalibrationPrior, state: DecodeState) -> tuple[torch.Tensor, torch.Tensor]:
@@ -351,8 +356,8 @@ def continuation_log_likelihood(model: CalibrationPrior, tokens: np.ndarray, tem
         mixed = np.einsum("cu,cuprl->cprl", prior, p)[:, None]  # the step under a re-drawn state
         m = _misread_probabilities(model, table, clean, path_read_clean)  # (C, U, L)
         step = (1 - m[:, :, None, None]) * p + m[:, :, None, None] * mixed
-        if cfg.wiring == "entangled":  # after the first step: the state the previous token spells
-            step[..., 1:] = _written_step_probabilities(model, tokens, logp)[:, None]
+        if cfg.wiring == "entangled" or cfg.mode_read == "embedding":  # after the first step: the state
+            step[..., 1:] = _written_step_probabilities(model, tokens, logp)[:, None]  # the previous token spells
         with np.errstate(divide="ignore"):
             per_table.append(np.log(step).sum(-1).transpose(0, 2, 3, 1))  # (C, P, R, U)
     stacked = np.stack(per_table)
@@ -365,8 +370,8 @@ def continuation_log_likelihood(model: CalibrationPrior, tokens: np.ndarray, tem
 def _misread_probabilities(model: CalibrationPrior, table: torch.Tensor, clean: torch.Tensor,
                            path_read_clean: bool) -> np.ndarray:
     """(C, U, L) the probability that execution step n_path + l misreads, as advance reads it: the
-    entangled wiring at its first step through the table it writes with; the embedding read at every
-    step through token 0's row (clean when the path is read clean); 0 otherwise."""
+    entangled wiring at its first step through the table it writes with; the embedding read at its
+    first step through token 0's row (clean when the path is read clean); 0 otherwise."""
     cfg = model.config
     C, M, L = cfg.n_classes, cfg.n_modes, cfg.seq_len - cfg.n_path
     m = np.zeros((C, 2 * M, L))
@@ -375,7 +380,7 @@ def _misread_probabilities(model: CalibrationPrior, table: torch.Tensor, clean: 
     elif cfg.mode_read == "embedding" and not path_read_clean:
         token0 = model.mode_codes[:, :, 0]  # (C, M)
         dev = model.misread_probability(table[token0].reshape(C * M, -1), clean[token0].reshape(C * M, -1))
-        m[:] = dev.reshape(C, M, 1, 1).expand(C, M, 2, 1).reshape(C, 2 * M, 1).double().numpy()
+        m[:, :, 0] = dev.reshape(C, M, 1).expand(C, M, 2).reshape(C, 2 * M).double().numpy()
     return m
 
 
