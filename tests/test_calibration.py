@@ -4,8 +4,10 @@ the spread of their estimates over independent replicates.
 
 One run of the suite at a test-sized design feeds every test here: config.yaml's P, R, N, cut,
 sigma and margins (what decides a label), but 5 seeds of each case, 60 replicates of the decoupled
-case and fewer bootstrap / null draws (~40 CPU-s instead of ~135). The full design (20 seeds, 100
-replicates, config.yaml's draws) is the DAG's label_calibration job."""
+case and fewer bootstrap / null draws. The full design (20 seeds, 100 replicates, config.yaml's
+draws) is the DAG's label_calibration job. Since 2026-12-07 every replicate also reads the joint path
+column (the generator's own likelihood; ~+30 % CPU for a hand-wired case): the module took 172 CPU-s
+at load 15-18 (docs/testing.md)."""
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +79,8 @@ def test_oracle_decoupled_by_construction_is_labelled_decoupled(suite):
 
 def test_entangled_wiring_is_entangled_by_a_wide_gap(suite):
     """Every case built on the entangled wiring (a misread persists) has its joint Δ far below Δ_min,
-    not only by the 2-SE margin: Δ + 2 SE < Δ_min - 0.15 in every seed (measured: Δ 0.24-0.39)."""
+    not only by the 2-SE margin: Δ + 2 SE < Δ_min - 0.15 in every seed (measured 2026-12-07,
+    20 seeds: Δ 0.20-0.42, Δ + 2 SE <= 0.50)."""
     wired = suite[suite.case.isin([c for c, spec in cal.CASES.items() if spec[1] == "entangled" and not c.startswith("oracle")])]
     assert len(wired) and (wired.path_column == "joint").all()
     top = wired.decoupling_index + 2 * wired.decoupling_index_se
