@@ -6,8 +6,7 @@ One run of the suite at a test-sized design feeds every test here: config.yaml's
 sigma and margins (what decides a label), but 5 seeds of each case, 60 replicates of the decoupled
 case and fewer bootstrap / null draws. The full design (20 seeds, 100 replicates, config.yaml's
 draws) is the DAG's label_calibration job. Since 2026-12-07 every replicate also reads the joint path
-column (the generator's own likelihood; ~+30 % CPU for a hand-wired case): the module took 172 CPU-s
-at load 15-18 (docs/testing.md)."""
+column (the generator's own likelihood): the fixture takes 146 CPU-s instead of 88 (docs/testing.md)."""
 from pathlib import Path
 
 import numpy as np
