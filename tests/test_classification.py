@@ -66,6 +66,15 @@ def test_decoupled_when_diagonal_dominates_and_clears_noise():
     assert r.decoupling_excess == pytest.approx(0.9 - 2 * 0.01 - 0.7)  # Δ - m·SE(Δ) - Δ_min
 
 
+def test_the_row_names_the_path_column_that_decided_delta():
+    """path_column is carried into the classified row and named in the rule ("token" when the
+    summary has none: the trained families; "joint" from the suite's generators with a likelihood)."""
+    r = one(r_i2_path=-0.5, r_i3_exec=0.4, r_i2_exec=0.05, r_i3_path=0.05)
+    assert r.path_column == "token" and "Delta[token]=0.90" in r.rule
+    r = one(r_i2_path=-0.5, r_i3_exec=0.4, r_i2_exec=0.05, r_i3_path=0.05, path_column="joint")
+    assert r.path_column == "joint" and "Delta[joint]=0.90" in r.rule and r.label == C.DECOUPLED
+
+
 def test_delta_point_value_above_delta_min_is_not_enough():
     """Δ = 0.72 ± 0.05 (animals MIM seed 1 of issue 22): 0.72 - 2·0.05 < 0.7, not Decoupled;
     a clear case (0.9 ± 0.02) still is."""

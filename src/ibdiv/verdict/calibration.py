@@ -19,17 +19,26 @@ Two ways to wire the execution make the cases of DESIGN §5:
   are disjoint; the gain is the same for every mode. Condition noise before the cut can only move
   the path, codebook noise after it only the spread around a known target: path and execution
   diversity respond to different interventions.
-* ``entangled``: the continuation carries its path through what it has itself written: at every
-  step it re-reads the path from its last token, through the code table, and the gain grows with
-  how strongly the class prefers the mode. Codebook noise after the cut (which perturbs the reads
-  of the tokens committed after it, never the path's: DESIGN §4) then blurs which continuation a
-  path leads to (moves D_path and D_exec in opposite directions), and condition noise before it
-  changes the mix of sharp and soft modes (moves both). Each intervention moves both columns.
+* ``entangled``: the path is a mode and a sharpness (position 1: sharp or soft execution, sharp
+  preferred by the class), and the continuation carries it through what it has itself written: sharp
+  and soft executions of a mode use disjoint supports, so every execution token spells the whole
+  state, and each step follows the state its last token spells. The first execution step picks the
+  path up through the code table it writes with and misreads it with a probability that grows with
+  that table's deviation (misread_probability), re-drawing the state from the class's clean prior;
+  the continuation then follows the misread state to its end (a misread persists, as in a network
+  that has misread its path). Codebook noise after the cut (it perturbs the reads of the tokens
+  committed after it, never the path's: DESIGN §4) then moves whole continuations to another path:
+  the joint information I(X; path | c) falls and H(X | path, c) rises by about as much; condition
+  noise before the cut changes the mix of sharp and soft paths (moves both columns). Each
+  intervention moves both columns. (Until 2026-12-07 a misread lasted one token and the first step
+  never misread, so every continuation still spelled its path: jointly decoupled,
+  docs/methods-joint-path.md.)
 
-``mode_read = "embedding"`` (decoupled wiring only) makes the execution identify its mode from the
-embedding of token 0 read through the code table rather than symbolically. Under the fixed I3 that
-read is clean (token 0 is the path), so the case stays Decoupled; under the old whole-table I3 the
-read is noisy and the case looks entangled (tests/test_calibration.py shows both).
+``mode_read = "embedding"`` (decoupled wiring only) makes the execution identify its mode, at its
+first step, from the embedding of token 0 read through the code table rather than symbolically, and
+then follow the mode its last token spells. Under the fixed I3 that read is clean (token 0 is the
+path), so the case stays Decoupled; under the old whole-table I3 the read is noisy, a misread persists
+and the case looks entangled (tests/test_calibration.py shows both).
 
 Two more constructions exercise κ, the codebook-entropy ratio that η divides by:
 
@@ -100,8 +109,8 @@ class CalibrationPrior(TokenPrior):
         C, K, N, d, M = config.n_classes, config.vocab_size, config.seq_len, config.d_model, config.n_modes
         if config.layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {config.layout!r}")
-        if M * config.support > K:
-            raise ValueError("n_modes * support must not exceed the vocabulary")
+        if M * config.support * (2 if config.wiring == "entangled" else 1) > K:
+            raise ValueError("n_modes * support (x 2 for the entangled wiring's soft supports) must not exceed the vocabulary")
         self.config = config
         g = torch.Generator().manual_seed(config.seed)
         self.cls_emb = nn.Embedding(C + 1, d)  # last row: the null class (unused, as in Backbone)
@@ -144,12 +153,13 @@ class CalibrationPrior(TokenPrior):
         cfg = self.config
         n, K, d = len(classes), cfg.vocab_size, cfg.d_model
         codes = codes.expand(n, K, d)
+        target = self.mode_codes[classes, mode, position]
         if cfg.wiring == "entangled":  # the spread is set by the path; the table it reads is the clean one
             codes = self.tok_emb.weight[:K].expand(n, K, d)
             gain = torch.where(sharp, 2.0 * cfg.exec_gain, 0.0)
+            target = torch.where(sharp, target, (target + cfg.n_modes * cfg.support) % K)  # soft: its own support
         else:
             gain = torch.full((n,), cfg.exec_gain)
-        target = self.mode_codes[classes, mode, position]
         support = (target[:, None] + torch.arange(cfg.support)) % K  # (n, L), disjoint across modes
         candidates = torch.gather(codes, 1, support[..., None].expand(n, cfg.support, d))
         scores = torch.einsum("nld,nd->nl", candidates, codes[torch.arange(n), target]) / d
@@ -163,6 +173,23 @@ class CalibrationPrior(TokenPrior):
         variance = self.tok_emb.weight[: self.config.vocab_size].pow(2).mean()
         deviation = (read - clean).pow(2).reshape(len(read), -1).mean(1) / variance
         return (2.0 * deviation).clamp(max=1.0)
+
+    def state_prior(self, classes: torch.Tensor) -> torch.Tensor:
+        """(n, M, 2) the class's clean prior over entangled paths (mode, sharp), index 1 = sharp: what
+        a misread re-draws from (sharp and mode independent, as positions 0 and 1 draw them)."""
+        cond = self.cls_emb(classes)
+        modes = self.mode_logits(cond, classes).softmax(-1)
+        sharp = self.sharpness_logits(cond, classes).softmax(-1).flip(-1)  # column 0 of the logits is sharp
+        return modes[:, :, None] * sharp[:, None, :]
+
+    def written_state(self, classes: torch.Tensor, tokens: torch.Tensor, position: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The entangled state (mode, sharp) whose execution support at ``position`` holds each token
+        (sharp supports first, then the soft ones: disjoint); a token in no support reads as mode -1."""
+        cfg = self.config
+        offset = (tokens - self.mode_codes[classes, 0, position]) % cfg.vocab_size
+        slot = offset // cfg.support  # 0 .. 2M - 1 inside the supports
+        inside = slot < 2 * cfg.n_modes
+        return torch.where(inside, slot % cfg.n_modes, -1), slot < cfg.n_modes
 
     def table_read_at(self, reads: CodeReads | None, tokens: torch.Tensor, position: int) -> torch.Tensor:
         """(n, K, d): the code table through which the token at ``position`` is read: the clean
@@ -230,32 +257,49 @@ def advance(model: CalibrationPrior, state: DecodeState, knobs: dict, gen: torch
         elif i < cfg.n_path:  # spelled out by the mode: probability one
             logits.scatter_(1, model.mode_codes[classes, mode, i][:, None], 0.0)
         else:
-            if cfg.wiring == "entangled" or cfg.mode_read == "embedding":
-                mode = _reread_mode(model, reads, state, mode, gen)
+            if cfg.wiring == "entangled":
+                mode, sharp = _follow_written(model, reads, state, mode, sharp, gen)
+            elif cfg.mode_read == "embedding":
+                mode = _read_mode_from_embedding(model, reads, state, mode, gen)
             logits = model.exec_logits(model.table_read_at(reads, state.tokens, i), mode, sharp, classes, i)
         log_probs = sampling_log_probs(logits, knobs["temperature"])
         state.commit_next(*draw(log_probs, gen))
     return state
 
 
-def _reread_mode(model: CalibrationPrior, reads: CodeReads | None, state: DecodeState, mode: torch.Tensor,
-                 gen: torch.Generator) -> torch.Tensor:
-    """The mode an execution step follows when it reads its path through the code table: the
-    entangled wiring re-reads it from its last token (the whole table that token is read through),
-    ``mode_read = "embedding"`` from token 0's row; a misread re-draws the mode from the class's
-    prior. Every step consumes the same draws, misread or not (the sampler's RNG contract)."""
-    classes, i = state.classes, state.step
-    K = model.config.vocab_size
-    if model.config.wiring == "entangled":
-        read = model.table_read_at(reads, state.tokens, i - 1)
-        clean = model.tok_emb.weight[:K].expand_as(read)
-    else:
-        rows = torch.arange(len(classes))
-        read = model.table_read_at(reads, state.tokens, 0)[rows, state.tokens[:, 0]]
-        clean = model.tok_emb.weight[state.tokens[:, 0]]
-    misread = torch.rand(len(classes), generator=gen) < model.misread_probability(read, clean)
+def _follow_written(model: CalibrationPrior, reads: CodeReads | None, state: DecodeState, mode: torch.Tensor,
+                    sharp: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The entangled state (mode, sharp) an execution step follows: the path's at the first execution
+    step, unless it misreads the path through the table it writes with (probability misread_probability
+    of that table: perturbed by codebook noise after the cut) and re-draws the state from the class's
+    clean prior; at every later step the state its last token spells, so a misread persists. Every step
+    consumes the same draws, misread or not (the sampler's RNG contract)."""
+    classes, i, K = state.classes, state.step, model.config.vocab_size
+    read = model.table_read_at(reads, state.tokens, i)
+    coin = torch.rand(len(classes), generator=gen)
+    redrawn = torch.multinomial(model.state_prior(classes).reshape(len(classes), -1), 1, generator=gen)[:, 0]
+    if i > model.config.n_path:
+        return model.written_state(classes, state.tokens[:, i - 1], i - 1)
+    misread = coin < model.misread_probability(read, model.tok_emb.weight[:K].expand_as(read))
+    return torch.where(misread, redrawn // 2, mode), torch.where(misread, redrawn % 2 == 1, sharp)
+
+
+def _read_mode_from_embedding(model: CalibrationPrior, reads: CodeReads | None, state: DecodeState,
+                              mode: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """The mode an execution step of ``mode_read = "embedding"`` follows: at the first execution step
+    the mode read from token 0's row through the code table (clean under the fixed I3: token 0 is the
+    path), a misread re-drawing it from the class's prior; at every later step the mode its last token
+    spells (the decoupled supports are disjoint), so a misread persists, as in the entangled wiring.
+    Every step consumes the same draws, misread or not (the sampler's RNG contract)."""
+    classes = state.classes
+    rows = torch.arange(len(classes))
+    read = model.table_read_at(reads, state.tokens, 0)[rows, state.tokens[:, 0]]
+    clean = model.tok_emb.weight[state.tokens[:, 0]]
+    coin = torch.rand(len(classes), generator=gen)
     redrawn = torch.multinomial(model.mode_logits(model.cls_emb(classes), classes).softmax(-1), 1, generator=gen)[:, 0]
-    return torch.where(misread, redrawn, mode)
+    if state.step > model.config.n_path:
+        return model.written_state(classes, state.tokens[:, state.step - 1], state.step - 1)[0]
+    return torch.where(coin < model.misread_probability(read, clean), redrawn, mode)
 
 
 def _path_of(model: CalibrationPrior, state: DecodeState) -> tuple[torch.Tensor, torch.Tensor]:
@@ -266,3 +310,92 @@ def _path_of(model: CalibrationPrior, state: DecodeState) -> tuple[torch.Tensor,
     sharp = state.tokens[:, 1] == model.mode_codes[state.classes, mode, 1]
     return mode, sharp
 
+
+
+# --- the generator's own likelihood of a continuation (the joint path column, ibdiv.measure.joint) ---
+
+def path_keys(model: CalibrationPrior, tokens: np.ndarray) -> np.ndarray:
+    """(C, P) key of each sampled path (tokens (C, P, R, N), the prefix shared by a path's
+    continuations): mode * 2 + sharp, as advance reads them (_path_of)."""
+    C, P = tokens.shape[:2]
+    state = SimpleNamespace(classes=torch.arange(C).repeat_interleave(P),
+                            tokens=torch.as_tensor(tokens[:, :, 0].reshape(C * P, -1)))
+    mode, sharp = _path_of(model, state)
+    return (mode * 2 + sharp.long()).reshape(C, P).numpy()
+
+
+@torch.no_grad()
+def continuation_log_likelihood(model: CalibrationPrior, tokens: np.ndarray, temperature: float,
+                                code_noise: torch.Tensor | None = None, path_read_clean: bool = True) -> np.ndarray:
+    """log q(x | u, c) (natural log), (C, P, R, 2M): the exact probability of each continuation's tokens
+    after the cut (positions n_path ..) under every path key u = mode * 2 + sharp, teacher-forced through
+    the logits advance samples from (exec_logits at `temperature`), misread coins marginalised.
+
+    code_noise (J, K, d): the cell's after-cut codebook noise, as the probe draws it; the result is then
+    the cell's own conditional, the mean (in probability) over the J tables. None: the clean model (the
+    unperturbed and I2 cells: I2 acts before the cut only). path_read_clean False reads the path through
+    the noisy table too (the old whole-table I3; only the embedding read notices)."""
+    cfg = model.config
+    C, P, R, N = tokens.shape
+    n, M, K = cfg.n_path, cfg.n_modes, cfg.vocab_size
+    clean = model.tok_emb.weight[:K]
+    tables = [clean] if code_noise is None else [clean + z for z in code_noise]
+    classes = torch.arange(C).repeat_interleave(2 * M)
+    mode, sharp = torch.arange(M).repeat_interleave(2).repeat(C), torch.tensor([False, True]).repeat(C * M)
+    prior = model.state_prior(torch.arange(C)).reshape(C, 2 * M).double().numpy()  # (C, U): re-draws
+    if cfg.wiring != "entangled":  # the decoupled wiring re-draws the mode only, at the path's sharpness
+        prior = (prior.reshape(C, M, 2).sum(-1)[:, :, None] * np.array([0.0, 1.0])).reshape(C, 2 * M)
+    x = torch.as_tensor(tokens[..., n:], dtype=torch.long)  # (C, P, R, L)
+    idx = x.reshape(C, 1, -1, N - n)  # gathers p(x_i | u) for every u
+    per_table = []
+    for table in tables:
+        logp = torch.stack([sampling_log_probs(model.exec_logits(table, mode, sharp, classes, i), temperature)
+                            for i in range(n, N)], 1).reshape(C, 2 * M, N - n, K).double()  # (C, U, L, K)
+        p = torch.gather(logp.exp(), 3, idx.expand(C, 2 * M, -1, -1).transpose(2, 3)).transpose(2, 3)  # (C, U, PR, L)
+        p = p.reshape(C, 2 * M, P, R, N - n).numpy()
+        mixed = np.einsum("cu,cuprl->cprl", prior, p)[:, None]  # the step under a re-drawn state
+        m = _misread_probabilities(model, table, clean, path_read_clean)  # (C, U, L)
+        step = (1 - m[:, :, None, None]) * p + m[:, :, None, None] * mixed
+        if cfg.wiring == "entangled" or cfg.mode_read == "embedding":  # after the first step: the state
+            step[..., 1:] = _written_step_probabilities(model, tokens, logp)[:, None]  # the previous token spells
+        with np.errstate(divide="ignore"):
+            per_table.append(np.log(step).sum(-1).transpose(0, 2, 3, 1))  # (C, P, R, U)
+    stacked = np.stack(per_table)
+    top = np.max(stacked, 0)
+    top = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        return top + np.log(np.exp(stacked - top).mean(0))
+
+
+def _misread_probabilities(model: CalibrationPrior, table: torch.Tensor, clean: torch.Tensor,
+                           path_read_clean: bool) -> np.ndarray:
+    """(C, U, L) the probability that execution step n_path + l misreads, as advance reads it: the
+    entangled wiring at its first step through the table it writes with; the embedding read at its
+    first step through token 0's row (clean when the path is read clean); 0 otherwise."""
+    cfg = model.config
+    C, M, L = cfg.n_classes, cfg.n_modes, cfg.seq_len - cfg.n_path
+    m = np.zeros((C, 2 * M, L))
+    if cfg.wiring == "entangled":
+        m[:, :, 0] = float(model.misread_probability(table[None], clean[None])[0])
+    elif cfg.mode_read == "embedding" and not path_read_clean:
+        token0 = model.mode_codes[:, :, 0]  # (C, M)
+        dev = model.misread_probability(table[token0].reshape(C * M, -1), clean[token0].reshape(C * M, -1))
+        m[:, :, 0] = dev.reshape(C, M, 1).expand(C, M, 2).reshape(C, 2 * M).double().numpy()
+    return m
+
+
+def _written_step_probabilities(model: CalibrationPrior, tokens: np.ndarray, logp: torch.Tensor) -> np.ndarray:
+    """(C, P, R, L - 1) p(x_i | the state x_{i-1} spells) for the entangled wiring's steps after the
+    first (logp (C, U, L, K) of the execution steps); 0 where x_{i-1} is in no support."""
+    cfg = model.config
+    C, P, R, N = tokens.shape
+    n = cfg.n_path
+    t = torch.as_tensor(tokens, dtype=torch.long)
+    classes = torch.arange(C)[:, None, None].expand(C, P, R)
+    out = np.zeros((C, P, R, N - n - 1))
+    for i in range(n + 1, N):
+        mode, sharp = model.written_state(classes, t[..., i - 1], i - 1)
+        u = (mode.clamp(min=0) * 2 + sharp.long())
+        p = logp[classes, u, i - n, t[..., i]].exp()
+        out[..., i - n - 1] = torch.where(mode >= 0, p, 0.0).numpy()
+    return out

@@ -8,14 +8,18 @@ samples must not rerun when the diagnostics change.
 from __future__ import annotations
 
 import math
+import types
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
 
-from ibdiv.measure import coarse, diagnostics, entropy, probes
+from ibdiv.data import shapes
+from ibdiv.families import sampling
+from ibdiv.measure import coarse, diagnostics, entropy, joint, probes
 from ibdiv.families.oracle import OracleKnobs, TunableOracle
+from ibdiv.verdict import calibration
 from ibdiv.verdict.calibration import CalibrationConfig, CalibrationPrior, PatchTokenizer
 from ibdiv.verdict.classification import LABELS, classify_rows
 from ibdiv.verdict.summary import flatten, summary_table
@@ -71,13 +75,18 @@ DATA_WORLDS = {"kappa_low": {"layout": "spread"}, "kappa_high": {"layout": "shar
 PROBE_NAME = "decoupling"  # the suite's one probe, as the measurements table names it
 
 
-# Cases whose expected label the token-level estimand does not earn, and why (docs/methods.md,
-# "A natural process decoupled by construction"): shown in the confusion table with their true
-# label, left out of the >= 95 % requirement until the path column is read where the path lives.
-ESTIMAND_OPEN = {
-    "oracle_decoupled": "token-level D_path is I(z_i; layout | c): more rendering noise lowers it where "
-                        "layouts' per-position supports overlap, although no continuation leaves its layout",
-}
+# Cases whose expected label the suite's estimand does not earn, and why: shown in the confusion table
+# with their true label, left out of the >= 95 % requirement. Empty since the path column is the joint
+# one (2026-12-07): the token-level D_path made oracle_decoupled Balanced (docs/methods.md, "A natural
+# process decoupled by construction"; docs/methods-joint-path.md).
+ESTIMAND_OPEN: dict[str, str] = {}
+
+# The joint path column (ibdiv.measure.joint) reads each cell with the generator's own conditional:
+# the I3 cell's is the model averaged over this many after-cut codebook-noise tables (Monte Carlo); the
+# oracle's is a per-position categorical fitted on this many renders per class x layout, add-alpha.
+JOINT_NOISE_DRAWS = 64
+ORACLE_RENDERS, ORACLE_ALPHA = 300, 0.5
+TOKEN, JOINT = "token", "joint"  # which path column decided Δ (the row's path_column)
 
 
 def build_case(name: str, cut_fraction: float, data: bool = False) -> tuple[CalibrationPrior | TunableOracle, float | None]:
@@ -125,18 +134,121 @@ def measure_case(name: str, seed: int, measure: dict, probe: dict) -> pd.DataFra
     rows[1].update(keys, family="data", seed=-1, point="", probe="reference", kind="flat")
     nested = probes.run_probe(model, probe, C, knobs, per_class=n, seed=seeds["gen"], noise_seed=seeds["noise"])
     cells = [{"tokens": nested["tokens"][i].astype(np.int64), "frozen": nested["frozen"][i]} for i in range(3)]
-    responses = diagnostics.decoupling_responses(cells, K, measure, rng)
+    token_level = diagnostics.decoupling_responses(cells, K, measure, rng)
+    joint_level = joint_path_responses(model, temperature, nested, probe, measure["n_boot_paths"], seeds["measure"])
+    responses, path_column = with_path_column(token_level, joint_level)
     rows.append({**keys, "probe": PROBE_NAME, "kind": "decoupling", "cell": "none", "rho_infl": math.nan,
-                 **flatten({"responses": responses})})
+                 "path_column": path_column, **flatten({"responses": responses})})
     for k in [int(k) for k in measure.get("coarse_k", []) if int(k) < K]:
         code_map = coarse.code_map(model.tok_emb.weight[:K].detach().numpy(), k, getattr(model.config, "seed", 0))
         rng_k = np.random.default_rng(derive_seed(seeds["measure"], "coarse", k))
         coarse_rows = [diagnostics.per_position_estimands(coarse.apply(code_map, cache["tokens"]), cache["labels"], k,
                                                           measure, rng_k) for cache in flat]
         mapped = [{**cell, "tokens": coarse.apply(code_map, cell["tokens"])} for cell in cells]
-        coarse_rows.append({"responses": diagnostics.decoupling_responses(mapped, k, measure, rng_k)})
+        # the joint columns are alphabet-free (whole continuations, the generator's own likelihood):
+        # a coarse alphabet changes the token-level columns beside them only
+        coarse_rows.append({"responses": with_path_column(diagnostics.decoupling_responses(mapped, k, measure, rng_k),
+                                                          joint_level)[0]})
         rows += [{**row, **flatten(values), "coarse_k": k} for row, values in zip(rows[:3], coarse_rows)]
     return pd.DataFrame(rows)
+
+
+def with_path_column(token_level: dict, joint_level: dict | None) -> tuple[dict, str]:
+    """The decoupling responses a replicate is classified by, and which path column they are: the joint
+    ones (r_*, decoupling_index) where the generator has a likelihood, with the token-level matrix
+    beside them (token_r_*, token_decoupling_index); the token-level ones otherwise. The unperturbed
+    cell's split stays the token-level one (it is what D_tot, D_exec, D_path mean everywhere else);
+    the joint split of that cell is joint_unperturbed."""
+    if joint_level is None:
+        return token_level, TOKEN
+    matrix = {k: v for k, v in token_level.items() if k != "unperturbed"}
+    out = {**{k: v for k, v in joint_level.items() if k != "unperturbed"}, "unperturbed": token_level["unperturbed"],
+           "joint_unperturbed": joint_level["unperturbed"], "token": matrix}
+    return out, JOINT
+
+
+def joint_path_responses(model, temperature: float | None, nested: dict, probe: dict, n_boot: int,
+                         seed: int) -> dict | None:
+    """The decoupling matrix on the joint columns (ibdiv.measure.joint.joint_responses) of a suite
+    case's three probe cells, each read with its own conditional: the hand-wired generators' exact
+    likelihood (calibration.continuation_log_likelihood; the I3 cell's averaged over JOINT_NOISE_DRAWS
+    codebook-noise tables drawn as the probe draws them), the oracle's fitted reader (oracle_log_likelihoods).
+    None for a generator without a path (the iid wiring). Own random streams: the token-level numbers
+    do not change with it."""
+    if isinstance(model, CalibrationPrior) and model.config.wiring == "iid":
+        return None
+    tokens = nested["tokens"].astype(np.int64)
+    if isinstance(model, TunableOracle):
+        log_qs = oracle_log_likelihoods(model, tokens, probe["sigma"])
+        keys = [nested["path_layouts"][k] for k in range(3)]
+    else:
+        gen = torch.Generator().manual_seed(derive_seed(seed, "joint", "noise"))
+        noise = sampling.codebook_noise(model, JOINT_NOISE_DRAWS, probe["sigma"], gen)
+        read_clean = path_read_clean()
+        log_qs = [calibration.continuation_log_likelihood(model, tokens[k], temperature,
+                                                          noise if k == 2 else None, read_clean) for k in range(3)]
+        keys = [calibration.path_keys(model, tokens[k]) for k in range(3)]
+    rng = np.random.default_rng(derive_seed(seed, "joint", "bootstrap"))
+    return joint.joint_responses(log_qs, keys, model.config.seq_len, n_boot, rng)
+
+
+def path_read_clean() -> bool:
+    """Whether after-cut codebook noise leaves the committed path's reads clean, as
+    sampling.after_cut (the probe's) says: the fixed I3 (True) or the old whole-table one."""
+    state = types.SimpleNamespace(tokens=torch.zeros(1, 1, dtype=torch.long), committed=torch.ones(1, 1, dtype=torch.bool))
+    return sampling.after_cut(sampling.Perturbation(None, torch.zeros(1, 1, 1)), state).path is not None
+
+
+def oracle_log_likelihoods(model: TunableOracle, tokens: np.ndarray, sigma: float) -> list[np.ndarray]:
+    """log q(x | layout, c), (C, P, R, L), of the three cells' continuations (tokens (3, C, P, R, N)) under
+    the oracle's own conditional in each cell: a per-position categorical of its renders (naive Bayes,
+    oracle_reader). Unperturbed and I2 cells: the clean renderer (I2 acts on the layout only). I3:
+    decoupled, the reader fitted on renders whose noise scale 1 + gain * dev_z is drawn per render from
+    the noise tables; entangled, the renderer's misread mixture of whole continuations,
+    (1 - m) q(x | l) + m mean_l' q(x | l'), m its mean misread probability over the tables. The tables
+    (JOINT_NOISE_DRAWS at `sigma`) have a fixed seed: the reader is the renderer's, fitted once."""
+    knobs = model.knobs
+    gen = torch.Generator().manual_seed(derive_seed(0, "joint", "oracle_noise"))
+    dev = model.code_deviation(sampling.codebook_noise(model, JOINT_NOISE_DRAWS, sigma, gen), JOINT_NOISE_DRAWS)
+    clean = [_oracle_log_q(oracle_reader(model, None), tokens[k]) for k in range(2)]
+    if knobs.wiring == "decoupled":
+        return clean + [_oracle_log_q(oracle_reader(model, tuple(1.0 + knobs.gain * dev)), tokens[2])]
+    q = _oracle_log_q(oracle_reader(model, None), tokens[2])
+    m = float(np.minimum(1.0, knobs.misread * dev).mean())
+    mix = _logsumexp(q, -1)[..., None] - math.log(q.shape[-1])
+    return clean + [np.logaddexp(math.log1p(-m) + q, math.log(m) + mix) if m < 1 else np.broadcast_to(mix, q.shape)]
+
+
+_ORACLE_READERS: dict = {}
+
+
+def oracle_reader(model: TunableOracle, scales: tuple | None) -> np.ndarray:
+    """(C, L, N, K) log p(z_i | c, layout) of ORACLE_RENDERS renders per class x layout (scales: one noise
+    scale per render, cycled; None: the clean renderer), add-ORACLE_ALPHA smoothed; its own seed, fitted
+    once per process and key (the renderer does not depend on the wiring's tables)."""
+    key = (model.image_size, scales)
+    if key not in _ORACLE_READERS:
+        rng = np.random.default_rng(derive_seed(0, "joint", "oracle_reader", "clean" if scales is None else "noisy"))
+        C, L, K, n = model.n_classes, model.n_layouts, model.vocab_size, ORACLE_RENDERS
+        classes, layouts = np.repeat(np.arange(C), L * n), np.tile(np.repeat(np.arange(L), n), C)
+        scale = 1.0 if scales is None else np.resize(np.asarray(scales), len(classes))
+        codes = model.vq.encode(shapes.render(classes, layouts, model.image_size, rng, scale)).reshape(C, L, n, -1)
+        counts = np.zeros((C, L, codes.shape[-1], K))
+        np.add.at(counts, (np.arange(C)[:, None, None, None], np.arange(L)[None, :, None, None],
+                           np.arange(codes.shape[-1])[None, None, None, :], codes), 1.0)
+        _ORACLE_READERS[key] = np.log((counts + ORACLE_ALPHA) / (n + ORACLE_ALPHA * K))
+    return _ORACLE_READERS[key]
+
+
+def _oracle_log_q(reader: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    C, P, R, N = tokens.shape
+    return reader[np.arange(C)[:, None, None, None, None], np.arange(reader.shape[1])[None, None, None, :, None],
+                  np.arange(N), tokens[:, :, :, None, :]].sum(-1)  # (C, P, R, L)
+
+
+def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
+    top = np.max(a, axis=axis, keepdims=True)
+    return np.squeeze(top, axis) + np.log(np.sum(np.exp(a - top), axis=axis))
 
 
 def _flat_row(cache: dict, K: int, measure: dict, rng) -> dict:
@@ -162,6 +274,9 @@ def summarize_case(measurements: pd.DataFrame, probe: dict) -> pd.DataFrame:
     prefix = "responses_unperturbed_"
     for column in [c for c in measurements.columns if c.startswith(prefix)]:
         summary[column[len(prefix):]] = unperturbed[column]
+    prefix = "responses_joint_unperturbed_"  # the joint split of the unperturbed cell, beside the token-level one
+    for column in [c for c in measurements.columns if c.startswith(prefix)]:
+        summary["joint_" + column[len(prefix):]] = unperturbed[column]
     return summary
 
 

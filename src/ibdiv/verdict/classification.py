@@ -25,7 +25,10 @@ is not a finite number. m = thresholds["margin_se"]; m_Δ = thresholds["delta_ma
 earn Decoupled); ε = thresholds["eta_band"], an effect-size
 band: a label must be practically as well as statistically clear (with 200 samples per class
 SE(eta) ~ 0.004, so without a band a 0.8% excess would be a label; DESIGN §5). The responses
-are on the (D_path, D_exec) columns; their SEs come from a paired bootstrap.
+are on the (D_path, D_exec) columns; their SEs come from a paired bootstrap. Which path column they
+are is the row's `path_column` (default "token": the per-position D_path, D_exec; "joint": the
+whole-continuation I(X; path | c), H(X | path, c) read with the generator's own likelihood,
+ibdiv.measure.joint), named in the rule sentence as Delta[token] or Delta[joint].
 """
 from __future__ import annotations
 
@@ -63,7 +66,7 @@ OUTPUT_COLUMNS = KEYS + [
     "kappa", "kappa_se", "kappa_pos", "kappa_pos_se",
     "delta", "delta_se", "delta_iso", "delta_iso_se",
     "eta", "eta_se", "eta_z",
-    "decoupling_index", "decoupling_index_se", "decoupling_excess", "diag_z_min",
+    "decoupling_index", "decoupling_index_se", "decoupling_excess", "diag_z_min", "path_column",
     "label", "rule", "margin",
     "learned_structure_bits", "rho_infl",
 ]
@@ -161,7 +164,7 @@ def _decide(row: dict, delta_min: float, m: float, band: float, m_delta: float) 
         f"|r_i2_path|/SE={_f(z_path)} {'>' if clear_path else 'not >'} {m:g}, "
         f"|r_i3_exec|/SE={_f(z_exec)} {'>' if clear_exec else 'not >'} {m:g}"
     )
-    delta_text = f"Delta={_f(dix)} ± {_f(dix_se)}: Delta - {m_delta:g}*SE = {_f(lower)}"
+    delta_text = f"Delta[{row.get('path_column', 'token')}]={_f(dix)} ± {_f(dix_se)}: Delta - {m_delta:g}*SE = {_f(lower)}"
     if np.isfinite(lower) and lower >= delta_min and clear_path and clear_exec:
         rule = f"{delta_text} >= Delta_min={delta_min:g} (by {_f(lower - delta_min)}); {diag} → {DECOUPLED}"
         return DECOUPLED, rule, float(np.minimum(z_path, z_exec))
@@ -237,12 +240,14 @@ def classify_rows(summary: pd.DataFrame, thresholds) -> pd.DataFrame:
         np.abs([_z(a, sa) for a, sa in zip(col["r_i2_path"], col["r_i2_path_se"])]),
         np.abs([_z(b, sb) for b, sb in zip(col["r_i3_exec"], col["r_i3_exec_se"])]),
     )
+    out["path_column"] = s["path_column"].fillna("token").to_numpy() if "path_column" in s.columns else "token"
     out["learned_structure_bits"] = col["learned_structure_bits"]
     out["rho_infl"] = col["rho_infl"]
 
     rows = []
     for i in range(len(out)):
-        row = {k: out.at[i, k] for k in ("kappa", "delta", "eta", "eta_se", "decoupling_index", "decoupling_index_se")}
+        row = {k: out.at[i, k] for k in ("kappa", "delta", "eta", "eta_se", "decoupling_index", "decoupling_index_se",
+                                         "path_column")}
         row.update({k: col[k][i] for k in ("r_i2_path", "r_i2_path_se", "r_i3_exec", "r_i3_exec_se")})
         rows.append(row)
     decided = [_decide(row, delta_min, m, band, m_delta) for row in rows]

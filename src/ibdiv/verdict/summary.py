@@ -124,11 +124,18 @@ def _rho_at(rows: pd.DataFrame, fraction) -> float:
 
 def _decoupling_responses(cells: pd.DataFrame) -> dict:
     """The decoupling matrix's responses with their paired SEs (measured with the unperturbed
-    cell: diagnostics.decoupling_responses), ΔD_tot beside them (r_*_tot), and Δ's SE."""
+    cell: diagnostics.decoupling_responses), ΔD_tot beside them (r_*_tot), and Δ's SE; and which
+    path column they are (path_column: "token" unless the measurement says otherwise; the suite's
+    joint columns carry the token-level matrix beside them as token_r_*, token_decoupling_index)."""
     names = ([f"r_{probe}_{col}" for probe in ("i2", "i3") for col in ("path", "exec", "infl", "tot")]
              + ["decoupling_index"])
     none = cells[cells["cell"] == "none"]
     if none.empty:
-        return {k: float("nan") for n in names for k in (n, f"{n}_se")}
+        return {"path_column": "token", **{k: float("nan") for n in names for k in (n, f"{n}_se")}}
     row = none.iloc[0]
-    return {k: float(row[f"responses_{k}"]) for n in names for k in (n, f"{n}_se")}
+    out = {k: float(row.get(f"responses_{k}", float("nan"))) for n in names for k in (n, f"{n}_se")}
+    column = row.get("path_column", "token")
+    out["path_column"] = column if isinstance(column, str) else "token"
+    out.update({f"token_{k}": float(row[f"responses_token_{k}"]) for n in names for k in (n, f"{n}_se")
+                if f"responses_token_{k}" in row.index})
+    return out
