@@ -169,6 +169,28 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
+def repeated_rows(x: torch.Tensor, most: float = 0.5) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Runs of bit-identical consecutive samples of a network input ``x`` (n, L, d): (the first sample of
+    each run, the runs' lengths), when there are at most ``most`` n runs; else None.
+
+    Samples that read the same input get the same outputs (a row's result does not depend on the
+    others in its batch: tests/test_families.py checks it), so a pass over one sample of each run,
+    repeated, is the pass over all of them: the R continuations of a nested design's path at their
+    first step after the cut (their inputs are the path's), or every sample of a class at a flat
+    design's first step (all MASK). Compared bit for bit (-0.0 is not 0.0)."""
+    n = len(x)
+    if n < 2:
+        return None
+    bits = x.reshape(n, -1).view(torch.int32)
+    starts = torch.ones(n, dtype=torch.bool, device=x.device)
+    starts[1:] = (bits[1:] != bits[:-1]).any(1)
+    first = starts.nonzero().squeeze(1)
+    if len(first) > most * n:
+        return None
+    ends = torch.cat([first[1:], torch.tensor([n], device=x.device)])
+    return first, ends - first
+
+
 def take_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """(n, r, d) the positions ``rows`` (n, r) of ``x`` (n, L, d)."""
     return x.gather(1, rows[..., None].expand(-1, -1, x.shape[-1]))
@@ -281,6 +303,11 @@ class Backbone(TokenPrior):
             x = torch.cat([cond, self.embed_tokens(tokens[:, :-1], code_table)], dim=1)
             return self._run(x, start=0)
         x = torch.cat([cond, self.embed_tokens(tokens, code_table)], dim=1)
+        runs = repeated_rows(x)
+        if runs is not None:  # e.g. a nested design's R continuations of a path at their first step
+            first, counts = runs
+            logits = self._run(x[first], start=0)[:, 1:].repeat_interleave(counts, dim=0)
+            return logits if positions is None else logits.gather(1, positions[..., None].expand(-1, -1, logits.shape[-1]))
         if positions is not None:
             r = positions.shape[1]
             # fewer than MIN_QUERY_ROWS queries take another attention kernel, which rounds differently
