@@ -16,7 +16,7 @@ from ibdiv.families import diffusion, mim
 from ibdiv.measure import entropy
 from ibdiv.core import registry
 from ibdiv.core.config import load_config
-from ibdiv.families.backbone import KVCache, sampling_log_probs
+from ibdiv.families.backbone import KVCache, TokenPrior, sampling_log_probs
 from ibdiv.families.sampling import (
     Perturbation,
     after_cut,
@@ -585,6 +585,8 @@ def plain_copy(model):
     base = type(model)
 
     class Plain(base):
+        forward_step = TokenPrior.forward_step  # AR: every sample's prefix fed
+
         def forward(self, tokens, classes, *, cond_override=None, code_table=None, positions=None):
             cond = self.condition(classes, cond_override)[:, None]
             x = torch.cat([cond, self.embed_tokens(tokens, code_table)], dim=1)
@@ -596,11 +598,11 @@ def plain_copy(model):
     return plain
 
 
-@pytest.mark.parametrize("family", ["mim", "diffusion"])
+@pytest.mark.parametrize("family", ["ar", "mim", "diffusion"])
 @pytest.mark.parametrize("knobs", [{}, {"cfg_scale": 2.0}])
 def test_sampling_shortcuts_give_the_plain_passes_samples(models, family, knobs):
     """Flat (codebook noise, guidance) and nested (codebook noise after the cut) designs: the
-    query-subset and repeated-row passes give bit for bit the tokens and log-probs of full passes."""
+    query-subset and repeated-row passes (AR: the shared prefix's keys and values) give bit for bit the tokens and log-probs of full passes."""
     from ibdiv.measure import probes
 
     model, plain = models[family], plain_copy(models[family])
@@ -652,8 +654,9 @@ def test_draw_at_consumes_and_uses_the_uniforms_of_a_whole_grid_draw():
 def test_repeated_rows_finds_runs_bit_for_bit():
     from ibdiv.families.backbone import repeated_rows
 
-    x = torch.tensor([[[1.0]], [[1.0]], [[2.0]], [[2.0]], [[2.0]], [[0.0]], [[-0.0]], [[0.0]]])
+    x = torch.tensor([[[1.0]], [[1.0]], [[2.0]], [[2.0]], [[2.0]], [[0.0]], [[-0.0]], [[0.0]]]).expand(-1, 64, -1)
     first, counts = repeated_rows(x, most=1.0)
     assert first.tolist() == [0, 2, 5, 6, 7] and counts.tolist() == [2, 3, 1, 1, 1]  # -0.0 is its own run
     assert repeated_rows(x) is None  # 5 runs of 8 samples: above half, the plain pass
     assert repeated_rows(x[:1]) is None
+    assert repeated_rows(x[:, :8], most=1.0) is None  # 5 runs x 8 positions: too small a pass (MIN_PASS_ROWS)

@@ -169,15 +169,22 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
+# a pass over fewer token rows (samples x positions) than this may take another matmul kernel and round
+# differently (measured, torch 2.13 / MKL: the first AR step of 8 samples, one per class, did)
+MIN_PASS_ROWS = 256
+
+
 def repeated_rows(x: torch.Tensor, most: float = 0.5) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Runs of bit-identical consecutive samples of a network input ``x`` (n, L, d): (the first sample of
-    each run, the runs' lengths), when there are at most ``most`` n runs; else None.
+    each run, the runs' lengths), when there are at most ``most`` n runs and they make a pass of at
+    least MIN_PASS_ROWS token rows; else None.
 
     Samples that read the same input get the same outputs (a row's result does not depend on the
     others in its batch: tests/test_families.py checks it), so a pass over one sample of each run,
     repeated, is the pass over all of them: the R continuations of a nested design's path at their
     first step after the cut (their inputs are the path's), or every sample of a class at a flat
-    design's first step (all MASK). Compared bit for bit (-0.0 is not 0.0)."""
+    design's first step (all MASK) where the classes make a large enough pass. Compared bit for bit
+    (-0.0 is not 0.0)."""
     n = len(x)
     if n < 2:
         return None
@@ -185,7 +192,7 @@ def repeated_rows(x: torch.Tensor, most: float = 0.5) -> tuple[torch.Tensor, tor
     starts = torch.ones(n, dtype=torch.bool, device=x.device)
     starts[1:] = (bits[1:] != bits[:-1]).any(1)
     first = starts.nonzero().squeeze(1)
-    if len(first) > most * n:
+    if len(first) > most * n or len(first) * x.shape[1] < MIN_PASS_ROWS:
         return None
     ends = torch.cat([first[1:], torch.tensor([n], device=x.device)])
     return first, ends - first
