@@ -4,9 +4,11 @@ Each knob test compares against the same call without the knob (same generator s
 ignored knob makes it fail.
 """
 
+import copy
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,7 +16,7 @@ from ibdiv.families import diffusion, mim
 from ibdiv.measure import entropy
 from ibdiv.core import registry
 from ibdiv.core.config import load_config
-from ibdiv.families.backbone import KVCache, sampling_log_probs
+from ibdiv.families.backbone import KVCache, TokenPrior, sampling_log_probs
 from ibdiv.families.sampling import (
     Perturbation,
     after_cut,
@@ -573,3 +575,88 @@ def test_after_cut_noise_keeps_the_resume_contract(models, family):
     g = gen(4)
     part = sample(model, classes, {}, g, perturbation=noise, cut_fraction=0.25)
     assert torch.equal(resume(model, part.state, {}, g, perturbation=noise).tokens, whole.tokens)
+
+
+# --- sampling shortcuts (issue 26): the same samples as the plain full pass ------------------
+
+def plain_copy(model):
+    """A copy of `model` whose forward is the plain full pass, every position of every sample
+    (logits gathered at `positions`): the reference the samplers' shortcuts must reproduce."""
+    base = type(model)
+
+    class Plain(base):
+        forward_step = TokenPrior.forward_step  # AR: every sample's prefix fed
+
+        def forward(self, tokens, classes, *, cond_override=None, code_table=None, positions=None):
+            cond = self.condition(classes, cond_override)[:, None]
+            x = torch.cat([cond, self.embed_tokens(tokens, code_table)], dim=1)
+            logits = self._run(x, start=0)[:, 1:]
+            return logits if positions is None else logits.gather(1, positions[..., None].expand(-1, -1, logits.shape[-1]))
+
+    plain = copy.deepcopy(model)
+    plain.__class__ = Plain
+    return plain
+
+
+@pytest.mark.parametrize("family", ["ar", "mim", "diffusion"])
+@pytest.mark.parametrize("knobs", [{}, {"cfg_scale": 2.0}])
+def test_sampling_shortcuts_give_the_plain_passes_samples(models, family, knobs):
+    """Flat (codebook noise, guidance) and nested (codebook noise after the cut) designs: the
+    query-subset and repeated-row passes (AR: the shared prefix's keys and values) give bit for bit the tokens and log-probs of full passes."""
+    from ibdiv.measure import probes
+
+    model, plain = models[family], plain_copy(models[family])
+    for m in (model, plain):
+        assert not m.training
+    flat = [probes.sample_flat(m, C, 40, knobs, seed=3, noise=("codebook", 0.5), noise_seed=4) for m in (model, plain)]
+    assert (flat[0]["tokens"] == flat[1]["tokens"]).all()
+    assert np.array_equal(flat[0]["logprobs"], flat[1]["logprobs"], equal_nan=True)
+    nested = [probes.sample_nested(m, C, 5, 6, 0.25, knobs, seed=3, after=("codebook", 0.5), noise_seed=4)
+              for m in (model, plain)]
+    assert (nested[0]["tokens"] == nested[1]["tokens"]).all() and (nested[0]["frozen"] == nested[1]["frozen"]).all()
+
+
+def test_query_subset_and_repeated_rows_match_the_full_pass_at_default_size():
+    """The default architecture (3 blocks, 4 heads of 24): logits of any number of query positions,
+    and of repeated samples computed once, equal the full pass's bit for bit (torch's attention
+    kernel rounds 1-3 query rows differently: backbone.MIN_QUERY_ROWS pads them)."""
+    model = registry.implementation("mim").PRIOR.build(64, 16, 8, {**DEFAULT_CFG, "d_model": 96, "n_layers": 3,
+                                                                    "n_heads": 4}).eval()
+    g = gen(5)
+    tokens, classes = torch.randint(0, 65, (64, 16), generator=g), torch.randint(0, 8, (64,), generator=g)
+    with torch.no_grad():
+        full = model(tokens, classes)
+        for r in (1, 2, 3, 4, 7, 15):
+            positions = torch.stack([torch.randperm(16, generator=g)[:r] for _ in range(64)])
+            sub = model(tokens, classes, positions=positions)
+            assert torch.equal(sub, full.gather(1, positions[..., None].expand(-1, -1, 64))), r
+        repeated = model(tokens.repeat_interleave(8, 0), classes.repeat_interleave(8, 0))
+    assert torch.equal(repeated, full.repeat_interleave(8, 0))
+
+
+def test_draw_at_consumes_and_uses_the_uniforms_of_a_whole_grid_draw():
+    from ibdiv.families.backbone import draw, draw_at, row_positions
+
+    log_probs = torch.randn(6, 16, 10, generator=gen(1)).log_softmax(-1)
+    where = torch.rand(6, 16, generator=gen(2)).argsort(1) < 5  # 5 positions per row
+    positions = row_positions(where)
+    g_full, g_at = gen(3), gen(3)
+    tokens, lp = draw(log_probs, g_full)
+    sub = log_probs.gather(1, positions[..., None].expand(-1, -1, 10))
+    tokens_at, lp_at = draw_at(sub, positions, 16, g_at)
+    assert torch.equal(tokens_at[where], tokens[where]) and torch.equal(lp_at[where], lp[where])
+    assert (tokens_at[~where] == -1).all() and lp_at[~where].isnan().all()
+    assert torch.equal(g_full.get_state(), g_at.get_state())  # the same randomness consumed
+    assert row_positions(torch.ones(2, 4, dtype=torch.bool)) is None  # all positions: the plain pass
+    assert row_positions(torch.tensor([[True, False], [True, True]])) is None  # unequal counts
+
+
+def test_repeated_rows_finds_runs_bit_for_bit():
+    from ibdiv.families.backbone import repeated_rows
+
+    x = torch.tensor([[[1.0]], [[1.0]], [[2.0]], [[2.0]], [[2.0]], [[0.0]], [[-0.0]], [[0.0]]]).expand(-1, 64, -1)
+    first, counts = repeated_rows(x, most=1.0)
+    assert first.tolist() == [0, 2, 5, 6, 7] and counts.tolist() == [2, 3, 1, 1, 1]  # -0.0 is its own run
+    assert repeated_rows(x) is None  # 5 runs of 8 samples: above half, the plain pass
+    assert repeated_rows(x[:1]) is None
+    assert repeated_rows(x[:, :8], most=1.0) is None  # 5 runs x 8 positions: too small a pass (MIN_PASS_ROWS)

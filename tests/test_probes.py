@@ -204,3 +204,21 @@ def test_a_probe_cache_does_not_depend_on_the_probes_drawn_before_it_in_its_job(
     assert alone.keys() == after.keys() and all((alone[k] == after[k]).all() for k in alone)
     renamed = draw("other_noise", noise)  # the noise seed is the probe's own (its name), not the job's
     assert (renamed["tokens"][0] == alone["tokens"][0]).all() and (renamed["tokens"][1] != alone["tokens"][1]).any()
+
+
+@pytest.mark.parametrize("family", ["ar", "mim", "diffusion"])
+def test_enhancement_cells_sharing_a_pre_cut_run_equal_cells_drawn_alone(models, family, monkeypatch):
+    """The cells of one condition σ take their pre-cut run from the memo (issue 26): each equals the
+    cell drawn on its own, and the shared runs are drawn once per σ and batch."""
+    probe = {"kind": "enhancement", "cut_fraction": 0.25, "condition_sigmas": [0.0, 1.0], "codebook_sigmas": [0.0, 0.5, 1.0]}
+    model = models[family]
+    cells = registry.cell_settings(probe, {})
+    calls = []
+    sample = probes.sampling.sample
+    monkeypatch.setattr(probes.sampling, "sample", lambda *a, **k: calls.append(1) or sample(*a, **k))
+    out = probes.run_probe(model, probe, C, {}, per_class=6, seed=2, noise_seed=3, batch_size=10)
+    assert len(calls) == 2 * 2  # 2 condition σ x 2 batches (C x 6 = 18 samples, 10 a batch)
+    for i, cell in enumerate(cells):
+        alone = probes.sample_flat(model, C, 6, seed=2, noise_seed=3, batch_size=10, **cell)
+        assert np.array_equal(out["tokens"][i], alone["tokens"])
+        assert np.array_equal(out["logprobs"][i], alone["logprobs"], equal_nan=True)

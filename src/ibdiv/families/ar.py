@@ -13,7 +13,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ibdiv.families.backbone import Backbone, DecodeState, Guidance, KVCache, draw, sampling_log_probs
+from ibdiv.families.backbone import (Backbone, DecodeState, Guidance, KVCache, draw, repeated_rows,
+                                     sampling_log_probs)
 
 KNOBS = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "cfg_scale": 1.0, "kv_cache": True}
 SCHEDULE_KNOBS: tuple[str, ...] = ()  # one token per step: the grid is fixed by N
@@ -22,6 +23,25 @@ SCHEDULE_KNOBS: tuple[str, ...] = ()  # one token per step: the grid is fixed by
 class ARPrior(Backbone):
     family = "ar"
     causal = True
+
+    def forward_step(self, new_tokens, classes, cache: KVCache, *, cond_override=None,
+                     code_table=None) -> torch.Tensor:
+        """TokenPrior.forward_step; on an empty cache, samples whose inputs are bit-identical (a nested
+        design's R continuations of one path: its prefix) are run once and their keys, values and
+        logits repeated (backbone.repeated_rows: a sample's result does not depend on its batch)."""
+        if cache.length or not len(new_tokens):
+            return super().forward_step(new_tokens, classes, cache, cond_override=cond_override,
+                                        code_table=code_table)
+        x = torch.cat([self.condition(classes, cond_override)[:, None], self.embed_tokens(new_tokens, code_table)],
+                      dim=1)
+        runs = repeated_rows(x)
+        if runs is None:
+            return self._run(x, 0, cache)[:, -1]
+        first, counts = runs
+        logits = self._run(x[first], 0, cache)[:, -1]
+        cache.keys = [k.repeat_interleave(counts, dim=0) for k in cache.keys]
+        cache.values = [v.repeat_interleave(counts, dim=0) for v in cache.values]
+        return logits.repeat_interleave(counts, dim=0)
 
 
 PRIOR = ARPrior

@@ -101,6 +101,11 @@ class KVCache:
         return 0 if not self.keys else self.keys[0].shape[2]
 
 
+# torch's CPU attention kernel rounds a pass of fewer query rows than this differently (measured on
+# torch 2.13: 1-3 rows differ from the full pass in the last float32 bit, 4+ are identical)
+MIN_QUERY_ROWS = 4
+
+
 class SelfAttention(nn.Module):
     def __init__(self, cfg: BackboneConfig):
         super().__init__()
@@ -110,10 +115,16 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None, layer: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None, layer: int,
+                rows: torch.Tensor | None = None) -> torch.Tensor:
+        """``rows`` (n, r) sequence positions: only their outputs are computed (every position is still
+        a key and value; bidirectional, no cache); None: every position's."""
         n, m, d = x.shape
         q, k, v = self.qkv(x).split(d, dim=2)
         q, k, v = (t.view(n, m, self.n_heads, d // self.n_heads).transpose(1, 2) for t in (q, k, v))
+        if rows is not None:
+            assert cache is None and not self.causal, "query rows are for a full bidirectional pass"
+            q, m = q.gather(2, rows[:, None, :, None].expand(-1, self.n_heads, -1, q.shape[-1])), rows.shape[1]
         past = 0
         if cache is not None:
             past = cache.keys[layer].shape[2] if layer < len(cache.keys) else 0
@@ -151,9 +162,45 @@ class Block(nn.Module):
             nn.Dropout(cfg.dropout),
         )
 
-    def forward(self, x, cache: KVCache | None = None, layer: int = 0):
-        x = x + self.attn(self.ln1(x), cache, layer)
+    def forward(self, x, cache: KVCache | None = None, layer: int = 0, rows: torch.Tensor | None = None):
+        """``rows`` (n, r): the outputs of these positions only (see SelfAttention)."""
+        h = self.attn(self.ln1(x), cache, layer, rows)
+        x = (x if rows is None else take_rows(x, rows)) + h
         return x + self.mlp(self.ln2(x))
+
+
+# a pass over fewer token rows (samples x positions) than this may take another matmul kernel and round
+# differently (measured, torch 2.13 / MKL: the first AR step of 8 samples, one per class, did)
+MIN_PASS_ROWS = 256
+
+
+def repeated_rows(x: torch.Tensor, most: float = 0.5) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Runs of bit-identical consecutive samples of a network input ``x`` (n, L, d): (the first sample of
+    each run, the runs' lengths), when there are at most ``most`` n runs and they make a pass of at
+    least MIN_PASS_ROWS token rows; else None.
+
+    Samples that read the same input get the same outputs (a row's result does not depend on the
+    others in its batch: tests/test_families.py checks it), so a pass over one sample of each run,
+    repeated, is the pass over all of them: the R continuations of a nested design's path at their
+    first step after the cut (their inputs are the path's), or every sample of a class at a flat
+    design's first step (all MASK) where the classes make a large enough pass. Compared bit for bit
+    (-0.0 is not 0.0)."""
+    n = len(x)
+    if n < 2:
+        return None
+    bits = x.reshape(n, -1).view(torch.int32)
+    starts = torch.ones(n, dtype=torch.bool, device=x.device)
+    starts[1:] = (bits[1:] != bits[:-1]).any(1)
+    first = starts.nonzero().squeeze(1)
+    if len(first) > most * n or len(first) * x.shape[1] < MIN_PASS_ROWS:
+        return None
+    ends = torch.cat([first[1:], torch.tensor([n], device=x.device)])
+    return first, ends - first
+
+
+def take_rows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """(n, r, d) the positions ``rows`` (n, r) of ``x`` (n, L, d)."""
+    return x.gather(1, rows[..., None].expand(-1, -1, x.shape[-1]))
 
 
 class TokenPrior(nn.Module):
@@ -238,24 +285,42 @@ class Backbone(TokenPrior):
             return self.tok_emb(tokens)
         return code_table.embed(tokens, self.tok_emb(tokens), offset)
 
-    def _run(self, x: torch.Tensor, start: int, cache: KVCache | None = None) -> torch.Tensor:
+    def _run(self, x: torch.Tensor, start: int, cache: KVCache | None = None,
+             rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of every sequence position, or of the positions ``rows`` (n, r) only: the last block
+        then computes just their outputs (the earlier ones feed its keys and values: all positions)."""
         x = self.drop(x + self.pos_emb[:, start : start + x.shape[1]])
+        last = len(self.blocks) - 1
         for layer, block in enumerate(self.blocks):
-            x = block(x, cache, layer)
+            x = block(x, cache, layer, rows if layer == last else None)
         return self.head(self.ln_f(x))
 
     # --- full-sequence pass (training, likelihood, MIM/diffusion decoding) ----------------
-    def forward(self, tokens, classes, *, cond_override=None, code_table=None) -> torch.Tensor:
+    def forward(self, tokens, classes, *, cond_override=None, code_table=None, positions=None) -> torch.Tensor:
         """Logits (n, L, K) for every token position of ``tokens`` (n, L).
 
         Causal: position i conditions on tokens[:, :i] only (teacher forcing; the last input
-        token is never read). Bidirectional: position i sees the whole (partially masked) grid.
+        token is never read). Bidirectional: position i sees the whole (partially masked) grid;
+        ``positions`` (n, r) long: logits (n, r, K) of these token positions only (what a sampler reads:
+        the last block skips the other positions' outputs; bit-identical to the full pass's logits).
         """
         cond = self.condition(classes, cond_override)[:, None]
         if self.config.causal:
+            assert positions is None, "a causal pass computes every position"
             x = torch.cat([cond, self.embed_tokens(tokens[:, :-1], code_table)], dim=1)
             return self._run(x, start=0)
         x = torch.cat([cond, self.embed_tokens(tokens, code_table)], dim=1)
+        runs = repeated_rows(x)
+        if runs is not None:  # e.g. a nested design's R continuations of a path at their first step
+            first, counts = runs
+            logits = self._run(x[first], start=0)[:, 1:].repeat_interleave(counts, dim=0)
+            return logits if positions is None else logits.gather(1, positions[..., None].expand(-1, -1, logits.shape[-1]))
+        if positions is not None:
+            r = positions.shape[1]
+            # fewer than MIN_QUERY_ROWS queries take another attention kernel, which rounds differently
+            # from the full pass: repeat the last position up to it and drop the copies
+            padded = torch.cat([positions, positions[:, -1:].expand(-1, max(0, MIN_QUERY_ROWS - r))], dim=1)
+            return self._run(x, start=0, rows=padded + 1)[:, :r]
         return self._run(x, start=0)[:, 1:]
 
 
@@ -359,6 +424,32 @@ def draw(log_probs: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, t
     """
     tokens = (log_probs + gumbel(log_probs.shape, gen, log_probs.device)).argmax(-1)
     return tokens, log_probs.gather(-1, tokens[..., None]).squeeze(-1)
+
+
+def draw_at(log_probs: torch.Tensor, positions: torch.Tensor, seq_len: int,
+            gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``draw`` at some positions of each sample only: ``log_probs`` (n, r, K) of the positions
+    ``positions`` (n, r) of a (n, seq_len) grid. Consumes the uniforms of a draw at every position
+    (n, seq_len, K), in the same order, and gives each drawn position its own, so the tokens and
+    log-probs there are ``draw``'s over the whole grid; elsewhere tokens are -1 and log-probs NaN."""
+    n, r, K = log_probs.shape
+    u = uniform((n, seq_len, K), gen, log_probs.device)
+    u = u.gather(1, positions[..., None].expand(-1, -1, K)).clamp_(min=torch.finfo(torch.float32).tiny)
+    tokens = (log_probs + -torch.log(-torch.log(u))).argmax(-1)  # gumbel()'s arithmetic
+    lp = log_probs.gather(-1, tokens[..., None]).squeeze(-1)
+    full_tokens = torch.full((n, seq_len), -1, dtype=tokens.dtype, device=tokens.device)
+    full_lp = torch.full((n, seq_len), math.nan, dtype=lp.dtype, device=lp.device)
+    return full_tokens.scatter(1, positions, tokens), full_lp.scatter(1, positions, lp)
+
+
+def row_positions(where: torch.Tensor) -> torch.Tensor | None:
+    """(n, r) the column indices of the True entries of ``where`` (n, N), ascending, when every row has
+    the same number r of them with 0 < r < N; else None (then read the whole grid)."""
+    counts = where.sum(1)
+    r = int(counts[0]) if len(counts) else 0
+    if not 0 < r < where.shape[1] or not bool((counts == r).all()):
+        return None
+    return where.nonzero()[:, 1].view(-1, r)
 
 
 # ----------------------------------------------------------------------------------------

@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from ibdiv.families.masking import heldout_bits_per_token  # noqa: F401  (the family's likelihood)
-from ibdiv.families.backbone import Backbone, BackboneConfig, DecodeState, Guidance, draw, sampling_log_probs, uniform
+from ibdiv.families.backbone import (Backbone, BackboneConfig, DecodeState, Guidance, draw, draw_at, sampling_log_probs,
+                                     uniform)
 
 KNOBS = {"steps": 12, "temperature": 1.0, "top_p": 1.0, "cfg_scale": 1.0,
          "mask_and_replace": False}
@@ -126,9 +127,15 @@ def advance(model: DiffusionPrior, state: DecodeState, knobs: dict, gen: torch.G
             order = order.masked_fill(state.committed, math.inf)
             first = order.topk(n_new, dim=1, largest=False).indices
             newly = torch.zeros_like(state.committed).scatter(1, first, True)
-            logits = guide.logits(model(guide.batch(state.tokens), guide.classes, **guide.kwargs))
-            log_probs = sampling_log_probs(logits, knobs["temperature"], top_p=knobs["top_p"])
-            sampled, lp = draw(log_probs, gen)
+            if knobs["mask_and_replace"]:  # every visible token is re-drawn: every position's logits
+                logits = guide.logits(model(guide.batch(state.tokens), guide.classes, **guide.kwargs))
+                sampled, lp = draw(sampling_log_probs(logits, knobs["temperature"], top_p=knobs["top_p"]), gen)
+            else:  # only the positions committed now are read: their logits only, the same uniforms
+                first = first.sort(1).values
+                logits = guide.logits(model(guide.batch(state.tokens), guide.classes, positions=guide.batch(first),
+                                            **guide.kwargs))
+                sampled, lp = draw_at(sampling_log_probs(logits, knobs["temperature"], top_p=knobs["top_p"]),
+                                      first, N, gen)
             update = newly
             if knobs["mask_and_replace"]:
                 t, s = 1 - j / T, 1 - (j + 1) / T

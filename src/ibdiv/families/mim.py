@@ -22,7 +22,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ibdiv.families.backbone import Backbone, DecodeState, Guidance, draw, gumbel, sampling_log_probs, uniform
+from ibdiv.families.backbone import (Backbone, DecodeState, Guidance, draw, draw_at, gumbel, row_positions,
+                                     sampling_log_probs, uniform)
 from ibdiv.families.masking import MASK_SCHEDULES, heldout_bits_per_token  # noqa: F401  (the family's likelihood)
 
 KNOBS = {"steps": 12, "schedule": "cosine", "temperature": 1.0, "choice_temperature": 4.5,
@@ -78,8 +79,16 @@ def advance(model: MIMPrior, state: DecodeState, knobs: dict, gen: torch.Generat
     targets = committed_after_step(N, T, knobs["schedule"])
     while not state.finished and not state.reached(cut_fraction):
         t = state.step
-        logits = guide.logits(model(guide.batch(state.tokens), guide.classes, **guide.kwargs))
-        sampled, lp = draw(sampling_log_probs(logits, knobs["temperature"]), gen)
+        # only masked positions can be committed: the network computes their logits only (the
+        # committed ones' draws are never read), from the same uniforms (backbone.draw_at)
+        masked = row_positions(~state.committed)
+        if masked is None:
+            logits = guide.logits(model(guide.batch(state.tokens), guide.classes, **guide.kwargs))
+            sampled, lp = draw(sampling_log_probs(logits, knobs["temperature"]), gen)
+        else:
+            logits = guide.logits(model(guide.batch(state.tokens), guide.classes, positions=guide.batch(masked),
+                                        **guide.kwargs))
+            sampled, lp = draw_at(sampling_log_probs(logits, knobs["temperature"]), masked, N, gen)
         commit_most_confident(state, sampled, lp, knobs["choice_temperature"] * (1 - (t + 1) / T), targets[t],
                               gen)
     return state

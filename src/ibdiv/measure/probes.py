@@ -65,7 +65,7 @@ def draw_noise(model, target: str | None, sigma: float, n: int, gen: torch.Gener
 
 def sample_flat(model, n_classes: int, per_class: int, knobs: dict, seed: int, *, noise=(None, 0.0),
                 cut_fraction: float | None = None, noise_after=(None, 0.0), noise_seed: int = 0,
-                batch_size: int = 1024) -> dict:
+                batch_size: int = 1024, memo: dict | None = None) -> dict:
     """`per_class` complete samples of every class (class-major order).
 
     `noise` = (target or None, sigma) perturbs the whole generation, or only the part before
@@ -82,9 +82,8 @@ def sample_flat(model, n_classes: int, per_class: int, knobs: dict, seed: int, *
     tokens, logprobs, replaced = [], [], 0
     for start in range(0, len(labels), batch_size):
         batch = labels[start:start + batch_size].to(device_of(model))
-        before = draw_noise(model, noise[0], noise[1], len(batch), noise_gen)
         with torch.no_grad():
-            result = sampling.sample(model, batch, knobs, gen, perturbation=before, cut_fraction=cut_fraction)
+            result = _pre_cut(model, batch, knobs, gen, noise_gen, noise, cut_fraction, memo)
             if cut_fraction is not None and result.state is not None:
                 after = draw_noise(model, noise_after[0], noise_after[1], len(batch), noise_gen)
                 after = sampling.after_cut(after, result.state)  # the prefix is read clean
@@ -97,6 +96,28 @@ def sample_flat(model, n_classes: int, per_class: int, knobs: dict, seed: int, *
     if "replaced" in result.trace:  # a process that revises visible codes (vq_diffusion): how often it did
         out["replaced_codes"] = np.int64(replaced)
     return out
+
+
+def _pre_cut(model, batch, knobs: dict, gen: torch.Generator, noise_gen: torch.Generator, noise, cut_fraction,
+             memo: dict | None):
+    """The run up to the cut (or the whole run) of one batch of sample_flat. ``memo`` (a dict shared by
+    the cells of a probe): a run that starts from the same generator states with the same batch,
+    knobs and noise is the same run, so it is taken from there (a deep copy) and the generators are
+    set to the states it left (the enhancement's cells of one condition σ share their pre-cut run)."""
+    key = None
+    if memo is not None and cut_fraction is not None:
+        key = (gen.get_state().numpy().tobytes(), noise_gen.get_state().numpy().tobytes(), batch.cpu().numpy().tobytes(),
+               repr(sorted(knobs.items())), repr(noise), cut_fraction)
+        if key in memo:
+            result, gen_state, noise_state = memo[key]
+            gen.set_state(gen_state)
+            noise_gen.set_state(noise_state)
+            return copy.deepcopy(result)
+    before = draw_noise(model, noise[0], noise[1], len(batch), noise_gen)
+    result = sampling.sample(model, batch, knobs, gen, perturbation=before, cut_fraction=cut_fraction)
+    if key is not None:
+        memo[key] = (copy.deepcopy(result), gen.get_state(), noise_gen.get_state())
+    return result
 
 
 def expand_state(state, repeats: int):
@@ -193,9 +214,10 @@ def run_probe(model, probe: dict, n_classes: int, knobs: dict, *, per_class: int
     cells = registry.cell_settings(probe, knobs)  # what each cell samples (ProbeKind.cell_settings)
     given = given or {}
     if design == "flat":
+        memo = {}  # pre-cut runs the cells share (sample_flat)
         flat = [given[i] if i in given else
                 sample_flat(model, n_classes, per_class, seed=seed, noise_seed=noise_seed, batch_size=batch_size,
-                            **cell) for i, cell in enumerate(cells)]
+                            memo=memo, **cell) for i, cell in enumerate(cells)]
         return {"tokens": np.stack([c["tokens"] for c in flat]), "labels": flat[0]["labels"],
                 "logprobs": np.stack([c["logprobs"] for c in flat])}
     nested = [given[i] if i in given else
