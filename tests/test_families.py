@@ -602,24 +602,30 @@ def plain_copy(model):
 @pytest.mark.parametrize("knobs", [{}, {"cfg_scale": 2.0}])
 def test_sampling_shortcuts_give_the_plain_passes_samples(models, family, knobs):
     """Flat (codebook noise, guidance) and nested (codebook noise after the cut) designs: the
-    query-subset and repeated-row passes (AR: the shared prefix's keys and values) give bit for bit the tokens and log-probs of full passes."""
+    query-subset and repeated-row passes (AR: the shared prefix's keys and values) give the tokens
+    and log-probs of full passes. Bit for bit on the machine that wrote them (2026-12-07); another
+    CPU's kernels may round a pass of other shape differently, so a draw may flip where two
+    perturbed logits tie: the test allows 1 % of tokens and 1e-4 nat (docs/testing.md)."""
     from ibdiv.measure import probes
 
     model, plain = models[family], plain_copy(models[family])
     for m in (model, plain):
         assert not m.training
     flat = [probes.sample_flat(m, C, 40, knobs, seed=3, noise=("codebook", 0.5), noise_seed=4) for m in (model, plain)]
-    assert (flat[0]["tokens"] == flat[1]["tokens"]).all()
-    assert np.array_equal(flat[0]["logprobs"], flat[1]["logprobs"], equal_nan=True)
+    same = flat[0]["tokens"] == flat[1]["tokens"]
+    assert same.mean() >= 0.99
+    np.testing.assert_allclose(flat[0]["logprobs"][same], flat[1]["logprobs"][same], atol=1e-4)
     nested = [probes.sample_nested(m, C, 5, 6, 0.25, knobs, seed=3, after=("codebook", 0.5), noise_seed=4)
               for m in (model, plain)]
-    assert (nested[0]["tokens"] == nested[1]["tokens"]).all() and (nested[0]["frozen"] == nested[1]["frozen"]).all()
+    assert (nested[0]["tokens"] == nested[1]["tokens"]).mean() >= 0.99
+    assert (nested[0]["frozen"] == nested[1]["frozen"]).mean() >= 0.99
 
 
 def test_query_subset_and_repeated_rows_match_the_full_pass_at_default_size():
     """The default architecture (3 blocks, 4 heads of 24): logits of any number of query positions,
     and of repeated samples computed once, equal the full pass's bit for bit (torch's attention
-    kernel rounds 1-3 query rows differently: backbone.MIN_QUERY_ROWS pads them)."""
+    kernel rounds 1-3 query rows differently: backbone.MIN_QUERY_ROWS pads them). Bit for bit on
+    the machine that wrote them; across CPUs promised to float32 rounding (1e-5)."""
     model = registry.implementation("mim").PRIOR.build(64, 16, 8, {**DEFAULT_CFG, "d_model": 96, "n_layers": 3,
                                                                     "n_heads": 4}).eval()
     g = gen(5)
@@ -629,9 +635,10 @@ def test_query_subset_and_repeated_rows_match_the_full_pass_at_default_size():
         for r in (1, 2, 3, 4, 7, 15):
             positions = torch.stack([torch.randperm(16, generator=g)[:r] for _ in range(64)])
             sub = model(tokens, classes, positions=positions)
-            assert torch.equal(sub, full.gather(1, positions[..., None].expand(-1, -1, 64))), r
+            torch.testing.assert_close(sub, full.gather(1, positions[..., None].expand(-1, -1, 64)), atol=1e-5,
+                                       rtol=1e-5, msg=lambda m: f"{r} query rows: {m}")
         repeated = model(tokens.repeat_interleave(8, 0), classes.repeat_interleave(8, 0))
-    assert torch.equal(repeated, full.repeat_interleave(8, 0))
+    torch.testing.assert_close(repeated, full.repeat_interleave(8, 0), atol=1e-5, rtol=1e-5)
 
 
 def test_draw_at_consumes_and_uses_the_uniforms_of_a_whole_grid_draw():
