@@ -30,7 +30,8 @@ LOG2E = 1.0 / math.log(2.0)
 COLUMNS = ("tot", "exec", "path")  # order of joint_split's terms
 
 
-def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
+def logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
+    """log Σ exp(a) along `axis`, stable; an all −inf slice gives −inf (no path gives x any probability)."""
     top = np.max(a, axis=axis, keepdims=True)
     top = np.where(np.isfinite(top), top, 0.0)
     with np.errstate(divide="ignore"):
@@ -50,7 +51,7 @@ def joint_split(log_q: np.ndarray, keys: np.ndarray, paths: np.ndarray | None = 
     weights = np.stack([np.bincount(k[c], minlength=U) for c in range(C)]) / paths.shape[1]  # (C, U)
     own = np.take_along_axis(sel, np.broadcast_to(k[:, :, None, None], sel.shape[:3] + (1,)), -1)[..., 0]
     with np.errstate(divide="ignore"):
-        mixture = _logsumexp(sel + np.log(weights)[:, None, None, :], -1)
+        mixture = logsumexp(sel + np.log(weights)[:, None, None, :], -1)
     with np.errstate(invalid="ignore"):  # -inf - -inf (no path gives x any probability) reads as nan
         h_tot, h_exec = -mixture.mean() * LOG2E, -own.mean() * LOG2E
     return np.array([h_tot, h_exec, h_tot - h_exec])

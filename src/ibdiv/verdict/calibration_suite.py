@@ -215,7 +215,7 @@ def oracle_log_likelihoods(model: TunableOracle, tokens: np.ndarray, sigma: floa
         return clean + [_oracle_log_q(oracle_reader(model, tuple(1.0 + knobs.gain * dev)), tokens[2])]
     q = _oracle_log_q(oracle_reader(model, None), tokens[2])
     m = float(np.minimum(1.0, knobs.misread * dev).mean())
-    mix = _logsumexp(q, -1)[..., None] - math.log(q.shape[-1])
+    mix = joint.logsumexp(q, -1)[..., None] - math.log(q.shape[-1])
     return clean + [np.logaddexp(math.log1p(-m) + q, math.log(m) + mix) if m < 1 else np.broadcast_to(mix, q.shape)]
 
 
@@ -244,11 +244,6 @@ def _oracle_log_q(reader: np.ndarray, tokens: np.ndarray) -> np.ndarray:
     C, P, R, N = tokens.shape
     return reader[np.arange(C)[:, None, None, None, None], np.arange(reader.shape[1])[None, None, None, :, None],
                   np.arange(N), tokens[:, :, :, None, :]].sum(-1)  # (C, P, R, L)
-
-
-def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
-    top = np.max(a, axis=axis, keepdims=True)
-    return np.squeeze(top, axis) + np.log(np.sum(np.exp(a - top), axis=axis))
 
 
 def _flat_row(cache: dict, K: int, measure: dict, rng) -> dict:
