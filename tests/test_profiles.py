@@ -53,23 +53,25 @@ def test_unknown_device_fails_validation_naming_it():
     assert out.returncode != 0 and "device: 'gpu' is not one of" in out.stdout + out.stderr  # the key, then the problem
 
 
-def test_probe_jobs_are_grouped_for_the_pretrained_backends_only():
-    """workflow/rules/probes.smk: a pretrained backend's probes are drawn by one job per run and
-    measured by one job per dataset; the in-house families on the same datasets keep one job per
-    probe and run. Each cache has exactly one planned job (no file made by two rules)."""
+def test_sampling_and_probe_measuring_are_grouped_on_pretrained_datasets_only():
+    """workflow/rules/probes.smk: on a dataset with a pretrained backend one job per run draws its
+    baseline and every probe of the run (the in-house structure reference `independent` too), and one
+    job per dataset measures the probes (the in-house smoke DAG keeps one job per probe and run:
+    tests/test_reruns.py). Each cache has exactly one planned job (no file made by two rules)."""
     out = subprocess.run([sys.executable, "-m", "snakemake", "--dry-run", "--forceall", "--configfile",
                           "config/pretrained-smoke.yaml"], cwd=ROOT, capture_output=True, text=True)
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-2000:]
     jobs = re.findall(r"rule (\w+):\n(?:    .*\n)*?    output: (.*)\n(?:    .*\n)*?    wildcards: (.*)\n", text)
-    grouped = {rule for rule, _, _ in jobs if rule.startswith("sample_probes_")}
-    assert grouped == {"sample_probes_amused_neutral", "sample_probes_llamagen_neutral",
-                       "sample_probes_vq_diffusion_neutral"}, grouped
-    assert {w for rule, _, w in jobs if rule == "sample_probe"} == {w for rule, _, w in jobs if rule == "sample_probe"
-                                                                  and "family=independent" in w}
-    assert any(rule == "sample_probe" for rule, _, _ in jobs)  # independent: per probe
-    assert not any(rule == "measure_probe" for rule, _, _ in jobs)
+    runs = {rule: w for rule, _, w in jobs if rule.startswith("sample_run_")}
+    assert set(runs) == {f"sample_run_{family}_{point}" for family in ("amused", "llamagen", "vq_diffusion", "independent")
+                         for point in ("neutral", "standard")}, set(runs)
+    assert not any(rule in ("sample_probe", "sample_baseline", "measure_probe") for rule, _, _ in jobs)
     assert {rule for rule, _, _ in jobs if rule.startswith("measure_probes_")} == {
         "measure_probes_amused_tiny", "measure_probes_llamagen_tiny", "measure_probes_vq_diffusion_tiny"}
-    caches = [path for rule, outputs, _ in jobs if rule.startswith("sample_probe") for path in outputs.split(", ")]
-    assert len(caches) == len(set(caches)) and all(path.endswith("samples.npz") for path in caches)
+    outputs = {(rule, w): outs.split(", ") for rule, outs, w in jobs if rule.startswith("sample_run_")}
+    caches = [path for paths in outputs.values() for path in paths]
+    assert len(caches) == len(set(caches))
+    for (rule, _), paths in outputs.items():  # the run's baseline, then its probes (none at the standard point)
+        assert paths[0].endswith("/baseline.npz") and all(path.endswith("/samples.npz") for path in paths[1:])
+        assert (len(paths) > 1) == rule.endswith("_neutral"), (rule, paths)
