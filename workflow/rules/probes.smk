@@ -14,8 +14,8 @@
 #   reference `independent` of those datasets too), one job per dataset measures every probe
 #   (measure_probes_<dataset>). Their start-up (diffusers / transformers imports, ~6 CPU-s more a
 #   job; checkpoints of GBs at full size) costs more than a smoke run's sampling: grouping the
-#   probes took the pretrained smoke from 84.7 to 51.7 units of CPU, the baselines with them
-#   N more (docs/performance.md, docs/testing.md).
+#   probes took the pretrained smoke from 84.7 to 51.7 units of CPU; drawing the baselines in the
+#   same jobs, 97 -> 88 jobs and its sampling 86 -> 59 CPU-s (docs/performance.md, docs/testing.md).
 # The wildcard constraints (dataset) split the two shapes, so no file has two rules.
 
 
