@@ -17,8 +17,14 @@ def dry_run(workdir, *args):
                           cwd=workdir, capture_output=True, text=True)
 
 
-def test_slurm_profile_dry_run_plans_every_rule_with_its_resources():
-    out = dry_run(ROOT, "--profile", "profiles/slurm", "--forceall")
+@pytest.fixture(scope="module")
+def slurm_plan():
+    """The smoke DAG planned through the SLURM profile on the CPU (one dry run, read by two tests)."""
+    return dry_run(ROOT, "--profile", "profiles/slurm", "--forceall")
+
+
+def test_slurm_profile_dry_run_plans_every_rule_with_its_resources(slurm_plan):
+    out = slurm_plan
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-2000:]
     assert "Using profiles profiles/slurm" in text
@@ -36,7 +42,7 @@ def test_slurm_profile_executor_is_validated(tmp_path):
     assert out.returncode != 0 and "slurmx" in out.stderr
 
 
-def test_device_cuda_places_training_and_sampling_jobs_on_a_gpu():
+def test_device_cuda_places_training_and_sampling_jobs_on_a_gpu(slurm_plan):
     """`--config device=cuda` (an execution setting): the jobs that compute with the priors
     declare one `gpu` (the SLURM plugin turns it into --gpus); nothing else, not the oracle."""
     out = dry_run(ROOT, "--profile", "profiles/slurm", "--forceall", "--config", "device=cuda")
@@ -45,7 +51,7 @@ def test_device_cuda_places_training_and_sampling_jobs_on_a_gpu():
     jobs = re.findall(r"rule (\w+):\n(?:    .*\n)*?    wildcards: (.*)\n    resources: (.*)\n", text)
     on_gpu = {(rule, "family=oracle" in wildcards) for rule, wildcards, resources in jobs if "gpu=1" in resources}
     assert on_gpu == {("train_prior", False), ("sample_baseline", False), ("sample_probe", False)}, on_gpu
-    assert "gpu=1" not in dry_run(ROOT, "--profile", "profiles/slurm", "--forceall").stdout  # cpu: the default
+    assert "gpu=1" not in slurm_plan.stdout  # cpu: the default
 
 
 def test_unknown_device_fails_validation_naming_it():
