@@ -22,6 +22,7 @@ with job(snakemake.log[0], snakemake.threads) as log:
         log.info("baseline: %d samples, knobs %s", len(cache["labels"]), p.knobs)
         if replaced is not None:  # the published sampler revises visible codes (vq_diffusion)
             log.info("baseline: visible codes replaced by the sampler: %d", replaced)
+        log.info("baseline: %s", probes.peak_memory(devices.resolve(p.device)))  # before any probe's (gpu-runbook.md)
         save_npz(snakemake.output.baseline, **cache)
         baseline_path, caches = snakemake.output.baseline, snakemake.output.get("probes", [])
     else:
