@@ -42,12 +42,16 @@ def copy_repository(work: Path) -> Path:
 
 
 # The files of the two whole-DAG runs first, then the next heaviest, so that pytest-xdist (which
-# hands out whole files in collection order with scripts/test.sh's --no-loadscope-reorder) starts
-# the pretrained smoke on one worker and the shared smoke run on the other, and every other file
-# fills in around them. In the default order both runs could land on one worker, or the second
-# worker could sit waiting for the smoke run's file lock.
+# hands out whole files in collection order with scripts/test.sh's --no-loadscope-reorder, a new
+# file to a worker once it has at most 2 tests left) starts the pretrained smoke on one worker and
+# the shared smoke run on the other, and every other file fills in around them, longest first (a
+# long file handed out last would end the run alone). In the default order both runs could land on
+# one worker, or the second worker could sit waiting for the smoke run's file lock. The pretrained
+# file is the critical path (its fixture alone is ~half the suite's wall time), so the worker that
+# builds the smoke run takes the calibration suite, the kill-and-resume run and the DVC tests while
+# it runs; test_lock_resolution mostly waits on PyPI (~30 s wall, little CPU) and must not be last.
 HEAVY_FILES_FIRST = ("test_pretrained_e2e.py", "test_pipeline_e2e.py", "test_calibration.py", "test_reruns.py",
-                     "test_dvc.py")
+                     "test_dvc.py", "test_lock_resolution.py", "test_profiles.py", "test_devices.py")
 
 
 def write_tables(folder: Path, **frames) -> dict:

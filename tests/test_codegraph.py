@@ -112,7 +112,7 @@ print(json.dumps(loaded))
 
 def test_each_rule_declares_the_code_of_the_script_it_runs():
     """script_inputs("x") and `script: "../scripts/x.py"` name the same adapter in every rule, the
-    rules a `for` loop generates (`rule:` with a `name:`, e.g. sample_probes_<family>_<point>) included."""
+    rules a `for` loop generates (`rule:` with a `name:`, e.g. sample_run_<family>_<point>) included."""
     rules = 0
     for smk in (ROOT / "workflow/rules").glob("*.smk"):
         for block in re.split(r"\n(?=\S)", smk.read_text()):  # a rule, or a loop that generates one

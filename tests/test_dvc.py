@@ -4,6 +4,7 @@ identical numbers without recomputing (README "Sharing results")."""
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import os
 import re
@@ -47,15 +48,24 @@ def snakemake_jobs(cwd, *args) -> list[tuple[str, set, set]]:
     return [(j["rule"], j["input"], j["output"]) for j in jobs if j["rule"] != "all"]
 
 
+@functools.lru_cache(maxsize=None)
+def _posix(path: str) -> str:
+    return str(PurePosixPath(path))  # normalised once per path: "a//b/" and "a/./b" are "a/b"
+
+
 def under(path, roots) -> bool:
-    return any(PurePosixPath(path) == PurePosixPath(r) or PurePosixPath(r) in PurePosixPath(path).parents for r in roots)
+    """`path` is one of `roots` or inside one. On normalised strings: PurePosixPath objects for each
+    (path, root) pair made a drift check ~40 CPU-s, nearly all of it building them."""
+    path = _posix(path)
+    return any(path == root or path.startswith(root + "/") for root in map(_posix, roots))
 
 
-def drift(cwd, *snakemake_args) -> list[str]:
-    """Everything that makes dvc.yaml disagree with the Snakemake DAG; [] when in sync."""
+def drift(cwd, jobs) -> list[str]:
+    """Everything that makes cwd's dvc.yaml disagree with the Snakemake DAG `jobs` (snakemake_jobs);
+    [] when in sync."""
     from dvc.repo import Repo
 
-    made = {f: (rule, inputs) for rule, inputs, outputs in snakemake_jobs(cwd, *snakemake_args) for f in outputs}
+    made = {f: (rule, inputs) for rule, inputs, outputs in jobs for f in outputs}
     errors, covered, allowing, told = [], set(), {}, set()  # allowing: stage -> its --allowed-rules
     with Repo(str(cwd)) as repo:
         for stage in repo.index.stages:
@@ -117,9 +127,16 @@ def _where_to_add(path: str, rule: str, allowing: dict) -> str:
     return f"add {_spelt(path, own[0])} (or a folder above it) to the outs of stage {own[0].partition('@')[0]}"
 
 
+@pytest.fixture(scope="module")
+def dag_jobs():
+    """The default DAG's jobs: one forced dry run (~4 CPU-s) read by every drift check of this file;
+    they change dvc.yaml only, which Snakemake does not read."""
+    return snakemake_jobs(ROOT)
+
+
 @pytest.mark.slow
-def test_dvc_yaml_mirrors_the_snakemake_dag():
-    assert drift(ROOT) == []
+def test_dvc_yaml_mirrors_the_snakemake_dag(dag_jobs):
+    assert drift(ROOT, dag_jobs) == []
 
 
 def test_dvc_yaml_figure_blocks_are_the_catalogue_s():
@@ -151,9 +168,10 @@ def test_dvc_yaml_script_writes_a_new_figure(monkeypatch):
 
 
 @pytest.mark.slow
-def test_drift_is_detected(tmp_path):
+def test_drift_is_detected(tmp_path, dag_jobs):
     """The check can fail: an output DVC does not track, a rule a stage does not allow, a missing
-    dep, an unread code dep."""
+    dep, an unread code dep. (A copy of the checkout, so that dvc.yaml can be broken; its DAG is the
+    checkout's.)"""
     for name in ("Snakefile", "workflow", "src", "profiles", "envs", "config.yaml", "dvc.yaml"):
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, tmp_path / name)
     run(["git", "init", "-q"], tmp_path)
@@ -161,7 +179,7 @@ def test_drift_is_detected(tmp_path):
     dvc_yaml = (tmp_path / "dvc.yaml").read_text()
     broken = dvc_yaml.replace("        - results/${key}/figures/probes\n", "")
     (tmp_path / "dvc.yaml").write_text(broken)
-    errors = "\n".join(drift(tmp_path))
+    errors = "\n".join(drift(tmp_path, dag_jobs))
     assert "figures/probes" in errors and "is not tracked by any DVC stage" in errors
     # ... naming the stage and the out to add, as dvc.yaml spells it
     assert "add results/${key}/figures/probes" in errors and "to the outs of stage probes" in errors
@@ -169,14 +187,14 @@ def test_drift_is_detected(tmp_path):
     extra = "      - workflow/scripts/summary.py\n      - src/ibdiv/core/config.py\n"
     (tmp_path / "dvc.yaml").write_text(dvc_yaml.replace(" probe_grids manifest", " manifest")
                                        .replace("      - workflow/scripts/summary.py\n", extra))
-    errors = drift(tmp_path)
+    errors = drift(tmp_path, dag_jobs)
     assert any("made by probe_grids, not in --allowed-rules" in e for e in errors)
     assert any(e.endswith("summary: code dep src/ibdiv/core/config.py is read by no job of the stage") for e in errors)
     # the probes stage without the quality reference its measuring jobs read
     probes = dvc_yaml.index("  probes:")
     no_reference = dvc_yaml[:probes] + dvc_yaml[probes:].replace("        - results/${key}/reference\n", "", 1)
     (tmp_path / "dvc.yaml").write_text(no_reference)
-    errors = drift(tmp_path)
+    errors = drift(tmp_path, dag_jobs)
     assert any("probes@" in e and "deps miss" in e and "reference/quality.npz" in e for e in errors)
     assert any("add ['results/${key}/reference/quality.npz'" in e and "to its deps" in e for e in errors), errors
 

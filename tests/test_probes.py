@@ -161,6 +161,24 @@ def test_enhancement_zero_cell_from_the_baseline_is_byte_identical(models, famil
         probes.baseline_as_cell(base, seed=4)
 
 
+def test_baseline_cache_is_the_flat_draw_as_its_file_holds_it(models, tmp_path):
+    """probes.baseline_cache (sample_baseline's and a grouped run's one way to draw a baseline): the
+    flat draw at the run's seed, tokens in the compact dtype, the seed recorded; through its file it
+    is the cell a probe copies (baseline_as_cell)."""
+    from ibdiv.core.io import load_npz, save_npz
+
+    m = models["mim"]
+    cache, replaced = probes.baseline_cache(m, C, per_class=6, knobs=KNOBS["mim"], seed=3, batch_size=8,
+                                            token_dtype=np.uint8)
+    flat = probes.sample_flat(m, C, 6, KNOBS["mim"], seed=3, batch_size=8)
+    assert list(cache) == ["tokens", "labels", "logprobs", "seed"] and replaced is None  # the file's order
+    assert cache["tokens"].dtype == np.uint8 and np.array_equal(cache["tokens"], flat["tokens"])
+    assert np.array_equal(cache["logprobs"], flat["logprobs"]) and int(cache["seed"]) == 3
+    save_npz(tmp_path / "baseline.npz", **cache)
+    cell = probes.baseline_as_cell(load_npz(tmp_path / "baseline.npz"), seed=3)
+    assert all(np.array_equal(cell[key], flat[key]) and cell[key].dtype == flat[key].dtype for key in cell)
+
+
 def test_only_a_cell_that_is_the_baseline_is_copied():
     enh = {"kind": "enhancement", "cut_fraction": 0.25, "condition_sigmas": [0.0, 1.0], "codebook_sigmas": [0.5, 0.0]}
     assert registry.baseline_cell(enh, 6, 6) == 1

@@ -17,8 +17,14 @@ def dry_run(workdir, *args):
                           cwd=workdir, capture_output=True, text=True)
 
 
-def test_slurm_profile_dry_run_plans_every_rule_with_its_resources():
-    out = dry_run(ROOT, "--profile", "profiles/slurm", "--forceall")
+@pytest.fixture(scope="module")
+def slurm_plan():
+    """The smoke DAG planned through the SLURM profile on the CPU (one dry run, read by two tests)."""
+    return dry_run(ROOT, "--profile", "profiles/slurm", "--forceall")
+
+
+def test_slurm_profile_dry_run_plans_every_rule_with_its_resources(slurm_plan):
+    out = slurm_plan
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-2000:]
     assert "Using profiles profiles/slurm" in text
@@ -36,7 +42,7 @@ def test_slurm_profile_executor_is_validated(tmp_path):
     assert out.returncode != 0 and "slurmx" in out.stderr
 
 
-def test_device_cuda_places_training_and_sampling_jobs_on_a_gpu():
+def test_device_cuda_places_training_and_sampling_jobs_on_a_gpu(slurm_plan):
     """`--config device=cuda` (an execution setting): the jobs that compute with the priors
     declare one `gpu` (the SLURM plugin turns it into --gpus); nothing else, not the oracle."""
     out = dry_run(ROOT, "--profile", "profiles/slurm", "--forceall", "--config", "device=cuda")
@@ -45,7 +51,7 @@ def test_device_cuda_places_training_and_sampling_jobs_on_a_gpu():
     jobs = re.findall(r"rule (\w+):\n(?:    .*\n)*?    wildcards: (.*)\n    resources: (.*)\n", text)
     on_gpu = {(rule, "family=oracle" in wildcards) for rule, wildcards, resources in jobs if "gpu=1" in resources}
     assert on_gpu == {("train_prior", False), ("sample_baseline", False), ("sample_probe", False)}, on_gpu
-    assert "gpu=1" not in dry_run(ROOT, "--profile", "profiles/slurm", "--forceall").stdout  # cpu: the default
+    assert "gpu=1" not in slurm_plan.stdout  # cpu: the default
 
 
 def test_unknown_device_fails_validation_naming_it():
@@ -53,23 +59,25 @@ def test_unknown_device_fails_validation_naming_it():
     assert out.returncode != 0 and "device: 'gpu' is not one of" in out.stdout + out.stderr  # the key, then the problem
 
 
-def test_probe_jobs_are_grouped_for_the_pretrained_backends_only():
-    """workflow/rules/probes.smk: a pretrained backend's probes are drawn by one job per run and
-    measured by one job per dataset; the in-house families on the same datasets keep one job per
-    probe and run. Each cache has exactly one planned job (no file made by two rules)."""
+def test_sampling_and_probe_measuring_are_grouped_on_pretrained_datasets_only():
+    """workflow/rules/probes.smk: on a dataset with a pretrained backend one job per run draws its
+    baseline and every probe of the run (the in-house structure reference `independent` too), and one
+    job per dataset measures the probes (the in-house smoke DAG keeps one job per probe and run:
+    tests/test_reruns.py). Each cache has exactly one planned job (no file made by two rules)."""
     out = subprocess.run([sys.executable, "-m", "snakemake", "--dry-run", "--forceall", "--configfile",
                           "config/pretrained-smoke.yaml"], cwd=ROOT, capture_output=True, text=True)
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-2000:]
     jobs = re.findall(r"rule (\w+):\n(?:    .*\n)*?    output: (.*)\n(?:    .*\n)*?    wildcards: (.*)\n", text)
-    grouped = {rule for rule, _, _ in jobs if rule.startswith("sample_probes_")}
-    assert grouped == {"sample_probes_amused_neutral", "sample_probes_llamagen_neutral",
-                       "sample_probes_vq_diffusion_neutral"}, grouped
-    assert {w for rule, _, w in jobs if rule == "sample_probe"} == {w for rule, _, w in jobs if rule == "sample_probe"
-                                                                  and "family=independent" in w}
-    assert any(rule == "sample_probe" for rule, _, _ in jobs)  # independent: per probe
-    assert not any(rule == "measure_probe" for rule, _, _ in jobs)
+    runs = {rule: w for rule, _, w in jobs if rule.startswith("sample_run_")}
+    assert set(runs) == {f"sample_run_{family}_{point}" for family in ("amused", "llamagen", "vq_diffusion", "independent")
+                         for point in ("neutral", "standard")}, set(runs)
+    assert not any(rule in ("sample_probe", "sample_baseline", "measure_probe") for rule, _, _ in jobs)
     assert {rule for rule, _, _ in jobs if rule.startswith("measure_probes_")} == {
         "measure_probes_amused_tiny", "measure_probes_llamagen_tiny", "measure_probes_vq_diffusion_tiny"}
-    caches = [path for rule, outputs, _ in jobs if rule.startswith("sample_probe") for path in outputs.split(", ")]
-    assert len(caches) == len(set(caches)) and all(path.endswith("samples.npz") for path in caches)
+    outputs = {(rule, w): outs.split(", ") for rule, outs, w in jobs if rule.startswith("sample_run_")}
+    caches = [path for paths in outputs.values() for path in paths]
+    assert len(caches) == len(set(caches))
+    for (rule, _), paths in outputs.items():  # the run's baseline, then its probes (none at the standard point)
+        assert paths[0].endswith("/baseline.npz") and all(path.endswith("/samples.npz") for path in paths[1:])
+        assert (len(paths) > 1) == rule.endswith("_neutral"), (rule, paths)

@@ -275,13 +275,18 @@ def probe_cache_paths(dataset, probe):
 def starts_up_heavily(family):
     """A pretrained backend (its model a published checkpoint): a job that draws from it imports
     diffusers / transformers and loads the checkpoint, which costs more than sampling a probe, so its
-    probes are drawn and measured by grouped jobs (probes.smk says why, with the numbers)."""
+    datasets' sampling and probe measuring are grouped (probes.smk says why, with the numbers)."""
     return registry.family(family).model == "checkpoint"
 
 
 def grouped_dataset(dataset):
-    """A dataset whose probes one job measures (measure_probes_<dataset>): one with a pretrained backend."""
+    """A dataset with a pretrained backend: one job per run draws its baseline and probes
+    (sample_run_<family>_<point>, every family of the dataset, the in-house structure reference
+    included) and one job measures its probes (measure_probes_<dataset>)."""
     return any(starts_up_heavily(f) for f in families_of(dataset))
+
+
+GROUPED = [d for d in DATASETS if grouped_dataset(d)]
 
 
 def one_of(names):
@@ -289,25 +294,26 @@ def one_of(names):
     return "|".join(re.escape(name) for name in names) or "(?!)"
 
 
-def probes_at(family, point):
+def probes_at(family, point, datasets=None):
     """The probes drawn at one family's operating point, in config order (the same in every
-    dataset that has the family: probe_runs depends on the family, not the dataset)."""
+    dataset of `datasets`, default all, that has the family: probe_runs depends on the family, not the dataset)."""
     found = {tuple(probe for probe in config["probes"] if (family, SEEDS[0], point) in probe_runs(d, probe))
-             for d in DATASETS if family in families_of(d)}
+             for d in (DATASETS if datasets is None else datasets) if family in families_of(d)}
     assert len(found) <= 1, f"probes at {family}/{point} differ between datasets: {found}"
     return list(found.pop()) if found else []
 
 
 def sampling_groups():
-    """(family, point) of every grouped sampling job kind (rules sample_probes_<family>_<point>,
-    probes.smk): the pretrained backends' operating points that some probe is drawn at."""
-    return [(f, p) for f in all_families() if starts_up_heavily(f) for p in points_of(f) if probes_at(f, p)]
+    """(family, point) of every grouped sampling job kind (rules sample_run_<family>_<point>,
+    probes.smk): every family and operating point of the datasets with a pretrained backend."""
+    families = dict.fromkeys(f for d in GROUPED for f in families_of(d))
+    return [(f, p) for f in families for p in points_of(f)]
 
 
 def job_probes(wildcards):
     """{probe: its config} a sampling job draws, in output order: its own probe (sample_probe), or
-    every probe of its run (sample_probes_<family>_<point>), never another run's."""
-    names = [wildcards.probe] if hasattr(wildcards, "probe") else probes_at(wildcards.family, wildcards.point)
+    every probe of its run (sample_run_<family>_<point>), never another run's."""
+    names = [wildcards.probe] if hasattr(wildcards, "probe") else probes_at(wildcards.family, wildcards.point, GROUPED)
     return {probe: config["probes"][probe] for probe in names}
 
 

@@ -55,6 +55,8 @@ rule sample_baseline:
         **script_inputs("sample_baseline"),
     output:
         "results/{dataset}/samples/{family}/seed{seed}/{point}/baseline.npz",
+    wildcard_constraints:
+        dataset=one_of(d for d in DATASETS if d not in GROUPED),  # theirs: sample_run_<family>_<point> (probes.smk)
     params:
         knobs=point_knobs,
         sampling=sampling_settings,

@@ -2,18 +2,21 @@
 # x seed x operating point, a compact token cache, and a measure.json per dataset and probe.
 #
 # Two job shapes, the same adapters (workflow/scripts/sample_probes.py, measure_probes.py) and
-# library (probes.probe_cache, probe_measures.measure_probe), byte-identical caches and measures:
-# - in-house families and datasets: one job per probe (sample_probe: dataset x probe x family x
-#   seed x point; measure_probe: dataset x probe). Start-up does not dominate there: a default
-#   sampling job does ~14 CPU-s of work against ~3 CPU-s of start-up, and one job per probe keeps
-#   "edit one probe, rerun only its jobs" (grouping reran ~85 % of the default probe stage, ~1,500
-#   CPU-s, for one probe's ~15 %; docs/performance.md).
-# - pretrained backends (registry model "checkpoint") and their datasets: one job per run draws
-#   every probe of the run (sample_probes_<family>_<point>), one job per dataset measures every
-#   probe (measure_probes_<dataset>). Their start-up (diffusers / transformers imports, ~6 CPU-s
-#   more a job; checkpoints of GBs at full size) cost more than a smoke probe's sampling: grouping
-#   took the pretrained smoke from 84.7 to 54.7 units of CPU (docs/performance.md).
-# The wildcard constraints (family / dataset) split the two shapes, so no file has two rules.
+# library (probes.baseline_cache, probe_cache, probe_measures.measure_probe), byte-identical caches
+# and measures:
+# - in-house datasets: one job per probe (sample_probe: dataset x probe x family x seed x point;
+#   measure_probe: dataset x probe), the baselines by sample_baseline (generators.smk). Start-up
+#   does not dominate there: a default sampling job does ~14 CPU-s of work against ~3 CPU-s of
+#   start-up, and one job per probe keeps "edit one probe, rerun only its jobs" (grouping reran
+#   ~85 % of the default probe stage, ~1,500 CPU-s, for one probe's ~15 %; docs/performance.md).
+# - datasets with a pretrained backend (registry model "checkpoint"): one job per run draws the
+#   run's baseline and every probe of the run (sample_run_<family>_<point>, the in-house structure
+#   reference `independent` of those datasets too), one job per dataset measures every probe
+#   (measure_probes_<dataset>). Their start-up (diffusers / transformers imports, ~6 CPU-s more a
+#   job; checkpoints of GBs at full size) costs more than a smoke run's sampling: grouping the
+#   probes took the pretrained smoke from 84.7 to 51.7 units of CPU; drawing the baselines in the
+#   same jobs, 97 -> 88 jobs and its sampling 86 -> 59 CPU-s (docs/performance.md, docs/testing.md).
+# The wildcard constraints (dataset) split the two shapes, so no file has two rules.
 
 
 rule sample_probe:
@@ -25,7 +28,7 @@ rule sample_probe:
     output:
         "results/{dataset}/probes/{probe}/{family}/seed{seed}/{point}/samples.npz",
     wildcard_constraints:
-        family=one_of(f for f in all_families() if not starts_up_heavily(f)),
+        dataset=one_of(d for d in DATASETS if d not in GROUPED),
     params:
         probes=job_probes,
         baseline_cells=baseline_cells,
@@ -50,36 +53,39 @@ rule sample_probe:
 
 # A grouped job's outputs are fixed when the rule is defined and the probes of a run depend on its
 # family and point, hence one rule per (family, point), all alike; its params hold only its own
-# probes, so editing one probe reruns the runs that draw it (and their other probes' caches).
+# probes, so editing one probe reruns the runs that draw it (their baselines and other probes'
+# caches drawn again, to the same bytes); a point without probes is its baseline alone.
 for _family, _point in sampling_groups():
 
     rule:
         name:
-            f"sample_probes_{_family}_{_point}"
+            f"sample_run_{_family}_{_point}"
         input:
             model=sampler_model,
             tokens="results/{dataset}/tokens.npz",
-            baseline=baseline_reuse,  # the run's baseline cache where a cell is it (registry.baseline_cell)
             **script_inputs("sample_probes"),
         output:
-            [f"results/{{dataset}}/probes/{probe}/{{family}}/seed{{seed}}/{{point}}/samples.npz"
-             for probe in probes_at(_family, _point)],
+            baseline="results/{dataset}/samples/{family}/seed{seed}/{point}/baseline.npz",
+            **({"probes": [f"results/{{dataset}}/probes/{probe}/{{family}}/seed{{seed}}/{{point}}/samples.npz"
+                           for probe in probes_at(_family, _point, GROUPED)]} if probes_at(_family, _point, GROUPED) else {}),
         wildcard_constraints:
+            dataset=one_of(GROUPED),
             family=re.escape(_family),
             point=re.escape(_point),
         params:
             probes=job_probes,  # in output order
             baseline_cells=baseline_cells,
             knobs=point_knobs,
+            sampling=sampling_settings,  # the baseline's, as sample_baseline's
             per_class=config["measure"]["per_class"],
             batch_size=sampling_batch,
             nested_batch=nested_batch,  # from resources.memory_gib (ibdiv.pipeline.sizing)
             seed=config["seed"],
             device=DEVICE,
         log:
-            run_logfile("sample_probes"),
+            run_logfile("sample_run"),
         benchmark:
-            run_benchfile("sample_probes")
+            run_benchfile("sample_run")
         threads: 1
         resources:
             gpu=gpus,

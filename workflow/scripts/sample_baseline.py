@@ -1,6 +1,5 @@
-"""Snakemake adapter: the baseline sample cache of one family at one operating point."""
-import numpy as np
-
+"""Snakemake adapter: the baseline sample cache of one family at one operating point (in-house
+datasets; a pretrained dataset's runs draw theirs in sample_probes.py, by the same function)."""
 from ibdiv.core import devices, registry
 from ibdiv.measure import probes
 from ibdiv.data import tokens
@@ -13,11 +12,11 @@ with job(snakemake.log[0], snakemake.threads) as log:
     ref = tokens.load_token_cache(snakemake.input.tokens, "heldout")
     model = probes.load_sampler(w.family, snakemake.input.model, devices.resolve(p.device))
     seed = probes.sampling_seed(p.seed, w.dataset, w.family, w.seed, w.point)
-    out = probes.sample_flat(model, int(ref.labels.max()) + 1, p.sampling["baseline_per_class"], p.knobs, seed,
-                             batch_size=p.sampling["batch_size"])
-    log.info("%d samples, knobs %s", len(out["labels"]), p.knobs)
-    if "replaced_codes" in out:  # the published sampler revises visible codes (vq_diffusion)
-        log.info("visible codes replaced by the sampler: %d", out["replaced_codes"])
+    cache, replaced = probes.baseline_cache(model, int(ref.labels.max()) + 1, per_class=p.sampling["baseline_per_class"],
+                                            knobs=p.knobs, seed=seed, batch_size=p.sampling["batch_size"],
+                                            token_dtype=tokens.compact_dtype(ref.codebook_size))
+    log.info("%d samples, knobs %s", len(cache["labels"]), p.knobs)
+    if replaced is not None:  # the published sampler revises visible codes (vq_diffusion)
+        log.info("visible codes replaced by the sampler: %d", replaced)
     log.info("%s", probes.peak_memory(devices.resolve(p.device)))  # beside the estimate printed at start
-    save_npz(snakemake.output[0], tokens=out["tokens"].astype(tokens.compact_dtype(ref.codebook_size)),
-             labels=out["labels"], logprobs=out["logprobs"], seed=np.int64(seed))
+    save_npz(snakemake.output[0], **cache)

@@ -251,6 +251,19 @@ def baseline_as_cell(cache: dict, *, seed: int) -> dict:
     return {"tokens": cache["tokens"].astype(np.int64), "labels": cache["labels"], "logprobs": cache["logprobs"]}
 
 
+def baseline_cache(model, n_classes: int, *, per_class: int, knobs: dict, seed: int, batch_size: int,
+                   token_dtype) -> tuple[dict, int | None]:
+    """A run's baseline sample cache, the arrays its file holds (tokens as `token_dtype`, the
+    codebook's compact type, and the sampling seed, which `baseline_as_cell` checks), and how many
+    visible codes the sampler replaced (None for a process that never revises them). One function
+    for both jobs that draw baselines (sample_baseline, and a pretrained dataset's grouped runs),
+    so their files are the same bytes."""
+    out = sample_flat(model, n_classes, per_class, knobs, seed, batch_size=batch_size)
+    cache = {"tokens": out["tokens"].astype(token_dtype), "labels": out["labels"], "logprobs": out["logprobs"],
+             "seed": np.int64(seed)}
+    return cache, (int(out["replaced_codes"]) if "replaced_codes" in out else None)
+
+
 def peak_memory(device) -> str:
     """What a sampling or scoring job measured of its own peak memory, to set beside the estimate
     its Snakemake start printed (ibdiv.pipeline.sizing): the CUDA allocator's peak on a GPU, the
