@@ -43,8 +43,9 @@ def test_every_label_is_reachable_and_earned(suite):
     """Each case gets its own label in >= 95% of seeds and no other label in more than 5% (except
     a documented estimand gap, cal.ESTIMAND_OPEN: none since the joint path column, 2026-12-07)."""
     table = cal.confusion(suite)
-    open_rows = [case for case in table.index if case.split(" K'=")[0] in cal.ESTIMAND_OPEN]  # at every alphabet
-    for case, row in table.drop(index=open_rows).iterrows():
+    open_rows = [case for case in table.index if cal.base_case(case) in cal.ESTIMAND_OPEN]  # at every alphabet
+    token_rows = [case for case in table.index if case.endswith(cal.TOKEN_SUFFIX)]  # the other column: below
+    for case, row in table.drop(index=open_rows + token_rows).iterrows():
         shares = row.drop(["expected", "n_seeds"]).astype(float)
         assert shares[row.expected] >= 0.95, (case, shares.to_dict())
         assert (shares.drop(row.expected) <= 0.05).all(), (case, shares.to_dict())
@@ -74,6 +75,26 @@ def test_oracle_decoupled_by_construction_is_labelled_decoupled(suite):
     assert (oracle.path_column == "joint").all()
     assert (oracle.label == "Decoupled").mean() >= 0.95, oracle.decoupling_index.describe().to_dict()
     assert (oracle.token_decoupling_index - 2 * oracle.token_decoupling_index_se < CONFIG["classification"]["delta_min"]).all()
+
+
+def test_token_column_rows_back_the_dag_s_token_decided_labels(suite):
+    """Every joint-column replicate is also classified on its token-level matrix ("<case> [token]"):
+    the rows that back the DAG's families, which are decided by the token column. The decoupled
+    oracle is not Decoupled there (its overlapping supports), so the run flags the token column's
+    Balanced and Decoupled labels (classification.suite_flags), as the report then says."""
+    from ibdiv.verdict.classification import suite_flags
+
+    joint = suite[suite.path_column == "joint"]
+    token = suite[suite.case.str.endswith(cal.TOKEN_SUFFIX)]
+    assert len(token) == len(joint) and (token.path_column == "token").all()
+    oracle = token[token.case == "oracle_decoupled" + cal.TOKEN_SUFFIX].reset_index(drop=True)
+    alone = joint[joint.case == "oracle_decoupled"].reset_index(drop=True)
+    assert np.allclose(oracle.decoupling_index, alone.token_decoupling_index)  # the token matrix, same replicates
+    assert (oracle.label == "Decoupled").mean() < 0.95
+    flags = suite_flags(cal.confusion(suite))
+    assert any("oracle_decoupled [token]" in reason for reason in flags["Decoupled"])
+    decoupled = token[token.case == "decoupled" + cal.TOKEN_SUFFIX]
+    assert (decoupled.label == "Decoupled").mean() >= 0.95  # disjoint supports: Decoupled on both columns
 
 
 def test_entangled_wiring_is_entangled_by_a_wide_gap(suite):

@@ -284,18 +284,51 @@ def run_suite(seeds: int, measure: dict, probe: dict, thresholds: dict, cases=tu
                          for name, seed in tqdm(jobs, disable=not progress, desc="calibration")
                          for _, alphabet in measure_case(name, seed, measure, probe).groupby("coarse_k", sort=True)],
                         ignore_index=True)
+    token = on_token_column(summary)
+    return pd.concat([_classified(summary, thresholds), _classified(token, thresholds, TOKEN_SUFFIX)],
+                     ignore_index=True)
+
+
+def _classified(summary: pd.DataFrame, thresholds: dict, suffix: str = "") -> pd.DataFrame:
+    """The rule's verdict on each summary row, with the case's expected label and every measured input
+    beside it (so that the rows can be classified again: tests)."""
     classified = classify_rows(summary, thresholds)
     classified["expected"] = [CASES[name][0] for name in classified.family]
     # a coarse alphabet's replicates are their own rows of the confusion table: "decoupled K'=16"
-    classified["family"] = [case_name(name, k) for name, k in zip(classified.family, summary.coarse_k)]
-    # every measured input beside the verdict, so the rows can be classified again (tests)
+    classified["family"] = [case_name(name, k) + suffix for name, k in zip(classified.family, summary.coarse_k)]
     keep = [c for c in summary.columns if c not in classified.columns]
-    return pd.concat([classified.rename(columns={"family": "case"}), summary[keep]], axis=1)
+    return pd.concat([classified.rename(columns={"family": "case"}), summary[keep].reset_index(drop=True)], axis=1)
+
+
+# The DAG's families are classified on the token column (no exact likelihood, or too costly: AR's
+# joint column would cost more than the whole DAG; docs/methods-joint-path.md), so the suite also
+# classifies every joint-column replicate on its token-level matrix, as its own confusion row
+# "<case> [token]": what the run's token-decided labels are backed by (classification.suite_flags).
+TOKEN_SUFFIX = " [token]"
+_MATRIX = [f"r_{probe}_{col}" for probe in ("i2", "i3") for col in ("path", "exec", "infl", "tot")] + ["decoupling_index"]
+
+
+def on_token_column(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary rows decided by the joint path column, with their token-level matrix (token_r_*,
+    token_decoupling_index and SEs) in the rule's columns instead: the same replicates as the token
+    column would classify them. Empty when no row has the joint column."""
+    rows = summary[summary.get("path_column", pd.Series(TOKEN, index=summary.index)) == JOINT].copy()
+    for name in _MATRIX:
+        for column in (name, f"{name}_se"):
+            if f"token_{column}" in rows.columns:
+                rows[column] = rows[f"token_{column}"]
+    rows["path_column"] = TOKEN
+    return rows.reset_index(drop=True)
 
 
 def case_name(name: str, coarse_k: int) -> str:
     """A suite row's case: the case's name at its own alphabet, "<name> K'=<k>" at a coarse one."""
     return name if int(coarse_k) == 0 else f"{name} K'={int(coarse_k)}"
+
+
+def base_case(case: str) -> str:
+    """The suite case a confusion row is of: its name without alphabet or path-column suffix."""
+    return case.removesuffix(TOKEN_SUFFIX).split(" K'=")[0]
 
 
 def confusion(results: pd.DataFrame) -> pd.DataFrame:
