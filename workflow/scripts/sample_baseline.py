@@ -12,11 +12,5 @@ with job(snakemake.log[0], snakemake.threads) as log:
     ref = tokens.load_token_cache(snakemake.input.tokens, "heldout")
     model = probes.load_sampler(w.family, snakemake.input.model, devices.resolve(p.device))
     seed = probes.sampling_seed(p.seed, w.dataset, w.family, w.seed, w.point)
-    cache, replaced = probes.baseline_cache(model, int(ref.labels.max()) + 1, per_class=p.sampling["baseline_per_class"],
-                                            knobs=p.knobs, seed=seed, batch_size=p.sampling["batch_size"],
-                                            token_dtype=tokens.compact_dtype(ref.codebook_size))
-    log.info("%d samples, knobs %s", len(cache["labels"]), p.knobs)
-    if replaced is not None:  # the published sampler revises visible codes (vq_diffusion)
-        log.info("visible codes replaced by the sampler: %d", replaced)
-    log.info("%s", probes.peak_memory(devices.resolve(p.device)))  # beside the estimate printed at start
+    cache = probes.draw_baseline(model, ref, p.sampling, p.knobs, seed, devices.resolve(p.device), log)
     save_npz(snakemake.output[0], **cache)

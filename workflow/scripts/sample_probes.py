@@ -16,13 +16,8 @@ with job(snakemake.log[0], snakemake.threads) as log:
     model = probes.load_sampler(w.family, snakemake.input.model, devices.resolve(p.device))
     run_seed = probes.sampling_seed(p.seed, w.dataset, w.family, w.seed, w.point)
     if "baseline" in snakemake.output.keys():  # a grouped run: its baseline first, as sample_baseline draws it
-        cache, replaced = probes.baseline_cache(model, int(ref.labels.max()) + 1, per_class=p.sampling["baseline_per_class"],
-                                                knobs=p.knobs, seed=run_seed, batch_size=p.sampling["batch_size"],
-                                                token_dtype=tokens.compact_dtype(ref.codebook_size))
-        log.info("baseline: %d samples, knobs %s", len(cache["labels"]), p.knobs)
-        if replaced is not None:  # the published sampler revises visible codes (vq_diffusion)
-            log.info("baseline: visible codes replaced by the sampler: %d", replaced)
-        log.info("baseline: %s", probes.peak_memory(devices.resolve(p.device)))  # before any probe's (gpu-runbook.md)
+        cache = probes.draw_baseline(model, ref, p.sampling, p.knobs, run_seed, devices.resolve(p.device), log,
+                                     prefix="baseline: ")  # before any probe's peak (gpu-runbook.md)
         save_npz(snakemake.output.baseline, **cache)
         baseline_path, caches = snakemake.output.baseline, snakemake.output.get("probes", [])
     else:

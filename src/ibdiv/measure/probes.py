@@ -264,6 +264,22 @@ def baseline_cache(model, n_classes: int, *, per_class: int, knobs: dict, seed: 
     return cache, (int(out["replaced_codes"]) if "replaced_codes" in out else None)
 
 
+def draw_baseline(model, ref, sampling_settings: dict, knobs: dict, seed: int, device, log, prefix: str = "") -> dict:
+    """baseline_cache for a run of the token cache `ref` (its classes and codebook), at the config's
+    `sampling` settings, with what both baseline-drawing jobs log: the samples, the codes the sampler
+    replaced, and the peak memory beside the estimate printed at start (gpu-runbook.md reads it)."""
+    from ibdiv.data import tokens
+
+    cache, replaced = baseline_cache(model, int(ref.labels.max()) + 1, per_class=sampling_settings["baseline_per_class"],
+                                     knobs=knobs, seed=seed, batch_size=sampling_settings["batch_size"],
+                                     token_dtype=tokens.compact_dtype(ref.codebook_size))
+    log.info("%s%d samples, knobs %s", prefix, len(cache["labels"]), knobs)
+    if replaced is not None:  # the published sampler revises visible codes (vq_diffusion)
+        log.info("%svisible codes replaced by the sampler: %d", prefix, replaced)
+    log.info("%s%s", prefix, peak_memory(device))
+    return cache
+
+
 def peak_memory(device) -> str:
     """What a sampling or scoring job measured of its own peak memory, to set beside the estimate
     its Snakemake start printed (ibdiv.pipeline.sizing): the CUDA allocator's peak on a GPU, the
