@@ -275,11 +275,11 @@ def _follow_written(model: CalibrationPrior, reads: CodeReads | None, state: Dec
     clean prior; at every later step the state its last token spells, so a misread persists. Every step
     consumes the same draws, misread or not (the sampler's RNG contract)."""
     classes, i, K = state.classes, state.step, model.config.vocab_size
-    read = model.table_read_at(reads, state.tokens, i)
     coin = torch.rand(len(classes), generator=gen)
     redrawn = torch.multinomial(model.state_prior(classes).reshape(len(classes), -1), 1, generator=gen)[:, 0]
     if i > model.config.n_path:
         return model.written_state(classes, state.tokens[:, i - 1], i - 1)
+    read = model.table_read_at(reads, state.tokens, i)  # only the first execution step reads the table
     misread = coin < model.misread_probability(read, model.tok_emb.weight[:K].expand_as(read))
     return torch.where(misread, redrawn // 2, mode), torch.where(misread, redrawn % 2 == 1, sharp)
 
