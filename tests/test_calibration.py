@@ -273,6 +273,32 @@ def test_own_likelihood_is_the_samplers():
         assert np.abs(own - sampler).max() < 1e-4, name
 
 
+def test_own_likelihood_over_noise_tables_is_the_mean_of_each_table_s():
+    """The I3 cell's conditional, read over J codebook-noise tables in batches (calibration.TABLE_CHUNK),
+    is the log of the mean of the J single-table likelihoods, table by table (the batching mixes no two
+    tables, whether the wiring executes through the noisy table or only misreads through it), and the
+    noise matters (it is not the clean model's)."""
+    from ibdiv.families import sampling
+    from ibdiv.verdict import calibration
+
+    for name in ("decoupled", "entangled", "decoupled_embedding_read"):
+        model, temperature = cal.build_case(name, PROBE["cut_fraction"])
+        out = probes.run_probe(model, PROBE, 8, {"temperature": temperature}, per_class=1, seed=5, noise_seed=6)
+        tokens = out["tokens"][2].astype(np.int64)[:, :6]  # the I3 cell, 6 paths a class
+        noise = sampling.codebook_noise(model, calibration.TABLE_CHUNK + 3, PROBE["sigma"], torch.Generator().manual_seed(3))
+        for read_clean in (True, False):
+            together = calibration.continuation_log_likelihood(model, tokens, temperature, noise, read_clean)
+            alone = np.stack([calibration.continuation_log_likelihood(model, tokens, temperature, z[None], read_clean)
+                              for z in noise])
+            with np.errstate(divide="ignore"):
+                expected = np.log(np.exp(alone).mean(0))
+            assert np.array_equal(np.isfinite(together), np.isfinite(expected)), (name, read_clean)
+            finite = np.isfinite(expected)
+            assert np.abs(together[finite] - expected[finite]).max() < 1e-9, (name, read_clean)
+            clean = calibration.continuation_log_likelihood(model, tokens, temperature)
+            assert np.abs(together[finite] - clean[finite]).max() > 1e-3, (name, read_clean)
+
+
 def test_entangled_misread_persists_to_the_end_of_the_continuation():
     """Under after-cut codebook noise the entangled wiring's continuations change state at most at
     their first execution step: every later token spells the state the first one spells, and some

@@ -335,67 +335,95 @@ def continuation_log_likelihood(model: CalibrationPrior, tokens: np.ndarray, tem
     the cell's own conditional, the mean (in probability) over the J tables. None: the clean model (the
     unperturbed and I2 cells: I2 acts before the cut only). path_read_clean False reads the path through
     the noisy table too (the old whole-table I3; only the embedding read notices)."""
-    cfg = model.config
-    C, P, R, N = tokens.shape
-    n, M, K = cfg.n_path, cfg.n_modes, cfg.vocab_size
-    clean = model.tok_emb.weight[:K]
-    tables = [clean] if code_noise is None else [clean + z for z in code_noise]
-    classes = torch.arange(C).repeat_interleave(2 * M)
-    mode, sharp = torch.arange(M).repeat_interleave(2).repeat(C), torch.tensor([False, True]).repeat(C * M)
-    prior = model.state_prior(torch.arange(C)).reshape(C, 2 * M).double().numpy()  # (C, U): re-draws
-    if cfg.wiring != "entangled":  # the decoupled wiring re-draws the mode only, at the path's sharpness
-        prior = (prior.reshape(C, M, 2).sum(-1)[:, :, None] * np.array([0.0, 1.0])).reshape(C, 2 * M)
-    x = torch.as_tensor(tokens[..., n:], dtype=torch.long)  # (C, P, R, L)
-    idx = x.reshape(C, 1, -1, N - n)  # gathers p(x_i | u) for every u
-    per_table = []
-    for table in tables:
-        logp = torch.stack([sampling_log_probs(model.exec_logits(table, mode, sharp, classes, i), temperature)
-                            for i in range(n, N)], 1).reshape(C, 2 * M, N - n, K).double()  # (C, U, L, K)
-        p = torch.gather(logp.exp(), 3, idx.expand(C, 2 * M, -1, -1).transpose(2, 3)).transpose(2, 3)  # (C, U, PR, L)
-        p = p.reshape(C, 2 * M, P, R, N - n).numpy()
-        mixed = np.einsum("cu,cuprl->cprl", prior, p)[:, None]  # the step under a re-drawn state
-        m = _misread_probabilities(model, table, clean, path_read_clean)  # (C, U, L)
-        step = (1 - m[:, :, None, None]) * p + m[:, :, None, None] * mixed
-        if cfg.wiring == "entangled" or cfg.mode_read == "embedding":  # after the first step: the state
-            step[..., 1:] = _written_step_probabilities(model, tokens, logp)[:, None]  # the previous token spells
-        with np.errstate(divide="ignore"):
-            per_table.append(np.log(step).sum(-1).transpose(0, 2, 3, 1))  # (C, P, R, U)
-    stacked = np.stack(per_table)
-    top = np.max(stacked, 0)
+    clean = model.tok_emb.weight[: model.config.vocab_size]
+    tables = clean[None] if code_noise is None else clean + code_noise
+    per_table = np.concatenate([_log_likelihood_per_table(model, tokens, temperature, tables[j:j + TABLE_CHUNK],
+                                                          path_read_clean)
+                                for j in range(0, len(tables), TABLE_CHUNK)])  # (J, C, P, R, U)
+    top = np.max(per_table, 0)
     top = np.where(np.isfinite(top), top, 0.0)
     with np.errstate(divide="ignore"):
-        return top + np.log(np.exp(stacked - top).mean(0))
+        return top + np.log(np.exp(per_table - top).mean(0))
 
 
-def _misread_probabilities(model: CalibrationPrior, table: torch.Tensor, clean: torch.Tensor,
-                           path_read_clean: bool) -> np.ndarray:
-    """(C, U, L) the probability that execution step n_path + l misreads, as advance reads it: the
-    entangled wiring at its first step through the table it writes with; the embedding read at its
-    first step through token 0's row (clean when the path is read clean); 0 otherwise."""
+# Tables read in one batch by continuation_log_likelihood: bounds its memory (~16 x 2.5 MB a table at
+# the suite's design, C 8, P 40, R 10) while keeping the per-table Python loop out of the I3 cell's 64.
+TABLE_CHUNK = 16
+
+
+def _log_likelihood_per_table(model: CalibrationPrior, tokens: np.ndarray, temperature: float,
+                              tables: torch.Tensor, path_read_clean: bool) -> np.ndarray:
+    """(J, C, P, R, U) log q(x | u, c) under each of the J code tables (J, K, d). Only the first execution
+    step can misread; the later steps follow the path (decoupled symbolic read) or the state the previous
+    token spells (entangled wiring, embedding read), so they are summed once for every key."""
     cfg = model.config
-    C, M, L = cfg.n_classes, cfg.n_modes, cfg.seq_len - cfg.n_path
-    m = np.zeros((C, 2 * M, L))
+    C, P, R, N = tokens.shape
+    n, M = cfg.n_path, cfg.n_modes
+    # the entangled wiring executes through the clean table whatever the noise: one table's logits serve all
+    logp = _execution_log_probs(model, tables[:1] if cfg.wiring == "entangled" else tables, temperature)
+    x = torch.as_tensor(tokens[..., n:], dtype=torch.long).reshape(1, C, 1, P * R, N - n).transpose(3, 4)
+    p = torch.gather(logp.exp(), 4, x.expand(len(logp), C, 2 * M, -1, -1)).transpose(3, 4)
+    p = p.reshape(len(logp), C, 2 * M, P, R, N - n).numpy()  # (J or 1, C, U, P, R, L): p(x_i | u)
+    prior = model.state_prior(torch.arange(C)).reshape(C, 2 * M).double().numpy()  # (C, U): what a misread re-draws
+    if cfg.wiring != "entangled":  # the decoupled wiring re-draws the mode only, at the path's sharpness
+        prior = (prior.reshape(C, M, 2).sum(-1)[:, :, None] * np.array([0.0, 1.0])).reshape(C, 2 * M)
+    mixed = np.einsum("cu,jcupr->jcpr", prior, p[..., 0])[:, :, None]  # the first step under a re-drawn state
+    m = _misread_probabilities(model, tables, path_read_clean)[..., None, None]  # (J, C, U, 1, 1)
+    first = (1 - m) * p[..., 0] + m * mixed
+    if cfg.wiring == "entangled" or cfg.mode_read == "embedding":  # later steps: the state the previous token spells
+        later = _written_step_probabilities(model, tokens, logp)[:, :, None]  # (J or 1, C, 1, P, R, L - 1)
+    else:
+        later = p[..., 1:]
+    with np.errstate(divide="ignore"):
+        log_q = np.log(first) + np.log(later).sum(-1)  # (J, C, U, P, R)
+    return log_q.transpose(0, 1, 3, 4, 2)
+
+
+def _execution_log_probs(model: CalibrationPrior, tables: torch.Tensor, temperature: float) -> torch.Tensor:
+    """(J, C, U, L, K) float64 log-probabilities of every execution step under every path key u = mode * 2
+    + sharp, reading each of the J code tables (J, K, d), as advance samples them (exec_logits at
+    `temperature`)."""
+    cfg = model.config
+    C, M, n, N = cfg.n_classes, cfg.n_modes, cfg.n_path, cfg.seq_len
+    J, rows = len(tables), C * 2 * M
+    classes = torch.arange(C).repeat_interleave(2 * M).repeat(J)
+    mode = torch.arange(M).repeat_interleave(2).repeat(C * J)
+    sharp = torch.tensor([False, True]).repeat(C * M * J)
+    codes = tables.repeat_interleave(rows, 0)  # (J * rows, K, d)
+    logp = torch.stack([sampling_log_probs(model.exec_logits(codes, mode, sharp, classes, i), temperature)
+                        for i in range(n, N)], 1)
+    return logp.reshape(J, C, 2 * M, N - n, -1).double()
+
+
+def _misread_probabilities(model: CalibrationPrior, tables: torch.Tensor, path_read_clean: bool) -> np.ndarray:
+    """(J, C, U) the probability that the first execution step misreads under each code table, as advance
+    reads it: the entangled wiring through the table it writes with; the embedding read through token
+    0's row (clean when the path is read clean); 0 otherwise (and at every later step)."""
+    cfg = model.config
+    C, M, K = cfg.n_classes, cfg.n_modes, cfg.vocab_size
+    J, clean = len(tables), model.tok_emb.weight[:K]
+    m = np.zeros((J, C, 2 * M))
     if cfg.wiring == "entangled":
-        m[:, :, 0] = float(model.misread_probability(table[None], clean[None])[0])
+        m[:] = model.misread_probability(tables, clean.expand_as(tables)).double().numpy()[:, None, None]
     elif cfg.mode_read == "embedding" and not path_read_clean:
         token0 = model.mode_codes[:, :, 0]  # (C, M)
-        dev = model.misread_probability(table[token0].reshape(C * M, -1), clean[token0].reshape(C * M, -1))
-        m[:, :, 0] = dev.reshape(C, M, 1).expand(C, M, 2).reshape(C, 2 * M).double().numpy()
+        dev = model.misread_probability(tables[:, token0].reshape(J * C * M, -1), clean[token0].repeat(J, 1, 1).reshape(J * C * M, -1))
+        m[:] = dev.reshape(J, C, M, 1).expand(J, C, M, 2).reshape(J, C, 2 * M).double().numpy()
     return m
 
 
 def _written_step_probabilities(model: CalibrationPrior, tokens: np.ndarray, logp: torch.Tensor) -> np.ndarray:
-    """(C, P, R, L - 1) p(x_i | the state x_{i-1} spells) for the entangled wiring's steps after the
-    first (logp (C, U, L, K) of the execution steps); 0 where x_{i-1} is in no support."""
+    """(J, C, P, R, L - 1) p(x_i | the state x_{i-1} spells) for the steps after the first (logp (J, C, U, L,
+    K) of the execution steps under J tables); 0 where x_{i-1} is in no support."""
     cfg = model.config
     C, P, R, N = tokens.shape
     n = cfg.n_path
     t = torch.as_tensor(tokens, dtype=torch.long)
     classes = torch.arange(C)[:, None, None].expand(C, P, R)
-    out = np.zeros((C, P, R, N - n - 1))
+    out = np.zeros((len(logp), C, P, R, N - n - 1))
     for i in range(n + 1, N):
         mode, sharp = model.written_state(classes, t[..., i - 1], i - 1)
         u = (mode.clamp(min=0) * 2 + sharp.long())
-        p = logp[classes, u, i - n, t[..., i]].exp()
+        p = logp[:, classes, u, i - n, t[..., i]].exp()
         out[..., i - n - 1] = torch.where(mode >= 0, p, 0.0).numpy()
     return out
