@@ -7,8 +7,9 @@
 
 For a run it reports the end-to-end wall time, the no-op dry-run time and where the CPU went (the
 whole process tree, Snakemake's own process, the jobs' benchmark files, and what none of them
-accounts for: job start-up outside the measured process, the scheduler's solver); for any finished
-workspace the per-rule totals from Snakemake's benchmark TSVs (jobs, wall s, CPU s, peak RSS) and
+accounts for: the shell wrappers, the scheduler's solver); for any finished workspace the per-rule
+totals from the jobs' benchmark TSVs (jobs, wall s, CPU s, peak RSS: each job records its own process's,
+start-up included, when it ends; ibdiv.core.runlog) and
 the slowest jobs. Every time is also given in reference units (`ibdiv.pipeline.speed`: one unit =
 the CPU seconds of 60 training steps of the default AR prior), measured in the same run, before and
 after the DAG (their mean is the unit used; both are printed, so a load change shows). Run it on an
@@ -32,30 +33,15 @@ ROOT = Path(__file__).resolve().parents[1]
 COPIED = ["Snakefile", "workflow", "src", "profiles", "envs", "config.yaml", "config"]
 CONFIGS = {"smoke": "config/smoke.yaml", "pretrained-smoke": "config/pretrained-smoke.yaml", "quick": "config/quick.yaml",
            "default": "config.yaml"}
-# Snakemake's benchmark thread samples a job's process tree every 0.5 s for its first 15 s, then
-# every 30 s (snakemake.benchmark, BENCHMARK_INTERVAL), and a job's cpu_time is the last sample:
-# a job that runs longer than 15 s loses up to 30 s of its CPU from its benchmark file, which
-# then shows up as "outside the jobs". The benchmark launches Snakemake with the interval set
-# to SAMPLE_S throughout, so the files miss at most SAMPLE_S of each job.
-SAMPLE_S = 0.5
-LAUNCH = """import sys
-import snakemake.benchmark as benchmark
-benchmark.benchmarked.__wrapped__.__defaults__ = (None, None, float(sys.argv.pop(1)))
-from snakemake.cli import main
-main()
-"""
-
-
-def snakemake(workdir: Path, *args: str, sample_s: float = SAMPLE_S) -> tuple[float, dict]:
+def snakemake(workdir: Path, *args: str) -> tuple[float, dict]:
     """Seconds one snakemake invocation takes (raises on failure), and where its CPU went:
     `tree` = user/sys seconds of the whole process tree (Snakemake and every job, scheduler
-    solver and shell wrappers included), `snakemake` = the Snakemake process's own. Jobs'
-    benchmark files are sampled every `sample_s` seconds (see SAMPLE_S)."""
+    solver and shell wrappers included), `snakemake` = the Snakemake process's own."""
     # the copy's own code: the venv's editable install would import the checkout, which may be edited meanwhile
     env = {**os.environ, "PYTHONPATH": str(workdir / "src")}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", LAUNCH, str(sample_s), "--cores", "2", *args], cwd=workdir,
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=workdir,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     own = _own_cpu_until_exit(proc)
     wall = time.perf_counter() - start
@@ -95,7 +81,7 @@ def units(seconds: float, unit: float) -> str:
     return f"{seconds:.1f} s = {seconds / unit:.1f} u"
 
 
-def time_run(config: str, keep: Path | None, snakemake_args=(), sample_s: float = SAMPLE_S) -> tuple[Path, float]:
+def time_run(config: str, keep: Path | None, snakemake_args=()) -> tuple[Path, float]:
     """Run the DAG of `config` in a fresh copy; print its wall time, the no-op dry run and where the
     CPU went, in seconds and reference units. Returns the copy and the unit (CPU s) it measured."""
     work = keep or Path(tempfile.mkdtemp(prefix=f"ibdiv-bench-{config}-"))
@@ -103,7 +89,7 @@ def time_run(config: str, keep: Path | None, snakemake_args=(), sample_s: float 
     for name in COPIED:
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy2)(ROOT / name, work / name)
     unit_before = reference_unit(work)
-    total, cpu = snakemake(work, "--configfile", CONFIGS[config], *snakemake_args, sample_s=sample_s)
+    total, cpu = snakemake(work, "--configfile", CONFIGS[config], *snakemake_args)
     noop = min(snakemake(work, "--configfile", CONFIGS[config], "--dry-run")[0] for _ in range(3))
     unit_after = reference_unit(work)
     unit = (unit_before + unit_after) / 2
@@ -120,7 +106,8 @@ def time_run(config: str, keep: Path | None, snakemake_args=(), sample_s: float 
 
 
 def benchmark_cpu(workdir: Path) -> float:
-    """CPU seconds the jobs' own benchmark files record (last row of each)."""
+    """CPU seconds the jobs' benchmark files record (last row of each): each job's own process, start-up
+    included (ibdiv.core.runlog.record_resources)."""
     total = 0.0
     for path in (workdir / "results/benchmarks").glob("*/*.tsv"):
         rows = list(csv.DictReader(path.open(), delimiter="\t"))
@@ -170,14 +157,12 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="with --run: run in this (empty) directory instead")
     parser.add_argument("--results", type=Path, help="summarise the benchmark files of a finished workspace")
     parser.add_argument("--unit", action="store_true", help="with --results: measure the reference unit now and add units")
-    parser.add_argument("--sample-s", type=float, default=SAMPLE_S,
-                        help="benchmark sampling interval of the jobs (30: Snakemake's own, which misses up to 30 s of CPU a job)")
     parser.add_argument("--snakemake-args", default="", help="with --run: extra snakemake arguments, e.g. '--scheduler greedy'")
     args = parser.parse_args()
     if not args.run and not args.results:
         parser.error("give --run and/or --results")
     if args.run:
-        rule_table(*time_run(args.run, args.keep, args.snakemake_args.split(), args.sample_s))
+        rule_table(*time_run(args.run, args.keep, args.snakemake_args.split()))
     if args.results:
         unit = reference_unit(ROOT) if args.unit else None
         if unit:

@@ -1,4 +1,5 @@
-# Helpers shared by the rule files (axes from config, code inputs, log and benchmark paths).
+# Helpers shared by the rule files (axes from config, code inputs, log paths; a job records its own
+# benchmark beside its log: ibdiv.core.runlog).
 import re
 import sys
 from pathlib import Path
@@ -187,9 +188,6 @@ def logfile(rule):
     return f"results/logs/{rule}/{{dataset}}.log"
 
 
-def benchfile(rule):
-    return f"results/benchmarks/{rule}/{{dataset}}.tsv"
-
 
 def families_of(dataset):
     """Configured families, plus the oracle where the dataset's true generator is known."""
@@ -229,9 +227,6 @@ def point_knobs(wildcards):
 def run_logfile(rule):
     return f"results/logs/{rule}/{{dataset}}_{{family}}_seed{{seed}}_{{point}}.log"
 
-
-def run_benchfile(rule):
-    return f"results/benchmarks/{rule}/{{dataset}}_{{family}}_seed{{seed}}_{{point}}.tsv"
 
 
 def probe_spec(wildcards):

@@ -13,8 +13,6 @@ rule prepare_data:
         dataset="|".join(IN_HOUSE) or "NO_DATASET",  # pretrained datasets: prepare_pretrained_data
     log:
         logfile("prepare_data"),
-    benchmark:
-        benchfile("prepare_data")
     threads: 1
     conda:
         "../../envs/ibdiv.yaml"
@@ -30,8 +28,6 @@ rule figure_examples:
         png=report("results/{dataset}/figures/tokenizer/examples.png", caption="../report/examples.rst", category="{dataset}", subcategory="data"),
     log:
         logfile("figure_examples"),
-    benchmark:
-        benchfile("figure_examples")
     threads: 1
     conda:
         "../../envs/ibdiv.yaml"
@@ -51,8 +47,6 @@ rule train_classifier:
         seed=config["seed"],
     log:
         logfile("train_classifier"),
-    benchmark:
-        benchfile("train_classifier")
     threads: 1
     conda:
         "../../envs/ibdiv.yaml"

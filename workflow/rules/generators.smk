@@ -19,8 +19,6 @@ rule train_prior:
         family="|".join(PRIOR_FAMILIES) or "NO_FAMILY",  # pretrained backends are scored, not trained
     log:
         "results/logs/train_prior/{dataset}_{family}_seed{seed}.log",
-    benchmark:
-        "results/benchmarks/train_prior/{dataset}_{family}_seed{seed}.tsv"
     threads: 1
     resources:
         gpu=gpus,
@@ -64,8 +62,6 @@ rule sample_baseline:
         device=DEVICE,
     log:
         run_logfile("sample_baseline"),
-    benchmark:
-        run_benchfile("sample_baseline")
     threads: 1
     resources:
         gpu=gpus,
@@ -83,8 +79,6 @@ rule generators_table:
         "results/tables/{dataset}/generators.csv",
     log:
         logfile("generators_table"),
-    benchmark:
-        benchfile("generators_table")
     threads: 1
     conda:
         "../../envs/ibdiv.yaml"

@@ -40,8 +40,6 @@ rule sample_probe:
         device=DEVICE,
     log:
         "results/logs/sample_probe/{dataset}_{probe}_{family}_seed{seed}_{point}.log",
-    benchmark:
-        "results/benchmarks/sample_probe/{dataset}_{probe}_{family}_seed{seed}_{point}.tsv"
     threads: 1
     resources:
         gpu=gpus,
@@ -84,8 +82,6 @@ for _family, _point in sampling_groups():
             device=DEVICE,
         log:
             run_logfile("sample_run"),
-        benchmark:
-            run_benchfile("sample_run")
         threads: 1
         resources:
             gpu=gpus,
@@ -115,8 +111,6 @@ rule measure_probe:
         seed=config["seed"],
     log:
         "results/logs/measure_probe/{dataset}_{probe}.log",
-    benchmark:
-        "results/benchmarks/measure_probe/{dataset}_{probe}.tsv"
     threads: 1
     conda:
         "../../envs/ibdiv.yaml"
@@ -149,8 +143,6 @@ for _dataset in filter(grouped_dataset, DATASETS):
             seed=config["seed"],
         log:
             logfile("measure_probes"),
-        benchmark:
-            benchfile("measure_probes")
         threads: 1
         conda:
             "../../envs/ibdiv.yaml"
@@ -174,8 +166,6 @@ rule measure_baseline:
         seed=config["seed"],
     log:
         logfile("measure_baseline"),
-    benchmark:
-        benchfile("measure_baseline")
     threads: 1
     conda:
         "../../envs/ibdiv.yaml"
@@ -198,8 +188,6 @@ rule measure_reference:
         seed=config["seed"],
     log:
         logfile("measure_reference"),
-    benchmark:
-        benchfile("measure_reference")
     threads: 1
     conda:
         "../../envs/ibdiv.yaml"
@@ -223,8 +211,6 @@ rule diagnostics_tables:
         probes=config["probes"],
     log:
         logfile("diagnostics_tables"),
-    benchmark:
-        benchfile("diagnostics_tables")
     threads: 1
     conda:
         "../../envs/ibdiv.yaml"
@@ -249,8 +235,6 @@ rule oracle_validation:
         seed=config["seed"],
     log:
         logfile("oracle_validation"),
-    benchmark:
-        benchfile("oracle_validation")
     threads: 1
     conda:
         "../../envs/ibdiv.yaml"
@@ -269,8 +253,6 @@ rule probe_grids:
         probes=config["probes"],
     log:
         logfile("probe_grids"),
-    benchmark:
-        benchfile("probe_grids")
     threads: 1
     conda:
         "../../envs/ibdiv.yaml"
@@ -289,8 +271,6 @@ rule sample_grids:
         runs=lambda w: sample_runs(w.dataset),
     log:
         logfile("sample_grids"),
-    benchmark:
-        benchfile("sample_grids")
     threads: 1
     conda:
         "../../envs/ibdiv.yaml"

@@ -25,8 +25,6 @@ rule diagnostic_figures:
         probes=config["probes"],  # the figures find their probes by kind (registry.probe_of_kind)
     log:
         logfile("diagnostic_figures"),
-    benchmark:
-        benchfile("diagnostic_figures")
     threads: 1
     conda:
         "../../envs/ibdiv.yaml"
@@ -49,8 +47,6 @@ rule findings_tables:
         generators="results/tables/{dataset}/findings/generators.csv",
     log:
         logfile("findings_tables"),
-    benchmark:
-        benchfile("findings_tables")
     threads: 1
     conda:
         "../../envs/ibdiv.yaml"
@@ -70,8 +66,6 @@ rule summary:
         datasets=DATASETS,
     log:
         "results/logs/summary/summary.log",
-    benchmark:
-        "results/benchmarks/summary/summary.tsv"
     threads: 1
     conda:
         "../../envs/ibdiv.yaml"
@@ -97,8 +91,6 @@ rule label_calibration:
         classification=config["classification"],
     log:
         "results/logs/label_calibration/label_calibration.log",
-    benchmark:
-        "results/benchmarks/label_calibration/label_calibration.tsv"
     threads: 1
     conda:
         "../../envs/ibdiv.yaml"
@@ -118,8 +110,6 @@ rule calibration_figure:
         csv="results/calibration/labels.csv",
     log:
         "results/logs/calibration_figure/calibration_figure.log",
-    benchmark:
-        "results/benchmarks/calibration_figure/calibration_figure.tsv"
     threads: 1
     conda:
         "../../envs/ibdiv.yaml"

@@ -15,8 +15,6 @@ rule train_tokenizer:
         dataset="|".join(IN_HOUSE) or "NO_DATASET",  # a pretrained dataset's is the backend's VQ
     log:
         logfile("train_tokenizer"),
-    benchmark:
-        benchfile("train_tokenizer")
     threads: 1
     conda:
         "../../envs/ibdiv.yaml"
@@ -33,8 +31,6 @@ rule encode_tokens:
         "results/{dataset}/tokens.npz",
     log:
         logfile("encode_tokens"),
-    benchmark:
-        benchfile("encode_tokens")
     threads: 1
     conda:
         "../../envs/ibdiv.yaml"
@@ -53,8 +49,6 @@ rule evaluate_tokenizer:
         figure=report("results/{dataset}/figures/tokenizer/reconstructions.png", caption="../report/reconstructions.rst", category="{dataset}", subcategory="data"),
     log:
         logfile("evaluate_tokenizer"),
-    benchmark:
-        benchfile("evaluate_tokenizer")
     threads: 1
     conda:
         "../../envs/ibdiv.yaml"
