@@ -105,25 +105,27 @@ def time_run(config: str, keep: Path | None, snakemake_args=()) -> tuple[Path, f
     return work, unit
 
 
-def benchmark_cpu(workdir: Path) -> float:
-    """CPU seconds the jobs' benchmark files record (last row of each): each job's own process, start-up
-    included (ibdiv.core.runlog.record_resources)."""
-    total = 0.0
-    for path in (workdir / "results/benchmarks").glob("*/*.tsv"):
+def job_records(workdir: Path) -> list[tuple[str, str, dict]]:
+    """(rule, job name, record) of every job's benchmark file, results/benchmarks/<rule>/<name>.tsv (its
+    last row): each job's own process, start-up included (ibdiv.core.runlog.record_resources)."""
+    records = []
+    for path in sorted((workdir / "results/benchmarks").glob("*/*.tsv")):
         rows = list(csv.DictReader(path.open(), delimiter="\t"))
-        total += float(rows[-1].get("cpu_time") or 0) if rows else 0.0
-    return total
+        if rows:
+            records.append((path.parent.name, path.stem, rows[-1]))
+    return records
+
+
+def benchmark_cpu(workdir: Path) -> float:
+    """CPU seconds the jobs' benchmark files record."""
+    return sum(float(row.get("cpu_time") or 0) for _, _, row in job_records(workdir))
 
 
 def rule_table(workdir: Path, unit: float | None = None, slowest: int = 8) -> None:
     """Per-rule totals from results/benchmarks/<rule>/*.tsv (the last row of each file); with
     `unit` (CPU s of one reference unit) also wall and CPU in units."""
     rules, jobs = defaultdict(lambda: [0, 0.0, 0.0, 0.0]), []
-    for path in sorted((workdir / "results/benchmarks").glob("*/*.tsv")):
-        rows = list(csv.DictReader(path.open(), delimiter="\t"))
-        if not rows:
-            continue
-        row, rule = rows[-1], path.parent.name
+    for rule, name, row in job_records(workdir):
         wall, cpu = float(row["s"]), float(row.get("cpu_time") or 0)
         rss = float(row["max_rss"]) if row.get("max_rss") not in (None, "", "-", "NA") else 0.0
         total = rules[rule]
@@ -131,7 +133,7 @@ def rule_table(workdir: Path, unit: float | None = None, slowest: int = 8) -> No
         total[1] += wall
         total[2] += cpu
         total[3] = max(total[3], rss)
-        jobs.append((wall, f"{rule}/{path.stem}"))
+        jobs.append((wall, f"{rule}/{name}"))
     if not rules:
         print(f"no benchmark files under {workdir / 'results/benchmarks'}")
         return
