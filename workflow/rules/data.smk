@@ -14,6 +14,7 @@ rule prepare_data:
     log:
         logfile("prepare_data"),
     threads: 1
+    priority: PRIORITY_UPSTREAM
     conda:
         "../../envs/ibdiv.yaml"
     script:

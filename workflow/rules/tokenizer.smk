@@ -16,6 +16,7 @@ rule train_tokenizer:
     log:
         logfile("train_tokenizer"),
     threads: 1
+    priority: PRIORITY_UPSTREAM
     conda:
         "../../envs/ibdiv.yaml"
     script:
@@ -32,6 +33,7 @@ rule encode_tokens:
     log:
         logfile("encode_tokens"),
     threads: 1
+    priority: PRIORITY_UPSTREAM
     conda:
         "../../envs/ibdiv.yaml"
     script:
