@@ -1,7 +1,6 @@
 """End to end: the whole Snakemake DAG on the smoke config, in a temporary copy of the
 repository; checks the outputs' content, then that a second run has nothing to do."""
 import json
-import re
 import subprocess
 import sys
 
@@ -65,40 +64,6 @@ def test_figures_logs_and_benchmarks_written(smoke_run):
         assert "done in" in (smoke_run / f"results/logs/{rule}/shapes.log").read_text()
         header, row = (smoke_run / f"results/benchmarks/{rule}/shapes.tsv").read_text().splitlines()[:2]
         assert header.split("\t")[0] == "s" and float(row.split("\t")[0]) > 0
-
-
-def job_starts(log_text: str) -> list[tuple[str, dict]]:
-    """(rule, wildcards) of every job in a Snakemake log, in the order the jobs started."""
-    jobs = re.findall(r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    wildcards: (.*)\n", log_text, re.M)
-    return [(rule, dict(pair.split("=", 1) for pair in wildcards.split(", "))) for rule, wildcards in jobs]
-
-
-def priors_started_before_their_samples(starts) -> bool:
-    """Per dataset: every prior started before any job sampling a trained family (the rules'
-    priorities, workflow/rules/common.smk). All of a dataset's priors wait on the same token cache,
-    so they are ready together; without the priorities the greedy scheduler took the sampling jobs,
-    whose inputs are larger, first."""
-    trained = {(w["dataset"], w["family"]) for rule, w in starts if rule == "train_prior"}
-    last_prior, first_sample = {}, {}
-    for i, (rule, w) in enumerate(starts):
-        if rule == "train_prior":
-            last_prior[w["dataset"]] = i
-        elif rule.startswith("sample_") and (w.get("dataset"), w.get("family")) in trained:
-            first_sample.setdefault(w["dataset"], i)
-    return bool(last_prior) and all(last_prior[d] < first_sample.get(d, len(starts)) for d in last_prior)
-
-
-def test_priors_are_trained_before_their_samples_are_drawn(smoke_run):
-    (log,) = (smoke_run / ".snakemake/log").glob("*.snakemake.log")
-    assert priors_started_before_their_samples(job_starts(log.read_text()))
-
-
-def test_prior_order_check_can_fail():
-    """The check above on a log in the order the greedy scheduler took without priorities."""
-    log = "".join(f"rule {rule}:\n    input: x\n    wildcards: dataset=shapes, family={family}, seed=0\n"
-                  for rule, family in (("train_prior", "ar"), ("sample_probe", "ar"), ("train_prior", "mim")))
-    assert len(job_starts(log)) == 3 and not priors_started_before_their_samples(job_starts(log))
-    assert priors_started_before_their_samples(job_starts(log)[::2] + job_starts(log)[1:2])
 
 
 def test_generators_table_matches_per_run_files(smoke_run):

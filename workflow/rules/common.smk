@@ -32,15 +32,6 @@ POINTS = list(registry.POINTS)
 # cluster profiles to place them (auto takes a GPU only where the job happens to land on one).
 DEVICE = config.get("device", "cpu")
 
-# Job order: an execution setting, no result depends on it. Snakemake's greedy scheduler starts the
-# ready jobs of the highest priority first, then those with the largest inputs: without priorities
-# it drew each new prior's probes before training the next prior, and the default DAG ended with the
-# last priors' probes and measures on one core while the other waited (replayed on its jobs' times,
-# 2026-12-08: 118 idle core-seconds; with these priorities 20, one core-second above the least any
-# order gives). The data and tokenizers go first (every prior waits on them), then the longest
-# jobs (the priors, the label calibration), so that the many short probe jobs fill both cores at the end.
-PRIORITY_UPSTREAM, PRIORITY_LONG = 2, 1
-
 
 def gpus(wildcards):
     """GPUs a training or sampling job asks for (a "tokenizer" family, the oracle, renders with

@@ -14,7 +14,6 @@ rule prepare_data:
     log:
         logfile("prepare_data"),
     threads: 1
-    priority: PRIORITY_UPSTREAM
     conda:
         "../../envs/ibdiv.yaml"
     script:

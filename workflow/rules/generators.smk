@@ -20,7 +20,6 @@ rule train_prior:
     log:
         "results/logs/train_prior/{dataset}_{family}_seed{seed}.log",
     threads: 1
-    priority: PRIORITY_LONG
     resources:
         gpu=gpus,
     conda:

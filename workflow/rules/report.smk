@@ -92,7 +92,6 @@ rule label_calibration:
     log:
         "results/logs/label_calibration/label_calibration.log",
     threads: 1
-    priority: PRIORITY_LONG
     conda:
         "../../envs/ibdiv.yaml"
     script:

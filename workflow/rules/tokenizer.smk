@@ -16,7 +16,6 @@ rule train_tokenizer:
     log:
         logfile("train_tokenizer"),
     threads: 1
-    priority: PRIORITY_UPSTREAM
     conda:
         "../../envs/ibdiv.yaml"
     script:
@@ -33,7 +32,6 @@ rule encode_tokens:
     log:
         logfile("encode_tokens"),
     threads: 1
-    priority: PRIORITY_UPSTREAM
     conda:
         "../../envs/ibdiv.yaml"
     script:
