@@ -226,28 +226,3 @@ def test_the_gpu_config_left_unfilled_stops_at_once_naming_what_to_fill_in(tmp_p
         assert f"datasets.{dataset}.checkpoint is not set: fill in the path of" in out and folder in out
         assert f"datasets.{dataset}.conditions[0] (goldfish).images is not set" in out
     assert "Job stats" not in out  # nothing planned, nothing run
-
-
-def test_diffusers_classes_import_without_their_package_inits_or_dynamo():
-    """backends.diffusers_common.diffusers_classes: the VQ's module path only (no U-Net package, no
-    torch._dynamo: 1.2 CPU-s of every diffusers job), and afterwards both import as usual, the real
-    modules (a stand-in left behind would break torch.compile and anything else that reads them)."""
-    pytest.importorskip("diffusers")
-    code = """
-import sys
-from ibdiv.backends.diffusers_common import diffusers_classes
-(VQModel,) = diffusers_classes("models.autoencoders.vq_model:VQModel")
-assert VQModel.__name__ == "VQModel"
-import torch
-assert "torch._dynamo" not in sys.modules and "_dynamo" not in vars(torch), "dynamo imported"
-assert "diffusers.models.unets" not in sys.modules, "U-Nets imported"
-import torch._dynamo
-import diffusers.models.unets
-assert torch._dynamo.eval_frame.OptimizedModule and sys.modules["torch._dynamo"] is torch._dynamo
-assert diffusers.models.unets.UNet2DModel
-"""
-    import subprocess
-    import sys
-
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr[-2000:]

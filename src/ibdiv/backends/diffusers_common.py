@@ -168,42 +168,28 @@ class PipelineInterface:
 # transformer, and through them the loaders, scipy.stats, ...): `from diffusers import VQModel`
 # cost 4.0 CPU-s over torch, the VQ's own module path 2.2 (python -X importtime, 2026-12-07).
 EAGER_PACKAGES = ("diffusers.models.autoencoders", "diffusers.models.unets", "diffusers.models.transformers")
-# diffusers.utils.torch_utils imports torch._dynamo (sympy included) for one class decorator,
-# `allow_in_graph`, which only tells torch.compile a class may be traced and returns it unchanged;
-# its own fallback where dynamo is missing is the identity. 1.0 of the 2.2 CPU-s above, in every job
-# that reads a diffusers checkpoint (python -X importtime, 2026-12-08). Nothing here compiles.
-STAND_INS = {"torch._dynamo": {"allow_in_graph": lambda cls: cls}}
 
 
 def diffusers_classes(*names: str) -> tuple:
     """diffusers classes by ``"module:Class"`` (module relative to ``diffusers``), imported with
     the eager package inits of ``EAGER_PACKAGES`` replaced, while importing, by bare packages of
-    the same folder (a module's own relative imports work, the package's siblings are not loaded)
-    and the modules of ``STAND_INS`` by stand-ins holding only the names diffusers takes from them.
-    Both are removed afterwards, so a later ``import diffusers.models.unets`` or ``torch._dynamo``
-    (anything of the rest of diffusers or torch) imports the real module as usual."""
+    the same folder: a module's own relative imports work, the package's siblings are not loaded.
+    The bare packages are removed afterwards, so a later ``import diffusers.models.unets`` (or
+    anything of the rest of diffusers) imports the real package as usual."""
     root = Path(importlib.util.find_spec("diffusers").submodule_search_locations[0])
-    placed = {}
+    bare = {}
     for package in EAGER_PACKAGES:
         if package not in sys.modules:
             module = types.ModuleType(package)
             module.__path__ = [str(root.joinpath(*package.split(".")[1:]))]
-            placed[package] = sys.modules[package] = module
-    for name, attributes in STAND_INS.items():
-        if name not in sys.modules:
-            placed[name] = sys.modules[name] = types.SimpleNamespace(__name__=name, **attributes)
+            bare[package] = sys.modules[package] = module
     try:
         return tuple(getattr(importlib.import_module(f"diffusers.{module}"), name)
                      for module, _, name in (spec.partition(":") for spec in names))
     finally:
-        for name, module in placed.items():
-            if sys.modules.get(name) is module:
-                del sys.modules[name]
-            parent, _, child = name.rpartition(".")
-            # set by an import of the name; read from the dict: torch's module __getattr__ would
-            # import the real torch._dynamo
-            if parent in sys.modules and vars(sys.modules[parent]).get(child) is module:
-                delattr(sys.modules[parent], child)
+        for package, module in bare.items():
+            if sys.modules.get(package) is module:
+                del sys.modules[package]
 
 
 def vq_codebook(vq) -> torch.Tensor:
