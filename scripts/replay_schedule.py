@@ -21,6 +21,8 @@ import re
 from datetime import datetime
 from pathlib import Path
 
+from ibdiv.core.runlog import benchmark_path
+
 STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ [\d:]+ \d{4})\]$")
 FIELD = re.compile(r"^    (input|output|log|jobid): (.*)$")
 
@@ -45,11 +47,9 @@ def parse_log(text: str) -> dict[int, dict]:
 
 def job_seconds(run: Path, job: dict) -> float:
     """The job's own wall time from its benchmark record, else from the log's stamps."""
-    if job["log"] and job["log"].startswith("results/logs/"):
-        record = run / job["log"].replace("results/logs/", "results/benchmarks/", 1).removesuffix(".log")
-        record = record.with_suffix(".tsv") if record.suffix != ".tsv" else record
-        if record.is_file():
-            return float(record.read_text().splitlines()[1].split("\t")[0])
+    record = benchmark_path(job["log"]) if job["log"] else None
+    if record is not None and (run / record).is_file():
+        return float((run / record).read_text().splitlines()[1].split("\t")[0])
     return max(job["end"] - job["start"], 0.0)
 
 
