@@ -1,6 +1,6 @@
 """Schedule replay (not a test): how long a finished run's jobs would take on N cores in another order.
 
-    python scripts/replay_schedule.py /path/to/finished/run                  # the run's own order vs none
+    python scripts/replay_schedule.py /path/to/finished/run                  # the run itself, and a replay without priorities
     python scripts/replay_schedule.py RUN --priority train_prior=1 label_calibration=1 prepare_data=2
 
 Reads the run's Snakemake log (`.snakemake/log/`, the newest: each job's rule, inputs and outputs,
@@ -16,6 +16,7 @@ bandwidth) are not re-timed.
 from __future__ import annotations
 
 import argparse
+import csv
 import heapq
 import re
 from datetime import datetime
@@ -48,9 +49,8 @@ def parse_log(text: str) -> dict[int, dict]:
 def job_seconds(run: Path, job: dict) -> float:
     """The job's own wall time from its benchmark record, else from the log's stamps."""
     record = benchmark_path(job["log"]) if job["log"] else None
-    if record is not None and (run / record).is_file():
-        return float((run / record).read_text().splitlines()[1].split("\t")[0])
-    return max(job["end"] - job["start"], 0.0)
+    rows = list(csv.DictReader((run / record).open(), delimiter="\t")) if record and (run / record).is_file() else []
+    return float(rows[-1]["s"]) if rows else max(job["end"] - job["start"], 0.0)
 
 
 def replay(jobs: dict, seconds: dict, sizes: dict, priority: dict, cores: int) -> float:

@@ -35,8 +35,6 @@ def test_calibrate_se_reports_mean_se_over_spread_per_family_and_estimand():
     assert table.loc["d", "spread"] == 1.0 and table.loc["d", "ratio"] == 0.5 and table.loc["d", "mean"] == 2.0
 
 
-
-
 def test_replay_schedule_reads_a_snakemake_log_and_replays_its_order():
     """scripts/replay_schedule.py: jobs, dependencies and times from a Snakemake log; on 2 cores, a
     long job started first ends the replay sooner than the same job started last."""
@@ -56,6 +54,8 @@ def test_replay_schedule_reads_a_snakemake_log_and_replays_its_order():
            + "[Tue Dec  8 00:00:10 2026]\nFinished jobid: 1 (Rule: a)\n")
     jobs = script.parse_log(log)
     assert {j: (job["rule"], job["end"] - job["start"]) for j, job in jobs.items()} == {1: ("a", 10), 2: ("b", 4), 3: ("c", 4)}
+    # c reads what b writes: on 3 cores it still waits for b (4 + 4 s), a alone would end at 2
+    assert script.replay(jobs, {1: 2.0, 2: 4.0, 3: 4.0}, dict.fromkeys(jobs, 0), {}, cores=3) == 8
     # one long job and four short ones, none waiting on another: 10 s if the long one starts first
     jobs = {j: {"rule": "long" if j == 0 else "short", "input": [], "output": [f"{j}.out"]} for j in range(5)}
     seconds, sizes = {0: 10.0, 1: 2.0, 2: 2.0, 3: 2.0, 4: 2.0}, {0: 0, 1: 1, 2: 1, 3: 1, 4: 1}
